@@ -1,0 +1,1 @@
+"""Demo data and models: a synthetic NYC green taxi data set and duration regressors."""

@@ -1,0 +1,1 @@
+"""registry.yaml: the schema (model), the loader (load) and the semantic checks (check)."""

@@ -1,0 +1,173 @@
+"""Semantic checks that the schema alone cannot express; pure, offline."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from mlflow_gitops.errors import SpecIssue
+from mlflow_gitops.spec.model import (
+    RUN_PREFIX,
+    SOURCE_PREFIX,
+    STAGES,
+    TOOL_TAG_PREFIX,
+    ModelSpec,
+    parse_run_ref,
+    settings_for,
+)
+
+if TYPE_CHECKING:
+    from mlflow_gitops.spec.load import Loc, LoadedSpec
+
+# MLflow's own rules (mlflow.utils.validation), restated so `validate` never imports mlflow
+ALIAS_PATTERN = re.compile(r"^[\w\-]*$")
+RESERVED_ALIAS = re.compile(r"^(latest|[vV]\d+)$", re.IGNORECASE)
+MAX_ALIAS_LENGTH = 255
+MAX_TAG_KEY_LENGTH = 250
+
+
+def check(loaded: LoadedSpec, file: str) -> list[SpecIssue]:
+    """Every semantic problem in the file, in file order."""
+    from mlflow_gitops.spec.load import format_loc, locate
+
+    issues: list[SpecIssue] = []
+
+    def add(loc: Loc, message: str, hint: str = "") -> None:
+        path, pos = locate(loc, loaded.positions)
+        issues.append(SpecIssue(file, pos.line, pos.column, format_loc(loc), message, hint))
+
+    spec = loaded.spec
+    if spec.tracking_uri and _has_credentials(spec.tracking_uri):
+        add(
+            ("tracking_uri",),
+            "the tracking URI carries credentials",
+            "never commit secrets: set MLFLOW_TRACKING_USERNAME/PASSWORD or TOKEN instead",
+        )
+    for name, model in spec.models.items():
+        _check_model(name, model, add, settings_for(spec, model).max_per_stage)
+    return sorted(issues, key=lambda i: (i.line, i.column))
+
+
+def _check_model(name: str, model: ModelSpec, add: _Add, max_per_stage: dict[str, int]) -> None:
+    base: Loc = ("models", name)
+    if not name.strip() or "/" in name or ":" in name:
+        add(base, f"'{name}' is not a valid model name", "MLflow model names cannot contain / or :")
+    _check_tags(model.tags, (*base, "tags"), add)
+
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(model.versions):
+        loc = (*base, "versions", i)
+        if entry.key in seen:
+            add(
+                loc,
+                f"duplicate version entry ({entry.key}, also versions[{seen[entry.key]}])",
+                "each version appears once; merge the two entries",
+            )
+        else:
+            seen[entry.key] = i
+        _check_tags(entry.tags, (*loc, "tags"), add)
+
+    counts = Counter(v.stage for v in model.versions if v.stage is not None)
+    for stage, limit in max_per_stage.items():
+        if counts[stage] > limit:
+            where = [i for i, v in enumerate(model.versions) if v.stage == stage]
+            add(
+                (*base, "versions", where[limit]),
+                f"{counts[stage]} versions in {stage}, more than max_per_stage allows ({limit})",
+                f"leave at most {limit} in {stage}, or raise max_per_stage.{stage}",
+            )
+
+    for alias, target in (model.aliases or {}).items():
+        loc = (*base, "aliases", alias)
+        problem = alias_name_problem(alias)
+        if problem:
+            add(loc, problem, "aliases use letters, digits, _ and -; 'latest' and v<N> are taken")
+        if target is None or isinstance(target, int):
+            if isinstance(target, int) and target < 1:
+                add(loc, f"version {target} does not exist", "versions start at 1")
+            continue
+        declared = _declared_key(target)
+        if declared is None:
+            add(
+                loc,
+                f"alias target '{target}' is not a version",
+                "use a version number, run:<run_id>[/<path>] or source:<uri>",
+            )
+        elif declared not in seen:
+            add(
+                loc,
+                f"alias '{alias}' points to {declared}, which is not declared under versions",
+                "add that version entry to versions:, or point the alias at a version number",
+            )
+
+    for target in model.gates:
+        if not gate_target_ok(target):
+            add(
+                (*base, "gates", target),
+                f"'{target}' is not a gate target",
+                "use a stage (Staging, Production) or alias:<name>",
+            )
+
+
+def _declared_key(target: str) -> str | None:
+    target = target.strip()
+    if target.startswith(RUN_PREFIX):
+        try:
+            run_id, path = parse_run_ref(target[len(RUN_PREFIX) :])
+        except ValueError:
+            return None
+        return f"run {run_id}/{path}"
+    if target.startswith(SOURCE_PREFIX):
+        return f"source {target[len(SOURCE_PREFIX) :].strip()}"
+    return None
+
+
+def alias_key(target: str) -> str | None:
+    """The version-entry key an alias target names (`run:x` -> `run x/model`), if any."""
+    return _declared_key(target)
+
+
+def alias_name_problem(alias: str) -> str:
+    """Why MLflow would refuse this alias name, or ''."""
+    if not alias:
+        return "an alias name cannot be empty"
+    if not ALIAS_PATTERN.match(alias):
+        return f"'{alias}' is not a valid alias name"
+    if RESERVED_ALIAS.match(alias):
+        return f"alias '{alias}' is reserved by MLflow"
+    if len(alias) > MAX_ALIAS_LENGTH:
+        return f"alias '{alias[:20]}...' is longer than {MAX_ALIAS_LENGTH} characters"
+    return ""
+
+
+def gate_target_ok(target: str) -> bool:
+    """A stage name (any case) or alias:<valid alias>."""
+    if target.lower() in (s.lower() for s in STAGES):
+        return True
+    return target.startswith("alias:") and not alias_name_problem(target[len("alias:") :])
+
+
+def _check_tags(tags: dict[str, str | None] | None, loc: Loc, add: _Add) -> None:
+    for key in tags or {}:
+        if key.startswith(TOOL_TAG_PREFIX):
+            add(
+                (*loc, key),
+                f"tag '{key}' uses the prefix reserved for mlflow-gitops' own annotations",
+                f"rename it; keys starting with {TOOL_TAG_PREFIX} are written by the tool",
+            )
+        elif not key.strip() or len(key) > MAX_TAG_KEY_LENGTH:
+            add((*loc, key), "a tag key must be 1 to 250 characters", "")
+
+
+def _has_credentials(uri: str) -> bool:
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return False
+    return bool(parts.password) or "@" in parts.netloc
+
+
+class _Add:  # a typing shim for the local `add` closure
+    def __call__(self, loc: Loc, message: str, hint: str = "") -> None: ...

@@ -1,0 +1,299 @@
+"""The only place registry.yaml is parsed: YAML with positions, then the schema, then checks."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from mlflow_gitops.errors import SpecError, SpecIssue
+from mlflow_gitops.spec.model import RegistrySpec
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_NODES = 1_000_000  # guards against alias expansion ("billion laughs")
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Position:
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated registry.yaml and where it came from."""
+
+    spec: RegistrySpec
+    path: Path
+    positions: dict[Loc, Position]
+
+    @property
+    def folder(self) -> Path:
+        """Relative paths in the file (data, prepare hooks, sqlite) resolve from here."""
+        return self.path.parent
+
+
+def format_loc(loc: Loc) -> str:
+    """('models', 'x', 'versions', 2, 'stage') -> models.x.versions[2].stage"""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class _Walker:
+    """Builds plain Python data from a YAML node tree, recording each node's position."""
+
+    def __init__(self, loader: yaml.SafeLoader, file: str) -> None:
+        self.loader = loader
+        self.file = file
+        self.positions: dict[Loc, Position] = {}
+        self.issues: list[SpecIssue] = []
+        self.visited = 0
+
+    def walk(self, node: yaml.Node, loc: Loc) -> Any:
+        self.visited += 1
+        if self.visited > MAX_NODES:
+            raise _TooLarge(node)
+        self.positions.setdefault(loc, _pos(node))
+        if isinstance(node, yaml.MappingNode):
+            self.loader.flatten_mapping(node)  # resolves `<<` merge keys
+            out: dict[Any, Any] = {}
+            first_seen: dict[Any, yaml.Node] = {}
+            for key_node, value_node in node.value:
+                key = self.loader.construct_object(key_node, deep=True)
+                if not isinstance(key, str | int | float | bool) or key is None:
+                    self._issue(key_node, loc, "a key must be a plain scalar", "")
+                    continue
+                if key in first_seen:
+                    first = _pos(first_seen[key])
+                    self._issue(
+                        key_node,
+                        (*loc, str(key)),
+                        f"duplicate key '{key}' (first defined at line {first.line})",
+                        "remove or merge one of the two entries",
+                    )
+                    continue
+                first_seen[key] = key_node
+                child: Loc = (*loc, key if isinstance(key, str) else str(key))
+                self.positions[child] = _pos(key_node)
+                out[key] = self.walk(value_node, child)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.walk(item, (*loc, i)) for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node, deep=True)
+
+    def _issue(self, node: yaml.Node, loc: Loc, message: str, hint: str) -> None:
+        p = _pos(node)
+        self.issues.append(SpecIssue(self.file, p.line, p.column, format_loc(loc), message, hint))
+
+
+class _TooLarge(Exception):
+    def __init__(self, node: yaml.Node) -> None:
+        self.node = node
+
+
+def _pos(node: yaml.Node) -> Position:
+    return Position(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def parse_yaml(text: str, file: str) -> tuple[Any, dict[Loc, Position]]:
+    """YAML text -> (data, positions); raises SpecError with the position of any syntax error."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise SpecError([SpecIssue(file, 1, 1, "", "the file is empty", _START_HINT)])
+        walker = _Walker(loader, file)
+        data = walker.walk(root, ())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        hint = "YAML indents with spaces, never tabs" if "\\t" in problem or "tab" in problem else ""
+        raise SpecError(
+            [SpecIssue(file, line, col, "", f"YAML syntax error: {problem}", hint)]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([SpecIssue(file, 1, 1, "", f"YAML error: {exc}", "")]) from None
+    except _TooLarge as exc:
+        p = _pos(exc.node)
+        raise SpecError(
+            [
+                SpecIssue(
+                    file,
+                    p.line,
+                    p.column,
+                    "",
+                    f"the document expands to more than {MAX_NODES:,} nodes",
+                    "YAML anchors and aliases that multiply are not allowed here",
+                )
+            ]
+        ) from None
+    finally:
+        loader.dispose()
+    if walker.issues:
+        raise SpecError(walker.issues)
+    return data, walker.positions
+
+
+_START_HINT = "start from `mlflow-gitops import` or the example in the README (version: 1, models:)"
+
+
+def read_text(path: Path) -> str:
+    """The file as UTF-8 text, or a SpecError that says why not."""
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(
+            [SpecIssue(file, 1, 1, "", "file not found", "give the path of a registry.yaml")]
+        ) from None
+    except OSError as exc:
+        raise SpecError([SpecIssue(file, 1, 1, "", f"cannot read: {exc.strerror}", "")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise SpecError(
+            [
+                SpecIssue(
+                    file,
+                    1,
+                    1,
+                    "",
+                    f"file is {len(raw):,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
+                    "split the registry across files or remove generated content",
+                )
+            ]
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecError(
+            [
+                SpecIssue(
+                    file,
+                    line,
+                    col,
+                    "",
+                    f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+                    "save the file as UTF-8",
+                )
+            ]
+        ) from None
+
+
+def load(path: Path | str) -> LoadedSpec:
+    """Read, parse, validate and check a registry.yaml; every problem at once in a SpecError."""
+    from mlflow_gitops.spec.check import check
+
+    path = Path(path)
+    file = str(path)
+    data, positions = parse_yaml(read_text(path), file)
+    spec = validate_data(data, positions, file)
+    loaded = LoadedSpec(spec=spec, path=path.resolve(), positions=positions)
+    issues = check(loaded, file)
+    if issues:
+        raise SpecError(issues)
+    return loaded
+
+
+def validate_data(data: Any, positions: dict[Loc, Position], file: str) -> RegistrySpec:
+    """Data -> RegistrySpec, or a SpecError locating every schema violation."""
+    if not isinstance(data, dict):
+        raise SpecError(
+            [SpecIssue(file, 1, 1, "", "the top level must be a mapping", _START_HINT)]
+        )
+    try:
+        return RegistrySpec.model_validate(data)
+    except ValidationError as exc:
+        issues = [_issue_from_pydantic(err, positions, file) for err in exc.errors()]
+        raise SpecError(_dedupe(issues)) from None
+
+
+def locate(loc: Loc, positions: dict[Loc, Position]) -> tuple[Loc, Position]:
+    """The data path of a pydantic loc (union tags dropped) and the nearest known position."""
+    path: Loc = ()
+    for part in loc:
+        candidate = (*path, part)
+        if candidate in positions:
+            path = candidate
+        elif isinstance(part, str) and part.isdigit() and (*path, int(part)) in positions:
+            path = (*path, int(part))
+        # else: a union tag or a function name pydantic inserts; not part of the data path
+    return path, positions.get(path, Position(1, 1))
+
+
+_VOCABULARY = sorted(
+    {
+        "version", "tracking_uri", "defaults", "models", "archive_previous",
+        "unmanaged_versions", "max_per_stage", "description", "tags", "aliases", "versions",
+        "gates", "run", "source", "stage", "metric", "max", "min", "evaluate", "data",
+        "prepare", "target", "preprocessor", "metrics", "baseline", "on_missing_baseline",
+        "threshold", "min_absolute_change", "min_relative_change", "greater_is_better",
+        "max_size_mb", "latency", "batch_rows", "p50_ms", "p95_ms", "require_tags",
+        "require_signature",
+    }
+)  # fmt: skip
+
+
+def _issue_from_pydantic(err: Any, positions: dict[Loc, Position], file: str) -> SpecIssue:
+    loc: Loc = tuple(err["loc"])
+    kind = err["type"]
+    path, pos = locate(loc, positions)
+    field = format_loc(path)
+    value = err.get("input")
+    message, hint = err["msg"], ""
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        message = f"unknown key '{key}'"
+        close = difflib.get_close_matches(str(key), _VOCABULARY, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "see `mlflow-gitops schema` for the keys"
+    elif kind == "missing":
+        key = loc[-1]
+        field = format_loc((*path, key)) if path != loc else field
+        message = f"missing required key '{key}'"
+    elif kind == "literal_error" and loc[-1] == "version" and len(path) == 1:
+        message = f"unsupported schema version {value!r}"
+        hint = "this mlflow-gitops reads `version: 1`"
+    elif kind == "literal_error" and (
+        "stage" in loc or "max_per_stage" in loc or "Staging" in str(err.get("ctx", ""))
+    ):
+        message = f"'{value}' is not a stage"
+        hint = "use one of None, Staging, Production, Archived (any case)"
+    elif kind == "gate_kind":
+        keys = ", ".join(sorted(value)) if isinstance(value, dict) else repr(value)
+        message = f"unknown gate ({keys})"
+        hint = err["msg"]
+    elif kind == "value_error":
+        message = str(err.get("ctx", {}).get("error", err["msg"]))
+    elif kind.endswith("_type") or kind.endswith("_parsing"):
+        message = f"{err['msg'].lower()}, got {_describe(value)}"
+    return SpecIssue(file, pos.line, pos.column, field, message, hint)
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}"
+
+
+def _dedupe(issues: list[SpecIssue]) -> list[SpecIssue]:
+    seen: set[tuple[int, int, str]] = set()
+    out = []
+    for issue in issues:
+        key = (issue.line, issue.column, issue.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(issue)
+    return out

@@ -1,0 +1,279 @@
+"""The schema of registry.yaml, version 1, as frozen pydantic models that forbid unknown keys."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+STAGES = ("None", "Staging", "Production", "Archived")
+GUARDED_STAGES = ("Staging", "Production")
+TOOL_TAG_PREFIX = "mlflow_gitops."
+RUN_PREFIX = "run:"
+SOURCE_PREFIX = "source:"
+
+
+def canonical_stage(value: object) -> object:
+    """`production`, `PRODUCTION` -> `Production`; anything else passes on to fail the Literal."""
+    if isinstance(value, str):
+        for stage in STAGES:
+            if value.strip().lower() == stage.lower():
+                return stage
+    if value is None:
+        # YAML `stage: None` is the string "None"; a bare `stage:` is null, which means unmanaged
+        return value
+    return value
+
+
+Stage = Annotated[Literal["None", "Staging", "Production", "Archived"], BeforeValidator(canonical_stage)]
+
+
+def _tag_value(value: object) -> object:
+    """MLflow tags are strings; YAML scalars such as `3` or `true` are written as strings."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+TagValue = Annotated[str | None, BeforeValidator(_tag_value)]
+Tags = dict[str, TagValue]
+
+
+class Strict(BaseModel):
+    """Base for every spec node: frozen, and an unknown key is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# --- references ------------------------------------------------------------------------------
+
+_RUN_REF = re.compile(r"^(?P<run_id>[A-Za-z0-9_-]{1,64})(?:/(?P<path>[^\s]+))?$")
+
+
+def parse_run_ref(ref: str) -> tuple[str, str]:
+    """`3f2a9c/model` -> ("3f2a9c", "model"); the artifact path defaults to `model`."""
+    match = _RUN_REF.match(ref.strip())
+    if match is None:
+        raise ValueError(f"'{ref}' is not a run reference: use <run_id> or <run_id>/<artifact_path>")
+    return match["run_id"], (match["path"] or "model").strip("/")
+
+
+# --- gates (parsed and validated here; evaluated by mlflow_gitops.gates) ----------------------
+
+
+class MetricThreshold(Strict):
+    """MLflow's MetricThreshold, with exact boundaries."""
+
+    threshold: float | None = None
+    min_absolute_change: float | None = None
+    min_relative_change: float | None = None
+    greater_is_better: bool | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> MetricThreshold:
+        if (
+            self.threshold is None
+            and self.min_absolute_change is None
+            and self.min_relative_change is None
+        ):
+            raise ValueError(
+                "give at least one of threshold, min_absolute_change, min_relative_change"
+            )
+        return self
+
+
+class MetricGate(Strict):
+    """A metric of the version's source run must be within bounds."""
+
+    metric: str
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> MetricGate:
+        if self.max is None and self.min is None:
+            raise ValueError(f"metric gate '{self.metric}' needs max: or min:")
+        return self
+
+
+class EvaluateSpec(Strict):
+    """Predict held-out data with the candidate and the baseline and compare metrics."""
+
+    data: str
+    prepare: str | None = None
+    target: str | None = None
+    preprocessor: str | None = None
+    metrics: dict[str, MetricThreshold] = Field(min_length=1)
+    baseline: str | None = None
+    on_missing_baseline: Literal["pass", "fail"] = "pass"
+
+    @model_validator(mode="after")
+    def _prepare_or_target(self) -> EvaluateSpec:
+        if self.prepare is None and self.target is None:
+            raise ValueError("evaluate needs prepare: (module:function) or target: (a column)")
+        if self.prepare is not None and ":" not in self.prepare:
+            raise ValueError(f"prepare '{self.prepare}' must be module:function")
+        return self
+
+
+class EvaluateGate(Strict):
+    evaluate: EvaluateSpec
+
+
+class SizeGate(Strict):
+    max_size_mb: float = Field(gt=0)
+
+
+class LatencySpec(Strict):
+    batch_rows: int = Field(default=1000, gt=0)
+    p50_ms: float | None = Field(default=None, gt=0)
+    p95_ms: float | None = Field(default=None, gt=0)
+
+
+class LatencyGate(Strict):
+    latency: LatencySpec
+
+
+class RequireTagsGate(Strict):
+    require_tags: list[str] = Field(min_length=1)
+
+
+class RequireSignatureGate(Strict):
+    require_signature: bool
+
+
+GATE_KINDS = {
+    "metric": MetricGate,
+    "evaluate": EvaluateGate,
+    "max_size_mb": SizeGate,
+    "latency": LatencyGate,
+    "require_tags": RequireTagsGate,
+    "require_signature": RequireSignatureGate,
+}
+
+
+def _gate_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return next((key for key in GATE_KINDS if key in value), None)
+    return next((k for k, cls in GATE_KINDS.items() if isinstance(value, cls)), None)
+
+
+Gate = Annotated[
+    Annotated[MetricGate, Tag("metric")]
+    | Annotated[EvaluateGate, Tag("evaluate")]
+    | Annotated[SizeGate, Tag("max_size_mb")]
+    | Annotated[LatencyGate, Tag("latency")]
+    | Annotated[RequireTagsGate, Tag("require_tags")]
+    | Annotated[RequireSignatureGate, Tag("require_signature")],
+    Discriminator(
+        _gate_kind,
+        custom_error_type="gate_kind",
+        custom_error_message="a gate is one of: " + ", ".join(GATE_KINDS),
+    ),
+]
+
+
+# --- the registry ----------------------------------------------------------------------------
+
+
+class VersionSpec(Strict):
+    """One model version: named by exactly one of version, run or source."""
+
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    run: str | None = None
+    source: str | None = None
+    stage: Stage | None = None
+    tags: Tags | None = None
+    description: str | None = None
+
+    @field_validator("run")
+    @classmethod
+    def _run_ref(cls, value: str | None) -> str | None:
+        if value is not None:
+            run_id, path = parse_run_ref(value)
+            return f"{run_id}/{path}"
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_ref(self) -> VersionSpec:
+        named = [k for k in ("version", "run", "source") if getattr(self, k) is not None]
+        if len(named) != 1:
+            raise ValueError(
+                "a version entry names exactly one of version:, run: or source:"
+                + (f" (found {', '.join(named)})" if named else "")
+            )
+        return self
+
+    @property
+    def key(self) -> str:
+        """The entry's identity in the file: `version 2`, `run abc/model`, `source models:/...`."""
+        if self.version is not None:
+            return f"version {self.version}"
+        if self.run is not None:
+            return f"run {self.run}"
+        return f"source {self.source}"
+
+
+AliasTarget = Annotated[int | str | None, Field(union_mode="left_to_right")]
+
+
+class Defaults(Strict):
+    """Settings every model inherits unless it overrides them."""
+
+    archive_previous: bool = True
+    unmanaged_versions: Literal["ignore", "archive"] = "ignore"
+    max_per_stage: dict[Stage, int] = Field(default_factory=lambda: {"Production": 1})
+
+
+class ModelSpec(Strict):
+    """One registered model: its own description, tags and aliases, its versions and gates."""
+
+    description: str | None = None
+    tags: Tags | None = None
+    aliases: dict[str, AliasTarget] | None = None
+    versions: list[VersionSpec] = Field(default_factory=list)
+    gates: dict[str, list[Gate]] = Field(default_factory=dict)
+    archive_previous: bool | None = None
+    unmanaged_versions: Literal["ignore", "archive"] | None = None
+    max_per_stage: dict[Stage, int] | None = None
+
+
+class RegistrySpec(Strict):
+    """The whole registry.yaml."""
+
+    version: Literal[1]
+    tracking_uri: str | None = None
+    defaults: Defaults = Field(default_factory=Defaults)
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
+
+
+class Settings(Strict):
+    """A model's effective settings: its own overrides over the defaults."""
+
+    archive_previous: bool
+    unmanaged_versions: Literal["ignore", "archive"]
+    max_per_stage: dict[str, int]
+
+
+def settings_for(spec: RegistrySpec, model: ModelSpec) -> Settings:
+    """Resolve a model's overrides against the file's defaults."""
+    d = spec.defaults
+    return Settings(
+        archive_previous=d.archive_previous
+        if model.archive_previous is None
+        else model.archive_previous,
+        unmanaged_versions=model.unmanaged_versions or d.unmanaged_versions,
+        max_per_stage={**d.max_per_stage, **(model.max_per_stage or {})},
+    )
