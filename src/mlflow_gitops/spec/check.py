@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -19,7 +20,9 @@ from mlflow_gitops.spec.model import (
 )
 
 if TYPE_CHECKING:
-    from mlflow_gitops.spec.load import Loc, LoadedSpec
+    from mlflow_gitops.spec.load import LoadedSpec, Loc
+
+_Add = Callable[..., None]  # add(loc, message, hint='')
 
 # MLflow's own rules (mlflow.utils.validation), restated so `validate` never imports mlflow
 ALIAS_PATTERN = re.compile(r"^[\w\-]*$")
@@ -35,7 +38,7 @@ def check(loaded: LoadedSpec, file: str) -> list[SpecIssue]:
     issues: list[SpecIssue] = []
 
     def add(loc: Loc, message: str, hint: str = "") -> None:
-        path, pos = locate(loc, loaded.positions)
+        _, pos = locate(loc, loaded.positions)
         issues.append(SpecIssue(file, pos.line, pos.column, format_loc(loc), message, hint))
 
     spec = loaded.spec
@@ -69,7 +72,7 @@ def _check_model(name: str, model: ModelSpec, add: _Add, max_per_stage: dict[str
             seen[entry.key] = i
         _check_tags(entry.tags, (*loc, "tags"), add)
 
-    counts = Counter(v.stage for v in model.versions if v.stage is not None)
+    counts = Counter(str(v.stage) for v in model.versions if v.stage is not None)
     for stage, limit in max_per_stage.items():
         if counts[stage] > limit:
             where = [i for i, v in enumerate(model.versions) if v.stage == stage]
@@ -167,7 +170,3 @@ def _has_credentials(uri: str) -> bool:
     except ValueError:
         return False
     return bool(parts.password) or "@" in parts.netloc
-
-
-class _Add:  # a typing shim for the local `add` closure
-    def __call__(self, loc: Loc, message: str, hint: str = "") -> None: ...

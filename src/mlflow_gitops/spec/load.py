@@ -119,7 +119,9 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[Loc, Position]]:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        hint = "YAML indents with spaces, never tabs" if "\\t" in problem or "tab" in problem else ""
+        hint = (
+            "YAML indents with spaces, never tabs" if "\\t" in problem or "tab" in problem else ""
+        )
         raise SpecError(
             [SpecIssue(file, line, col, "", f"YAML syntax error: {problem}", hint)]
         ) from None
@@ -210,9 +212,7 @@ def load(path: Path | str) -> LoadedSpec:
 def validate_data(data: Any, positions: dict[Loc, Position], file: str) -> RegistrySpec:
     """Data -> RegistrySpec, or a SpecError locating every schema violation."""
     if not isinstance(data, dict):
-        raise SpecError(
-            [SpecIssue(file, 1, 1, "", "the top level must be a mapping", _START_HINT)]
-        )
+        raise SpecError([SpecIssue(file, 1, 1, "", "the top level must be a mapping", _START_HINT)])
     try:
         return RegistrySpec.model_validate(data)
     except ValidationError as exc:

@@ -35,7 +35,10 @@ def canonical_stage(value: object) -> object:
     return value
 
 
-Stage = Annotated[Literal["None", "Staging", "Production", "Archived"], BeforeValidator(canonical_stage)]
+StageName = Literal["None", "Staging", "Production", "Archived"]
+Stage = Annotated[
+    Literal["None", "Staging", "Production", "Archived"], BeforeValidator(canonical_stage)
+]
 
 
 def _tag_value(value: object) -> object:
@@ -66,7 +69,9 @@ def parse_run_ref(ref: str) -> tuple[str, str]:
     """`3f2a9c/model` -> ("3f2a9c", "model"); the artifact path defaults to `model`."""
     match = _RUN_REF.match(ref.strip())
     if match is None:
-        raise ValueError(f"'{ref}' is not a run reference: use <run_id> or <run_id>/<artifact_path>")
+        raise ValueError(
+            f"'{ref}' is not a run reference: use <run_id> or <run_id>/<artifact_path>"
+        )
     return match["run_id"], (match["path"] or "model").strip("/")
 
 
@@ -229,12 +234,16 @@ class VersionSpec(Strict):
 AliasTarget = Annotated[int | str | None, Field(union_mode="left_to_right")]
 
 
+def _one_in_production() -> dict[StageName, int]:
+    return {"Production": 1}
+
+
 class Defaults(Strict):
     """Settings every model inherits unless it overrides them."""
 
     archive_previous: bool = True
     unmanaged_versions: Literal["ignore", "archive"] = "ignore"
-    max_per_stage: dict[Stage, int] = Field(default_factory=lambda: {"Production": 1})
+    max_per_stage: dict[Stage, int] = Field(default_factory=_one_in_production)
 
 
 class ModelSpec(Strict):
@@ -275,5 +284,7 @@ def settings_for(spec: RegistrySpec, model: ModelSpec) -> Settings:
         if model.archive_previous is None
         else model.archive_previous,
         unmanaged_versions=model.unmanaged_versions or d.unmanaged_versions,
-        max_per_stage={**d.max_per_stage, **(model.max_per_stage or {})},
+        max_per_stage={
+            str(k): v for k, v in {**d.max_per_stage, **(model.max_per_stage or {})}.items()
+        },
     )

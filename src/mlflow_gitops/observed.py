@@ -1,0 +1,103 @@
+"""The live registry as frozen values, read once up front; MLflow's classes never get past the adapter."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from mlflow_gitops.spec.model import TOOL_TAG_PREFIX
+
+HISTORY_MARKER = "<!-- mlflow-gitops history -->"
+
+
+@dataclass(frozen=True)
+class VersionState:
+    """One model version as the registry holds it."""
+
+    version: int
+    stage: str = "None"
+    source: str = ""
+    run_id: str | None = None
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    status: str = "READY"
+    created_at: int = 0
+    updated_at: int = 0
+
+    @property
+    def user_description(self) -> str:
+        """The description without the history block the tool appends."""
+        return split_history(self.description)[0]
+
+    @property
+    def user_tags(self) -> dict[str, str]:
+        """Tags without the tool's own annotations."""
+        return {k: v for k, v in self.tags.items() if not k.startswith(TOOL_TAG_PREFIX)}
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """One registered model with all of its versions."""
+
+    name: str
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    aliases: Mapping[str, int] = field(default_factory=dict)
+    versions: tuple[VersionState, ...] = ()
+    created_at: int = 0
+
+    def version(self, number: int) -> VersionState | None:
+        """The version with that number, if it exists."""
+        return next((v for v in self.versions if v.version == number), None)
+
+    @property
+    def user_tags(self) -> dict[str, str]:
+        """Tags without the tool's own annotations."""
+        return {k: v for k, v in self.tags.items() if not k.startswith(TOOL_TAG_PREFIX)}
+
+    def digest(self) -> str:
+        """A fingerprint of what the planner compares; changes when anyone changes the model."""
+        data = {
+            "description": split_history(self.description)[0],
+            "tags": sorted(self.user_tags.items()),
+            "aliases": sorted(self.aliases.items()),
+            "versions": [
+                [v.version, v.stage, v.source, v.user_description, sorted(v.user_tags.items())]
+                for v in sorted(self.versions, key=lambda v: v.version)
+            ],
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+ABSENT_DIGEST = "absent"
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    """The managed part of the live registry; a model missing here does not exist."""
+
+    models: Mapping[str, ModelState] = field(default_factory=dict)
+
+    def digest(self, name: str) -> str:
+        """The model's fingerprint, or `absent`."""
+        model = self.models.get(name)
+        return model.digest() if model else ABSENT_DIGEST
+
+
+def split_history(description: str | None) -> tuple[str, str]:
+    """(user text, history block); the user's text with trailing whitespace removed."""
+    text = description or ""
+    head, marker, tail = text.partition(HISTORY_MARKER)
+    return head.rstrip(), (marker + tail) if marker else ""
+
+
+def join_history(user_text: str, history: str, new_lines: Sequence[str] = ()) -> str:
+    """The user's text, then the history block with any new lines appended."""
+    block = history or (HISTORY_MARKER if new_lines else "")
+    if new_lines:
+        block = block.rstrip("\n") + "\n" + "\n".join(f"- {line}" for line in new_lines)
+    if not block:
+        return user_text
+    return f"{user_text}\n\n{block}" if user_text else block

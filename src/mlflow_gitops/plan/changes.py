@@ -1,0 +1,190 @@
+"""One small frozen type per kind of change; a Plan is a sorted tuple of them plus findings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, assert_never
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PLAN_SCHEMA_VERSION = 1
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Target(Frozen):
+    """A version: by number, or by its file entry when it is registered by this plan."""
+
+    version: int | None = None
+    entry: str | None = None  # e.g. "run 3f2a.../model": resolved to a number when applied
+
+    def label(self) -> str:
+        """`v3`, or `new version (run 3f2a/model)`."""
+        return f"v{self.version}" if self.version is not None else f"new version ({self.entry})"
+
+
+class CreateModel(Frozen):
+    kind: Literal["create_model"] = "create_model"
+    model: str
+
+
+class RegisterVersion(Frozen):
+    kind: Literal["register_version"] = "register_version"
+    model: str
+    entry: str
+    source: str
+    run_id: str | None = None
+
+
+class SetModelDescription(Frozen):
+    kind: Literal["set_model_description"] = "set_model_description"
+    model: str
+    before: str | None
+    after: str
+
+
+class SetModelTag(Frozen):
+    kind: Literal["set_model_tag"] = "set_model_tag"
+    model: str
+    key: str
+    before: str | None
+    after: str
+
+
+class DeleteModelTag(Frozen):
+    kind: Literal["delete_model_tag"] = "delete_model_tag"
+    model: str
+    key: str
+    before: str
+
+
+class SetVersionDescription(Frozen):
+    kind: Literal["set_version_description"] = "set_version_description"
+    model: str
+    target: Target
+    before: str | None
+    after: str
+
+
+class SetVersionTag(Frozen):
+    kind: Literal["set_version_tag"] = "set_version_tag"
+    model: str
+    target: Target
+    key: str
+    before: str | None
+    after: str
+
+
+class DeleteVersionTag(Frozen):
+    kind: Literal["delete_version_tag"] = "delete_version_tag"
+    model: str
+    target: Target
+    key: str
+    before: str
+
+
+TransitionReason = Literal["declared", "archive_previous", "unmanaged"]
+
+
+class TransitionStage(Frozen):
+    kind: Literal["transition_stage"] = "transition_stage"
+    model: str
+    target: Target
+    before: str
+    after: str
+    reason: TransitionReason = "declared"
+    replaced_by: tuple[int | str, ...] = ()  # for archive_previous: the new holders
+    drift: bool = False  # the registry moved away from what the tool last applied
+
+
+class SetAlias(Frozen):
+    kind: Literal["set_alias"] = "set_alias"
+    model: str
+    alias: str
+    before: int | None
+    target: Target
+    drift: bool = False
+
+
+class DeleteAlias(Frozen):
+    kind: Literal["delete_alias"] = "delete_alias"
+    model: str
+    alias: str
+    before: int
+
+
+Change = Annotated[
+    CreateModel
+    | RegisterVersion
+    | SetModelDescription
+    | SetModelTag
+    | DeleteModelTag
+    | SetVersionDescription
+    | SetVersionTag
+    | DeleteVersionTag
+    | TransitionStage
+    | SetAlias
+    | DeleteAlias,
+    Field(discriminator="kind"),
+]
+
+
+class Plan(Frozen):
+    """What apply would do, what it saw, and what stops it."""
+
+    schema_version: int = PLAN_SCHEMA_VERSION
+    changes: tuple[Change, ...] = ()
+    blocked: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    unmanaged: dict[str, tuple[int, ...]] = Field(default_factory=dict)
+    observed: dict[str, str] = Field(default_factory=dict)  # model -> digest of what was read
+
+    @property
+    def models(self) -> list[str]:
+        """The models with at least one change, sorted."""
+        return sorted({c.model for c in self.changes})
+
+    def changes_for(self, model: str) -> list[Change]:
+        """That model's changes in apply order."""
+        return [c for c in self.changes if c.model == model]
+
+    @property
+    def is_empty(self) -> bool:
+        """No change to make (blocked or not)."""
+        return not self.changes
+
+
+# apply order within a model (DESIGN.md): create/register, tags and descriptions, promote the new
+# holder, archive the old one, aliases. Promotions into Production go first so that Production is
+# never without a holder when two versions swap stages.
+_STAGE_RANK = {"Production": 0, "Staging": 1, "None": 2, "Archived": 3}
+
+
+def phase(change: Change) -> tuple[int, int]:
+    """The (phase, sub-order) of a change within its model."""
+    match change:
+        case CreateModel():
+            return (0, 0)
+        case RegisterVersion():
+            return (1, 0)
+        case SetModelDescription() | SetModelTag() | DeleteModelTag():
+            return (2, 0)
+        case SetVersionDescription() | SetVersionTag() | DeleteVersionTag():
+            return (2, 1)
+        case TransitionStage(after=after) if after in ("Staging", "Production"):
+            return (3, _STAGE_RANK[after])
+        case TransitionStage(after=after):
+            return (4, _STAGE_RANK[after])
+        case SetAlias() | DeleteAlias():
+            return (5, 0)
+        case _:
+            assert_never(change)
+
+
+def sort_key(change: Change) -> tuple[object, ...]:
+    """Model, phase, then version and key: deterministic, so PR comments diff cleanly."""
+    target = getattr(change, "target", None)
+    number = target.version if isinstance(target, Target) and target.version else 0
+    entry = (target.entry or "") if isinstance(target, Target) else getattr(change, "entry", "")
+    key = getattr(change, "key", None) or getattr(change, "alias", None) or ""
+    return (change.model, *phase(change), number, entry, key)
