@@ -1,0 +1,279 @@
+"""The applier: an interpreter of the plan against the registry port, models in parallel."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, assert_never
+
+from mlflow_gitops.audit import AuditContext
+from mlflow_gitops.errors import GitopsError
+from mlflow_gitops.observed import ModelState, RegistryState, join_history, split_history
+from mlflow_gitops.plan.changes import (
+    Change,
+    CreateModel,
+    DeleteAlias,
+    DeleteModelTag,
+    DeleteVersionTag,
+    Plan,
+    RegisterVersion,
+    SetAlias,
+    SetModelDescription,
+    SetModelTag,
+    SetVersionDescription,
+    SetVersionTag,
+    Target,
+    TransitionStage,
+)
+from mlflow_gitops.plan.planner import ALIASES_TAG, CHANGE_TAG
+from mlflow_gitops.registry.port import RegistryPort
+
+Status = Literal["applied", "failed", "not applied", "blocked"]
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What became of one change (or of the annotation of a model)."""
+
+    model: str
+    what: str
+    status: Status
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """Every step, in plan order, with its outcome."""
+
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed (blocked models are reported separately)."""
+        return all(s.status in ("applied", "blocked") for s in self.steps)
+
+    def count(self, status: Status) -> int:
+        """How many steps ended with that status."""
+        return sum(1 for s in self.steps if s.status == status)
+
+
+def apply(
+    plan: Plan,
+    observed: RegistryState,
+    registry: RegistryPort,
+    audit: AuditContext,
+    now: datetime,
+    *,
+    parallelism: int = 4,
+    progress: Progress | None = None,
+) -> ApplyResult:
+    """Apply every model that is not blocked: each model's steps in order, models concurrently."""
+    models = plan.models
+    runnable = [m for m in models if m not in plan.blocked]
+    results: dict[str, list[Step]] = {
+        m: [
+            Step(m, describe(c), "blocked", "; ".join(plan.blocked[m])) for c in plan.changes_for(m)
+        ]
+        for m in models
+        if m in plan.blocked
+    }
+    done = 0
+
+    def run(model: str) -> tuple[str, list[Step]]:
+        live = observed.models.get(model) or ModelState(name=model)
+        return model, _ModelApplier(model, live, registry, audit, now).run(plan.changes_for(model))
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(runnable) or 1))) as pool:
+        for model, steps in pool.map(run, runnable):
+            results[model] = steps
+            done += 1
+            if progress:
+                progress(model, done, len(runnable))
+    return ApplyResult(steps=tuple(s for m in models for s in results.get(m, [])))
+
+
+@dataclass
+class _ModelApplier:
+    model: str
+    live: ModelState
+    registry: RegistryPort
+    audit: AuditContext
+    now: datetime
+    numbers: dict[str, int] = field(default_factory=dict)  # file entry -> registered version
+    descriptions: dict[int, str] = field(default_factory=dict)
+    events: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    history: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    aliases: dict[str, int] = field(default_factory=dict)
+
+    def run(self, changes: list[Change]) -> list[Step]:
+        self.descriptions = {v.version: v.description for v in self.live.versions}
+        self.aliases = dict(self.live.aliases)
+        steps: list[Step] = []
+        for i, change in enumerate(changes):
+            try:
+                self.execute(change)
+            except GitopsError as exc:
+                steps.append(Step(self.model, describe(change), "failed", exc.message))
+                steps.extend(Step(self.model, describe(c), "not applied") for c in changes[i + 1 :])
+                break
+            steps.append(Step(self.model, describe(change), "applied"))
+        applied = [s for s in steps if s.status == "applied"]
+        if applied:
+            try:
+                self.annotate(
+                    alias_changed=any(isinstance(c, SetAlias | DeleteAlias) for c in changes)
+                )
+            except GitopsError as exc:
+                steps.append(Step(self.model, "annotate versions", "failed", exc.message))
+        return steps
+
+    def number(self, target: Target) -> int:
+        if target.version is not None:
+            return target.version
+        assert target.entry is not None
+        return self.numbers[target.entry]
+
+    def execute(self, change: Change) -> None:
+        r, name, ctx = self.registry, self.model, self._context()
+        match change:
+            case CreateModel():
+                r.create_model(name)
+            case RegisterVersion(entry=entry, source=source, run_id=run_id):
+                number = r.register_version(name, source, run_id)
+                self.numbers[entry] = number
+                self.descriptions[number] = ""
+                self._event(number, f"registered from {source}", f"registered from {source}{ctx}")
+            case SetModelDescription(after=after):
+                r.set_model_description(name, after)
+            case SetModelTag(key=key, after=after):
+                r.set_model_tag(name, key, after)
+            case DeleteModelTag(key=key):
+                r.delete_model_tag(name, key)
+            case SetVersionDescription(target=target, after=after):
+                number = self.number(target)
+                text = join_history(after, split_history(self.descriptions.get(number, ""))[1])
+                r.set_version_description(name, number, text)
+                self.descriptions[number] = text
+                self._event(number, "description", f"description updated{ctx}")
+            case SetVersionTag(target=target, key=key, after=after):
+                number = self.number(target)
+                r.set_version_tag(name, number, key, after)
+                self._event(number, f"tag {key}", f"tag {key} set to '{after}'{ctx}")
+            case DeleteVersionTag(target=target, key=key):
+                number = self.number(target)
+                r.delete_version_tag(name, number, key)
+                self._event(number, f"tag {key} deleted", f"tag {key} deleted{ctx}")
+            case TransitionStage(target=target, before=before, after=after):
+                number = self.number(target)
+                r.transition_stage(name, number, after)
+                self._event(
+                    number,
+                    f"{before} -> {after}",
+                    f"{before} -> {after}{self._why(change)}",
+                    first=True,
+                )
+            case SetAlias(alias=alias, before=before, target=target):
+                number = self.number(target)
+                r.set_alias(name, alias, number)
+                self.aliases[alias] = number
+                was = f" (was version {before})" if before is not None else ""
+                self._event(number, f"alias {alias}", f"alias {alias} set{was}{ctx}")
+                if before is not None and before != number:
+                    self._event(
+                        before,
+                        f"alias {alias} moved",
+                        f"alias {alias} moved to version {number}{ctx}",
+                    )
+            case DeleteAlias(alias=alias, before=before):
+                r.delete_alias(name, alias)
+                self.aliases.pop(alias, None)
+                self._event(before, f"alias {alias} removed", f"alias {alias} removed{ctx}")
+            case _:
+                assert_never(change)
+
+    def _context(self) -> str:
+        text = self.audit.describe()
+        return f" ({text})" if text else ""
+
+    def _why(self, change: TransitionStage) -> str:
+        parts = []
+        if change.reason == "archive_previous" and change.replaced_by:
+            holders = ", ".join(
+                str(self.numbers.get(str(h), h)) if isinstance(h, str) else str(h)
+                for h in change.replaced_by
+            )
+            parts.append(f"replaced by version {holders}")
+        elif change.reason == "unmanaged":
+            parts.append("not in registry.yaml, unmanaged_versions: archive")
+        if self.audit.describe():
+            parts.append(self.audit.describe())
+        return f" ({', '.join(parts)})" if parts else ""
+
+    def _event(self, number: int, summary: str, line: str, first: bool = False) -> None:
+        if first:
+            self.events[number].insert(0, summary)
+        else:
+            self.events[number].append(summary)
+        self.history[number].append(f"{self.now:%Y-%m-%d}: {line}")
+
+    def annotate(self, alias_changed: bool) -> None:
+        """Audit tags on every touched version and the model; a history line per change."""
+        stamp = self.now.isoformat(timespec="seconds")
+        common = _audit_tags(self.audit, stamp)
+        for number in sorted(self.events):
+            for key, value in {**common, CHANGE_TAG: "; ".join(self.events[number])}.items():
+                self.registry.set_version_tag(self.model, number, key, value[:5000])
+            user, block = split_history(self.descriptions.get(number, ""))
+            self.registry.set_version_description(
+                self.model, number, join_history(user, block, self.history[number])
+            )
+        model_tags = dict(common)
+        if alias_changed:
+            model_tags[ALIASES_TAG] = ",".join(f"{a}={v}" for a, v in sorted(self.aliases.items()))
+        for key, value in model_tags.items():
+            self.registry.set_model_tag(self.model, key, value)
+
+
+def _audit_tags(audit: AuditContext, stamp: str) -> dict[str, str]:
+    tags = {"mlflow_gitops.changed_at": stamp}
+    optional: Mapping[str, str | None] = {
+        "mlflow_gitops.commit": audit.commit,
+        "mlflow_gitops.pr": str(audit.pr) if audit.pr is not None else None,
+        "mlflow_gitops.actor": audit.actor,
+        "mlflow_gitops.run_url": audit.run_url,
+    }
+    tags.update({k: v for k, v in optional.items() if v})
+    return tags
+
+
+def describe(change: Change) -> str:
+    """A one-line, plain description of a change, for results and logs."""
+    match change:
+        case CreateModel():
+            return "create model"
+        case RegisterVersion(source=source):
+            return f"register version from {source}"
+        case SetModelDescription():
+            return "set model description"
+        case SetModelTag(key=key, after=after):
+            return f"set model tag {key}={after}"
+        case DeleteModelTag(key=key):
+            return f"delete model tag {key}"
+        case SetVersionDescription(target=t):
+            return f"set {t.label()} description"
+        case SetVersionTag(target=t, key=key, after=after):
+            return f"set {t.label()} tag {key}={after}"
+        case DeleteVersionTag(target=t, key=key):
+            return f"delete {t.label()} tag {key}"
+        case TransitionStage(target=t, before=before, after=after):
+            return f"{t.label()} {before} -> {after}"
+        case SetAlias(alias=alias, target=t):
+            return f"alias {alias} -> {t.label()}"
+        case DeleteAlias(alias=alias):
+            return f"delete alias {alias}"
+        case _:
+            assert_never(change)

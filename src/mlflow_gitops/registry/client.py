@@ -1,0 +1,257 @@
+"""The MLflow adapter: the only module that imports mlflow for registry work."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from mlflow_gitops.errors import RegistryError
+from mlflow_gitops.observed import ModelState, RegistryState, VersionState
+from mlflow_gitops.secrets import redact
+
+T = TypeVar("T")
+
+# GET requests carry the filter in the URL; servers cap the request line (gunicorn: 4094 bytes)
+MAX_FILTER_CHARS = 3000
+# above this many IN-chunks, one unfiltered scan (1,000 models / 100,000 versions a page) is cheaper
+MAX_FILTER_CHUNKS = 2
+MODELS_PAGE = 1000
+VERSIONS_PAGE = 100_000
+
+_HTTP_DEFAULTS = {
+    # MLflow retries 5xx with exponential backoff for minutes by default; a reconciler in CI
+    # should fail in seconds with a clear message instead (users may still override these)
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+class MlflowRegistry:
+    """RegistryPort over MlflowClient, for one tracking/registry URI."""
+
+    def __init__(self, uri: str) -> None:
+        for key, value in _HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+        import mlflow
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        with self._errors("connect to"):
+            self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        self.calls = 0
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def read(self, names: Sequence[str] | None = None) -> RegistryState:
+        """Registered models through search_registered_models, versions through paged
+        search_model_versions; aliases come from the registered models because
+        search_model_versions returns none."""
+        wanted = None if names is None else set(names)
+        chunks: list[str | None] = [None]
+        if wanted is not None:
+            chunks = list(_in_chunks(sorted(wanted)))
+        if len(chunks) > MAX_FILTER_CHUNKS:
+            chunks = [None]  # cheaper to scan everything once and keep what is managed
+        if wanted is not None and not wanted:
+            return RegistryState(models={})
+        with self._errors("read the registry at"):
+            models = {
+                m.name: m
+                for flt in chunks
+                for m in self._pages(self.client.search_registered_models, flt, MODELS_PAGE)
+                if wanted is None or m.name in wanted
+            }
+            versions: dict[str, list[VersionState]] = {name: [] for name in models}
+            if models:
+                for flt in chunks:
+                    for v in self._pages(self.client.search_model_versions, flt, VERSIONS_PAGE):
+                        if v.name in versions:
+                            versions[v.name].append(_version(v))
+        return RegistryState(
+            models={
+                name: ModelState(
+                    name=name,
+                    description=m.description or "",
+                    tags=dict(m.tags or {}),
+                    aliases={a: int(v) for a, v in (m.aliases or {}).items()},
+                    versions=tuple(sorted(versions[name], key=lambda v: v.version)),
+                    created_at=int(m.creation_timestamp or 0),
+                )
+                for name, m in sorted(models.items())
+            }
+        )
+
+    def _pages(self, search: Callable[..., Any], flt: str | None, size: int) -> Iterator[Any]:
+        token = None
+        while True:
+            self.calls += 1
+            page = search(filter_string=flt, max_results=size, page_token=token)
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+    def missing_runs(self, run_ids: Sequence[str]) -> set[str]:
+        """Run ids the tracking server does not know (one get_run each: only new registrations)."""
+        from mlflow.exceptions import MlflowException
+
+        missing = set()
+        for run_id in run_ids:
+            try:
+                with self._errors("look up runs at"):
+                    self.calls += 1
+                    self.client.get_run(run_id)
+            except RegistryError as exc:
+                if isinstance(exc.__cause__, MlflowException) and _not_found(exc.__cause__):
+                    missing.add(run_id)
+                else:
+                    raise
+        return missing
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def create_model(self, name: str) -> None:
+        self._call("create model", lambda: self.client.create_registered_model(name))
+
+    def register_version(self, name: str, source: str, run_id: str | None) -> int:
+        import mlflow
+
+        # mlflow.register_model resolves runs:/<id>/<path> the MLflow 3 way (run artifacts or a
+        # logged model) and waits until the version is READY
+        mv = self._call(
+            "register version",
+            lambda: mlflow.register_model(source, name, await_registration_for=300),
+        )
+        return int(mv.version)
+
+    def set_model_description(self, name: str, text: str) -> None:
+        self._call(
+            "set description",
+            lambda: self.client.update_registered_model(name, description=text),
+        )
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        self._call("set tag", lambda: self.client.set_registered_model_tag(name, key, value))
+
+    def delete_model_tag(self, name: str, key: str) -> None:
+        self._call("delete tag", lambda: self.client.delete_registered_model_tag(name, key))
+
+    def set_version_description(self, name: str, version: int, text: str) -> None:
+        self._call(
+            "set description",
+            lambda: self.client.update_model_version(name, str(version), description=text),
+        )
+
+    def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        self._call(
+            "set tag", lambda: self.client.set_model_version_tag(name, str(version), key, value)
+        )
+
+    def delete_version_tag(self, name: str, version: int, key: str) -> None:
+        self._call(
+            "delete tag", lambda: self.client.delete_model_version_tag(name, str(version), key)
+        )
+
+    def transition_stage(self, name: str, version: int, stage: str) -> None:
+        # archiving is planned explicitly (archive_previous), never left to MLflow
+        self._call(
+            "transition stage",
+            lambda: self.client.transition_model_version_stage(
+                name, str(version), stage, archive_existing_versions=False
+            ),
+        )
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        self._call(
+            "set alias", lambda: self.client.set_registered_model_alias(name, alias, str(version))
+        )
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._call("delete alias", lambda: self.client.delete_registered_model_alias(name, alias))
+
+    # --- errors -------------------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        with self._errors(what + " at"):
+            self.calls += 1
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # stages are deprecated since MLflow 2.9
+                return fn()
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except RegistryError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, doing, self.uri) from exc
+
+
+def _translate(exc: Exception, doing: str, uri: str) -> RegistryError:
+    text = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    where = redact(uri)
+    if "out-of-date database schema" in str(exc):
+        return RegistryError(
+            f"the registry database at {where} was created by an older MLflow",
+            f"back it up, then run `mlflow db upgrade {where}`",
+        )
+    name = type(exc).__name__
+    if name in ("ConnectionError", "MaxRetryError", "NewConnectionError", "Timeout") or (
+        "Max retries exceeded" in str(exc) or "Connection refused" in str(exc)
+    ):
+        return RegistryError(
+            f"cannot {doing} {where}: the registry is unreachable ({text[:200]})",
+            "check the tracking URI and that the server is up; nothing was changed by this step",
+        )
+    return RegistryError(f"cannot {doing} {where}: {text[:500]}", "")
+
+
+def _not_found(exc: Any) -> bool:
+    return getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or (
+        "not found" in str(exc).lower()
+    )
+
+
+def _version(v: Any) -> VersionState:
+    return VersionState(
+        version=int(v.version),
+        stage=v.current_stage or "None",
+        source=v.source or "",
+        run_id=v.run_id or None,
+        description=v.description or "",
+        tags=dict(v.tags or {}),
+        status=str(v.status or "READY"),
+        created_at=int(v.creation_timestamp or 0),
+        updated_at=int(v.last_updated_timestamp or 0),
+    )
+
+
+def _quote(name: str) -> str:
+    return "'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _in_chunks(names: list[str]) -> list[str]:
+    """`name IN (...)` filters, each short enough for a URL."""
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+    for name in names:
+        quoted = _quote(name)
+        if current and size + len(quoted) + 2 > MAX_FILTER_CHARS:
+            chunks.append(f"name IN ({', '.join(current)})")
+            current, size = [], 0
+        current.append(quoted)
+        size += len(quoted) + 2
+    if current:
+        chunks.append(f"name IN ({', '.join(current)})")
+    return chunks

@@ -1,0 +1,44 @@
+"""The registry operations the tool needs, and nothing more."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from mlflow_gitops.observed import RegistryState
+
+
+class RegistryPort(Protocol):
+    """Implemented by the MLflow adapter and by the in-memory fake the unit tests use."""
+
+    def read(self, names: Sequence[str] | None = None) -> RegistryState:
+        """The live state of those models (all models when None) in as few calls as possible."""
+        ...
+
+    def missing_runs(self, run_ids: Sequence[str]) -> set[str]:
+        """Which of these run ids the tracking server does not know."""
+        ...
+
+    def create_model(self, name: str) -> None: ...
+
+    def register_version(self, name: str, source: str, run_id: str | None) -> int:
+        """Register a new version and wait until it is READY; returns its number."""
+        ...
+
+    def set_model_description(self, name: str, text: str) -> None: ...
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None: ...
+
+    def delete_model_tag(self, name: str, key: str) -> None: ...
+
+    def set_version_description(self, name: str, version: int, text: str) -> None: ...
+
+    def set_version_tag(self, name: str, version: int, key: str, value: str) -> None: ...
+
+    def delete_version_tag(self, name: str, version: int, key: str) -> None: ...
+
+    def transition_stage(self, name: str, version: int, stage: str) -> None: ...
+
+    def set_alias(self, name: str, alias: str, version: int) -> None: ...
+
+    def delete_alias(self, name: str, alias: str) -> None: ...
