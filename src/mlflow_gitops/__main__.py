@@ -1,0 +1,5 @@
+"""`python -m mlflow_gitops`."""
+
+from mlflow_gitops.cli import main
+
+main()

@@ -1,0 +1,324 @@
+"""The command line: each command parses, calls one function, renders and returns an exit code.
+
+mlflow is imported lazily (through mlflow_gitops.reconcile.open_registry) so that `validate`,
+`schema` and `--help` start fast and work without a registry.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from mlflow_gitops.errors import GitopsError
+from mlflow_gitops.secrets import redact
+
+if TYPE_CHECKING:
+    from mlflow_gitops.registry.port import RegistryPort
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+app = typer.Typer(
+    name="mlflow-gitops",
+    help="GitOps for the MLflow Model Registry: keep stages, aliases, tags and descriptions in "
+    "registry.yaml; plan shows the difference, apply makes it so.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class Format(StrEnum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+FileArg = Annotated[
+    Path, typer.Argument(help="The registry file.", show_default=True, dir_okay=False)
+]
+UriOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="Registry URI; default: $MLFLOW_TRACKING_URI, then the file's tracking_uri, "
+        "then sqlite:///mlflow.db next to the file.",
+    ),
+]
+NoColorOpt = Annotated[bool, typer.Option("--no-color", help="Plain output even on a terminal.")]
+
+
+def emit(text: str, *, err: bool = False) -> None:
+    """Every byte the tool prints goes through here, and through redact()."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(redact(text))
+    stream.flush()
+
+
+def _color(no_color: bool) -> bool:
+    return (
+        not no_color
+        and sys.stdout.isatty()
+        and "NO_COLOR" not in os.environ
+        and not os.environ.get("CI")
+    )
+
+
+class _Status:
+    """A one-line progress display on stderr while long work runs (terminals only)."""
+
+    def __init__(self) -> None:
+        self.live = sys.stderr.isatty() and not os.environ.get("CI")
+
+    def __call__(self, text: str) -> None:
+        if self.live:
+            sys.stderr.write("\r\033[K" + redact(text))
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.live:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+# --- validate / schema: offline, no mlflow ---------------------------------------------------------
+
+
+@app.command()
+def validate(file: FileArg = Path("registry.yaml")) -> None:
+    """Check registry.yaml (schema and semantics) offline; never contacts the registry."""
+    from mlflow_gitops.spec.load import load
+
+    loaded = load(file)
+    models = loaded.spec.models
+    versions = sum(len(m.versions) for m in models.values())
+    emit(f"{file}: valid ({len(models)} models, {versions} version entries)\n")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of registry.yaml (for editors and CI)."""
+    from mlflow_gitops.spec.schema import schema_text
+
+    emit(schema_text())
+
+
+# --- plan / apply ----------------------------------------------------------------------------------
+
+
+@app.command()
+def plan(
+    file: FileArg = Path("registry.yaml"),
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="text, markdown (PR comments) or json.")
+    ] = Format.text,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also save the plan as JSON, for `apply PLAN`.")
+    ] = None,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none."),
+    ] = False,
+    tracking_uri: UriOpt = None,
+    no_color: NoColorOpt = False,
+) -> None:
+    """Read the registry, compute the difference with the file, and show it."""
+    from mlflow_gitops.reconcile import make_plan, save_plan
+    from mlflow_gitops.spec.load import load
+
+    loaded = load(file)
+    uri, registry = _registry(tracking_uri, loaded.spec.tracking_uri, loaded.folder)
+    status = _Status()
+    status(f"reading {len(loaded.spec.models)} models from {uri} ...")
+    try:
+        planned = make_plan(loaded, registry)
+    finally:
+        status.done()
+    if out is not None:
+        save_plan(planned.plan, out, uri, file, _now())
+    emit(_render_plan(planned.plan, fmt, uri, file, no_color))
+    if out is not None:
+        emit(f"Saved the plan to {out}; apply it with `mlflow-gitops apply {out}`.\n", err=True)
+    if planned.plan.blocked:
+        raise typer.Exit(EXIT_BLOCKED)
+    if detailed_exitcode and not planned.plan.is_empty:
+        raise typer.Exit(EXIT_CHANGES)
+
+
+@app.command()
+def apply(
+    target: Annotated[
+        Path, typer.Argument(help="registry.yaml to plan and apply, or a plan saved by plan --out.")
+    ] = Path("registry.yaml"),
+    tracking_uri: UriOpt = None,
+    commit: Annotated[
+        str | None, typer.Option(help="Commit to record (default: from CI/git).")
+    ] = None,
+    actor: Annotated[str | None, typer.Option(help="Who applies (default: from CI/git).")] = None,
+    pr: Annotated[int | None, typer.Option(help="Pull request number to record.")] = None,
+    parallelism: Annotated[
+        int, typer.Option(min=1, max=32, help="Models applied at once (sqlite: always 1).")
+    ] = 4,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    no_color: NoColorOpt = False,
+) -> None:
+    """Apply the file (plan, then apply) or a saved plan (refused when the registry changed)."""
+    from mlflow_gitops.audit import from_environment
+    from mlflow_gitops.reconcile import (
+        apply_plan,
+        check_fresh,
+        is_saved_plan,
+        load_plan,
+        make_plan,
+    )
+    from mlflow_gitops.render import json as render_json
+    from mlflow_gitops.render import text as render_text
+    from mlflow_gitops.spec.load import load
+
+    status = _Status()
+    if is_saved_plan(target):
+        saved = load_plan(target)
+        folder = Path(saved.file).resolve().parent if saved.file else Path.cwd()
+        uri, registry = _registry(tracking_uri, saved.tracking_uri, folder)
+        planned = check_fresh(saved, registry)
+        cwd = folder
+    else:
+        loaded = load(target)
+        uri, registry = _registry(tracking_uri, loaded.spec.tracking_uri, loaded.folder)
+        status(f"reading {len(loaded.spec.models)} models from {uri} ...")
+        try:
+            planned = make_plan(loaded, registry)
+        finally:
+            status.done()
+        cwd = loaded.folder
+    color = _color(no_color)
+    if fmt is Format.text:
+        emit(_render_plan(planned.plan, Format.text, uri, target, no_color))
+    if planned.plan.is_empty:
+        raise typer.Exit(EXIT_BLOCKED if planned.plan.blocked else EXIT_OK)
+    audit = from_environment(cwd=cwd, commit=commit, actor=actor, pr=pr)
+    if uri.startswith("sqlite:"):
+        parallelism = 1  # SQLite serialises writers; parallel writes only add lock contention
+    result = apply_plan(
+        planned,
+        registry,
+        audit,
+        _now(),
+        parallelism=parallelism,
+        progress=lambda model, done, total: status(f"applied {done}/{total} models ({model})"),
+    )
+    status.done()
+    if fmt is Format.json:
+        emit(render_json.render_result(result))
+    else:
+        emit("\n" + render_text.render_result(result, color=color))
+    if not result.ok:
+        raise typer.Exit(EXIT_ERROR)
+    if planned.plan.blocked:
+        raise typer.Exit(EXIT_BLOCKED)
+
+
+@app.command("import")
+def import_(
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Only this model (repeatable).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
+    tracking_uri: UriOpt = None,
+) -> None:
+    """Print (or write) a registry.yaml that describes the live registry; plan on it is empty."""
+    from mlflow_gitops.importer import render_registry
+
+    folder = out.resolve().parent if out else Path.cwd()
+    uri, registry = _registry(tracking_uri, None, folder)
+    state = registry.read(model or None)
+    if model:
+        missing = sorted(set(model) - set(state.models))
+        if missing:
+            raise GitopsError(
+                f"no registered model named {', '.join(missing)} at {uri}",
+                "check the names (they are case-sensitive)",
+            )
+    text = render_registry(state, redact(uri), _now())
+    if out is None:
+        emit(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        emit(f"Wrote {len(state.models)} models to {out}.\n", err=True)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _registry(flag: str | None, file_uri: str | None, folder: Path) -> tuple[str, RegistryPort]:
+    from mlflow_gitops.reconcile import open_registry
+    from mlflow_gitops.settings import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(flag, file_uri, folder)
+    return uri, open_registry(uri)
+
+
+def _render_plan(plan_: object, fmt: Format, uri: str, file: Path, no_color: bool) -> str:
+    from mlflow_gitops.plan.changes import Plan
+    from mlflow_gitops.render import json as render_json
+    from mlflow_gitops.render import markdown as render_markdown
+    from mlflow_gitops.render import text as render_text
+
+    assert isinstance(plan_, Plan)
+    if fmt is Format.json:
+        return render_json.render_plan(plan_, tracking_uri=redact(uri), file=str(file))
+    if fmt is Format.markdown:
+        return render_markdown.render_plan(plan_)
+    header = f"Registry {redact(uri)}, file {file}"
+    return render_text.render_plan(plan_, color=_color(no_color), header=header)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point: one error funnel turns every failure into a message and an exit code."""
+    import click
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        emit("interrupted\n", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:  # usage errors: never 2 or 3, those mean something else
+        emit(f"error: {exc.format_message()}\n", err=True)
+        emit("  hint: see `mlflow-gitops --help`\n", err=True)
+        sys.exit(EXIT_ERROR)
+    except GitopsError as exc:
+        emit(exc.render() + "\n", err=True)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        emit(
+            "interrupted: the registry holds whatever was applied so far; run apply again\n",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:
+        detail = (
+            "".join(traceback.format_exception(exc))
+            if os.environ.get("MLFLOW_GITOPS_DEBUG")
+            else ""
+        )
+        emit(
+            f"error: unexpected {type(exc).__name__}: {exc}\n{detail}"
+            "  this is a bug in mlflow-gitops; please report it with the command you ran "
+            "(set MLFLOW_GITOPS_DEBUG=1 for the traceback)\n",
+            err=True,
+        )
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_OK)

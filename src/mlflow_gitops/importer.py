@@ -1,0 +1,70 @@
+"""`import`: a registry.yaml that describes the live registry, so that plan on it is empty."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import yaml
+
+from mlflow_gitops.observed import ModelState, RegistryState
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def registry_document(state: RegistryState) -> dict[str, Any]:
+    """The data of a registry.yaml for these models."""
+    return {"version": 1, "models": {name: _model(m) for name, m in sorted(state.models.items())}}
+
+
+def _model(model: ModelState) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    user_description = model.description.split("<!-- mlflow-gitops history -->")[0].rstrip()
+    if user_description:
+        out["description"] = user_description
+    if model.user_tags:
+        out["tags"] = dict(sorted(model.user_tags.items()))
+    if model.aliases:
+        out["aliases"] = dict(sorted(model.aliases.items()))
+    counts = Counter(v.stage for v in model.versions)
+    if counts["Production"] > 1:
+        # older registries allowed several; describe them as they are rather than fail validation
+        out["max_per_stage"] = {"Production": counts["Production"]}
+    versions = []
+    for v in model.versions:
+        entry: dict[str, Any] = {"version": v.version, "stage": v.stage}
+        if v.user_tags:
+            entry["tags"] = dict(sorted(v.user_tags.items()))
+        if v.user_description:
+            entry["description"] = v.user_description
+        versions.append(entry)
+    out["versions"] = versions
+    return out
+
+
+def render_registry(state: RegistryState, source: str, now: datetime) -> str:
+    """YAML text with a header saying where it came from."""
+    header = (
+        "# yaml-language-server: $schema=registry.schema.json\n"
+        f"# Imported from {source} by mlflow-gitops on {now:%Y-%m-%d}.\n"
+    )
+    body = yaml.dump(
+        registry_document(state),
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=100,
+        default_flow_style=False,
+    )
+    return header + body

@@ -1,0 +1,158 @@
+"""The one orchestration module: read, plan, check, apply, in that order."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from mlflow_gitops.apply import ApplyResult, Progress, apply
+from mlflow_gitops.audit import AuditContext
+from mlflow_gitops.errors import GitopsError, SpecError, SpecIssue, StalePlanError
+from mlflow_gitops.observed import RegistryState
+from mlflow_gitops.plan.changes import Plan, RegisterVersion
+from mlflow_gitops.plan.planner import plan as compute_plan
+from mlflow_gitops.registry.port import RegistryPort
+from mlflow_gitops.render.json import plan_document
+from mlflow_gitops.secrets import redact
+from mlflow_gitops.spec.load import LoadedSpec, format_loc, locate
+
+SAVED_PLAN_KIND = "mlflow-gitops-plan"
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A plan and the registry state it was computed from."""
+
+    plan: Plan
+    observed: RegistryState
+
+
+def open_registry(uri: str) -> RegistryPort:
+    """The MLflow adapter; imported here so that validate, schema and --help never load mlflow."""
+    from mlflow_gitops.registry.client import MlflowRegistry
+
+    return MlflowRegistry(uri)
+
+
+def make_plan(loaded: LoadedSpec, registry: RegistryPort) -> Planned:
+    """Read the managed models once, plan, and check that runs to register exist."""
+    observed = registry.read(list(loaded.spec.models))
+    plan = compute_plan(loaded, observed)
+    _check_runs(plan, loaded, registry)
+    return Planned(plan, observed)
+
+
+def _check_runs(plan: Plan, loaded: LoadedSpec, registry: RegistryPort) -> None:
+    new = [c for c in plan.changes if isinstance(c, RegisterVersion) and c.run_id]
+    missing = registry.missing_runs(sorted({c.run_id for c in new if c.run_id}))
+    if not missing:
+        return
+    issues = []
+    for change in new:
+        if change.run_id not in missing:
+            continue
+        model = loaded.spec.models[change.model]
+        index = next(i for i, v in enumerate(model.versions) if v.key == change.entry)
+        loc = ("models", change.model, "versions", index, "run")
+        _, pos = locate(loc, loaded.positions)
+        issues.append(
+            SpecIssue(
+                str(loaded.path),
+                pos.line,
+                pos.column,
+                format_loc(loc),
+                f"run {change.run_id} does not exist in the tracking server",
+                "check the run id (mlflow-gitops propose lists the best runs)",
+            )
+        )
+    raise SpecError(issues)
+
+
+def apply_plan(
+    planned: Planned,
+    registry: RegistryPort,
+    audit: AuditContext,
+    now: datetime,
+    *,
+    parallelism: int = 4,
+    progress: Progress | None = None,
+) -> ApplyResult:
+    """Apply a plan that was just computed (or checked fresh) against this registry."""
+    return apply(
+        planned.plan,
+        planned.observed,
+        registry,
+        audit,
+        now,
+        parallelism=parallelism,
+        progress=progress,
+    )
+
+
+# --- saved plans ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    plan: Plan
+    tracking_uri: str | None
+    file: str | None
+
+
+def save_plan(plan: Plan, path: Path, tracking_uri: str, file: Path, now: datetime) -> None:
+    """Write plan.json: the changes and a fingerprint of every model it read."""
+    safe_uri = tracking_uri if redact(tracking_uri) == tracking_uri else None
+    doc = plan_document(
+        plan,
+        kind=SAVED_PLAN_KIND,
+        created_at=now.isoformat(timespec="seconds"),
+        tracking_uri=safe_uri,
+        file=str(file),
+    )
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def is_saved_plan(path: Path) -> bool:
+    """A JSON file written by `plan --out`."""
+    if path.suffix.lower() != ".json":
+        return False
+    try:
+        return bool(json.loads(path.read_text(encoding="utf-8")).get("kind") == SAVED_PLAN_KIND)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def load_plan(path: Path) -> SavedPlan:
+    """Read plan.json back; refuses files that are not plans of this schema version."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GitopsError(
+            f"cannot read plan {path}: {exc}", "run `mlflow-gitops plan --out`"
+        ) from None
+    meta = {k: data.pop(k, None) for k in ("kind", "created_at", "tracking_uri", "file", "summary")}
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        raise GitopsError(
+            f"{path} is not a plan this version of mlflow-gitops can apply ({exc.error_count()} errors)",
+            "run `mlflow-gitops plan --out` again",
+        ) from None
+    return SavedPlan(plan=plan, tracking_uri=meta["tracking_uri"], file=meta["file"])
+
+
+def check_fresh(saved: SavedPlan, registry: RegistryPort) -> Planned:
+    """Re-read the models the plan covers; refuse when any of them changed since (stale plan)."""
+    observed = registry.read(list(saved.plan.observed))
+    changed = sorted(m for m, d in saved.plan.observed.items() if observed.digest(m) != d)
+    if changed:
+        raise StalePlanError(
+            f"the registry changed since this plan was made (models: {', '.join(changed)})",
+            "run `mlflow-gitops plan --out` again and review the new plan; nothing was applied",
+        )
+    return Planned(saved.plan, observed)

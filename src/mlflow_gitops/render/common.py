@@ -1,0 +1,144 @@
+"""What every renderer shares: the symbol, the subject and the values of a change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, assert_never
+
+from mlflow_gitops.plan.changes import (
+    Change,
+    CreateModel,
+    DeleteAlias,
+    DeleteModelTag,
+    DeleteVersionTag,
+    Plan,
+    RegisterVersion,
+    SetAlias,
+    SetModelDescription,
+    SetModelTag,
+    SetVersionDescription,
+    SetVersionTag,
+    TransitionStage,
+)
+
+Action = Literal["add", "change", "delete"]
+SYMBOL: dict[Action, str] = {"add": "+", "change": "~", "delete": "-"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """A change as a renderer shows it."""
+
+    action: Action
+    subject: str
+    before: str | None
+    after: str | None
+    note: str = ""
+    drift: bool = False
+
+
+def row(change: Change) -> Row:
+    """Subject, before and after of a change, as display strings (values quoted)."""
+    match change:
+        case CreateModel():
+            return Row("add", "registered model", None, change.model)
+        case RegisterVersion(entry=entry, source=source):
+            return Row("add", "new version", None, source, f"from {entry}")
+        case SetModelDescription(before=before, after=after):
+            return Row(_set(before), "description", _q(before), _q(after))
+        case SetModelTag(key=key, before=before, after=after):
+            return Row(_set(before), f"tag {key}", _q(before), _q(after))
+        case DeleteModelTag(key=key, before=before):
+            return Row("delete", f"tag {key}", _q(before), None)
+        case SetVersionDescription(target=t, before=before, after=after):
+            return Row(_set(before), f"{t.label()} description", _q(before), _q(after))
+        case SetVersionTag(target=t, key=key, before=before, after=after):
+            return Row(_set(before), f"{t.label()} tag {key}", _q(before), _q(after))
+        case DeleteVersionTag(target=t, key=key, before=before):
+            return Row("delete", f"{t.label()} tag {key}", _q(before), None)
+        case TransitionStage(target=t, before=before, after=after):
+            return Row(
+                "change", f"{t.label()} stage", before, after, _stage_note(change), change.drift
+            )
+        case SetAlias(alias=alias, before=before, target=t):
+            was = f"v{before}" if before is not None else None
+            return Row(
+                "add" if before is None else "change",
+                f"alias {alias}",
+                was,
+                t.label(),
+                "",
+                change.drift,
+            )
+        case DeleteAlias(alias=alias, before=before):
+            return Row("delete", f"alias {alias}", f"v{before}", None)
+        case _:
+            assert_never(change)
+
+
+def _set(before: str | None) -> Action:
+    return "add" if before is None else "change"
+
+
+def _stage_note(change: TransitionStage) -> str:
+    if change.reason == "archive_previous":
+        holders = ", ".join(f"v{h}" if isinstance(h, int) else str(h) for h in change.replaced_by)
+        return f"archive_previous: replaced by {holders}"
+    if change.reason == "unmanaged":
+        return "unmanaged_versions: archive"
+    return ""
+
+
+def _q(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return '""' if value == "" else f'"{value}"'
+
+
+def shorten(text: str, width: int = 72) -> str:
+    """One line of at most `width` characters (control characters shown escaped)."""
+    flat = " ".join(text.split("\n"))
+    flat = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in flat)
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Summary:
+    add: int
+    change: int
+    delete: int
+    models: int
+    blocked: int
+    drift: int
+
+    @property
+    def total(self) -> int:
+        return self.add + self.change + self.delete
+
+    def sentence(self) -> str:
+        """`Plan: 5 to change (2 to add, 2 to change, 1 to delete) in 2 models.`"""
+        if not self.total:
+            return "No changes. The registry matches the file."
+        models = f"{self.models} model{'s' if self.models != 1 else ''}"
+        text = (
+            f"Plan: {self.total} to change ({self.add} to add, {self.change} to change, "
+            f"{self.delete} to delete) in {models}."
+        )
+        if self.drift:
+            text += f" {self.drift} drifted from the file."
+        if self.blocked:
+            text += f" {self.blocked} model{'s' if self.blocked != 1 else ''} blocked."
+        return text
+
+
+def summarize(plan: Plan) -> Summary:
+    """Counts for the summary line."""
+    rows = [row(c) for c in plan.changes]
+    return Summary(
+        add=sum(r.action == "add" for r in rows),
+        change=sum(r.action == "change" for r in rows),
+        delete=sum(r.action == "delete" for r in rows),
+        models=len(plan.models),
+        blocked=len(plan.blocked),
+        drift=sum(r.drift for r in rows),
+    )

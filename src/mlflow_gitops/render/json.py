@@ -1,0 +1,40 @@
+"""The plan as JSON for machines: schema_version, every change with before and after."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlflow_gitops.apply import ApplyResult
+from mlflow_gitops.plan.changes import Plan
+from mlflow_gitops.render.common import summarize
+
+
+def plan_document(plan: Plan, **meta: Any) -> dict[str, Any]:
+    """The plan as a JSON-ready dict; `meta` adds top-level keys (tracking URI, file, time)."""
+    data = plan.model_dump(mode="json")
+    s = summarize(plan)
+    data["summary"] = {
+        "add": s.add,
+        "change": s.change,
+        "delete": s.delete,
+        "total": s.total,
+        "models": s.models,
+        "blocked": s.blocked,
+        "drift": s.drift,
+    }
+    return {**data, **meta}
+
+
+def render_plan(plan: Plan, **meta: Any) -> str:
+    """Stable, sorted-key JSON."""
+    return json.dumps(plan_document(plan, **meta), indent=2, sort_keys=True) + "\n"
+
+
+def render_result(result: ApplyResult) -> str:
+    """Each step with its status."""
+    steps = [
+        {"model": s.model, "change": s.what, "status": s.status, "detail": s.detail}
+        for s in result.steps
+    ]
+    return json.dumps({"schema_version": 1, "ok": result.ok, "steps": steps}, indent=2) + "\n"

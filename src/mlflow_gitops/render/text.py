@@ -1,0 +1,88 @@
+"""The plan for a terminal (colored) or a CI log (plain)."""
+
+from __future__ import annotations
+
+from mlflow_gitops.apply import ApplyResult
+from mlflow_gitops.plan.changes import Plan
+from mlflow_gitops.render.common import SYMBOL, Row, row, shorten, summarize
+
+_COLORS = {"+": "32", "~": "33", "-": "31", "!": "1;31", "drift": "35", "dim": "2", "bold": "1"}
+
+
+def _paint(text: str, style: str, color: bool) -> str:
+    return f"\033[{_COLORS[style]}m{text}\033[0m" if color else text
+
+
+def render_plan(plan: Plan, *, color: bool = False, header: str = "") -> str:
+    """`+ ~ -` per change with before -> after, grouped by model, then the summary line."""
+    lines = [header, ""] if header else []
+    for model in sorted(set(plan.models) | set(plan.blocked) | set(plan.unmanaged)):
+        changes = plan.changes_for(model)
+        if not changes and model not in plan.blocked:
+            continue
+        lines.append(_paint(shorten(model, 120), "bold", color))
+        lines.extend(f"  {_line(row(c), color)}" for c in changes)
+        for reason in plan.blocked.get(model, ()):
+            lines.append("  " + _paint(f"! blocked: {reason}", "!", color))
+        if plan.unmanaged.get(model):
+            listed = ", ".join(f"v{v}" for v in plan.unmanaged[model])
+            lines.append(
+                _paint(
+                    f"  unmanaged versions (not in the file, left alone): {listed}", "dim", color
+                )
+            )
+        lines.append("")
+    lines.append(summarize(plan).sentence())
+    return "\n".join(lines) + "\n"
+
+
+def _line(r: Row, color: bool) -> str:
+    symbol = SYMBOL[r.action]
+    if r.before is not None and r.after is not None:
+        value = f"{shorten(r.before, 50)} -> {shorten(r.after, 50)}"
+    elif r.after is not None:
+        value = shorten(r.after, 100)
+    else:
+        value = f"(was {shorten(r.before or '', 80)})"
+    text = f"{symbol} {shorten(r.subject, 60)}: {value}"
+    if r.note:
+        text += f"  ({r.note})"
+    out = _paint(text, symbol, color)
+    if r.drift:
+        out += " " + _paint("[drift: changed in the registry by hand]", "drift", color)
+    return out
+
+
+def render_result(result: ApplyResult, *, color: bool = False) -> str:
+    """What was applied, what failed, and what was not applied."""
+    marks = {"applied": "✓", "failed": "✗", "not applied": "·", "blocked": "!"}
+    styles = {"applied": "+", "failed": "-", "not applied": "dim", "blocked": "!"}
+    lines = []
+    current = None
+    for step in result.steps:
+        if step.model != current:
+            current = step.model
+            lines.append(_paint(shorten(step.model, 120), "bold", color))
+        detail = (
+            f": {shorten(step.detail, 200)}" if step.detail and step.status != "blocked" else ""
+        )
+        lines.append(
+            "  "
+            + _paint(
+                f"{marks[step.status]} {step.status:<11} {step.what}{detail}",
+                styles[step.status],
+                color,
+            )
+        )
+    applied, failed = result.count("applied"), result.count("failed")
+    skipped, blocked = result.count("not applied"), result.count("blocked")
+    if not result.steps:
+        lines.append("Nothing to apply.")
+    else:
+        lines.append(
+            f"Apply {'complete' if result.ok else 'FAILED'}: {applied} applied, {failed} failed, "
+            f"{skipped} not applied, {blocked} blocked."
+        )
+        if not result.ok:
+            lines.append("Run apply again to finish: it plans from the registry as it is now.")
+    return "\n".join(lines) + "\n"
