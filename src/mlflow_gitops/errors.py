@@ -45,6 +45,9 @@ class SpecError(GitopsError):
         count = len(issues)
         super().__init__(f"{count} problem{'s' if count != 1 else ''} in registry file")
 
+    def __str__(self) -> str:
+        return self.render()
+
     def render(self) -> str:
         """All issues, one block each, then a count."""
         lines = [issue.render() for issue in self.issues]

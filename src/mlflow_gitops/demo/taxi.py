@@ -66,7 +66,8 @@ _N_ZONES = 265  # TLC taxi zones are numbered 1..265
 _CITY_SALT = 0x7A71  # separates the city layout stream from the per-month streams
 _APP_HAIL_SHARE = 0.3  # rows with no flag/ratecode/passengers/payment, minute-rounded times
 _SHORT_SHARE = 0.019  # real January 2021: 1.9% of trips under a minute
-_LONG_SHARE = 0.015  # real January 2021: 1.5% of trips over an hour
+_GLITCH_SHARE = 0.0008  # real January 2021: 62 of 73,908 kept trips over 100 miles
+_LONG_SHARE = 0.006  # meters left running; with slow long trips ~1.5% exceed an hour
 
 _ARROW_TYPES: Mapping[str, Any] = {
     "int64": pa.int64(),
@@ -100,11 +101,11 @@ class _City:
         # Zones in miles on a 16 x 20 plane; a "river" at x = 0 separates two boroughs.
         self.x: FloatArray = rng.uniform(-8.0, 8.0, n)
         self.y: FloatArray = rng.uniform(-10.0, 10.0, n)
-        # Dense core (slow) around the origin, faster outskirts; mph.
+        # Dense core (slow) around the origin, faster outskirts: a per-zone pace multiplier.
         radius = np.hypot(self.x, self.y)
-        self.speed: FloatArray = 6.0 + 1.1 * radius + rng.gamma(2.0, 1.0, n)
+        self.pace: FloatArray = (1.15 - 0.03 * radius) * rng.lognormal(0.0, 0.12, n)
         # A few zones are notoriously congested (extra minutes per trip touching them).
-        self.delay: FloatArray = np.where(rng.random(n) < 0.1, rng.uniform(3.0, 9.0, n), 0.0)
+        self.delay: FloatArray = np.where(rng.random(n) < 0.05, rng.uniform(1.0, 4.0, n), 0.0)
         # Pickup popularity: heavy-tailed, like the real 74/75/41/42/... hot spots.
         popularity = rng.pareto(1.2, n) + 0.05
         popularity[rng.random(n) < 0.05] = 0.0  # some zones never see green cabs
@@ -117,7 +118,7 @@ class _City:
         for zone in np.unique(pickups):
             mask = pickups == zone
             dist = np.hypot(self.x - self.x[zone], self.y - self.y[zone])
-            weights = self.attract * (np.exp(-dist / 2.5) + 0.02)
+            weights = self.attract * (np.exp(-dist / 1.2) + 0.01)
             weights[zone] *= 3.0  # intrazonal trips are common
             out[mask] = rng.choice(_N_ZONES, size=int(mask.sum()), p=weights / weights.sum())
         return out
@@ -146,10 +147,12 @@ def generate_month(year: int, month: int, rows: int, seed: int = 0) -> pd.DataFr
     # --- where -----------------------------------------------------------------------------
     pu = rng.choice(_N_ZONES, size=n, p=city.pickup_p)
     do = city.dropoffs(rng, pu)
-    straight = np.hypot(city.x[do] - city.x[pu], city.y[do] - city.y[pu])
-    intrazonal = rng.gamma(2.0, 0.45, n)
-    detour = rng.uniform(1.15, 1.45, n)
-    distance = np.where(pu == do, intrazonal, straight * detour + rng.gamma(1.5, 0.15, n))
+    # Exact pickup/dropoff points scatter around the zone centres (zones are ~1 mile wide).
+    jitter = rng.normal(0.0, 0.45, (4, n))
+    dx = city.x[do] + jitter[0] - city.x[pu] - jitter[1]
+    dy = city.y[do] + jitter[2] - city.y[pu] - jitter[3]
+    detour = rng.uniform(1.15, 1.6, n)  # streets are not straight lines
+    distance = np.hypot(dx, dy) * detour + 0.1
     distance = np.round(np.maximum(distance, 0.0), 2)
     distance[rng.random(n) < 0.005] = 0.0  # meters that never started counting miles
 
@@ -160,19 +163,17 @@ def generate_month(year: int, month: int, rows: int, seed: int = 0) -> pd.DataFr
     rush = np.isin(hour, [7, 8, 9, 16, 17, 18, 19])
 
     # --- how long --------------------------------------------------------------------------
-    pair_speed = 2.0 / (1.0 / city.speed[pu] + 1.0 / city.speed[do])  # harmonic mean, mph
-    highway = 1.0 + 0.8 * np.tanh(distance / 6.0)  # long trips reach faster roads
-    speed = pair_speed * highway * np.where(rush, 0.75, 1.0)
-    crossing = np.sign(city.x[pu]) != np.sign(city.x[do])
+    # Short hops crawl through traffic, long trips reach faster roads: minutes ~ distance^0.7.
+    pace = np.sqrt(city.pace[pu] * city.pace[do]) * np.where(rush, 1.15, 1.0)
+    crossing = np.sign(city.x[pu]) != np.sign(city.x[do])  # bridges
     minutes = (
-        1.5
-        + 60.0 * distance / speed
-        + np.where(crossing, 6.0, 0.0)
+        (1.0 + 5.5 * distance**0.7) * pace
+        + np.where(crossing, 3.0, 0.0)
         + city.delay[pu]
         + city.delay[do]
     )
-    minutes *= rng.lognormal(0.0, 0.18, n)
-    minutes = np.clip(minutes, 1.05, 59.5)
+    minutes *= rng.lognormal(0.0, 0.3, n)  # weather, lights, driver, route choice
+    minutes = np.maximum(minutes, 1.05)  # real sub-minute trips are the dirty ones below
 
     # Dirty durations: zero/sub-minute trips and meters left running for hours.
     dirty = rng.random(n)
@@ -187,7 +188,7 @@ def generate_month(year: int, month: int, rows: int, seed: int = 0) -> pd.DataFr
 
     # App/street-hail rows (the real files' trailing block): minute-rounded timestamps.
     app = np.zeros(n, dtype=bool)
-    n_app = int(round(n * _APP_HAIL_SHARE))
+    n_app = round(n * _APP_HAIL_SHARE)
     if n_app:
         app[n - n_app :] = True
         app_rows = np.flatnonzero(app)
@@ -196,6 +197,13 @@ def generate_month(year: int, month: int, rows: int, seed: int = 0) -> pd.DataFr
         dropoff[n - n_app :] = dropoff[app_rows].astype("datetime64[m]").astype("datetime64[us]")
         for arr in (pu, do, distance, minutes):
             arr[n - n_app :] = arr[app_rows]
+    metered = distance.copy()  # what the fare is based on, before odometer glitches
+    if n_app:
+        # Odometer glitches: ~0.08% of trips (real: nearly all app rows) claim 1e3..2.5e5 miles.
+        # A fixed count (not a coin flip per row) keeps every month of a seed comparably dirty.
+        n_glitch = min(n_app, max(1, round(n * _GLITCH_SHARE)) if n >= 1_000 else 0)
+        glitch = rng.choice(np.flatnonzero(app), size=n_glitch, replace=False)
+        distance[glitch] = np.round(rng.uniform(1_000.0, 250_000.0, n_glitch), 2)
 
     # A few pickups stamped in other years (the real January 2021 file has 2009 and 2020 ones).
     n_other = max(1, n // 10_000) if n >= 100 else 0
@@ -210,7 +218,7 @@ def generate_month(year: int, month: int, rows: int, seed: int = 0) -> pd.DataFr
     # --- what it cost ----------------------------------------------------------------------
     vendor = np.where(app | (rng.random(n) < 0.9), 2, 1).astype(np.int64)
     ratecode = rng.choice([1.0, 5.0, 2.0, 4.0, 3.0], size=n, p=[0.96, 0.03, 0.005, 0.004, 0.001])
-    fare = 2.5 + 2.5 * distance + 0.3 * np.minimum(minutes, 120.0)
+    fare = 2.5 + 2.5 * metered + 0.3 * np.minimum(minutes, 120.0)
     fare = np.where(ratecode == 2.0, 52.0, fare)
     fare = np.where(ratecode == 5.0, _round_to(rng.uniform(8.0, 60.0, n), 0.5), fare)
     fare = np.where(app, np.round(fare * rng.uniform(0.9, 1.1, n), 2), _round_to(fare, 0.5))
@@ -220,7 +228,7 @@ def generate_month(year: int, month: int, rows: int, seed: int = 0) -> pd.DataFr
     payment = rng.choice([1.0, 2.0, 3.0, 4.0], size=n, p=[0.6, 0.38, 0.015, 0.005])
     tip = np.where(payment == 1.0, np.round(fare * rng.uniform(0.0, 0.3, n), 2), 0.0)
     tip = np.where(app, 2.75, tip)
-    tolls = np.where((distance > 8.0) & (rng.random(n) < 0.3), 6.12, 0.0)
+    tolls = np.where((metered > 8.0) & (rng.random(n) < 0.3), 6.12, 0.0)
     improvement = np.full(n, 0.3)
     congestion = np.where(rng.random(n) < 0.22, 2.75, 0.0)
     total = fare + extra + mta_tax + tip + tolls + improvement + np.where(app, 0.0, congestion)
@@ -311,7 +319,7 @@ def prepare(df: pd.DataFrame) -> tuple[list[dict[str, Any]], FloatArray]:
         }
     )
     dicts: list[dict[str, Any]] = features.to_dict(orient="records")  # type: ignore[assignment]
-    target: FloatArray = duration[keep].to_numpy(dtype=np.float64)
+    target: FloatArray = np.asarray(duration[keep], dtype=np.float64)
     return dicts, target
 
 

@@ -21,7 +21,13 @@ class Target(Frozen):
 
     def label(self) -> str:
         """`v3`, or `new version (run 3f2a/model)`."""
-        return f"v{self.version}" if self.version is not None else f"new version ({self.entry})"
+        if self.version is not None:
+            return f"v{self.version}"
+        entry = self.entry or ""
+        if entry.startswith("run "):
+            run_id, _, path = entry[4:].partition("/")
+            entry = f"run {run_id[:8]}/{path}"
+        return f"new version ({entry if len(entry) <= 48 else entry[:47] + '…'})"
 
 
 class CreateModel(Frozen):
@@ -182,9 +188,12 @@ def phase(change: Change) -> tuple[int, int]:
 
 
 def sort_key(change: Change) -> tuple[object, ...]:
-    """Model, phase, then version and key: deterministic, so PR comments diff cleanly."""
+    """Model, phase, then version and key (aliases by name): deterministic, so PR comments diff
+    cleanly."""
+    if isinstance(change, SetAlias | DeleteAlias):
+        return (change.model, *phase(change), 0, "", change.alias)
     target = getattr(change, "target", None)
     number = target.version if isinstance(target, Target) and target.version else 0
     entry = (target.entry or "") if isinstance(target, Target) else getattr(change, "entry", "")
-    key = getattr(change, "key", None) or getattr(change, "alias", None) or ""
+    key = getattr(change, "key", None) or ""
     return (change.model, *phase(change), number, entry, key)

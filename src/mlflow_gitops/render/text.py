@@ -44,7 +44,7 @@ def _line(r: Row, color: bool) -> str:
         value = shorten(r.after, 100)
     else:
         value = f"(was {shorten(r.before or '', 80)})"
-    text = f"{symbol} {shorten(r.subject, 60)}: {value}"
+    text = f"{symbol} {shorten(r.subject, 80)}: {value}"
     if r.note:
         text += f"  ({r.note})"
     out = _paint(text, symbol, color)

@@ -1,0 +1,146 @@
+"""An in-memory registry that satisfies RegistryPort and checks the apply invariants as it goes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from mlflow_gitops.errors import RegistryError
+from mlflow_gitops.observed import ModelState, RegistryState, VersionState
+
+
+@dataclass
+class FakeRegistry:
+    """Holds ModelStates; records every call; can fail on the Nth write."""
+
+    models: dict[str, ModelState] = field(default_factory=dict)
+    runs: set[str] = field(default_factory=set)
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+    fail_on: int | None = None  # 1-based index of the write call that raises
+    writes: int = 0
+    gaps: list[str] = field(default_factory=list)  # held stages/aliases left empty in between
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def read(self, names: Sequence[str] | None = None) -> RegistryState:
+        self.calls.append(("read",))
+        wanted = set(self.models) if names is None else set(names)
+        return RegistryState(models={n: m for n, m in sorted(self.models.items()) if n in wanted})
+
+    def missing_runs(self, run_ids: Sequence[str]) -> set[str]:
+        return {r for r in run_ids if r not in self.runs}
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def _write(self, *call: str) -> None:
+        self.writes += 1
+        self.calls.append(call)
+        if self.fail_on is not None and self.writes == self.fail_on:
+            raise RegistryError(f"injected failure on {call[0]}", "")
+
+    def _update(self, name: str, **kw: object) -> None:
+        self.models[name] = replace(self.models[name], **kw)  # type: ignore[arg-type]
+
+    def _update_version(self, name: str, number: int, **kw: object) -> None:
+        model = self.models[name]
+        versions = tuple(
+            replace(v, **kw) if v.version == number else v  # type: ignore[arg-type]
+            for v in model.versions
+        )
+        if all(v.version != number for v in versions):
+            raise RegistryError(f"version {number} of {name} does not exist", "")
+        self._update(name, versions=versions)
+
+    def create_model(self, name: str) -> None:
+        self._write("create_model", name)
+        if name in self.models:
+            raise RegistryError(f"model {name} exists", "")
+        self.models[name] = ModelState(name=name)
+
+    def register_version(self, name: str, source: str, run_id: str | None) -> int:
+        self._write("register_version", name, source)
+        model = self.models[name]
+        number = max((v.version for v in model.versions), default=0) + 1
+        new = VersionState(version=number, source=source, run_id=run_id)
+        self._update(name, versions=(*model.versions, new))
+        return number
+
+    def set_model_description(self, name: str, text: str) -> None:
+        self._write("set_model_description", name)
+        self._update(name, description=text)
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        self._write("set_model_tag", name, key)
+        self._update(name, tags={**self.models[name].tags, key: value})
+
+    def delete_model_tag(self, name: str, key: str) -> None:
+        self._write("delete_model_tag", name, key)
+        tags = dict(self.models[name].tags)
+        tags.pop(key)
+        self._update(name, tags=tags)
+
+    def set_version_description(self, name: str, version: int, text: str) -> None:
+        self._write("set_version_description", name, str(version))
+        self._update_version(name, version, description=text)
+
+    def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        self._write("set_version_tag", name, str(version), key)
+        v = self.models[name].version(version)
+        assert v is not None
+        self._update_version(name, version, tags={**v.tags, key: value})
+
+    def delete_version_tag(self, name: str, version: int, key: str) -> None:
+        self._write("delete_version_tag", name, str(version), key)
+        v = self.models[name].version(version)
+        assert v is not None
+        tags = dict(v.tags)
+        tags.pop(key)
+        self._update_version(name, version, tags=tags)
+
+    def transition_stage(self, name: str, version: int, stage: str) -> None:
+        self._write("transition_stage", name, str(version), stage)
+        before = self.models[name].version(version)
+        assert before is not None
+        self._update_version(name, version, stage=stage)
+        old = before.stage
+        if old in ("Staging", "Production") and not any(
+            v.stage == old for v in self.models[name].versions
+        ):
+            self.gaps.append(f"{name}: {old} left without a holder")
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        self._write("set_alias", name, alias, str(version))
+        if self.models[name].version(version) is None:
+            raise RegistryError(f"version {version} of {name} does not exist", "")
+        self._update(name, aliases={**self.models[name].aliases, alias: version})
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._write("delete_alias", name, alias)
+        aliases = dict(self.models[name].aliases)
+        aliases.pop(alias)
+        self._update(name, aliases=aliases)
+
+
+def observed_from_data(data: dict[str, dict[str, object]]) -> dict[str, ModelState]:
+    """Case-file `observed:` mapping -> ModelStates."""
+    out = {}
+    for name, model in (data or {}).items():
+        versions = tuple(
+            VersionState(
+                version=int(v["version"]),
+                stage=str(v.get("stage", "None")),
+                source=str(v.get("source", f"runs:/{'0' * 32}/model")),
+                run_id=v.get("run_id"),  # type: ignore[arg-type]
+                description=str(v.get("description", "")),
+                tags=dict(v.get("tags", {})),  # type: ignore[call-overload]
+            )
+            for v in model.get("versions", [])  # type: ignore[attr-defined]
+        )
+        out[name] = ModelState(
+            name=name,
+            description=str(model.get("description", "")),
+            tags=dict(model.get("tags", {})),  # type: ignore[call-overload]
+            aliases=dict(model.get("aliases", {})),  # type: ignore[call-overload]
+            versions=versions,
+        )
+    return out
