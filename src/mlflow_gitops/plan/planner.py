@@ -78,7 +78,7 @@ def plan(desired: LoadedSpec, observed: RegistryState) -> Plan:
     if issues:
         raise SpecError(issues)
     return Plan(
-        changes=tuple(sorted(changes, key=sort_key)),
+        changes=tuple(_order_transitions(sorted(changes, key=sort_key), observed)),
         blocked=blocked,
         unmanaged=unmanaged,
         observed={name: observed.digest(name) for name in spec.models},
@@ -310,6 +310,42 @@ class _ModelPlanner:
                         model=self.name, alias=alias, before=before, target=target, drift=drift
                     )
                 )
+
+
+def _order_transitions(changes: list[Change], observed: RegistryState) -> list[Change]:
+    """Reorder each model's stage transitions so that no Staging or Production that has a holder
+    is left empty in between: a version leaves a stage only once another holds it, when possible
+    (a swap of two stages cannot avoid it; then the entry into Production goes first)."""
+    out: list[Change] = []
+    i = 0
+    while i < len(changes):
+        if not isinstance(changes[i], TransitionStage):
+            out.append(changes[i])
+            i += 1
+            continue
+        j = i
+        while j < len(changes) and isinstance(changes[j], TransitionStage):
+            j += 1
+        block = [c for c in changes[i:j] if isinstance(c, TransitionStage)]
+        live = observed.models.get(block[0].model)
+        stages = {str(v.version): v.stage for v in live.versions} if live else {}
+        while block:
+            pick = next((t for t in block if not _empties(t, stages)), block[0])
+            block.remove(pick)
+            stages[_key(pick.target)] = pick.after
+            out.append(pick)
+        i = j
+    return out
+
+
+def _key(target: Target) -> str:
+    return str(target.version) if target.version is not None else str(target.entry)
+
+
+def _empties(t: TransitionStage, stages: dict[str, str]) -> bool:
+    if t.before not in GUARDED_STAGES:
+        return False
+    return not any(s == t.before for k, s in stages.items() if k != _key(t.target))
 
 
 def _source_of(entry: VersionSpec) -> tuple[str, str | None]:
