@@ -289,7 +289,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
     import click
 
     try:
-        app(args=argv, standalone_mode=False)
+        # without standalone mode click returns the code of a typer.Exit instead of raising it
+        code = app(args=argv, standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
@@ -321,4 +322,4 @@ def main(argv: list[str] | None = None) -> NoReturn:
             err=True,
         )
         sys.exit(EXIT_ERROR)
-    sys.exit(EXIT_OK)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

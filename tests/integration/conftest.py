@@ -1,0 +1,151 @@
+"""Real registries: a sqlite URI, `mlflow server` on loopback (sqlite backend), and `mlflow server`
+backed by the PostgreSQL server on 127.0.0.1:5432. When CI is set, a missing PostgreSQL fails."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+BACKENDS = ["sqlite", "server", "postgres"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MlflowServer:
+    """An `mlflow server` child process on a free loopback port."""
+
+    def __init__(self, backend_uri: str, workdir: Path) -> None:
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log = (workdir / "server.log").open("w")
+        mlflow_bin = str(Path(sys.executable).parent / "mlflow")
+        self.proc = subprocess.Popen(
+            [
+                mlflow_bin, "server",
+                "--backend-store-uri", backend_uri,
+                "--artifacts-destination", str(workdir / "artifacts"),
+                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "2",
+            ],
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"mlflow server exited: {(workdir / 'server.log').read_text()[-3000:]}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError("mlflow server did not become healthy in 120 s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def _postgres_database() -> tuple[str, str] | None:
+    try:
+        import psycopg2
+    except ImportError:
+        return None
+    try:
+        conn = psycopg2.connect(PG_DSN, connect_timeout=5)
+    except Exception:
+        if shutil.which("pg_ctlcluster") and os.path.isdir("/etc/postgresql"):
+            version = sorted(os.listdir("/etc/postgresql"))[-1]
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+                check=False, capture_output=True, timeout=60,
+            )  # fmt: skip
+            try:
+                conn = psycopg2.connect(PG_DSN, connect_timeout=10)
+            except Exception:
+                return None
+        else:
+            return None
+    name = f"mlflow_gitops_{uuid.uuid4().hex[:12]}"
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return name, f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+
+
+def _drop_postgres_database(name: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(PG_DSN, connect_timeout=5)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    work = tmp_path_factory.mktemp("server-sqlite")
+    server = MlflowServer(f"sqlite:///{work}/mlflow.db", work)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    db = _postgres_database()
+    if db is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL on 127.0.0.1:5432 is required in CI and could not be reached")
+        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not available (required when CI is set)")
+    name, uri = db
+    server = MlflowServer(uri, tmp_path_factory.mktemp("server-postgres"))
+    yield server
+    server.stop()
+    _drop_postgres_database(name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    folder = tmp_path_factory.mktemp("sqlite")
+    return f"sqlite:///{folder}/mlflow.db"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The tracking URI of each real registry in turn."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_uri"))
+    server = request.getfixturevalue(
+        f"{'sqlite' if request.param == 'server' else 'postgres'}_server"
+    )
+    return str(server.uri)
+
+
+@pytest.fixture
+def model_name(request: pytest.FixtureRequest) -> str:
+    """A model name unique to the test, so tests share servers without seeing each other."""
+    return f"m-{request.node.name[:40]}-{uuid.uuid4().hex[:6]}".replace("[", "-").replace("]", "")
