@@ -286,35 +286,30 @@ def _now() -> datetime:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: one error funnel turns every failure into a message and an exit code."""
-    import click
-
     try:
-        # without standalone mode click returns the code of a typer.Exit instead of raising it
+        # without standalone mode typer returns the code of a typer.Exit instead of raising it
         code = app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         emit("interrupted\n", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except click.ClickException as exc:  # usage errors: never 2 or 3, those mean something else
-        emit(f"error: {exc.format_message()}\n", err=True)
-        emit("  hint: see `mlflow-gitops --help`\n", err=True)
+    except typer.TyperException as exc:  # usage errors: never 2 or 3, those mean something else
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            emit(str(getattr(exc, "format_message", lambda: exc)()) + "\n")
+            sys.exit(EXIT_OK)
+        message = getattr(exc, "format_message", lambda: str(exc))()
+        emit(f"error: {message}\n  hint: see `mlflow-gitops --help`\n", err=True)
         sys.exit(EXIT_ERROR)
     except GitopsError as exc:
         emit(exc.render() + "\n", err=True)
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
-        emit(
-            "interrupted: the registry holds whatever was applied so far; run apply again\n",
-            err=True,
-        )
+        emit("interrupted: the registry holds what was applied so far; run apply again\n", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
-        detail = (
-            "".join(traceback.format_exception(exc))
-            if os.environ.get("MLFLOW_GITOPS_DEBUG")
-            else ""
-        )
+        debug = os.environ.get("MLFLOW_GITOPS_DEBUG")
+        detail = "".join(traceback.format_exception(exc)) if debug else ""
         emit(
             f"error: unexpected {type(exc).__name__}: {exc}\n{detail}"
             "  this is a bug in mlflow-gitops; please report it with the command you ran "

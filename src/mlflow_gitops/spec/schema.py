@@ -14,10 +14,10 @@ def schema() -> dict[str, Any]:
     """The schema as a dict, with a title and $schema for editors."""
     data = RegistrySpec.model_json_schema(mode="validation")
     return {
+        **data,
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": "mlflow-gitops registry.yaml (version 1)",
-        **data,
     }
 
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# One command, fresh machine: set up the environment and run the demo on the embedded default
+# registry (sqlite:///mlflow.db next to registry.yaml). Extra arguments go to the demo, e.g.
+#   bash examples/demo.sh --data ../shared/data/nyc-green-taxi   # the real TLC files
+#   bash examples/demo.sh --reset                                 # start from an empty registry
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e .
+exec .venv/bin/python -m mlflow_gitops.demo "$@"

@@ -1,0 +1,130 @@
+"""The demo, end to end: data, three trained regressors, then validate, plan, apply, plan.
+
+    python -m mlflow_gitops.demo [--data DIR] [--rows N] [--reset] [--file registry.yaml]
+
+It uses the embedded default registry, sqlite:///mlflow.db next to the registry file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+MODEL = "nyc-taxi-regressor"
+MONTHS = (
+    "green_tripdata_2021-01.parquet",
+    "green_tripdata_2021-02.parquet",
+    "green_tripdata_2021-03.parquet",
+)
+
+
+def _say(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m" if sys.stdout.isatty() else f"\n== {text}", flush=True)
+
+
+def _run(*args: str, cwd: Path) -> int:
+    print(f"$ mlflow-gitops {' '.join(args)}", flush=True)
+    return subprocess.run(
+        [sys.executable, "-m", "mlflow_gitops", *args], cwd=cwd, check=False
+    ).returncode
+
+
+def _data(folder: Path, real: Path | None, rows: int) -> Path:
+    if real is not None:
+        missing = [m for m in MONTHS if not (real / m).exists()]
+        if missing:
+            sys.exit(f"error: {real} lacks {', '.join(missing)} (the TLC green taxi 2021 files)")
+        return real
+    from mlflow_gitops.demo.taxi import write_months
+
+    out = folder / "demo-data"
+    if not all((out / m).exists() for m in MONTHS):
+        write_months(out, rows=rows)
+    return out
+
+
+def main() -> int:
+    """Run the demo; returns the exit code of the last step that failed, or 0."""
+    parser = argparse.ArgumentParser(prog="python -m mlflow_gitops.demo", description=__doc__)
+    parser.add_argument("--file", type=Path, default=Path("registry.yaml"))
+    parser.add_argument("--data", type=Path, help="folder with the real TLC parquet files")
+    parser.add_argument("--rows", type=int, default=20_000, help="rows per generated month")
+    parser.add_argument("--reset", action="store_true", help="delete the demo registry first")
+    args = parser.parse_args()
+    folder = args.file.resolve().parent
+    db, artifacts = folder / "mlflow.db", folder / "mlartifacts"
+    uri = f"sqlite:///{db}"
+    if args.reset:
+        db.unlink(missing_ok=True)
+        shutil.rmtree(artifacts, ignore_errors=True)
+
+    _say("1. Data: NYC green taxi trips, January to March 2021")
+    data = _data(folder, args.data, args.rows)
+    print(
+        f"data in {data}"
+        + (" (generated, TLC-shaped)" if args.data is None else " (real TLC files)")
+    )
+
+    from mlflow_gitops.registry.client import MlflowRegistry
+
+    existing = MlflowRegistry(uri).read([MODEL]).models.get(MODEL)
+    if existing is not None and len(existing.versions) >= 3:
+        _say(
+            f"2. Models: {MODEL} already has {len(existing.versions)} versions (--reset to retrain)"
+        )
+    else:
+        _say("2. Train three regressors the course's way and register them (versions 1-3)")
+        from mlflow_gitops.demo.train import register_runs, train_and_log
+
+        runs = train_and_log(
+            data / MONTHS[0],
+            data / MONTHS[1],
+            experiment="nyc-taxi-duration",
+            tracking_uri=uri,
+            artifact_location=artifacts.as_uri(),
+        )
+        versions = register_runs(runs, MODEL, uri)
+        for run, version in zip(runs, versions, strict=True):
+            print(
+                f"  v{version}: {run.model_type:<26} rmse {run.rmse:6.3f}  "
+                f"trained in {run.training_time_s:5.1f} s  {run.model_size_mb:6.2f} MB  run {run.run_id}"
+            )
+
+    file = str(args.file)
+    _say("3. validate: the file alone, offline")
+    if _run("validate", file, cwd=Path.cwd()) != 0:
+        return 1
+    _say("4. plan: what apply would change in the registry")
+    _run("plan", file, cwd=Path.cwd())
+    _say("5. apply: make it so, annotating every change")
+    code = _run("apply", file, cwd=Path.cwd())
+    _say("6. plan again: nothing left to do")
+    _run("plan", file, "--detailed-exitcode", cwd=Path.cwd())
+    _say("7. The annotated versions in the registry")
+    _show(uri)
+    print(f"\nBrowse it: mlflow ui --backend-store-uri {uri}")
+    return code
+
+
+def _show(uri: str) -> None:
+    from mlflow_gitops.registry.client import MlflowRegistry
+
+    model = MlflowRegistry(uri).read([MODEL]).models[MODEL]
+    print(f"{MODEL}: aliases {dict(model.aliases)}")
+    for v in model.versions:
+        tool = {
+            k.removeprefix("mlflow_gitops."): val
+            for k, val in v.tags.items()
+            if k.startswith("mlflow_gitops.")
+        }
+        print(f"\n  version {v.version} [{v.stage}] tags: {dict(v.user_tags)}")
+        print(f"    annotations: {tool}")
+        for line in v.description.splitlines():
+            print(f"    | {line}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

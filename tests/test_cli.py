@@ -1,0 +1,94 @@
+"""The command layer: help for everything, exit codes, and no mlflow on the offline paths."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+
+from mlflow_gitops.cli import app
+from tests.cli_runner import run_cli, run_process
+from tests.helpers import write_spec
+
+GOOD = "version: 1\nmodels:\n  m:\n    versions:\n      - {version: 1, stage: Production}\n"
+
+
+def _commands() -> dict[str, Any]:
+    group = typer.main.get_command(app)
+    return dict(group.commands)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", sorted(_commands()))
+def test_every_command_and_option_has_help(name: str) -> None:
+    command = _commands()[name]
+    assert command.help, f"{name} has no help"
+    for param in command.params:
+        if param.param_type_name == "option":
+            assert param.help, f"{name} {param.opts} has no help"
+
+
+def test_offline_paths_never_import_mlflow(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, GOOD)
+    probe = (
+        "import sys\n"
+        "from mlflow_gitops.cli import main\n"
+        "try:\n"
+        f"    main({['validate', str(spec)]!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "for argv in (['schema'], ['--help'], ['plan', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "loaded = sorted(m for m in sys.modules if m == 'mlflow' or m.startswith('mlflow.'))\n"
+        "print('MLFLOW:', loaded, file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert "MLFLOW: []" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_validate_ok_and_bad(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = run_cli(capsys, "validate", str(write_spec(tmp_path, GOOD)))
+    assert good.code == 0
+    assert "valid (1 models, 1 version entries)" in good.out
+    bad = run_cli(
+        capsys, "validate", str(write_spec(tmp_path, "version: 1\nmodel: {}\n", "bad.yaml"))
+    )
+    assert bad.code == 1
+    assert "bad.yaml:2:1: model: unknown key 'model'" in bad.err
+    assert "did you mean 'models'?" in bad.err
+
+
+def test_schema_prints_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "schema")
+    assert result.code == 0
+    assert json.loads(result.out)["title"].startswith("mlflow-gitops registry.yaml")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["plan", "--format", "yaml"], ["no-such-command"], ["apply", "--parallelism", "0"]],
+)
+def test_usage_errors_exit_1_not_2_or_3(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, *args)
+    assert result.code == 1
+    assert "error:" in result.err
+
+
+def test_default_file_is_registry_yaml_in_the_current_folder(tmp_path: Path) -> None:
+    write_spec(tmp_path, GOOD)
+    result = run_process("validate", cwd=tmp_path)
+    assert result.code == 0, result.err
+    missing = run_process("validate", cwd=tmp_path / "..")
+    assert missing.code == 1
+    assert "file not found" in missing.err
