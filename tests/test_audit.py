@@ -57,7 +57,8 @@ def test_outside_actions_git_and_overrides(tmp_path: Path) -> None:
     )
     git("config", "user.name", "Carol")
     ctx = from_environment(env={}, cwd=tmp_path)
-    assert ctx.commit is not None and len(ctx.commit) == 40
+    assert ctx.commit is not None
+    assert len(ctx.commit) == 40
     assert ctx.pr == 5
     assert ctx.actor == "Carol"
     assert (

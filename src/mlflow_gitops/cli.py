@@ -295,10 +295,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
         emit("interrupted\n", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except typer.TyperException as exc:  # usage errors: never 2 or 3, those mean something else
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         if type(exc).__name__ == "NoArgsIsHelpError":
-            emit(str(getattr(exc, "format_message", lambda: exc)()) + "\n")
+            emit(message + "\n")
             sys.exit(EXIT_OK)
-        message = getattr(exc, "format_message", lambda: str(exc))()
         emit(f"error: {message}\n  hint: see `mlflow-gitops --help`\n", err=True)
         sys.exit(EXIT_ERROR)
     except GitopsError as exc:
