@@ -78,6 +78,8 @@ def test_credentials_never_appear_in_any_output(
     register(sqlite_server.uri, "secret-test", run.run_id)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pa55-in-env")
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "user-in-env")
+    for key, value in FAST_FAIL.items():
+        monkeypatch.setenv(key, value)
     uri = sqlite_server.uri.replace("http://", "http://bob:hunter2-in-uri@")
     spec = write_spec(tmp_path, SPEC.replace("  m:", "  secret-test:"))
     plan_json = tmp_path / "plan.json"
