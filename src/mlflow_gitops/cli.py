@@ -130,15 +130,15 @@ def plan(
     no_color: NoColorOpt = False,
 ) -> None:
     """Read the registry, compute the difference with the file, and show it."""
-    from mlflow_gitops.reconcile import make_plan, save_plan
+    from mlflow_gitops.reconcile import make_plan, open_evidence, save_plan
     from mlflow_gitops.spec.load import load
 
     loaded = load(file)
     uri, registry = _registry(tracking_uri, loaded.spec.tracking_uri, loaded.folder)
     status = _Status()
-    status(f"reading {len(loaded.spec.models)} models from {uri} ...")
+    status(f"reading {len(loaded.spec.models)} models from {uri} and running gates ...")
     try:
-        planned = make_plan(loaded, registry)
+        planned = make_plan(loaded, registry, open_evidence(uri), _now())
     finally:
         status.done()
     if out is not None:
@@ -177,6 +177,7 @@ def apply(
         is_saved_plan,
         load_plan,
         make_plan,
+        open_evidence,
     )
     from mlflow_gitops.render import json as render_json
     from mlflow_gitops.render import text as render_text
@@ -187,14 +188,14 @@ def apply(
         saved = load_plan(target)
         folder = Path(saved.file).resolve().parent if saved.file else Path.cwd()
         uri, registry = _registry(tracking_uri, saved.tracking_uri, folder)
-        planned = check_fresh(saved, registry)
+        planned = check_fresh(saved, registry, open_evidence(uri))
         cwd = folder
     else:
         loaded = load(target)
         uri, registry = _registry(tracking_uri, loaded.spec.tracking_uri, loaded.folder)
-        status(f"reading {len(loaded.spec.models)} models from {uri} ...")
+        status(f"reading {len(loaded.spec.models)} models from {uri} and running gates ...")
         try:
-            planned = make_plan(loaded, registry)
+            planned = make_plan(loaded, registry, open_evidence(uri), _now())
         finally:
             status.done()
         cwd = loaded.folder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +13,15 @@ from pydantic import ValidationError
 from mlflow_gitops.apply import ApplyResult, Progress, apply
 from mlflow_gitops.audit import AuditContext
 from mlflow_gitops.errors import GitopsError, SpecError, SpecIssue, StalePlanError
+from mlflow_gitops.gates.evidence import Evidence
+from mlflow_gitops.gates.run import run_gates
 from mlflow_gitops.observed import RegistryState
 from mlflow_gitops.plan.changes import Plan, RegisterVersion
 from mlflow_gitops.plan.planner import plan as compute_plan
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.render.json import plan_document
 from mlflow_gitops.secrets import redact
-from mlflow_gitops.spec.load import LoadedSpec, format_loc, locate
+from mlflow_gitops.spec.load import LoadedSpec, format_loc, load, locate
 
 SAVED_PLAN_KIND = "mlflow-gitops-plan"
 
@@ -39,11 +41,40 @@ def open_registry(uri: str) -> RegistryPort:
     return MlflowRegistry(uri)
 
 
-def make_plan(loaded: LoadedSpec, registry: RegistryPort) -> Planned:
-    """Read the managed models once, plan, and check that runs to register exist."""
+def open_evidence(uri: str) -> Evidence:
+    """Gate evidence through MLflow, connected only when a gate first needs it."""
+    return _LazyEvidence(uri)
+
+
+class _LazyEvidence:
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._real: Evidence | None = None
+
+    @property
+    def real(self) -> Evidence:
+        if self._real is None:
+            from mlflow_gitops.gates.evidence import MlflowEvidence
+
+            self._real = MlflowEvidence(self.uri)
+        return self._real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def make_plan(
+    loaded: LoadedSpec,
+    registry: RegistryPort,
+    evidence: Evidence | None = None,
+    now: datetime | None = None,
+) -> Planned:
+    """Read the managed models once, plan, check that runs to register exist, run the gates."""
     observed = registry.read(list(loaded.spec.models))
     plan = compute_plan(loaded, observed)
     _check_runs(plan, loaded, registry)
+    if evidence is not None:
+        plan = run_gates(loaded, plan, observed, evidence, registry, now or datetime.now(UTC))
     return Planned(plan, observed)
 
 
@@ -146,8 +177,11 @@ def load_plan(path: Path) -> SavedPlan:
     return SavedPlan(plan=plan, tracking_uri=meta["tracking_uri"], file=meta["file"])
 
 
-def check_fresh(saved: SavedPlan, registry: RegistryPort) -> Planned:
-    """Re-read the models the plan covers; refuse when any of them changed since (stale plan)."""
+def check_fresh(
+    saved: SavedPlan, registry: RegistryPort, evidence: Evidence | None = None
+) -> Planned:
+    """Re-read the models the plan covers; refuse when any of them changed since (stale plan),
+    or when a gate's inputs (data, gate spec, baseline) no longer give the recorded verdict."""
     observed = registry.read(list(saved.plan.observed))
     changed = sorted(m for m, d in saved.plan.observed.items() if observed.digest(m) != d)
     if changed:
@@ -155,4 +189,22 @@ def check_fresh(saved: SavedPlan, registry: RegistryPort) -> Planned:
             f"the registry changed since this plan was made (models: {', '.join(changed)})",
             "run `mlflow-gitops plan --out` again and review the new plan; nothing was applied",
         )
+    if saved.plan.gates and evidence is not None:
+        if not saved.file or not Path(saved.file).exists():
+            raise StalePlanError(
+                "this plan has gate results but its registry file is gone",
+                "run plan --out again from the repository",
+            )
+        loaded = load(saved.file)
+        bare = saved.plan.model_copy(update={"gates": ()})
+        again = run_gates(loaded, bare, observed, evidence, registry, datetime.now(UTC))
+        if _verdicts(again) != _verdicts(saved.plan):
+            raise StalePlanError(
+                "gate inputs changed since this plan was made (data, gate spec or baseline)",
+                "run `mlflow-gitops plan --out` again; nothing was applied",
+            )
     return Planned(saved.plan, observed)
+
+
+def _verdicts(plan: Plan) -> list[tuple[str, ...]]:
+    return sorted((g.model, g.target, g.version, g.gate, g.verdict, g.inputs) for g in plan.gates)

@@ -58,7 +58,7 @@ def test_the_design_example_loads_with_canonical_stages(tmp_path: Path) -> None:
     assert [v.stage for v in model.versions] == ["Archived", "Production", "Staging"]
     assert model.versions[2].run == "3f2a9c/model"
     assert model.tags == {"team": "rides", "task": "regression", "tier": "1"}
-    assert len(model.gates["production"]) == 6
+    assert len(model.gates["production"].checks) == 6
 
 
 BAD = [

@@ -6,6 +6,8 @@ from typing import Annotated, Literal, assert_never
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlflow_gitops.gates.result import GateResult
+
 PLAN_SCHEMA_VERSION = 1
 
 
@@ -144,6 +146,7 @@ class Plan(Frozen):
     blocked: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     unmanaged: dict[str, tuple[int, ...]] = Field(default_factory=dict)
     observed: dict[str, str] = Field(default_factory=dict)  # model -> digest of what was read
+    gates: tuple[GateResult, ...] = ()
 
     @property
     def models(self) -> list[str]:

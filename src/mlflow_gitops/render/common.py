@@ -142,3 +142,13 @@ def summarize(plan: Plan) -> Summary:
         blocked=len(plan.blocked),
         drift=sum(r.drift for r in rows),
     )
+
+
+def number(value: float | None) -> str:
+    """A metric value for display: 6 significant digits, or a dash."""
+    return "—" if value is None else f"{value:.6g}"
+
+
+def signed(value: float | None) -> str:
+    """A difference with its sign."""
+    return "" if value is None else f"{value:+.4g}"

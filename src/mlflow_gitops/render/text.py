@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from mlflow_gitops.apply import ApplyResult
+from mlflow_gitops.gates.result import GateResult
 from mlflow_gitops.plan.changes import Plan
-from mlflow_gitops.render.common import SYMBOL, Row, row, shorten, summarize
+from mlflow_gitops.render.common import SYMBOL, Row, number, row, shorten, signed, summarize
 
 _COLORS = {"+": "32", "~": "33", "-": "31", "!": "1;31", "drift": "35", "dim": "2", "bold": "1"}
 
@@ -22,6 +23,7 @@ def render_plan(plan: Plan, *, color: bool = False, header: str = "") -> str:
             continue
         lines.append(_paint(shorten(model, 120), "bold", color))
         lines.extend(f"  {_line(row(c), color)}" for c in changes)
+        lines.extend(_gates([g for g in plan.gates if g.model == model], color))
         for reason in plan.blocked.get(model, ()):
             lines.append("  " + _paint(f"! blocked: {reason}", "!", color))
         if plan.unmanaged.get(model):
@@ -34,6 +36,27 @@ def render_plan(plan: Plan, *, color: bool = False, header: str = "") -> str:
         lines.append("")
     lines.append(summarize(plan).sentence())
     return "\n".join(lines) + "\n"
+
+
+def _gates(results: list[GateResult], color: bool) -> list[str]:
+    lines = []
+    for g in results:
+        mark = "✓" if g.passed else "✗"
+        base = f", baseline v{g.baseline_version}" if g.baseline_version else ", no baseline"
+        cached = " (cached)" if g.cached else ""
+        head = f"  {mark} gate {g.gate} for {g.version} -> {g.target}{base}: {g.verdict.upper()}{cached}"
+        lines.append(_paint(head, "+" if g.passed else "!", color))
+        for c in g.checks:
+            vs = (
+                f" vs {number(c.baseline)} ({signed(c.difference)})"
+                if c.baseline is not None
+                else ""
+            )
+            note = f"  {c.message}" if c.message else ""
+            lines.append(
+                f"      {c.name}: {number(c.candidate)}{vs} {c.bound} -> {c.verdict}{note}"
+            )
+    return lines
 
 
 def _line(r: Row, color: bool) -> str:

@@ -190,6 +190,21 @@ Gate = Annotated[
 ]
 
 
+def _gate_list(value: object) -> object:
+    """`Production: [gates]` is shorthand for `Production: {checks: [gates]}`."""
+    return {"checks": value} if isinstance(value, list) else value
+
+
+class GateSet(Strict):
+    """The gates of one target; on_rollback: skip lets a revert to a former holder through."""
+
+    checks: list[Gate] = Field(default_factory=list)
+    on_rollback: Literal["run", "skip"] = "run"
+
+
+GateSetIn = Annotated[GateSet, BeforeValidator(_gate_list)]
+
+
 # --- the registry ----------------------------------------------------------------------------
 
 
@@ -253,7 +268,7 @@ class ModelSpec(Strict):
     tags: Tags | None = None
     aliases: dict[str, AliasTarget] | None = None
     versions: list[VersionSpec] = Field(default_factory=list)
-    gates: dict[str, list[Gate]] = Field(default_factory=dict)
+    gates: dict[str, GateSetIn] = Field(default_factory=dict)
     archive_previous: bool | None = None
     unmanaged_versions: Literal["ignore", "archive"] | None = None
     max_per_stage: dict[Stage, int] | None = None

@@ -1,0 +1,1 @@
+"""Evaluation gates: pure verdicts (verdict), evidence from MLflow (evidence), the runner (run)."""

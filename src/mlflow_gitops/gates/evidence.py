@@ -1,0 +1,403 @@
+"""Evidence from MLflow for the gates: run metrics, model size and signature, and a streamed
+evaluation of candidate and baseline on held-out data. The only gate module that touches I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import pickle
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlflow_gitops.errors import GitopsError
+from mlflow_gitops.spec.model import EvaluateSpec
+
+STREAM_ROWS = 65_536
+LATENCY_BATCHES = 20
+
+
+class GateError(GitopsError):
+    """Evidence could not be gathered; the gate fails with this message (never a crash)."""
+
+
+@dataclass(frozen=True)
+class Side:
+    """A model to evaluate: its URI and the run whose artifacts (preprocessor, metrics) it uses."""
+
+    uri: str
+    run_id: str | None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics of candidate and baseline over the same rows, and their batch latencies."""
+
+    rows: int
+    candidate: dict[str, float]
+    baseline: dict[str, float] | None
+    latency_ms: dict[str, float] = field(default_factory=dict)  # p50/p95 of each side
+
+
+class Evidence(Protocol):
+    """What the gate runner needs from the outside world (a fake serves the unit tests)."""
+
+    def run_metric(self, run_id: str | None, key: str) -> float | None: ...
+
+    def model_size_mb(self, side: Side) -> float: ...
+
+    def has_signature(self, side: Side) -> bool: ...
+
+    def data_digest(self, data: str, folder: Path) -> str: ...
+
+    def evaluate(
+        self,
+        spec: EvaluateSpec,
+        folder: Path,
+        candidate: Side,
+        baseline: Side | None,
+        latency_rows: int | None,
+    ) -> Evaluation: ...
+
+
+def data_location(data: str, folder: Path) -> str:
+    """A path relative to registry.yaml's folder, or a URI pyarrow reads as is."""
+    if "://" in data:
+        return data
+    return str((folder / data).resolve())
+
+
+class MlflowEvidence:
+    """Evidence through MLflow; each model is loaded at most once per process."""
+
+    def __init__(self, uri: str) -> None:
+        from mlflow import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        self.models: dict[str, Any] = {}
+        self.preprocessors: dict[tuple[str | None, str], Any] = {}
+        self.loads = 0  # how many models were loaded: 0 when every verdict came from the cache
+
+    def run_metric(self, run_id: str | None, key: str) -> float | None:
+        if not run_id:
+            raise GateError("the version has no source run, so it has no run metrics")
+        try:
+            metrics = self.client.get_run(run_id).data.metrics
+        except Exception as exc:
+            raise GateError(f"cannot read run {run_id}: {str(exc)[:200]}") from None
+        return metrics.get(key)
+
+    def _download(self, side: Side) -> Path:
+        import mlflow
+
+        try:
+            return Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=side.uri, dst_path=tempfile.mkdtemp()
+                )
+            )
+        except Exception as exc:
+            raise GateError(f"cannot download the model {side.uri}: {str(exc)[:300]}") from None
+
+    def model_size_mb(self, side: Side) -> float:
+        folder = self._download(side)
+        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+
+    def has_signature(self, side: Side) -> bool:
+        from mlflow.models import get_model_info
+
+        try:
+            return get_model_info(side.uri).signature is not None
+        except Exception as exc:
+            raise GateError(f"cannot read the model {side.uri}: {str(exc)[:300]}") from None
+
+    def data_digest(self, data: str, folder: Path) -> str:
+        import pyarrow.fs as pafs
+
+        location = data_location(data, folder)
+        digest = hashlib.sha256()
+        try:
+            fs, path = pafs.FileSystem.from_uri(
+                location if "://" in location else Path(location).as_uri()
+            )
+            with fs.open_input_stream(path) as stream:
+                while chunk := stream.read(1 << 20):
+                    digest.update(chunk)
+        except (OSError, ValueError) as exc:
+            raise GateError(
+                f"cannot read the evaluation data {data}: {str(exc)[:200]}",
+                "the path is relative to registry.yaml's folder",
+            ) from None
+        return digest.hexdigest()
+
+    def _model(self, side: Side) -> Any:
+        if side.uri not in self.models:
+            import mlflow.pyfunc
+
+            try:
+                self.models[side.uri] = mlflow.pyfunc.load_model(side.uri)
+            except Exception as exc:
+                raise GateError(
+                    f"cannot load the model {side.uri}: {type(exc).__name__}: {str(exc)[:300]}",
+                    "check that its artifacts exist and that its library versions match this environment",
+                ) from None
+            self.loads += 1
+        return self.models[side.uri]
+
+    def _preprocessor(self, side: Side, artifact: str) -> Any:
+        key = (side.run_id, artifact)
+        if key not in self.preprocessors:
+            if not side.run_id:
+                raise GateError(f"the model {side.uri} has no source run to take {artifact} from")
+            try:
+                local = self.client.download_artifacts(side.run_id, artifact, tempfile.mkdtemp())
+            except Exception:
+                raise GateError(
+                    f"run {side.run_id} has no artifact {artifact}",
+                    "log the fitted preprocessor with the run, or remove preprocessor: from the gate",
+                ) from None
+            try:
+                with open(local, "rb") as fh:
+                    self.preprocessors[key] = pickle.load(fh)
+            except Exception as exc:
+                raise GateError(f"cannot unpickle {artifact} of run {side.run_id}: {exc}") from None
+        return self.preprocessors[key]
+
+    def evaluate(
+        self,
+        spec: EvaluateSpec,
+        folder: Path,
+        candidate: Side,
+        baseline: Side | None,
+        latency_rows: int | None,
+    ) -> Evaluation:
+        prepare = _load_hook(spec.prepare, folder) if spec.prepare else None
+        sides = [("candidate", candidate)] + ([("baseline", baseline)] if baseline else [])
+        models = {name: self._model(side) for name, side in sides}
+        pre = {
+            name: self._preprocessor(side, spec.preprocessor) if spec.preprocessor else None
+            for name, side in sides
+        }
+        acc = {name: Accumulator(set(spec.metrics)) for name, _ in sides}
+        timings: dict[str, list[float]] = {name: [] for name, _ in sides}
+        location = data_location(spec.data, folder)
+        for frame in stream_frames(location, STREAM_ROWS):
+            x, y = _split(frame, spec, prepare)
+            for name, _ in sides:
+                features = _transform(pre[name], x)
+                predictions = _predict(models[name], features, name)
+                acc[name].add(y, predictions)
+                if latency_rows and len(timings[name]) < LATENCY_BATCHES:
+                    timings[name].extend(
+                        _time_batches(
+                            models[name],
+                            features,
+                            latency_rows,
+                            LATENCY_BATCHES - len(timings[name]),
+                        )
+                    )
+        if acc["candidate"].n == 0:
+            raise GateError(f"the evaluation data {spec.data} has no rows left after preparation")
+        latency = {}
+        for name, values in timings.items():
+            if values:
+                latency[f"{name}_p50_ms"] = percentile(values, 50)
+                latency[f"{name}_p95_ms"] = percentile(values, 95)
+        return Evaluation(
+            rows=acc["candidate"].n,
+            candidate=acc["candidate"].result(),
+            baseline=acc["baseline"].result() if baseline else None,
+            latency_ms=latency,
+        )
+
+
+def stream_frames(location: str, rows: int) -> Iterator[Any]:
+    """The data as pandas frames of at most `rows` rows: bounded memory whatever the file size."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    try:
+        if location.lower().endswith((".csv", ".csv.gz")):
+            reader = pacsv.open_csv(location, read_options=pacsv.ReadOptions(block_size=1 << 22))
+            for batch in reader:
+                yield batch.to_pandas()
+        else:
+            parquet = pq.ParquetFile(location)
+            for batch in parquet.iter_batches(batch_size=rows):
+                yield batch.to_pandas()
+    except (OSError, ValueError) as exc:
+        raise GateError(
+            f"cannot read the evaluation data {location}: {str(exc)[:200]}",
+            "data: is a parquet or csv file, relative to registry.yaml's folder",
+        ) from None
+
+
+def _load_hook(ref: str, folder: Path) -> Callable[[Any], tuple[Any, Any]]:
+    """`module:function` from a file inside the registry's folder, never from elsewhere."""
+    module, _, function = ref.partition(":")
+    parts = module.split(".")
+    if not all(p.isidentifier() for p in parts):
+        raise GateError(f"prepare '{ref}' is not module:function")
+    path = (folder.joinpath(*parts)).with_suffix(".py").resolve()
+    if not path.is_relative_to(folder.resolve()) or not path.is_file():
+        raise GateError(
+            f"prepare hook {module} not found as {path}",
+            "hooks are Python files inside the folder of registry.yaml",
+        )
+    spec = importlib.util.spec_from_file_location(f"mlflow_gitops_hook_{module}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    try:
+        sys.path.insert(0, str(folder))
+        spec.loader.exec_module(loaded)
+    except Exception as exc:
+        raise GateError(
+            f"prepare hook {path.name} failed to import: {type(exc).__name__}: {exc}"
+        ) from None
+    finally:
+        sys.path.remove(str(folder))
+    fn = getattr(loaded, function, None)
+    if not callable(fn):
+        raise GateError(f"{path.name} has no function {function}")
+    return fn  # type: ignore[no-any-return]
+
+
+def _split(
+    frame: Any, spec: EvaluateSpec, prepare: Callable[[Any], tuple[Any, Any]] | None
+) -> tuple[Any, Any]:
+    import numpy as np
+
+    if prepare is not None:
+        try:
+            x, y = prepare(frame)
+        except Exception as exc:
+            raise GateError(
+                f"prepare hook {spec.prepare} failed: {type(exc).__name__}: {exc}"
+            ) from None
+        return x, np.asarray(y, dtype=float)
+    assert spec.target is not None
+    if spec.target not in frame.columns:
+        raise GateError(
+            f"the evaluation data has no column {spec.target!r}", "set target: or prepare:"
+        )
+    return frame.drop(columns=[spec.target]), frame[spec.target].to_numpy(dtype=float)
+
+
+def _transform(preprocessor: Any, x: Any) -> Any:
+    if preprocessor is None:
+        return x
+    try:
+        if hasattr(preprocessor, "vocabulary_") and hasattr(x, "to_dict"):
+            return preprocessor.transform(x.to_dict(orient="records"))  # a DictVectorizer
+        return preprocessor.transform(x)  # transform only: never fit on evaluation data
+    except Exception as exc:
+        raise GateError(
+            f"the preprocessor failed to transform the data: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _predict(model: Any, features: Any, side: str) -> Any:
+    import numpy as np
+
+    try:
+        return np.asarray(model.predict(features), dtype=float).reshape(-1)
+    except Exception as exc:
+        raise GateError(
+            f"the {side} model failed to predict: {type(exc).__name__}: {str(exc)[:300]}"
+        ) from None
+
+
+def _time_batches(model: Any, features: Any, rows: int, most: int) -> list[float]:
+    out: list[float] = []
+    total = features.shape[0]
+    for start in range(0, total, rows):
+        if len(out) >= most or (start + rows > total and out):
+            break
+        chunk = features[start : start + rows]
+        t0 = time.perf_counter()
+        model.predict(chunk)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile, linear between closest ranks."""
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q / 100
+    lo, hi = math.floor(k), math.ceil(k)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+class Accumulator:
+    """Exact metrics over a stream: sums, not a sample. ROC AUC keeps scores (only if asked)."""
+
+    def __init__(self, wanted: set[str]) -> None:
+        self.wanted = wanted
+        self.n = 0
+        self.sse = self.sae = self.sum_y = self.sum_y2 = self.sape = 0.0
+        self.mape_n = 0
+        self.tp = self.fp = self.fn = self.tn = 0
+        self.scores: list[Any] = []
+        self.labels: list[Any] = []
+
+    def add(self, y: Any, p: Any) -> None:
+        import numpy as np
+
+        e = p - y
+        self.n += len(y)
+        self.sse += float(np.dot(e, e))
+        self.sae += float(np.abs(e).sum())
+        self.sum_y += float(y.sum())
+        self.sum_y2 += float(np.dot(y, y))
+        nz = y != 0
+        self.sape += float(np.abs(e[nz] / y[nz]).sum())
+        self.mape_n += int(nz.sum())
+        if self.wanted & {"accuracy", "precision", "recall", "f1", "roc_auc"}:
+            label = p >= 0.5
+            truth = y >= 0.5
+            self.tp += int((label & truth).sum())
+            self.fp += int((label & ~truth).sum())
+            self.fn += int((~label & truth).sum())
+            self.tn += int((~label & ~truth).sum())
+            if "roc_auc" in self.wanted:
+                self.scores.append(p)
+                self.labels.append(truth)
+
+    def result(self) -> dict[str, float]:
+        n = self.n
+        sst = self.sum_y2 - self.sum_y**2 / n if n else 0.0
+        all_metrics: dict[str, Callable[[], float]] = {
+            "mse": lambda: self.sse / n,
+            "rmse": lambda: math.sqrt(self.sse / n),
+            "mae": lambda: self.sae / n,
+            "r2": lambda: 1 - self.sse / sst if sst else float("nan"),
+            "mape": lambda: self.sape / self.mape_n if self.mape_n else float("nan"),
+            "accuracy": lambda: (self.tp + self.tn) / n,
+            "precision": lambda: self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0,
+            "recall": lambda: self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0,
+            "f1": lambda: 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp else 0.0,
+            "roc_auc": self._auc,
+        }
+        out = {}
+        for name in sorted(self.wanted):
+            if name not in all_metrics:
+                raise GateError(
+                    f"unknown metric {name!r}", f"use one of {', '.join(sorted(all_metrics))}"
+                )
+            out[name] = float(all_metrics[name]())
+        return out
+
+    def _auc(self) -> float:
+        import numpy as np
+        from sklearn.metrics import roc_auc_score
+
+        labels = np.concatenate(self.labels)
+        if labels.all() or not labels.any():
+            return float("nan")
+        return float(roc_auc_score(labels, np.concatenate(self.scores)))

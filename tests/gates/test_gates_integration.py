@@ -1,0 +1,275 @@
+"""Gates on real logged models: the course's comparison, made declarative."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mlflow_gitops.gates.evidence import MlflowEvidence
+from mlflow_gitops.reconcile import make_plan
+from mlflow_gitops.registry.client import MlflowRegistry
+from mlflow_gitops.spec.load import load
+from tests.cli_runner import run_cli
+from tests.helpers import write_spec
+from tests.integration.mlflow_helpers import client
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+NOW = datetime(2026, 11, 27, tzinfo=UTC)
+HOOK = """
+from mlflow_gitops.demo.taxi import prepare as _prepare
+
+def prepare(df):
+    return _prepare(df)
+
+def broken(df):
+    raise ValueError("no such column: fare")
+"""
+
+
+@dataclass(frozen=True)
+class Trained:
+    uri: str
+    folder: Path
+    runs: list[str]  # linear, gradient boosting, random forest
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    from mlflow_gitops.demo.taxi import write_months
+    from mlflow_gitops.demo.train import train_and_log
+
+    folder = tmp_path_factory.mktemp("gates")
+    paths = write_months(folder / "data", rows=3000)
+    (folder / "features.py").write_text(HOOK)
+    uri = f"sqlite:///{folder}/mlflow.db"
+    runs = train_and_log(paths[0], paths[1], "gates", uri, (folder / "artifacts").as_uri())
+    return Trained(uri, folder, [r.run_id for r in runs])
+
+
+def registered(trained: Trained, name: str, promote: dict[int, str]) -> None:
+    import mlflow
+
+    from mlflow_gitops.demo.train import register_runs
+
+    runs = [type("R", (), {"run_id": r, "model_uri": f"runs:/{r}/model"})() for r in trained.runs]
+    register_runs(runs, name, trained.uri)  # type: ignore[arg-type]
+    mlflow.set_tracking_uri(trained.uri)
+    for version, stage in promote.items():
+        client(trained.uri).transition_model_version_stage(name, str(version), stage)
+
+
+def spec(trained: Trained, name: str, body: str) -> str:
+    text = (
+        f"version: 1\nmodels:\n  {name}:\n"
+        + textwrap.indent(textwrap.dedent(body).strip(), "    ")
+        + "\n"
+    )
+    path = write_spec(trained.folder, text, f"{name}.yaml")
+    return str(path)
+
+
+EVALUATE = """
+- evaluate:
+    data: data/green_tripdata_2021-03.parquet
+    prepare: features:prepare
+    preprocessor: preprocessor/preprocessor.b
+    metrics:
+      rmse: {min_absolute_change: 0}
+      mae: {threshold: 100}
+"""
+
+
+def plan_with_gates(trained: Trained, path: str) -> tuple[object, MlflowEvidence]:
+    evidence = MlflowEvidence(trained.uri)
+    loaded = load(path)
+    return make_plan(loaded, MlflowRegistry(trained.uri), evidence, NOW).plan, evidence
+
+
+def test_evaluate_passes_a_better_candidate_and_blocks_a_worse_one(
+    trained: Trained, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "eval-gate"
+    registered(trained, name, {1: "Production"})  # linear regression serves
+    better = spec(
+        trained,
+        name,
+        f"versions:\n  - {{version: 2, stage: Production}}\ngates:\n  Production:{textwrap.indent(EVALUATE, '    ')}",
+    )
+    plan, _ = plan_with_gates(trained, better)
+    [gate] = plan.gates  # type: ignore[attr-defined]
+    assert gate.verdict == "pass", gate
+    assert gate.baseline_version == 1
+    rmse = next(c for c in gate.checks if c.name == "rmse")
+    assert rmse.candidate < rmse.baseline
+    assert not plan.blocked  # type: ignore[attr-defined]
+
+    applied = run_cli(capsys, "apply", better, "--tracking-uri", trained.uri)
+    assert applied.code == 0, applied.out + applied.err
+    assert "gate evaluate for v2 -> Production, baseline v1: PASS" in applied.out
+
+    # now the linear model (worse) may not take Production back: blocked, exit 3, untouched
+    worse = spec(
+        trained,
+        name,
+        f"versions:\n  - {{version: 1, stage: Production}}\ngates:\n  Production:{textwrap.indent(EVALUATE, '    ')}",
+    )
+    blocked = run_cli(capsys, "apply", worse, "--tracking-uri", trained.uri)
+    assert blocked.code == 3, blocked.out + blocked.err
+    assert "gate evaluate for Production failed on v1" in blocked.out
+    assert client(trained.uri).get_model_version(name, "1").current_stage == "Archived"
+    markdown = run_cli(capsys, "plan", worse, "--tracking-uri", trained.uri, "--format", "markdown")
+    assert markdown.code == 3
+    assert "| evaluate" in markdown.out
+    assert "```mermaid" in markdown.out
+
+
+def test_results_are_cached_and_rerun_when_the_data_changes(trained: Trained) -> None:
+    from mlflow_gitops.demo.taxi import write_months
+
+    name = "cache-gate"
+    registered(trained, name, {1: "Production"})
+    path = spec(
+        trained,
+        name,
+        f"versions:\n  - {{version: 3, stage: Production}}\ngates:\n  Production:{textwrap.indent(EVALUATE, '    ')}",
+    )
+    first, evidence = plan_with_gates(trained, path)
+    assert evidence.loads == 2
+    assert not first.gates[0].cached  # type: ignore[attr-defined]
+    assert "mlflow_gitops.gate.Production" in client(trained.uri).get_model_version(name, "3").tags
+
+    second, evidence = plan_with_gates(trained, path)
+    assert evidence.loads == 0, "a cached verdict must not load any model"
+    assert second.gates[0].cached  # type: ignore[attr-defined]
+    assert second.gates[0].verdict == first.gates[0].verdict  # type: ignore[attr-defined]
+
+    write_months(trained.folder / "data", rows=3000, months=((2021, 3),), seed=7)
+    third, evidence = plan_with_gates(trained, path)
+    assert evidence.loads == 2
+    assert not third.gates[0].cached  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("gate", "expected"),
+    [
+        (
+            "- evaluate:\n    data: data/missing.parquet\n    target: x\n    metrics: {rmse: {threshold: 1}}",
+            "cannot read the evaluation data",
+        ),
+        (
+            "- evaluate:\n    data: data/green_tripdata_2021-03.parquet\n    prepare: features:broken\n    metrics: {rmse: {threshold: 100}}",
+            "no such column: fare",
+        ),
+        (
+            "- evaluate:\n    data: data/green_tripdata_2021-03.parquet\n    prepare: features:prepare\n    preprocessor: nope/pre.b\n    metrics: {rmse: {threshold: 100}}",
+            "has no artifact nope/pre.b",
+        ),
+        ("- metric: never_logged\n  max: 1", "never logged the metric 'never_logged'"),
+        ("- metric: rmse\n  max: 0.001", "rmse"),
+        ("- max_size_mb: 0.000001", "size_mb"),
+        ("- require_tags: [validated_by]", "tag validated_by: missing"),
+        (
+            "- latency: {batch_rows: 100, p95_ms: 0.000001}",
+            "latency gate times predict on the evaluate gate's data",
+        ),
+    ],
+    ids=[
+        "missing-data",
+        "failing-hook",
+        "missing-preprocessor",
+        "unlogged-metric",
+        "metric-over",
+        "too-big",
+        "missing-tag",
+        "latency-without-data",
+    ],
+)
+def test_failures_are_verdicts_with_a_cause(
+    trained: Trained, gate: str, expected: str, request: pytest.FixtureRequest
+) -> None:
+    name = f"err-{request.node.callspec.id}"
+    registered(trained, name, {})
+    path = spec(
+        trained,
+        name,
+        f"versions:\n  - {{version: 2, stage: Staging}}\ngates:\n  staging:\n{textwrap.indent(gate, '    ')}",
+    )
+    plan, _ = plan_with_gates(trained, path)
+    [result] = plan.gates  # type: ignore[attr-defined]
+    assert result.verdict == "fail"
+    assert expected in result.message
+    assert name in plan.blocked  # type: ignore[attr-defined]
+
+
+def test_passing_metric_size_tags_signature_and_latency(trained: Trained) -> None:
+    name = "all-pass"
+    registered(trained, name, {1: "Production"})
+    client(trained.uri).set_model_version_tag(name, "2", "validated_by", "carol")
+    gates = textwrap.indent(EVALUATE, "    ") + (
+        "\n    - metric: rmse\n      max: 100\n    - max_size_mb: 50\n    - require_tags: [validated_by]"
+        "\n    - require_signature: true\n    - latency: {batch_rows: 500, p95_ms: 60000}"
+    )
+    path = spec(
+        trained,
+        name,
+        f"versions:\n  - {{version: 2, stage: Production}}\ngates:\n  Production:{gates}",
+    )
+    plan, _ = plan_with_gates(trained, path)
+    kinds = {g.gate: g.verdict for g in plan.gates}  # type: ignore[attr-defined]
+    assert kinds == dict.fromkeys(
+        ("evaluate", "metric", "max_size_mb", "require_tags", "require_signature", "latency"),
+        "pass",
+    )
+    latency = next(g for g in plan.gates if g.gate == "latency")  # type: ignore[attr-defined]
+    assert latency.checks[1].baseline is not None  # the baseline is timed too
+
+
+def test_unloadable_model_fails_the_gate(trained: Trained) -> None:
+    name = "broken-model"
+    c = client(trained.uri)
+    c.create_registered_model(name)
+    c.create_model_version(
+        name, source=str(trained.folder / "no-such-model"), run_id=trained.runs[0]
+    )
+    path = spec(
+        trained,
+        name,
+        "versions:\n  - {version: 1, stage: Production}\ngates:\n  Production:\n    - require_signature: true",
+    )
+    plan, _ = plan_with_gates(trained, path)
+    [result] = plan.gates  # type: ignore[attr-defined]
+    assert result.verdict == "fail"
+    assert "cannot read the model" in result.message
+
+
+def test_rollback_skips_gates_when_asked(
+    trained: Trained, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "rollback"
+    registered(trained, name, {})
+    strict = "    on_rollback: skip\n    checks:\n      - metric: rmse\n        max: 0.001"
+    first = spec(trained, name, "versions:\n  - {version: 1, stage: Production}")
+    assert run_cli(capsys, "apply", first, "--tracking-uri", trained.uri).code == 0
+    second = spec(trained, name, "versions:\n  - {version: 2, stage: Production}")
+    assert run_cli(capsys, "apply", second, "--tracking-uri", trained.uri).code == 0
+    back = spec(
+        trained,
+        name,
+        f"versions:\n  - {{version: 1, stage: Production}}\ngates:\n  Production:\n{strict}",
+    )
+    plan, _ = plan_with_gates(trained, back)
+    [result] = plan.gates  # type: ignore[attr-defined]
+    assert result.gate == "rollback"
+    assert result.verdict == "pass"
+    new = spec(
+        trained,
+        name,
+        f"versions:\n  - {{version: 3, stage: Production}}\ngates:\n  Production:\n{strict}",
+    )
+    plan, _ = plan_with_gates(trained, new)
+    assert plan.gates[0].verdict == "fail"  # type: ignore[attr-defined]
