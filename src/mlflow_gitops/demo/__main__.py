@@ -33,15 +33,23 @@ def _run(*args: str, cwd: Path) -> int:
 
 
 def _data(folder: Path, real: Path | None, rows: int) -> Path:
+    """demo-data/ next to the registry file: generated months, or links to the real TLC files
+    (registry.yaml's evaluate gate reads demo-data/green_tripdata_2021-03.parquet)."""
+    out = folder / "demo-data"
+    out.mkdir(exist_ok=True)
     if real is not None:
         missing = [m for m in MONTHS if not (real / m).exists()]
         if missing:
             sys.exit(f"error: {real} lacks {', '.join(missing)} (the TLC green taxi 2021 files)")
-        return real
+        for m in MONTHS:
+            (out / m).unlink(missing_ok=True)
+            (out / m).symlink_to((real / m).resolve())
+        return out
     from mlflow_gitops.demo.taxi import write_months
 
-    out = folder / "demo-data"
-    if not all((out / m).exists() for m in MONTHS):
+    if any((out / m).is_symlink() for m in MONTHS) or not all((out / m).exists() for m in MONTHS):
+        for m in MONTHS:
+            (out / m).unlink(missing_ok=True)
         write_months(out, rows=rows)
     return out
 
@@ -105,8 +113,43 @@ def main() -> int:
     _run("plan", file, "--detailed-exitcode", cwd=Path.cwd())
     _say("7. The annotated versions in the registry")
     _show(uri)
+
+    _say("8. A pull request proposes the random forest (v3) for Production: the gates decide")
+    proposed = _propose_random_forest(args.file)
+    print(f"(the proposed file is {proposed.name}: v3 -> Production, v2 -> Staging, champion -> 3)")
+    _run("plan", str(proposed), "--format", "markdown", cwd=Path.cwd())
+    verdict = _run("apply", str(proposed), cwd=Path.cwd())
+    if verdict == 3:
+        print("\nBlocked by a gate: the evidence above says why; Production still serves v2.")
+    elif verdict == 0:
+        print("\nThe random forest earned Production: the gates passed on March data.")
     print(f"\nBrowse it: mlflow ui --backend-store-uri {uri}")
-    return code
+    return code if code else (0 if verdict in (0, 3) else verdict)
+
+
+def _propose_random_forest(file: Path) -> Path:
+    """registry.yaml as a reviewer would see it in the PR: the random forest promoted."""
+    text = file.read_text(encoding="utf-8")
+    for old, new in (
+        ("champion: 2 ", "champion: 3 "),
+        ("challenger: 3", "challenger: 2"),
+        (
+            "      - version: 2\n        stage: Production",
+            "      - version: 2\n        stage: Staging",
+        ),
+        (
+            "      - version: 3\n        stage: Staging",
+            "      - version: 3\n        stage: Production",
+        ),
+    ):
+        if old not in text:
+            sys.exit(
+                f"error: {file} does not look like the demo's registry.yaml (no {old.strip()!r})"
+            )
+        text = text.replace(old, new, 1)
+    out = file.resolve().parent / "registry.proposed.yaml"
+    out.write_text(text, encoding="utf-8")
+    return out
 
 
 def _show(uri: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -374,11 +375,13 @@ def _matches_run(version: VersionState, run_id: str, path: str) -> bool:
 
 def _stage_drifted(version: VersionState | None) -> bool:
     """The tool last moved this version to a stage it no longer holds: someone moved it by hand."""
-    if version is None or CHANGE_TAG not in version.tags:
+    if version is None:
         return False
-    last = version.tags[CHANGE_TAG]
-    arrow = last.rsplit(" -> ", 1)
-    return len(arrow) == 2 and arrow[1].split()[0] != version.stage if arrow[1:] else False
+    last = _LAST_MOVE.match(version.tags.get(CHANGE_TAG, ""))
+    return last is not None and last["to"] != version.stage
+
+
+_LAST_MOVE = re.compile(r"^(?P<from>\w+) -> (?P<to>\w+)\b")
 
 
 def _parse_alias_tag(value: str | None) -> dict[str, int] | None:

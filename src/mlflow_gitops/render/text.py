@@ -101,6 +101,8 @@ def render_result(result: ApplyResult, *, color: bool = False) -> str:
     skipped, blocked = result.count("not applied"), result.count("blocked")
     if not result.steps:
         lines.append("Nothing to apply.")
+    elif applied == 0 and failed == 0 and blocked:
+        lines.append(f"Nothing applied: {blocked} change(s) blocked by gates or policies.")
     else:
         lines.append(
             f"Apply {'complete' if result.ok else 'FAILED'}: {applied} applied, {failed} failed, "
