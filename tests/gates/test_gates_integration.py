@@ -273,3 +273,28 @@ def test_rollback_skips_gates_when_asked(
     )
     plan, _ = plan_with_gates(trained, new)
     assert plan.gates[0].verdict == "fail"  # type: ignore[attr-defined]
+
+
+def test_saved_plan_is_refused_when_gate_inputs_changed(
+    trained: Trained, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow_gitops.demo.taxi import write_months
+
+    name = "saved-gate"
+    registered(trained, name, {1: "Production"})
+    data = trained.folder / "saved-data"
+    write_months(data, rows=2000, months=((2021, 3),))
+    gate = EVALUATE.replace("data/green_tripdata", "saved-data/green_tripdata")
+    path = spec(
+        trained,
+        name,
+        f"versions:\n  - {{version: 2, stage: Production}}\ngates:\n  Production:{textwrap.indent(gate, '    ')}",
+    )
+    out = trained.folder / "saved-gate.json"
+    planned = run_cli(capsys, "plan", path, "--tracking-uri", trained.uri, "--out", str(out))
+    assert planned.code == 0, planned.out + planned.err
+    write_months(data, rows=2000, months=((2021, 3),), seed=11)  # the evaluation data changes
+    refused = run_cli(capsys, "apply", str(out), "--tracking-uri", trained.uri)
+    assert refused.code == 1
+    assert "gate inputs changed since this plan was made" in refused.err
+    assert client(trained.uri).get_model_version(name, "2").current_stage == "None"
