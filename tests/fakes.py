@@ -120,6 +120,11 @@ class FakeRegistry:
         aliases.pop(alias)
         self._update(name, aliases=aliases)
 
+    def delete_version(self, name: str, version: int) -> None:
+        self._write("delete_version", name, str(version))
+        model = self.models[name]
+        self._update(name, versions=tuple(v for v in model.versions if v.version != version))
+
 
 def observed_from_data(data: dict[str, dict[str, object]]) -> dict[str, ModelState]:
     """Case-file `observed:` mapping -> ModelStates."""

@@ -17,6 +17,7 @@ from mlflow_gitops.plan.changes import (
     CreateModel,
     DeleteAlias,
     DeleteModelTag,
+    DeleteVersion,
     DeleteVersionTag,
     Plan,
     RegisterVersion,
@@ -28,7 +29,7 @@ from mlflow_gitops.plan.changes import (
     Target,
     TransitionStage,
 )
-from mlflow_gitops.plan.planner import ALIASES_TAG, CHANGE_TAG
+from mlflow_gitops.plan.planner import ALIASES_TAG, CHANGE_TAG, STAGE_SINCE_TAG
 from mlflow_gitops.registry.port import RegistryPort
 
 Status = Literal["applied", "failed", "not applied", "blocked"]
@@ -108,6 +109,8 @@ class _ModelApplier:
     events: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
     history: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
     aliases: dict[str, int] = field(default_factory=dict)
+    moved: set[int] = field(default_factory=set)  # versions whose stage changed
+    deleted: set[int] = field(default_factory=set)
 
     def run(self, changes: list[Change]) -> list[Step]:
         self.descriptions = {v.version: v.description for v in self.live.versions}
@@ -170,6 +173,7 @@ class _ModelApplier:
             case TransitionStage(target=target, before=before, after=after):
                 number = self.number(target)
                 r.transition_stage(name, number, after)
+                self.moved.add(number)
                 self._event(
                     number,
                     f"{before} -> {after}",
@@ -192,6 +196,10 @@ class _ModelApplier:
                 r.delete_alias(name, alias)
                 self.aliases.pop(alias, None)
                 self._event(before, f"alias {alias} removed", f"alias {alias} removed{ctx}")
+            case DeleteVersion(target=target):
+                number = self.number(target)
+                r.delete_version(name, number)
+                self.deleted.add(number)
             case _:
                 assert_never(change)
 
@@ -224,8 +232,11 @@ class _ModelApplier:
         """Audit tags on every touched version and the model; a history line per change."""
         stamp = self.now.isoformat(timespec="seconds")
         common = _audit_tags(self.audit, stamp)
-        for number in sorted(self.events):
-            for key, value in {**common, CHANGE_TAG: "; ".join(self.events[number])}.items():
+        for number in sorted(set(self.events) - self.deleted):
+            tags = {**common, CHANGE_TAG: "; ".join(self.events[number])}
+            if number in self.moved:
+                tags[STAGE_SINCE_TAG] = stamp
+            for key, value in tags.items():
                 self.registry.set_version_tag(self.model, number, key, value[:5000])
             user, block = split_history(self.descriptions.get(number, ""))
             self.registry.set_version_description(
@@ -275,5 +286,7 @@ def describe(change: Change) -> str:
             return f"alias {alias} -> {t.label()}"
         case DeleteAlias(alias=alias):
             return f"delete alias {alias}"
+        case DeleteVersion(target=t):
+            return f"delete {t.label()}"
         case _:
             assert_never(change)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,8 @@ def test_case(case: Path, tmp_path: Path) -> None:
             plan(desired, observed)
         assert data["error"] in err.value.render()
         return
-    result = plan(desired, observed)
+    now = datetime.fromisoformat(data["now"]) if "now" in data else None
+    result = plan(desired, observed, now)
     assert render_plan(result).strip() == data["expected"].strip()
     # the plan is deterministic: the same inputs give the same plan
-    assert plan(desired, observed) == result
+    assert plan(desired, observed, now) == result

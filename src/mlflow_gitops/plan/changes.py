@@ -113,6 +113,7 @@ class SetAlias(Frozen):
     before: int | None
     target: Target
     drift: bool = False
+    mirrors: str | None = None  # the stage this alias follows (mirror_stages_to_aliases)
 
 
 class DeleteAlias(Frozen):
@@ -120,6 +121,14 @@ class DeleteAlias(Frozen):
     model: str
     alias: str
     before: int
+    mirrors: str | None = None  # the stage this alias follows (mirror_stages_to_aliases)
+
+
+class DeleteVersion(Frozen):
+    kind: Literal["delete_version"] = "delete_version"
+    model: str
+    target: Target
+    stage: str
 
 
 Change = Annotated[
@@ -133,7 +142,8 @@ Change = Annotated[
     | DeleteVersionTag
     | TransitionStage
     | SetAlias
-    | DeleteAlias,
+    | DeleteAlias
+    | DeleteVersion,
     Field(discriminator="kind"),
 ]
 
@@ -184,8 +194,18 @@ def phase(change: Change) -> tuple[int, int]:
             return (3, _STAGE_RANK[after])
         case TransitionStage(after=after):
             return (4, _STAGE_RANK[after])
+        case DeleteAlias(mirrors=str()):
+            # the mirrored stage is being emptied: unset the alias before its holder leaves, so
+            # it never names a version that holds another stage
+            return (2, 9)
+        case SetAlias(mirrors=str()):
+            # a mirrored alias moves after the new holder is promoted and before the old one is
+            # archived, so the alias always names a version that holds its stage
+            return (3, 9)
         case SetAlias() | DeleteAlias():
             return (5, 0)
+        case DeleteVersion():
+            return (6, 0)
         case _:
             assert_never(change)
 

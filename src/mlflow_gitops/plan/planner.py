@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from mlflow_gitops.errors import SpecError, SpecIssue
 from mlflow_gitops.observed import ModelState, RegistryState, VersionState
@@ -13,6 +14,7 @@ from mlflow_gitops.plan.changes import (
     CreateModel,
     DeleteAlias,
     DeleteModelTag,
+    DeleteVersion,
     DeleteVersionTag,
     Plan,
     RegisterVersion,
@@ -39,6 +41,7 @@ from mlflow_gitops.spec.model import (
 FULL_RUN_ID_LENGTH = 32
 ALIASES_TAG = "mlflow_gitops.aliases"  # the aliases as the tool last applied them (drift check)
 CHANGE_TAG = "mlflow_gitops.change"
+STAGE_SINCE_TAG = "mlflow_gitops.stage_since"  # when the version entered its current stage
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,10 @@ class _Slot:
         return self.observed.version if self.observed else self.entry.key
 
 
-def plan(desired: LoadedSpec, observed: RegistryState) -> Plan:
-    """Every change that makes the registry match the file, sorted, with policy findings."""
+def plan(desired: LoadedSpec, observed: RegistryState, now: datetime | None = None) -> Plan:
+    """Every change that makes the registry match the file, sorted, with policy findings.
+    `now` is the clock the soak-time policy measures against (injected in tests)."""
+    now = now or datetime.now(UTC)
     changes: list[Change] = []
     blocked: dict[str, tuple[str, ...]] = {}
     unmanaged: dict[str, tuple[int, ...]] = {}
@@ -69,7 +74,7 @@ def plan(desired: LoadedSpec, observed: RegistryState) -> Plan:
     spec = desired.spec
     for name, model in spec.models.items():
         live = observed.models.get(name)
-        planner = _ModelPlanner(desired, name, model, live, settings_for(spec, model))
+        planner = _ModelPlanner(desired, name, model, live, settings_for(spec, model), now)
         changes.extend(planner.run())
         issues.extend(planner.issues)
         if planner.blocked:
@@ -94,7 +99,9 @@ class _ModelPlanner:
         model: ModelSpec,
         live: ModelState | None,
         settings: Settings,
+        now: datetime,
     ) -> None:
+        self.now = now
         self.desired = desired
         self.name = name
         self.model = model
@@ -113,8 +120,11 @@ class _ModelPlanner:
         self._model_fields()
         for slot in slots:
             self._version_fields(slot)
-        self._stages(slots)
+        final = self._stages(slots)
         self._aliases(slots)
+        self._mirror(final, slots)
+        self._deletions(slots, final)
+        self._policies(slots)
         return self.out
 
     # --- matching file entries to live versions -----------------------------------------------
@@ -123,12 +133,17 @@ class _ModelPlanner:
         slots = []
         for i, entry in enumerate(self.model.versions):
             found = self._find(entry, i)
-            if found is None and entry.version is None and not self._issue_at(i):
+            if (
+                found is None
+                and entry.version is None
+                and not entry.deleted
+                and not self._issue_at(i)
+            ):
                 source, run_id = _source_of(entry)
                 self.out.append(
                     RegisterVersion(model=self.name, entry=entry.key, source=source, run_id=run_id)
                 )
-            if found is not None or entry.version is None:
+            if found is not None or (entry.version is None and not entry.deleted):
                 slots.append(_Slot(entry, i, found))
         matched = {s.observed.version for s in slots if s.observed}
         self.unmanaged = [v.version for v in self.live.versions if v.version not in matched]
@@ -138,7 +153,7 @@ class _ModelPlanner:
         loc: Loc = ("models", self.name, "versions", i)
         if entry.version is not None:
             found = self.live.version(entry.version)
-            if found is None:
+            if found is None and not entry.deleted:
                 what = f"model '{self.name}' has no version {entry.version}"
                 if not self.exists:
                     what = f"model '{self.name}' does not exist yet, so it has no version {entry.version}"
@@ -197,6 +212,8 @@ class _ModelPlanner:
 
     def _version_fields(self, slot: _Slot) -> None:
         entry, live, name, target = slot.entry, slot.observed, self.name, slot.target
+        if entry.deleted:
+            return
         if entry.description is not None:
             want = entry.description.rstrip()
             have = live.user_description if live else ""
@@ -217,7 +234,7 @@ class _ModelPlanner:
 
     # --- stages -----------------------------------------------------------------------------------
 
-    def _stages(self, slots: list[_Slot]) -> None:
+    def _stages(self, slots: list[_Slot]) -> dict[int | str, str]:
         final: dict[int | str, str] = {v.version: v.stage for v in self.live.versions}
         targets: dict[int | str, Target] = {
             v.version: Target(version=v.version) for v in self.live.versions
@@ -268,7 +285,8 @@ class _ModelPlanner:
                         )
                     )
                     final[number] = "Archived"
-        counts = Counter(final.values())
+        deleted = {slot.name for slot in slots if slot.entry.deleted}
+        counts = Counter(s for k, s in final.items() if k not in deleted)
         for stage, limit in self.settings.max_per_stage.items():
             if counts[stage] > limit:
                 names = sorted(str(k) for k, s in final.items() if s == stage)
@@ -277,6 +295,8 @@ class _ModelPlanner:
                     f"({', '.join(names)}), at most {limit} allowed; declare their stages "
                     "or set archive_previous: true"
                 )
+        self.targets = targets
+        return final
 
     # --- aliases ---------------------------------------------------------------------------------
 
@@ -311,6 +331,127 @@ class _ModelPlanner:
                         model=self.name, alias=alias, before=before, target=target, drift=drift
                     )
                 )
+
+    # --- stages mirrored to aliases, deletions, policies ---------------------------------------
+
+    def _mirror(self, final: dict[int | str, str], slots: list[_Slot]) -> None:
+        """mirror_stages_to_aliases: each alias follows the (newest) holder of its stage."""
+        for stage, alias in sorted(self.settings.mirror_stages_to_aliases.items()):
+            holders = [k for k, s in final.items() if s == stage]
+            before = self.live.aliases.get(alias)
+            if not holders:
+                if before is not None:
+                    self.out.append(
+                        DeleteAlias(model=self.name, alias=alias, before=before, mirrors=stage)
+                    )
+                continue
+            numbered = [k for k in holders if isinstance(k, int)]
+            newest = max(numbered) if numbered else holders[0]
+            target = self.targets[newest]
+            if target.version is None or target.version != before:
+                self.out.append(
+                    SetAlias(
+                        model=self.name, alias=alias, before=before, target=target, mirrors=stage
+                    )
+                )
+
+    def _deletions(self, slots: list[_Slot], final: dict[int | str, str]) -> None:
+        """`deleted: true`: only a version in None or Archived that no alias names."""
+        aliases = dict(self.live.aliases)
+        for change in self.out:
+            if isinstance(change, SetAlias) and change.target.version is not None:
+                aliases[change.alias] = change.target.version
+            elif isinstance(change, DeleteAlias):
+                aliases.pop(change.alias, None)
+        for slot in slots:
+            if not slot.entry.deleted or slot.observed is None:
+                continue
+            number = slot.observed.version
+            stage = final.get(number, slot.observed.stage)
+            named = sorted(a for a, v in aliases.items() if v == number)
+            if stage in GUARDED_STAGES:
+                self.blocked.append(
+                    f"deleting v{number} refused: it is in {stage}; move it to Archived first"
+                )
+            elif named:
+                self.blocked.append(
+                    f"deleting v{number} refused: alias {', '.join(named)} names it; move the alias first"
+                )
+            self.out.append(DeleteVersion(model=self.name, target=slot.target, stage=stage))
+
+    def _policies(self, slots: list[_Slot]) -> None:
+        policy = self.settings.policy
+        allowed = {
+            str(k): [str(s) for s in v] for k, v in (policy.allowed_transitions or {}).items()
+        }
+        by_number = {slot.observed.version: slot.observed for slot in slots if slot.observed}
+        for change in self.out:
+            if isinstance(change, TransitionStage) and change.reason == "declared":
+                sources = allowed.get(change.after)
+                if sources is not None and change.before not in sources:
+                    self.blocked.append(
+                        f"policy allowed_transitions: {change.target.label()} {change.before} -> "
+                        f"{change.after} is not allowed ({change.after} only from {', '.join(sources) or 'nowhere'})"
+                    )
+                if change.after == "Production" and policy.min_time_in_staging:
+                    self._soak(
+                        change,
+                        by_number.get(change.target.version or -1),
+                        policy.min_time_in_staging,
+                    )
+            if isinstance(change, SetAlias) and change.before is not None:
+                protected = policy.protected_aliases or []
+                gated = {k.lower() for k in self.model.gates}
+                if change.alias in protected and f"alias:{change.alias}".lower() not in gated:
+                    self.blocked.append(
+                        f"policy protected_aliases: alias {change.alias} moves only through gates; "
+                        f"add gates for alias:{change.alias}"
+                    )
+
+    def _soak(self, change: TransitionStage, version: VersionState | None, needed: float) -> None:
+        label = change.target.label()
+        since = (
+            _stage_since(version) if version is not None and version.stage == "Staging" else None
+        )
+        if since is None:
+            self.blocked.append(
+                f"policy min_time_in_staging: {label} is not in Staging; it needs "
+                f"{_duration(needed)} there before Production"
+            )
+            return
+        elapsed = (self.now - since).total_seconds()
+        if elapsed < needed:
+            self.blocked.append(
+                f"policy min_time_in_staging: {label} has been in Staging for {_duration(elapsed)}, "
+                f"needs {_duration(needed)} ({_duration(needed - elapsed)} to go)"
+            )
+
+
+def _stage_since(version: VersionState) -> datetime | None:
+    """When the version entered its stage: the tool's own record, else the registry's last update
+    (MLflow keeps no transition time; last_updated_timestamp is the closest it records)."""
+    raw = version.tags.get(STAGE_SINCE_TAG)
+    if raw:
+        try:
+            parsed = datetime.fromisoformat(raw)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    if version.updated_at:
+        return datetime.fromtimestamp(version.updated_at / 1000, tz=UTC)
+    return None
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    if seconds or not parts:
+        parts.append(f"{seconds}s")
+    return " ".join(parts)
 
 
 def _order_transitions(changes: list[Change], observed: RegistryState) -> list[Change]:

@@ -178,6 +178,9 @@ class MlflowRegistry:
     def delete_alias(self, name: str, alias: str) -> None:
         self._call("delete alias", lambda: self.client.delete_registered_model_alias(name, alias))
 
+    def delete_version(self, name: str, version: int) -> None:
+        self._call("delete version", lambda: self.client.delete_model_version(name, str(version)))
+
     # --- errors -------------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:

@@ -10,6 +10,7 @@ from mlflow_gitops.plan.changes import (
     CreateModel,
     DeleteAlias,
     DeleteModelTag,
+    DeleteVersion,
     DeleteVersionTag,
     Plan,
     RegisterVersion,
@@ -67,11 +68,13 @@ def row(change: Change) -> Row:
                 f"alias {alias}",
                 was,
                 t.label(),
-                "",
+                f"mirrors {change.mirrors}" if change.mirrors else "",
                 change.drift,
             )
         case DeleteAlias(alias=alias, before=before):
             return Row("delete", f"alias {alias}", f"v{before}", None)
+        case DeleteVersion(target=t, stage=stage):
+            return Row("delete", f"{t.label()}", stage, None, "deleted: true")
         case _:
             assert_never(change)
 

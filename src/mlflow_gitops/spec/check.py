@@ -72,7 +72,37 @@ def _check_model(name: str, model: ModelSpec, add: _Add, max_per_stage: dict[str
             seen[entry.key] = i
         _check_tags(entry.tags, (*loc, "tags"), add)
 
-    counts = Counter(str(v.stage) for v in model.versions if v.stage is not None)
+    for i, entry in enumerate(model.versions):
+        if entry.deleted and entry.stage not in (None, "None", "Archived"):
+            add(
+                (*base, "versions", i, "stage"),
+                f"a deleted version cannot be in {entry.stage}",
+                "remove the stage, or drop deleted: true",
+            )
+        if entry.deleted and entry.version is None:
+            add(
+                (*base, "versions", i),
+                "deleted: true needs `version: N`",
+                "name the version to delete by its number",
+            )
+
+    declared_aliases = set(model.aliases or {})
+    for stage, alias in (model.mirror_stages_to_aliases or {}).items():
+        loc = (*base, "mirror_stages_to_aliases", stage)
+        problem = alias_name_problem(alias)
+        if problem:
+            add(loc, problem, "aliases use letters, digits, _ and -")
+        if alias in declared_aliases:
+            add(
+                loc,
+                f"alias '{alias}' is both mirrored from {stage} and declared under aliases",
+                "keep one: the mirror moves it with the stage",
+            )
+    for alias in (model.policy.protected_aliases or []) if model.policy else []:
+        if alias_name_problem(alias):
+            add((*base, "policy", "protected_aliases"), alias_name_problem(alias), "")
+
+    counts = Counter(str(v.stage) for v in model.versions if v.stage is not None and not v.deleted)
     for stage, limit in max_per_stage.items():
         if counts[stage] > limit:
             where = [i for i, v in enumerate(model.versions) if v.stage == stage]

@@ -241,7 +241,8 @@ _VOCABULARY = sorted(
         "prepare", "target", "preprocessor", "metrics", "baseline", "on_missing_baseline",
         "threshold", "min_absolute_change", "min_relative_change", "greater_is_better",
         "max_size_mb", "latency", "batch_rows", "p50_ms", "p95_ms", "require_tags",
-        "require_signature", "checks", "on_rollback",
+        "require_signature", "checks", "on_rollback", "deleted", "mirror_stages_to_aliases",
+        "policy", "allowed_transitions", "min_time_in_staging", "protected_aliases",
     }
 )  # fmt: skip
 

@@ -217,6 +217,7 @@ class VersionSpec(Strict):
     stage: Stage | None = None
     tags: Tags | None = None
     description: str | None = None
+    deleted: bool = False
 
     @field_validator("run")
     @classmethod
@@ -253,12 +254,45 @@ def _one_in_production() -> dict[StageName, int]:
     return {"Production": 1}
 
 
+_DURATION = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def _seconds(value: object) -> object:
+    """`90`, `30m`, `24h`, `2d` -> seconds."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(
+                f"'{value}' is not a duration: use seconds or a number with s, m, h, d or w"
+            )
+        return float(match["n"]) * _UNIT_SECONDS[match["unit"]]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
+
+
+class Policy(Strict):
+    """Promotion rules; a planned change that breaks one blocks its model (exit 3)."""
+
+    allowed_transitions: dict[Stage, list[Stage]] | None = None  # target -> allowed sources
+    min_time_in_staging: Duration | None = None  # before a version may enter Production
+    protected_aliases: list[str] | None = None  # move only through gates on alias:<name>
+
+
 class Defaults(Strict):
     """Settings every model inherits unless it overrides them."""
 
     archive_previous: bool = True
     unmanaged_versions: Literal["ignore", "archive"] = "ignore"
     max_per_stage: dict[Stage, int] = Field(default_factory=_one_in_production)
+    mirror_stages_to_aliases: dict[Stage, str] | None = None  # e.g. {Production: champion}
+    policy: Policy | None = None
 
 
 class ModelSpec(Strict):
@@ -272,6 +306,8 @@ class ModelSpec(Strict):
     archive_previous: bool | None = None
     unmanaged_versions: Literal["ignore", "archive"] | None = None
     max_per_stage: dict[Stage, int] | None = None
+    mirror_stages_to_aliases: dict[Stage, str] | None = None
+    policy: Policy | None = None
 
 
 class RegistrySpec(Strict):
@@ -289,6 +325,8 @@ class Settings(Strict):
     archive_previous: bool
     unmanaged_versions: Literal["ignore", "archive"]
     max_per_stage: dict[str, int]
+    mirror_stages_to_aliases: dict[str, str]
+    policy: Policy
 
 
 def settings_for(spec: RegistrySpec, model: ModelSpec) -> Settings:
@@ -302,4 +340,20 @@ def settings_for(spec: RegistrySpec, model: ModelSpec) -> Settings:
         max_per_stage={
             str(k): v for k, v in {**d.max_per_stage, **(model.max_per_stage or {})}.items()
         },
+        mirror_stages_to_aliases={
+            str(k): v
+            for k, v in (
+                model.mirror_stages_to_aliases
+                if model.mirror_stages_to_aliases is not None
+                else d.mirror_stages_to_aliases or {}
+            ).items()
+        },
+        policy=_merge_policy(d.policy, model.policy),
     )
+
+
+def _merge_policy(default: Policy | None, own: Policy | None) -> Policy:
+    """Field by field: a model's policy keys override the defaults' keys."""
+    merged = (default or Policy()).model_dump(exclude_none=True)
+    merged.update((own or Policy()).model_dump(exclude_none=True))
+    return Policy.model_validate(merged)
