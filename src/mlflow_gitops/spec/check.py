@@ -87,15 +87,15 @@ def _check_model(name: str, model: ModelSpec, add: _Add, max_per_stage: dict[str
             )
 
     declared_aliases = set(model.aliases or {})
-    for stage, alias in (model.mirror_stages_to_aliases or {}).items():
-        loc = (*base, "mirror_stages_to_aliases", stage)
+    for mirrored, alias in (model.mirror_stages_to_aliases or {}).items():
+        loc = (*base, "mirror_stages_to_aliases", mirrored)
         problem = alias_name_problem(alias)
         if problem:
             add(loc, problem, "aliases use letters, digits, _ and -")
         if alias in declared_aliases:
             add(
                 loc,
-                f"alias '{alias}' is both mirrored from {stage} and declared under aliases",
+                f"alias '{alias}' is both mirrored from {mirrored} and declared under aliases",
                 "keep one: the mirror moves it with the stage",
             )
     for alias in (model.policy.protected_aliases or []) if model.policy else []:
