@@ -452,3 +452,85 @@ def _duration(seconds: float) -> str:
     if left or not parts:
         parts.append(f"{left}s")
     return " ".join(parts)
+
+
+def _order_transitions(changes: list[Change], observed: RegistryState) -> list[Change]:
+    """Reorder each model's stage transitions so that no Staging or Production that has a holder
+    is left empty in between: a version leaves a stage only once another holds it, when possible
+    (a swap of two stages cannot avoid it; then the entry into Production goes first)."""
+    out: list[Change] = []
+    i = 0
+    while i < len(changes):
+        if not isinstance(changes[i], TransitionStage):
+            out.append(changes[i])
+            i += 1
+            continue
+        j = i
+        while j < len(changes) and isinstance(changes[j], TransitionStage):
+            j += 1
+        block = [c for c in changes[i:j] if isinstance(c, TransitionStage)]
+        live = observed.models.get(block[0].model)
+        stages = {str(v.version): v.stage for v in live.versions} if live else {}
+        while block:
+            pick = next((t for t in block if not _empties(t, stages)), block[0])
+            block.remove(pick)
+            stages[_key(pick.target)] = pick.after
+            out.append(pick)
+        i = j
+    return out
+
+
+def _key(target: Target) -> str:
+    return str(target.version) if target.version is not None else str(target.entry)
+
+
+def _empties(t: TransitionStage, stages: dict[str, str]) -> bool:
+    if t.before not in GUARDED_STAGES:
+        return False
+    return not any(s == t.before for k, s in stages.items() if k != _key(t.target))
+
+
+def _source_of(entry: VersionSpec) -> tuple[str, str | None]:
+    if entry.run is not None:
+        run_id, path = parse_run_ref(entry.run)
+        return f"runs:/{run_id}/{path}", run_id
+    assert entry.source is not None
+    return entry.source, None
+
+
+def _matches_run(version: VersionState, run_id: str, path: str) -> bool:
+    """A version registered from that run and artifact path, however MLflow recorded its source.
+
+    MLflow 3 resolves `runs:/<id>/<path>` at registration to the run's artifact location or to a
+    logged model (`models:/m-...`), so the source alone cannot be compared to the reference.
+    """
+    if not version.run_id or not version.run_id.startswith(run_id):
+        return False
+    source = version.source.rstrip("/")
+    return (
+        source == f"runs:/{version.run_id}/{path}"
+        or source.endswith(f"/{path}")
+        or source.startswith("models:/m-")
+    )
+
+
+def _stage_drifted(version: VersionState | None) -> bool:
+    """The tool last moved this version to a stage it no longer holds: someone moved it by hand."""
+    if version is None:
+        return False
+    last = _LAST_MOVE.match(version.tags.get(CHANGE_TAG, ""))
+    return last is not None and last["to"] != version.stage
+
+
+_LAST_MOVE = re.compile(r"^(?P<from>\w+) -> (?P<to>\w+)\b")
+
+
+def _parse_alias_tag(value: str | None) -> dict[str, int] | None:
+    if not value:
+        return None
+    out: dict[str, int] = {}
+    for pair in value.split(","):
+        alias, _, number = pair.partition("=")
+        if number.isdigit():
+            out[alias.strip()] = int(number)
+    return out
