@@ -255,6 +255,152 @@ def import_(
         emit(f"Wrote {len(state.models)} models to {out}.\n", err=True)
 
 
+# --- comment: the plan on a GitHub pull request ----------------------------------------------------
+
+
+@app.command()
+def comment(
+    file: FileArg = Path("registry.yaml"),
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none."),
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the full comment to this file.")
+    ] = None,
+    tracking_uri: UriOpt = None,
+) -> None:
+    """In a pull_request job: plan, write the plan to the job summary, and post it as the pull
+    request's one comment (updated in place). An invalid file or an unreachable registry is
+    posted too, and exits 1. Needs GITHUB_TOKEN; never falls back to sqlite:///mlflow.db."""
+    from mlflow_gitops.errors import SpecError
+    from mlflow_gitops.github import body as bodies
+    from mlflow_gitops.github.context import actions_context
+    from mlflow_gitops.github.publish import plan_for_comment, publish
+
+    actions = actions_context()
+    outcome = plan_for_comment(file, tracking_uri, actions, _now())
+    emit(bodies.inert(outcome.body) if actions.active else outcome.body)
+    if isinstance(outcome.error, SpecError) and actions.active:
+        emit("".join(line + "\n" for line in bodies.error_annotations(outcome.error.issues)))
+    if outcome.error is not None:
+        emit(outcome.error.render() + "\n", err=True)
+    published = publish(outcome, file, actions, out)
+    emit((published.note or f"comment {published.action}: {published.url}") + "\n", err=True)
+    if outcome.error is not None or outcome.plan is None:
+        raise typer.Exit(EXIT_ERROR)
+    if outcome.plan.blocked:
+        raise typer.Exit(EXIT_BLOCKED)
+    if detailed_exitcode and not outcome.plan.is_empty:
+        raise typer.Exit(EXIT_CHANGES)
+
+
+# --- lifecycle: propose, history, rollback --------------------------------------------------------
+
+
+@app.command()
+def propose(
+    model: Annotated[str, typer.Argument(help="Registered model to add the run to.")],
+    experiment: Annotated[str, typer.Option(help="Experiment whose runs to rank.")],
+    filter_: Annotated[
+        str, typer.Option("--filter", help='MLflow search filter, e.g. "metrics.rmse < 7".')
+    ] = "",
+    order_by: Annotated[
+        str, typer.Option("--order-by", help='MLflow order, e.g. "metrics.rmse ASC".')
+    ] = "metrics.rmse ASC",
+    stage: Annotated[
+        str | None, typer.Option(help="Stage to declare for the new version (e.g. Staging).")
+    ] = None,
+    run: Annotated[
+        str | None, typer.Option("--run", help="Add this run instead of the best.")
+    ] = None,
+    max_results: Annotated[int, typer.Option(min=1, max=1000, help="Runs to show.")] = 5,
+    file: Annotated[Path, typer.Option("--file", help="The registry file to edit.")] = Path(
+        "registry.yaml"
+    ),
+    tracking_uri: UriOpt = None,
+) -> None:
+    """Show the best runs of an experiment and add one to registry.yaml (comments kept)."""
+    from mlflow_gitops.propose import propose as add_run
+    from mlflow_gitops.propose import runs_table
+    from mlflow_gitops.spec.load import read_text
+    from mlflow_gitops.spec.model import canonical_stage
+
+    text = read_text(file)
+    _, registry = _lifecycle_registry(tracking_uri, text, file)
+    runs = registry.search_runs(experiment, filter_, [order_by] if order_by else [], max_results)
+    if not runs:
+        raise GitopsError(f"no run of {experiment!r} matches the filter {filter_!r}", "")
+    emit(f"Best runs of {experiment} ({order_by or 'unordered'}):\n" + runs_table(runs, order_by))
+    chosen = run or runs[0].run_id
+    edit = add_run(text, file, model, chosen, str(canonical_stage(stage)) if stage else None)
+    file.write_text(edit.text, encoding="utf-8")
+    emit(f"\n{edit.summary}:\n{edit.diff}")
+
+
+@app.command()
+def history(
+    model: Annotated[str, typer.Argument(help="Registered model.")],
+    version: Annotated[int | None, typer.Option(help="Only this version.")] = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="text, markdown or json.")
+    ] = Format.text,
+    file: Annotated[
+        Path, typer.Option("--file", help="registry.yaml, for its tracking_uri (optional).")
+    ] = Path("registry.yaml"),
+    tracking_uri: UriOpt = None,
+) -> None:
+    """The promotion history of a model, newest first: when, what, commit, PR, actor, gate."""
+    from mlflow_gitops import history as hist
+
+    text = file.read_text(encoding="utf-8") if file.exists() else ""
+    uri, registry = _lifecycle_registry(tracking_uri, text, file)
+    state = registry.read([model]).models.get(model)
+    if state is None:
+        raise GitopsError(f"no registered model named {model!r} at {uri}", "")
+    found = hist.events(state, version)
+    render = {
+        Format.text: hist.render_text,
+        Format.markdown: hist.render_markdown,
+        Format.json: hist.render_json,
+    }
+    emit(render[fmt](model, found))
+
+
+@app.command()
+def rollback(
+    model: Annotated[str, typer.Argument(help="Registered model to roll back.")],
+    file: Annotated[Path, typer.Option("--file", help="The registry file to edit.")] = Path(
+        "registry.yaml"
+    ),
+    tracking_uri: UriOpt = None,
+) -> None:
+    """Edit registry.yaml so Production goes back to its previous holder (open a PR with it)."""
+    from mlflow_gitops.propose import rollback as roll_back
+    from mlflow_gitops.spec.load import read_text
+
+    text = read_text(file)
+    uri, registry = _lifecycle_registry(tracking_uri, text, file)
+    state = registry.read([model]).models.get(model)
+    if state is None:
+        raise GitopsError(f"no registered model named {model!r} at {uri}", "")
+    edit = roll_back(text, file, model, state)
+    file.write_text(edit.text, encoding="utf-8")
+    emit(f"{edit.summary}:\n{edit.diff}")
+
+
+def _lifecycle_registry(flag: str | None, text: str, file: Path) -> tuple[str, RegistryPort]:
+    """The registry the file points at (its tracking_uri), without requiring a valid file."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        data = None
+    file_uri = data.get("tracking_uri") if isinstance(data, dict) else None
+    return _registry(flag, file_uri if isinstance(file_uri, str) else None, file.resolve().parent)
+
+
 # --- helpers ---------------------------------------------------------------------------------------
 
 

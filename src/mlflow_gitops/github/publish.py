@@ -1,0 +1,139 @@
+"""The plan of a pull request, published: to the job summary first, then as the one comment.
+
+`plan_for_comment` never raises for what a reviewer should read in the pull request (an invalid
+file, a registry that cannot be read): those become the comment. `publish` writes the body where
+it cannot be lost (the job summary, an optional file) before it talks to GitHub.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from mlflow_gitops.errors import GitopsError, RegistryError, SpecError
+from mlflow_gitops.github import body as bodies
+from mlflow_gitops.github.client import Action, GitHub, GitHubError, upsert_comment
+from mlflow_gitops.github.context import Actions
+from mlflow_gitops.plan.changes import Plan
+from mlflow_gitops.secrets import redact
+
+FORK_HINT = (
+    "this pull request comes from a fork, and GitHub gives the workflows of fork pull requests no "
+    "secrets, so the registry's address and credentials are not available. A maintainer can push "
+    "the branch to this repository to get a plan; merging still applies only what passes."
+)
+NO_URI_HINT = (
+    "set the repository secret MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_USERNAME/PASSWORD or "
+    "MLFLOW_TRACKING_TOKEN if the server needs them), or tracking_uri: in the file"
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What planning gave: the plan or the error, and the comment body that shows it."""
+
+    body: str
+    plan: Plan | None = None
+    error: GitopsError | None = None
+
+
+@dataclass(frozen=True)
+class Published:
+    """Where the body went."""
+
+    action: Action | None  # None: not posted (a fork's pull request)
+    url: str = ""
+    note: str = ""
+
+
+def plan_for_comment(
+    file: Path, tracking_uri: str | None, actions: Actions, now: datetime
+) -> Outcome:
+    """Load, plan and gate like `plan`; failures become a comment body instead of an exception.
+
+    Never plans against the embedded default registry: in CI a missing secret would otherwise
+    plan against an empty local database and show every model as new."""
+    from mlflow_gitops.reconcile import make_plan, open_evidence, open_registry
+    from mlflow_gitops.render.markdown import render_plan
+    from mlflow_gitops.settings import resolve_tracking_uri
+    from mlflow_gitops.spec.load import load
+
+    name = str(file)
+    try:
+        loaded = load(file)
+    except SpecError as exc:
+        return Outcome(bodies.invalid(name, exc.issues), error=exc)
+    if not (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or loaded.spec.tracking_uri):
+        fork = actions.pull_request is not None and actions.pull_request.from_fork
+        error = RegistryError(
+            "no tracking URI: neither --tracking-uri, MLFLOW_TRACKING_URI nor the file's "
+            "tracking_uri is set" + (" (pull request from a fork: no secrets)" if fork else ""),
+            FORK_HINT if fork else NO_URI_HINT,
+        )
+        return Outcome(bodies.failed(name, error), error=error)
+    uri = resolve_tracking_uri(tracking_uri, loaded.spec.tracking_uri, loaded.folder)
+    try:
+        planned = make_plan(loaded, open_registry(uri), open_evidence(uri), now)
+    except SpecError as exc:  # a run: that does not exist in the tracking server
+        return Outcome(bodies.invalid(name, exc.issues), error=exc)
+    except GitopsError as exc:
+        return Outcome(bodies.failed(name, exc), error=exc)
+    body = render_plan(planned.plan, title=bodies.title(name))
+    return Outcome(body, plan=planned.plan)
+
+
+def publish(outcome: Outcome, file: Path, actions: Actions, out: Path | None) -> Published:
+    """Write the body to `out` and the job summary, then create or update the comment."""
+    name = str(file)
+    foot = bodies.footer(name, actions.commit, actions.run_url)
+    full = redact(outcome.body)
+    if out is not None:
+        _write(out, full + foot, "w")
+    if actions.summary is not None:
+        summary = bodies.fit(
+            full,
+            bodies.SUMMARY_LIMIT - len(foot.encode()),
+            bodies.summary_note,
+            lambda s: len(s.encode()),
+        )
+        _write(actions.summary, summary + foot, "a")
+    saved = "the job summary" if actions.summary else str(out) if out else ""
+    where = f"; the plan is in {saved}" if saved else ""
+    pull = actions.pull_request
+    if pull is None:
+        raise GitopsError(
+            "no pull request to comment on: run `comment` in a GitHub Actions job triggered by "
+            "pull_request" + where,
+            "preview the comment with `mlflow-gitops plan --format markdown`",
+        )
+    if pull.from_fork:
+        return Published(
+            None,
+            note="pull request from a fork: GitHub gives its jobs a read-only token, so the plan "
+            f"is not posted as a comment{where}",
+        )
+    if not actions.token:
+        raise GitopsError(
+            f"GITHUB_TOKEN is not set, so the plan cannot be posted{where}",
+            "pass the job's token: env: GITHUB_TOKEN: ${{ github.token }}",
+        )
+    note = bodies.comment_note(len(full), actions.run_url)
+    text = bodies.fit(full, bodies.COMMENT_LIMIT - len(foot), note) + foot
+    github = GitHub(actions.api_url, actions.token)
+    try:
+        action, comment = upsert_comment(
+            github, pull.repository, pull.number, text, lambda b: bodies.is_ours(b, name)
+        )
+    except GitHubError as exc:
+        raise GitopsError(exc.message + where, exc.hint) from None
+    return Published(action, comment.url)
+
+
+def _write(path: Path, text: str, mode: str) -> None:
+    try:
+        with path.open(mode, encoding="utf-8") as stream:
+            stream.write(text)
+    except OSError as exc:
+        raise GitopsError(f"cannot write {path}: {exc.strerror}", "") from None
