@@ -1,0 +1,91 @@
+"""The workflows and the action as files: triggers, permissions, pins, concurrency, and the
+plan check's exit-code policy, run through the real steps with a stand-in for the tool."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.github.conftest import ROOT, make_runner, pull_request_event
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+PLAN_YML, APPLY_YML, ACTION = WORKFLOWS / "plan.yml", WORKFLOWS / "apply.yml", ROOT / "action.yml"
+
+
+def _load(path: Path) -> dict[Any, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    # YAML 1.1 reads the key `on` as True
+    return {("on" if k is True else k): v for k, v in data.items()}
+
+
+def _strings(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for n, value in enumerate(node):
+            yield from _strings(value, f"{path}[{n}]")
+    elif isinstance(node, str):
+        yield path, node
+
+
+def test_plan_runs_on_pull_request_only_with_the_least_permissions() -> None:
+    plan = _load(PLAN_YML)
+    assert set(plan["on"]) == {"pull_request"}
+    assert "registry.yaml" in plan["on"]["pull_request"]["paths"]
+    assert plan["permissions"] == {}
+    (job,) = plan["jobs"].values()
+    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
+
+
+def test_apply_runs_after_merge_one_at_a_time_in_an_environment() -> None:
+    apply = _load(APPLY_YML)
+    assert apply["on"]["push"] == {"branches": ["main"], "paths": ["registry.yaml"]}
+    assert "pull_request" not in apply["on"]
+    assert apply["concurrency"]["cancel-in-progress"] is False
+    assert "${{" not in apply["concurrency"]["group"]  # one group for the whole repository
+    assert apply["permissions"] == {}
+    (job,) = apply["jobs"].values()
+    assert job["permissions"] == {"contents": "read"}
+    assert job["environment"]
+
+
+@pytest.mark.parametrize("path", [*sorted(WORKFLOWS.glob("*.yml")), ACTION], ids=lambda p: p.name)
+def test_actions_are_pinned_and_secrets_only_reach_env(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert "pull_request_target" not in text.replace("never pull_request_target", "")
+    for where, value in _strings(_load(path)):
+        if where.endswith(".uses"):
+            assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", value), f"{where}: {value}"
+        if re.search(r"\$\{\{\s*secrets\.", value):
+            assert re.search(r"\.(env\.\w+|with\.tracking-uri)$", where), where
+        if where.endswith(".run"):
+            assert "${{" not in value, f"{where}: expressions in scripts invite injection"
+
+
+@pytest.mark.parametrize(("code", "passes"), [(0, True), (1, False), (2, True), (3, False)])
+@pytest.mark.parametrize("source", ["plan.yml", "action.yml"])
+def test_the_plan_check_passes_on_0_and_2_and_fails_on_1_and_3(
+    tmp_path: Path, code: int, passes: bool, source: str
+) -> None:
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    tool = stub / "mlflow-gitops"
+    tool.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/argv\nexit {code}\n', encoding="utf-8")
+    tool.chmod(0o755)
+    runner = make_runner(tmp_path, pull_request_event(), {"MLFLOW_TRACKING_URI": "x"})
+    runner.env["PATH"] = f"{stub}:{runner.env['PATH']}"
+
+    if source == "plan.yml":
+        job = runner.run_job(PLAN_YML, "plan")
+    else:
+        job = runner.run_action(ACTION, {"command": "plan"}, {})
+
+    assert job.ok is passes
+    argv = (tmp_path / "argv").read_text(encoding="utf-8").split()
+    assert argv[:3] == ["comment", "registry.yaml", "--detailed-exitcode"]
