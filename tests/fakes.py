@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from mlflow_gitops.errors import RegistryError
-from mlflow_gitops.observed import ModelState, RegistryState, VersionState
+from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, VersionState
 
 
 @dataclass
@@ -29,6 +29,11 @@ class FakeRegistry:
 
     def missing_runs(self, run_ids: Sequence[str]) -> set[str]:
         return {r for r in run_ids if r not in self.runs}
+
+    def search_runs(
+        self, experiment: str, filter_string: str, order_by: list[str], max_results: int
+    ) -> list[RunSummary]:
+        return [RunSummary(run_id=r) for r in sorted(self.runs)][:max_results]
 
     # --- writing -----------------------------------------------------------------------------
 

@@ -232,6 +232,14 @@ def import_(
         list[str] | None, typer.Option("--model", "-m", help="Only this model (repeatable).")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
+    aliases_from_stages: Annotated[
+        bool,
+        typer.Option(
+            "--aliases-from-stages",
+            help="Describe stages as aliases (Production: champion, Staging: challenger) and "
+            "declare no stage: the file for a team moving off deprecated stages.",
+        ),
+    ] = False,
     tracking_uri: UriOpt = None,
 ) -> None:
     """Print (or write) a registry.yaml that describes the live registry; plan on it is empty."""
@@ -247,7 +255,8 @@ def import_(
                 f"no registered model named {', '.join(missing)} at {uri}",
                 "check the names (they are case-sensitive)",
             )
-    text = render_registry(state, redact(uri), _now())
+    mapping = {"Production": "champion", "Staging": "challenger"} if aliases_from_stages else None
+    text = render_registry(state, redact(uri), _now(), mapping)
     if out is None:
         emit(text)
     else:

@@ -101,3 +101,29 @@ def join_history(user_text: str, history: str, new_lines: Sequence[str] = ()) ->
     if not block:
         return user_text
     return f"{user_text}\n\n{block}" if user_text else block
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A training run as `propose` shows it."""
+
+    run_id: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    start_time: int = 0
+    end_time: int = 0
+
+    @property
+    def model_type(self) -> str:
+        """The model_type tag or param the training logged, if any."""
+        return self.tags.get("model_type") or self.params.get("model_type") or "—"
+
+    @property
+    def training_seconds(self) -> float | None:
+        """A logged training_time metric, else the run's own duration."""
+        if "training_time" in self.metrics:
+            return self.metrics["training_time"]
+        if self.end_time and self.start_time:
+            return (self.end_time - self.start_time) / 1000
+        return None

@@ -15,7 +15,9 @@ class LoggedRun:
     rmse: float
 
 
-def log_regressor(uri: str, kind: str = "linear", seed: int = 0) -> LoggedRun:
+def log_regressor(
+    uri: str, kind: str = "linear", seed: int = 0, experiment: str | None = None
+) -> LoggedRun:
     """Train a real scikit-learn regressor on a small taxi-shaped problem and log it to `uri`."""
     import mlflow
     from sklearn.feature_extraction import DictVectorizer
@@ -38,10 +40,10 @@ def log_regressor(uri: str, kind: str = "linear", seed: int = 0) -> LoggedRun:
     model.fit(x, y)
     rmse = float(mean_squared_error(y, model.predict(x)) ** 0.5)
     mlflow.set_tracking_uri(uri)
-    experiment = mlflow.set_experiment(f"tests-{uuid.uuid4().hex[:8]}")
+    found = mlflow.set_experiment(experiment or f"tests-{uuid.uuid4().hex[:8]}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+        with mlflow.start_run(experiment_id=found.experiment_id) as run:
             mlflow.log_metric("rmse", rmse)
             mlflow.set_tag("model_type", kind)
             mlflow.sklearn.log_model(

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from mlflow_gitops.errors import RegistryError
-from mlflow_gitops.observed import ModelState, RegistryState, VersionState
+from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, VersionState
 from mlflow_gitops.secrets import redact
 
 T = TypeVar("T")
@@ -116,6 +116,40 @@ class MlflowRegistry:
                 else:
                     raise
         return missing
+
+    def search_runs(
+        self, experiment: str, filter_string: str, order_by: list[str], max_results: int
+    ) -> list[RunSummary]:
+        """The best runs of an experiment, in MLflow's own filter and order syntax."""
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            raise RegistryError(
+                f"no experiment named {experiment!r} at {redact(self.uri)}",
+                "check the name (experiments are listed by `mlflow experiments search`)",
+            )
+        try:
+            self.calls += 1
+            runs = self.client.search_runs(
+                [found.experiment_id],
+                filter_string=filter_string,
+                order_by=order_by,
+                max_results=max_results,
+            )
+        except MlflowException as exc:
+            raise RegistryError(f"MLflow refused the search: {redact(exc.message)}", "") from None
+        return [
+            RunSummary(
+                run_id=r.info.run_id,
+                metrics=dict(r.data.metrics),
+                tags=dict(r.data.tags),
+                params=dict(r.data.params),
+                start_time=int(r.info.start_time or 0),
+                end_time=int(r.info.end_time or 0),
+            )
+            for r in runs
+        ]
 
     # --- writing ------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from mlflow_gitops.observed import RegistryState
+from mlflow_gitops.observed import RegistryState, RunSummary
 
 
 class RegistryPort(Protocol):
@@ -17,6 +17,12 @@ class RegistryPort(Protocol):
 
     def missing_runs(self, run_ids: Sequence[str]) -> set[str]:
         """Which of these run ids the tracking server does not know."""
+        ...
+
+    def search_runs(
+        self, experiment: str, filter_string: str, order_by: list[str], max_results: int
+    ) -> list[RunSummary]:
+        """The best runs of an experiment, in MLflow's filter and order syntax."""
         ...
 
     def create_model(self, name: str) -> None: ...

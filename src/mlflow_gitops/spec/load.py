@@ -196,11 +196,17 @@ def read_text(path: Path) -> str:
 
 def load(path: Path | str) -> LoadedSpec:
     """Read, parse, validate and check a registry.yaml; every problem at once in a SpecError."""
-    from mlflow_gitops.spec.check import check
 
     path = Path(path)
+    return load_text(read_text(path), path)
+
+
+def load_text(text: str, path: Path) -> LoadedSpec:
+    """Parse, validate and check text as if it were the file at `path` (for edits before saving)."""
+    from mlflow_gitops.spec.check import check
+
     file = str(path)
-    data, positions = parse_yaml(read_text(path), file)
+    data, positions = parse_yaml(text, file)
     spec = validate_data(data, positions, file)
     loaded = LoadedSpec(spec=spec, path=path.resolve(), positions=positions)
     issues = check(loaded, file)
