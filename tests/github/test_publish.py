@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,24 +11,16 @@ from mlflow_gitops.github.body import COMMENT_LIMIT
 from mlflow_gitops.github.context import Actions, PullRequest
 from mlflow_gitops.github.publish import Outcome, publish
 from mlflow_gitops.render.markdown import MARKER
-from tests.github.fake_github import TOKEN, FakeGitHub, serve
+from tests.github.fake_github import TOKEN, FakeGitHub
 
 REPO, PR = "acme/reg", 8
 FILE = Path("registry.yaml")
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeGitHub]:
-    github = FakeGitHub()
-    server = serve(github)
-    yield github
-    server.shutdown()
-
-
-def _actions(fake: FakeGitHub, tmp_path: Path, **changes: object) -> Actions:
+def _actions(github: FakeGitHub, tmp_path: Path, **changes: object) -> Actions:
     values: dict[str, object] = {
         "active": True,
-        "api_url": fake.url,
+        "api_url": github.url,
         "token": TOKEN,
         "summary": tmp_path / "summary.md",
         "run_url": "https://github.com/acme/reg/actions/runs/1",
@@ -50,18 +41,18 @@ def _long_plan(models: int) -> str:
 
 
 def test_a_plan_too_long_for_a_comment_is_summarised_and_kept_whole_elsewhere(
-    fake: FakeGitHub, tmp_path: Path
+    github: FakeGitHub, tmp_path: Path
 ) -> None:
     body = _long_plan(60)
     assert len(body) > COMMENT_LIMIT
-    actions = _actions(fake, tmp_path)
+    actions = _actions(github, tmp_path)
     out = tmp_path / "plan.md"
 
     first = publish(Outcome(body), FILE, actions, out)
     second = publish(Outcome(body.replace("Plan: many", "Plan: more")), FILE, actions, out)
 
     assert (first.action, second.action) == ("created", "updated")
-    (comment,) = fake.comments[(REPO, PR)]
+    (comment,) = github.comments[(REPO, PR)]
     text = comment["body"]
     assert len(text) <= COMMENT_LIMIT
     assert "This plan is too long for a comment" in text
@@ -74,12 +65,12 @@ def test_a_plan_too_long_for_a_comment_is_summarised_and_kept_whole_elsewhere(
 
 
 def test_credentials_never_reach_the_comment_or_the_summary(
-    fake: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    github: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "hunter2-pw")
     body = f"{MARKER}\nerror at https://bob:s3cret@mlflow.example and hunter2-pw\n"
-    publish(Outcome(body), FILE, _actions(fake, tmp_path), None)
-    (comment,) = fake.comments[(REPO, PR)]
+    publish(Outcome(body), FILE, _actions(github, tmp_path), None)
+    (comment,) = github.comments[(REPO, PR)]
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     for text in (comment["body"], summary):
         assert "s3cret" not in text
@@ -88,9 +79,9 @@ def test_credentials_never_reach_the_comment_or_the_summary(
 
 
 def test_outside_a_pull_request_the_plan_is_still_written_first(
-    fake: FakeGitHub, tmp_path: Path
+    github: FakeGitHub, tmp_path: Path
 ) -> None:
-    actions = _actions(fake, tmp_path, pull_request=None)
+    actions = _actions(github, tmp_path, pull_request=None)
     with pytest.raises(GitopsError) as caught:
         publish(Outcome(MARKER + "\nplan\n"), FILE, actions, None)
     assert "no pull request to comment on" in caught.value.message
@@ -98,9 +89,9 @@ def test_outside_a_pull_request_the_plan_is_still_written_first(
     assert (tmp_path / "summary.md").read_text(encoding="utf-8").startswith(MARKER)
 
 
-def test_without_a_token_the_error_says_how_to_pass_it(fake: FakeGitHub, tmp_path: Path) -> None:
+def test_without_a_token_the_error_says_how_to_pass_it(github: FakeGitHub, tmp_path: Path) -> None:
     with pytest.raises(GitopsError) as caught:
-        publish(Outcome(MARKER + "\n"), FILE, _actions(fake, tmp_path, token=None), None)
+        publish(Outcome(MARKER + "\n"), FILE, _actions(github, tmp_path, token=None), None)
     assert "GITHUB_TOKEN is not set" in caught.value.message
     assert "github.token" in caught.value.hint
-    assert fake.requests == []
+    assert github.requests == []

@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,19 +67,16 @@ class Expression:
         return self.tokens[self.pos - 1]
 
     def _or(self) -> Any:
-        value = self._and()
-        while self._peek() == "||":
-            self._take()
-            right = self._and()
-            value = value or right
-        return value
+        return self._chain("||", self._and, lambda a, b: a or b)
 
     def _and(self) -> Any:
-        value = self._compare()
-        while self._peek() == "&&":
+        return self._chain("&&", self._compare, lambda a, b: a and b)
+
+    def _chain(self, op: str, operand: Callable[[], Any], join: Callable[[Any, Any], Any]) -> Any:
+        value = operand()
+        while self._peek() == op:
             self._take()
-            right = self._compare()
-            value = value and right
+            value = join(value, operand())
         return value
 
     def _compare(self) -> Any:
