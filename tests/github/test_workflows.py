@@ -90,6 +90,7 @@ def test_plan_comment_is_created_then_updated_in_place(
 
     plan_step = first.step("Plan, comment")
     assert first.ok, plan_step.stderr
+    assert plan_step.outputs == {"exit-code": "2"}  # changes to review: the check passes
     assert [s.ran for s in first.steps] == [False, False, False, True, False]
     (comment,) = github.ours(REPOSITORY, PR)
     body = comment["body"]
@@ -123,7 +124,7 @@ def test_plan_comment_is_created_then_updated_in_place(
     second = runner.run_job(PLAN_YML, "plan")
 
     assert not second.ok
-    assert second.failed.code == 1  # the step's `[ code = 0 ] || [ code = 2 ]` on exit 3
+    assert second.failed.outputs == {"exit-code": "3"}  # blocked by the tightened gate
     (updated,) = github.ours(REPOSITORY, PR)
     assert updated["id"] == comment["id"]
     assert "Blocked" in updated["body"]
@@ -220,6 +221,7 @@ def test_a_registry_that_is_down_gets_a_comment_that_says_so(
     job = runner.run_job(PLAN_YML, "plan")
 
     assert not job.ok
+    assert job.failed.outputs == {"exit-code": "1"}
     (comment,) = github.ours(REPOSITORY, PR)
     assert "**Could not reach the registry**" in comment["body"]
     assert "the registry is unreachable" in comment["body"]
@@ -250,7 +252,7 @@ def test_an_invalid_file_gets_a_comment_with_file_and_line(
     job = runner.run_job(PLAN_YML, "plan")
 
     assert not job.ok
-    assert job.failed.code == 1
+    assert job.failed.outputs == {"exit-code": "1"}
     (comment,) = github.ours(REPOSITORY, PR)
     assert "registry\\.yaml is invalid" in comment["body"]
     assert "registry.yaml:6:9: models.m.versions[0].stgae: unknown key 'stgae'" in comment["body"]
@@ -269,6 +271,7 @@ def test_a_fork_without_secrets_gets_a_plan_that_says_it_could_not_reach_the_reg
     job = runner.run_job(PLAN_YML, "plan")
 
     assert not job.ok
+    assert job.failed.outputs == {"exit-code": "1"}
     assert github.requests == []  # a read-only token cannot comment: not even tried
     assert "**Could not reach the registry**" in job.summary
     assert "pull request from a fork" in job.summary
