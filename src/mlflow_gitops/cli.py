@@ -277,7 +277,14 @@ def comment(
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the full comment to this file.")
     ] = None,
-    tracking_uri: UriOpt = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--tracking-uri",
+            help="Registry URI; default: $MLFLOW_TRACKING_URI, then the file's tracking_uri "
+            "(never a local default: without one, the comment says so and the check fails).",
+        ),
+    ] = None,
 ) -> None:
     """In a pull_request job: plan, write the plan to the job summary, and post it as the pull
     request's one comment (updated in place). An invalid file or an unreachable registry is
