@@ -82,3 +82,22 @@ def test_json_has_schema_version_and_round_trips() -> None:
     }
     doc.pop("summary")
     assert Plan.model_validate(doc) == PLAN
+
+
+def test_gates_form_one_markdown_table() -> None:
+    from mlflow_gitops.gates.result import Check, GateResult
+
+    gates = tuple(
+        GateResult(
+            model="m",
+            target="Production",
+            version="v2",
+            gate=kind,
+            verdict="pass",
+            checks=(Check(name=kind, candidate=1.0, bound="<= 2"),),
+        )
+        for kind in ("metric", "max_size_mb", "require_signature")
+    )
+    out = markdown.render_plan(PLAN.model_copy(update={"gates": gates}))
+    table = out[out.index("| gate |") :].split("\n\n")[0].splitlines()
+    assert len(table) == 2 + 3  # header, rule, one row per check: no blank line splits it

@@ -100,7 +100,7 @@ def _gates(results: list[GateResult]) -> list[str]:
                         g, metrics[0].name, metrics[0].baseline or 0.0, metrics[0].candidate or 0.0
                     )
                 )
-        out.append("")
+    out.append("")
     if not all(g.passed for g in results):
         out.append("> A failed gate blocks every change of this model; other models still apply.\n")
     return out + charts
