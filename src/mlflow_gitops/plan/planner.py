@@ -131,8 +131,19 @@ class _ModelPlanner:
 
     def _match_versions(self) -> list[_Slot]:
         slots = []
+        claimed: dict[int, int] = {}  # live version -> the entry that names it
         for i, entry in enumerate(self.model.versions):
             found = self._find(entry, i)
+            if found is not None and found.version in claimed:
+                self._issue(
+                    ("models", self.name, "versions", i),
+                    f"{entry.key} is version {found.version}, which versions[{claimed[found.version]}] "
+                    "already names",
+                    "keep one entry per version",
+                )
+                continue
+            if found is not None:
+                claimed[found.version] = i
             if (
                 found is None
                 and entry.version is None

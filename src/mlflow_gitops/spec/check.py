@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -29,6 +30,9 @@ ALIAS_PATTERN = re.compile(r"^[\w\-]*$")
 RESERVED_ALIAS = re.compile(r"^(latest|[vV]\d+)$", re.IGNORECASE)
 MAX_ALIAS_LENGTH = 255
 MAX_TAG_KEY_LENGTH = 250
+MAX_TAG_VALUE_LENGTH = 5000
+MAX_MODEL_NAME_LENGTH = 256
+TAG_KEY_PATTERN = re.compile(r"^[/\w.\- :]*$")
 
 
 def check(loaded: LoadedSpec, file: str) -> list[SpecIssue]:
@@ -55,8 +59,9 @@ def check(loaded: LoadedSpec, file: str) -> list[SpecIssue]:
 
 def _check_model(name: str, model: ModelSpec, add: _Add, max_per_stage: dict[str, int]) -> None:
     base: Loc = ("models", name)
-    if not name.strip() or "/" in name or ":" in name:
-        add(base, f"'{name}' is not a valid model name", "MLflow model names cannot contain / or :")
+    problem = model_name_problem(name)
+    if problem:
+        add(base, problem, "MLflow model names are 1 to 256 printable characters without / or :")
     _check_tags(model.tags, (*base, "tags"), add)
 
     seen: dict[str, int] = {}
@@ -144,6 +149,27 @@ def _check_model(name: str, model: ModelSpec, add: _Add, max_per_stage: dict[str
             )
 
 
+def model_name_problem(name: str) -> str:
+    """Why MLflow (or its database) would refuse this model name, or ''."""
+    shown = repr(name)[1:-1][:60]
+    if not name.strip():
+        return "a model name cannot be empty"
+    if "/" in name or ":" in name:
+        return f"'{shown}' is not a valid model name (no / or :)"
+    if not name.isprintable():
+        return f"'{shown}' is not a valid model name (control characters)"
+    if len(name) > MAX_MODEL_NAME_LENGTH:
+        return f"model name '{shown}...' is longer than {MAX_MODEL_NAME_LENGTH} characters"
+    if name in (".", "..") or name != name.strip():
+        return f"'{shown}' is not a valid model name"
+    return ""
+
+
+def _path_trick(key: str) -> bool:
+    """MLflow refuses keys that are not their own normalised path (`a/../b`, `/x`, `./y`)."""
+    return posixpath.normpath(key) != key or key.startswith(("..", "/"))
+
+
 def _declared_key(target: str) -> str | None:
     target = target.strip()
     if target.startswith(RUN_PREFIX):
@@ -183,8 +209,20 @@ def gate_target_ok(target: str) -> bool:
 
 
 def _check_tags(tags: dict[str, str | None] | None, loc: Loc, add: _Add) -> None:
-    for key in tags or {}:
-        if key.startswith(TOOL_TAG_PREFIX):
+    for key, value in (tags or {}).items():
+        if value is not None and len(value) > MAX_TAG_VALUE_LENGTH:
+            add(
+                (*loc, key),
+                f"tag value is {len(value):,} characters, over MLflow's {MAX_TAG_VALUE_LENGTH:,}",
+                "",
+            )
+        if not TAG_KEY_PATTERN.match(key) or (key.strip() and _path_trick(key)):
+            add(
+                (*loc, key),
+                f"'{repr(key)[1:-1][:60]}' is not a valid tag key",
+                "MLflow tag keys use letters, digits, _ - . / : and spaces, and no path tricks",
+            )
+        elif key.startswith(TOOL_TAG_PREFIX):
             add(
                 (*loc, key),
                 f"tag '{key}' uses the prefix reserved for mlflow-gitops' own annotations",

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from mlflow_gitops.errors import SpecError, SpecIssue
 from mlflow_gitops.spec.model import RegistrySpec
 
-MAX_FILE_BYTES = 10 * 1024 * 1024
-MAX_NODES = 1_000_000  # guards against alias expansion ("billion laughs")
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_NODES = 500_000  # guards against huge documents and alias expansion ("billion laughs")
 
 Loc = tuple[str | int, ...]
 
@@ -90,7 +90,13 @@ class _Walker:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.walk(item, (*loc, i)) for i, item in enumerate(node.value)]
-        return self.loader.construct_object(node, deep=True)
+        value = self.loader.construct_object(node, deep=True)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                self._issue(node, loc, "the text holds a lone surrogate (\\ud800-\\udfff)", "")
+        return value
 
     def _issue(self, node: yaml.Node, loc: Loc, message: str, hint: str) -> None:
         p = _pos(node)
@@ -98,18 +104,33 @@ class _Walker:
 
 
 class _TooLarge(Exception):
-    def __init__(self, node: yaml.Node) -> None:
+    def __init__(self, node: yaml.Node | None, mark: Any = None) -> None:
         self.node = node
+        self.mark = mark
 
 
 def _pos(node: yaml.Node) -> Position:
     return Position(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+class _CountingLoader(yaml.SafeLoader):
+    """Stops composing once the document has more nodes than any registry file needs, before
+    PyYAML has built them all (a multi-megabyte flow list would take minutes and gigabytes)."""
+
+    composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self.composed += 1
+        if self.composed > MAX_NODES:
+            raise _TooLarge(None, self.get_mark())
+        return super().compose_node(parent, index)
+
+
 def parse_yaml(text: str, file: str) -> tuple[Any, dict[Loc, Position]]:
     """YAML text -> (data, positions); raises SpecError with the position of any syntax error."""
-    loader = yaml.SafeLoader(text)
+    loader: _CountingLoader | None = None
     try:
+        loader = _CountingLoader(text)
         root = loader.get_single_node()
         if root is None:
             raise SpecError([SpecIssue(file, 1, 1, "", "the file is empty", _START_HINT)])
@@ -125,10 +146,32 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[Loc, Position]]:
         raise SpecError(
             [SpecIssue(file, line, col, "", f"YAML syntax error: {problem}", hint)]
         ) from None
+    except yaml.reader.ReaderError as exc:
+        line, col = _line_col(text, exc.position)
+        raise SpecError(
+            [
+                SpecIssue(
+                    file,
+                    line,
+                    col,
+                    "",
+                    f"the file contains a character YAML does not allow ({exc.character!r})",
+                    "remove control characters; write them as escapes inside double quotes",
+                )
+            ]
+        ) from None
     except yaml.YAMLError as exc:
         raise SpecError([SpecIssue(file, 1, 1, "", f"YAML error: {exc}", "")]) from None
+    except RecursionError:
+        raise SpecError(
+            [SpecIssue(file, 1, 1, "", "the document is nested too deeply", "flatten the file")]
+        ) from None
     except _TooLarge as exc:
-        p = _pos(exc.node)
+        p = (
+            _pos(exc.node)
+            if exc.node is not None
+            else Position(exc.mark.line + 1, exc.mark.column + 1)
+        )
         raise SpecError(
             [
                 SpecIssue(
@@ -136,16 +179,23 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[Loc, Position]]:
                     p.line,
                     p.column,
                     "",
-                    f"the document expands to more than {MAX_NODES:,} nodes",
+                    f"the document has or expands to more than {MAX_NODES:,} nodes",
                     "YAML anchors and aliases that multiply are not allowed here",
                 )
             ]
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if walker.issues:
         raise SpecError(walker.issues)
     return data, walker.positions
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    before = text[:index]
+    line = before.count("\n") + 1
+    return line, index - (before.rfind("\n") + 1) + 1
 
 
 _START_HINT = "start from `mlflow-gitops import` or the example in the README (version: 1, models:)"
@@ -253,8 +303,20 @@ _VOCABULARY = sorted(
 )  # fmt: skip
 
 
+def _without_gate_tags(loc: Loc) -> Loc:
+    """Drop the tag pydantic puts after a gate's index (`...[0].metric.foo` -> `...[0].foo`)."""
+    from mlflow_gitops.spec.model import GATE_KINDS
+
+    out: list[str | int] = []
+    for i, part in enumerate(loc):
+        if i and isinstance(loc[i - 1], int) and part in GATE_KINDS and "gates" in loc[:i]:
+            continue
+        out.append(part)
+    return tuple(out)
+
+
 def _issue_from_pydantic(err: Any, positions: dict[Loc, Position], file: str) -> SpecIssue:
-    loc: Loc = tuple(err["loc"])
+    loc: Loc = _without_gate_tags(tuple(err["loc"]))
     kind = err["type"]
     path, pos = locate(loc, positions)
     field = format_loc(path)

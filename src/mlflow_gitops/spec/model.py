@@ -19,6 +19,8 @@ from pydantic import (
 STAGES = ("None", "Staging", "Production", "Archived")
 GUARDED_STAGES = ("Staging", "Production")
 TOOL_TAG_PREFIX = "mlflow_gitops."
+MAX_DESCRIPTION = 5000  # MLflow's database column (varchar(5000) on PostgreSQL and MySQL)
+StageCount = Annotated[int, Field(ge=0)]
 RUN_PREFIX = "run:"
 SOURCE_PREFIX = "source:"
 
@@ -57,7 +59,7 @@ Tags = dict[str, TagValue]
 class Strict(BaseModel):
     """Base for every spec node: frozen, and an unknown key is an error."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # --- references ------------------------------------------------------------------------------
@@ -212,11 +214,11 @@ class VersionSpec(Strict):
     """One model version: named by exactly one of version, run or source."""
 
     version: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    run: str | None = None
-    source: str | None = None
+    run: str | None = Field(default=None, min_length=1)
+    source: str | None = Field(default=None, min_length=1, max_length=500)
     stage: Stage | None = None
     tags: Tags | None = None
-    description: str | None = None
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
     deleted: bool = False
 
     @field_validator("run")
@@ -250,7 +252,7 @@ class VersionSpec(Strict):
 AliasTarget = Annotated[int | str | None, Field(union_mode="left_to_right")]
 
 
-def _one_in_production() -> dict[StageName, int]:
+def _one_in_production() -> dict[StageName, StageCount]:
     return {"Production": 1}
 
 
@@ -290,7 +292,7 @@ class Defaults(Strict):
 
     archive_previous: bool = True
     unmanaged_versions: Literal["ignore", "archive"] = "ignore"
-    max_per_stage: dict[Stage, int] = Field(default_factory=_one_in_production)
+    max_per_stage: dict[Stage, StageCount] = Field(default_factory=_one_in_production)
     mirror_stages_to_aliases: dict[Stage, str] | None = None  # e.g. {Production: champion}
     policy: Policy | None = None
 
@@ -298,14 +300,14 @@ class Defaults(Strict):
 class ModelSpec(Strict):
     """One registered model: its own description, tags and aliases, its versions and gates."""
 
-    description: str | None = None
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
     tags: Tags | None = None
     aliases: dict[str, AliasTarget] | None = None
     versions: list[VersionSpec] = Field(default_factory=list)
     gates: dict[str, GateSetIn] = Field(default_factory=dict)
     archive_previous: bool | None = None
     unmanaged_versions: Literal["ignore", "archive"] | None = None
-    max_per_stage: dict[Stage, int] | None = None
+    max_per_stage: dict[Stage, StageCount] | None = None
     mirror_stages_to_aliases: dict[Stage, str] | None = None
     policy: Policy | None = None
 
