@@ -343,6 +343,15 @@ def _issue_from_pydantic(err: Any, positions: dict[Loc, Position], file: str) ->
         keys = ", ".join(sorted(value)) if isinstance(value, dict) else repr(value)
         message = f"unknown gate ({keys})"
         hint = err["msg"]
+    elif kind == "string_too_short":
+        message = "must not be empty"
+    elif kind == "string_too_long":
+        limit = err.get("ctx", {}).get("max_length")
+        message = (
+            f"is {len(value):,} characters, over the limit of {limit:,}"
+            if isinstance(value, str) and limit
+            else err["msg"]
+        )
     elif kind == "value_error":
         message = str(err.get("ctx", {}).get("error", err["msg"]))
     elif kind.endswith("_type") or kind.endswith("_parsing"):

@@ -214,7 +214,7 @@ class VersionSpec(Strict):
     """One model version: named by exactly one of version, run or source."""
 
     version: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    run: str | None = Field(default=None, min_length=1)
+    run: str | None = None
     source: str | None = Field(default=None, min_length=1, max_length=500)
     stage: Stage | None = None
     tags: Tags | None = None
