@@ -102,10 +102,16 @@ class FakeRegistry:
         tags.pop(key)
         self._update_version(name, version, tags=tags)
 
-    def transition_stage(self, name: str, version: int, stage: str) -> None:
+    def transition_stage(
+        self, name: str, version: int, stage: str, archive_others: bool = False
+    ) -> None:
         self._write("transition_stage", name, str(version), stage)
         before = self.models[name].version(version)
         assert before is not None
+        if archive_others:  # one transaction, as MLflow's archive_existing_versions
+            for other in self.models[name].versions:
+                if other.stage == stage and other.version != version:
+                    self._update_version(name, other.version, stage="Archived")
         self._update_version(name, version, stage=stage)
         old = before.stage
         if old in ("Staging", "Production") and not any(

@@ -36,8 +36,10 @@ class WatchingRegistry(FakeRegistry):
                         f"{alias} -> v{holder} ({stages.get(holder)}), not {stage}"
                     )
 
-    def transition_stage(self, name: str, version: int, stage: str) -> None:
-        super().transition_stage(name, version, stage)
+    def transition_stage(
+        self, name: str, version: int, stage: str, archive_others: bool = False
+    ) -> None:
+        super().transition_stage(name, version, stage, archive_others)
         self.check()
 
     def set_alias(self, name: str, alias: str, version: int) -> None:

@@ -110,6 +110,8 @@ class _ModelApplier:
     history: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
     aliases: dict[str, int] = field(default_factory=dict)
     moved: set[int] = field(default_factory=set)  # versions whose stage changed
+    handed_over: set[int] = field(default_factory=set)  # archived by an archive_others call
+    stages: dict[int, str] = field(default_factory=dict)  # stages as this apply left them
     deleted: set[int] = field(default_factory=set)
 
     def run(self, changes: list[Change]) -> list[Step]:
@@ -172,7 +174,17 @@ class _ModelApplier:
                 self._event(number, f"tag {key} deleted", f"tag {key} deleted{ctx}")
             case TransitionStage(target=target, before=before, after=after):
                 number = self.number(target)
-                r.transition_stage(name, number, after)
+                if after == "Archived" and number in self.handed_over:
+                    pass  # MLflow archived it with the new holder's promotion, in one call
+                else:
+                    r.transition_stage(name, number, after, change.archive_others)
+                if change.archive_others:
+                    self.handed_over |= {
+                        v.version
+                        for v in self.live.versions
+                        if v.version != number and self._stage_now(v.version) == after
+                    }
+                self.stages[number] = after
                 self.moved.add(number)
                 self._event(
                     number,
@@ -202,6 +214,12 @@ class _ModelApplier:
                 self.deleted.add(number)
             case _:
                 assert_never(change)
+
+    def _stage_now(self, number: int) -> str:
+        if number in self.stages:
+            return self.stages[number]
+        live = self.live.version(number)
+        return live.stage if live else "None"
 
     def _context(self) -> str:
         text = self.audit.describe()

@@ -30,11 +30,16 @@ class SpecIssue:
     hint: str = ""
 
     def render(self) -> str:
-        """`file:line:col: path: message (hint)`, the shape editors and CI annotations parse."""
-        where = f"{self.file}:{self.line}:{self.column}"
-        field = f" {self.path}:" if self.path else ""
-        hint = f"\n    hint: {self.hint}" if self.hint else ""
-        return f"{where}:{field} {self.message}{hint}"
+        """`file:line:col: path: message (hint)`, the shape editors and CI annotations parse.
+        Text from the file is shown escaped: a key can never forge a line or a terminal code."""
+        where = f"{_printable(self.file)}:{self.line}:{self.column}"
+        field = f" {_printable(self.path)}:" if self.path else ""
+        hint = f"\n    hint: {_printable(self.hint)}" if self.hint else ""
+        return f"{where}:{field} {_printable(self.message)}{hint}"
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class SpecError(GitopsError):

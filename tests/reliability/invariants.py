@@ -71,11 +71,11 @@ class Watch:
             if not was[stage] or has[stage] or not exp.held(stage):
                 continue
             if stage == "Staging" and call[0] == "transition_stage" and call[3] == "Production":
-                # a swap: the versions due in Staging are all busy holding Production
+                # a swap: the versions due in Staging all held Production before this call (the
+                # handover archives them in the same call; they move on to Staging next)
                 future = exp.held("Staging")
-                in_prod = {
-                    k for k, v in self._keys(now).items() if v == "Production" and k != int(call[2])
-                }
+                held = self._keys(prev) if prev is not None else {}
+                in_prod = {k for k, v in held.items() if v == "Production" and k != int(call[2])}
                 if future <= in_prod:
                     self.swaps += 1
                     continue

@@ -126,15 +126,10 @@ def test_a_swap_keeps_production_held_and_empties_staging_once(folder: Path) -> 
     assert run.watch.violations == []
     assert run.watch.swaps == 1
     transitions = [c[1:] for c in run.registry.calls if c[0] == "transition_stage"]
+    # v2 takes Production and archives v1 in one call; then v1 enters Staging
     assert transitions == [("m0", "2", "Production"), ("m0", "1", "Staging")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="promote-then-archive: v2 enters Production before v1 leaves it, so for one step two "
-    "versions hold Production although max_per_stage allows one. Fix: hand over in one call "
-    "(transition_model_version_stage(..., archive_existing_versions=True) is one transaction)",
-)
 def test_a_production_handover_never_holds_two_versions(folder: Path) -> None:
     scenario = Scenario(
         observed=_two_versions("Production", "None"),

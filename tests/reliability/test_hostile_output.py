@@ -72,24 +72,11 @@ def test_an_apply_result_as_json_is_inert(tmp_path: Path) -> None:
     assert json.loads(document)["ok"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="render.text.render_result prints each step's description (describe(change), which "
-    "holds the tag value) without shorten(): an escape sequence in a tag value reaches the "
-    "terminal and the CI log after apply",
-)
 def test_an_apply_result_as_text_is_inert(tmp_path: Path) -> None:
     _, text = _applied(tmp_path)
     assert "\x1b" not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SpecIssue.render() copies the field path and the offending value into the message "
-    "as they are: control characters and newlines from the file reach the terminal and the CI "
-    "log (escape sequences run, newlines forge lines); render() should escape them like "
-    "render.common.shorten does",
-)
 def test_error_messages_do_not_echo_control_characters(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -79,6 +79,7 @@ def test_json_has_schema_version_and_round_trips() -> None:
         "reason": "declared",
         "replaced_by": [],
         "drift": True,
+        "archive_others": False,
     }
     doc.pop("summary")
     assert Plan.model_validate(doc) == PLAN

@@ -104,6 +104,9 @@ class TransitionStage(Frozen):
     reason: TransitionReason = "declared"
     replaced_by: tuple[int | str, ...] = ()  # for archive_previous: the new holders
     drift: bool = False  # the registry moved away from what the tool last applied
+    # hand over in one call: MLflow archives the stage's other holders in the same transaction,
+    # so the stage never has more holders than max_per_stage, nor none
+    archive_others: bool = False
 
 
 class SetAlias(Frozen):

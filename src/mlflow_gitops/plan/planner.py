@@ -71,10 +71,13 @@ def plan(desired: LoadedSpec, observed: RegistryState, now: datetime | None = No
     blocked: dict[str, tuple[str, ...]] = {}
     unmanaged: dict[str, tuple[int, ...]] = {}
     issues: list[SpecIssue] = []
+    limits: dict[str, dict[str, int]] = {}
     spec = desired.spec
     for name, model in spec.models.items():
         live = observed.models.get(name)
-        planner = _ModelPlanner(desired, name, model, live, settings_for(spec, model), now)
+        settings = settings_for(spec, model)
+        limits[name] = settings.max_per_stage
+        planner = _ModelPlanner(desired, name, model, live, settings, now)
         changes.extend(planner.run())
         issues.extend(planner.issues)
         if planner.blocked:
@@ -84,7 +87,7 @@ def plan(desired: LoadedSpec, observed: RegistryState, now: datetime | None = No
     if issues:
         raise SpecError(issues)
     return Plan(
-        changes=tuple(_order_transitions(sorted(changes, key=sort_key), observed)),
+        changes=tuple(_order_transitions(sorted(changes, key=sort_key), observed, limits)),
         blocked=blocked,
         unmanaged=unmanaged,
         observed={name: observed.digest(name) for name in spec.models},
@@ -465,7 +468,9 @@ def _duration(seconds: float) -> str:
     return " ".join(parts)
 
 
-def _order_transitions(changes: list[Change], observed: RegistryState) -> list[Change]:
+def _order_transitions(
+    changes: list[Change], observed: RegistryState, limits: dict[str, dict[str, int]]
+) -> list[Change]:
     """Reorder each model's stage transitions so that no Staging or Production that has a holder
     is left empty in between: a version leaves a stage only once another holds it, when possible
     (a swap of two stages cannot avoid it; then the entry into Production goes first)."""
@@ -482,13 +487,35 @@ def _order_transitions(changes: list[Change], observed: RegistryState) -> list[C
         block = [c for c in changes[i:j] if isinstance(c, TransitionStage)]
         live = observed.models.get(block[0].model)
         stages = {str(v.version): v.stage for v in live.versions} if live else {}
+        model_limits = limits.get(block[0].model, {})
         while block:
             pick = next((t for t in block if not _empties(t, stages)), block[0])
             block.remove(pick)
+            pick = _hand_over(pick, block, stages, model_limits)
             stages[_key(pick.target)] = pick.after
             out.append(pick)
         i = j
     return out
+
+
+def _hand_over(
+    t: TransitionStage,
+    pending: list[TransitionStage],
+    stages: dict[str, str],
+    limits: dict[str, int],
+) -> TransitionStage:
+    """Entering a stage whose other holders all leave it in this plan and whose limit they would
+    break for a moment: archive them in the same call instead (MLflow does it in one transaction)."""
+    if t.after not in GUARDED_STAGES:
+        return t
+    others = {k for k, s in stages.items() if s == t.after and k != _key(t.target)}
+    leaving = {_key(c.target) for c in pending if c.before == t.after}
+    limit = limits.get(t.after)
+    if not others or not others <= leaving or limit is None or len(others) + 1 <= limit:
+        return t
+    for k in others:
+        stages[k] = "Archived"
+    return t.model_copy(update={"archive_others": True})
 
 
 def _key(target: Target) -> str:

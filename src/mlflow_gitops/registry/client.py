@@ -195,12 +195,15 @@ class MlflowRegistry:
             "delete tag", lambda: self.client.delete_model_version_tag(name, str(version), key)
         )
 
-    def transition_stage(self, name: str, version: int, stage: str) -> None:
-        # archiving is planned explicitly (archive_previous), never left to MLflow
+    def transition_stage(
+        self, name: str, version: int, stage: str, archive_others: bool = False
+    ) -> None:
+        # archiving is planned (archive_previous); the planner asks for archive_others only when
+        # every other holder leaves the stage in the same plan
         self._call(
             "transition stage",
             lambda: self.client.transition_model_version_stage(
-                name, str(version), stage, archive_existing_versions=False
+                name, str(version), stage, archive_existing_versions=archive_others
             ),
         )
 

@@ -43,7 +43,12 @@ class RegistryPort(Protocol):
 
     def delete_version_tag(self, name: str, version: int, key: str) -> None: ...
 
-    def transition_stage(self, name: str, version: int, stage: str) -> None: ...
+    def transition_stage(
+        self, name: str, version: int, stage: str, archive_others: bool = False
+    ) -> None:
+        """Move the version; with archive_others, the stage's other holders go to Archived in the
+        same transaction."""
+        ...
 
     def set_alias(self, name: str, alias: str, version: int) -> None: ...
 

@@ -84,6 +84,8 @@ def _set(before: str | None) -> Action:
 
 
 def _stage_note(change: TransitionStage) -> str:
+    if change.archive_others:
+        return "archives the other holders in the same call"
     if change.reason == "archive_previous":
         holders = ", ".join(f"v{h}" if isinstance(h, int) else str(h) for h in change.replaced_by)
         return f"archive_previous: replaced by {holders}"

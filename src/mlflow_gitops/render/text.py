@@ -92,7 +92,7 @@ def render_result(result: ApplyResult, *, color: bool = False) -> str:
         lines.append(
             "  "
             + _paint(
-                f"{marks[step.status]} {step.status:<11} {step.what}{detail}",
+                f"{marks[step.status]} {step.status:<11} {shorten(step.what, 160)}{detail}",
                 styles[step.status],
                 color,
             )

@@ -14,7 +14,8 @@ from mlflow_gitops.errors import SpecError, SpecIssue
 from mlflow_gitops.spec.model import RegistrySpec
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
-MAX_NODES = 500_000  # guards against huge documents and alias expansion ("billion laughs")
+MAX_NODES = 200_000  # guards against huge documents and alias expansion ("billion laughs")
+MAX_DEPTH = 64  # registry files nest about 8 deep
 
 Loc = tuple[str | int, ...]
 
@@ -70,7 +71,7 @@ class _Walker:
             out: dict[Any, Any] = {}
             first_seen: dict[Any, yaml.Node] = {}
             for key_node, value_node in node.value:
-                key = self.loader.construct_object(key_node, deep=True)
+                key = self._construct(key_node, loc)
                 if not isinstance(key, str | int | float | bool) or key is None:
                     self._issue(key_node, loc, "a key must be a plain scalar", "")
                     continue
@@ -90,13 +91,27 @@ class _Walker:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.walk(item, (*loc, i)) for i, item in enumerate(node.value)]
-        value = self.loader.construct_object(node, deep=True)
+        value = self._construct(node, loc)
         if isinstance(value, str):
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
                 self._issue(node, loc, "the text holds a lone surrogate (\\ud800-\\udfff)", "")
         return value
+
+    def _construct(self, node: yaml.Node, loc: Loc) -> Any:
+        """A scalar's value; an impossible one (`2021-02-30`, `!!int 09`) is a located issue."""
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError):
+            tag = node.tag.rsplit(":", 1)[-1]
+            self._issue(
+                node,
+                loc,
+                f"cannot read {str(node.value)[:40]!r} as {tag}",
+                "quote it to keep it as text",
+            )
+            return None
 
     def _issue(self, node: yaml.Node, loc: Loc, message: str, hint: str) -> None:
         p = _pos(node)
@@ -126,8 +141,55 @@ class _CountingLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+def _guard(text: str, file: str) -> None:
+    """A fast first pass over libyaml's event stream (constant memory): refuse documents with too
+    many nodes or too deep a nesting before the pure-Python composer builds them."""
+    if not getattr(yaml, "__with_libyaml__", False):
+        return
+    nodes = depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            if isinstance(event, yaml.NodeEvent):
+                nodes += 1
+            too_many, too_deep = nodes > MAX_NODES, depth > MAX_DEPTH
+            if too_many or too_deep:
+                mark = event.start_mark
+                message = (
+                    f"the document has more than {MAX_NODES:,} nodes"
+                    if too_many
+                    else f"the document nests deeper than {MAX_DEPTH} levels"
+                )
+                raise SpecError(
+                    [
+                        SpecIssue(
+                            file,
+                            mark.line + 1 if mark else 1,
+                            mark.column + 1 if mark else 1,
+                            "",
+                            message,
+                            "split or flatten the file",
+                        )
+                    ]
+                )
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        if "nesting depth" in str(exc.problem) and mark is not None:
+            message = f"the document nests deeper than {MAX_DEPTH} levels"
+            raise SpecError(
+                [SpecIssue(file, mark.line + 1, mark.column + 1, "", message, "flatten the file")]
+            ) from None
+        return  # the located message comes from the full parser below
+    except yaml.YAMLError:
+        return
+
+
 def parse_yaml(text: str, file: str) -> tuple[Any, dict[Loc, Position]]:
     """YAML text -> (data, positions); raises SpecError with the position of any syntax error."""
+    _guard(text, file)
     loader: _CountingLoader | None = None
     try:
         loader = _CountingLoader(text)
