@@ -1,0 +1,840 @@
+"""The tool's evaluation gate against MLflow's own evaluate + validate path, on the same decision.
+
+    .venv/bin/python bench/gates.py [--quick] [--data DIR] [--repeats N] [--big-rows N]
+
+Setup, in a temporary folder: taxi months shaped like the TLC green taxi 2021 files (January
+76,518 rows, February 64,572, March 83,827; or the real files with --data), the course's three
+regressors trained on January and scored on February by the demo's `train_and_log` (each run
+logs the model and the fitted DictVectorizer as `preprocessor/preprocessor.b`), the gradient
+boosting model registered as version 1 in Production and the random forest as version 2, in a
+SQLite registry.
+
+1. The decision "may the random forest take Production from the gradient boosting model?" made
+   on the March data three ways, each going first in turn:
+   - the tool: `make_plan` with a registry.yaml whose Production gate is an `evaluate` gate
+     (`rmse: {min_absolute_change: 0}`, not worse), end to end and cold (the cached result on the
+     candidate is deleted before every repeat and every repeat loads both models);
+   - MLflow: read and prepare March, load both models and their preprocessors, then
+     `mlflow.models.evaluate(model_type="regressor")` for each (explainability off: SHAP is not
+     installed, and it would only add time) and `mlflow.validate_evaluation_results`;
+   - the floor: the same preparation, one transform and the two predictions with the models
+     already loaded and no framework around them: what any path has to spend.
+   MLflow's MetricThreshold refuses `min_absolute_change: 0`; it runs with the smallest positive
+   double, which is the same rule (`candidate <= baseline`, see MLFLOW_MIN_CHANGE). The opposite
+   question (v1 for alias champion against v2) must fail on both paths, and both rules are
+   compared on equal values and one ulp either side.
+2. A re-plan that finds the recorded result: wall time and models loaded.
+3. Memory of a process that plans the same gate over a generated file of 10 million rows
+   (1 million with --quick) and over 100,000 rows, each in a fresh subprocess: peak (VmHWM) and
+   a trace of the resident set during the plan, with the Parquet reader as it is in src and
+   with the fix proposed for it (proposed_stream_frames).
+
+Measurements, never assertions: nothing here fails on a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import pickle
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from _common import median, quiet_mlflow, table, write_results
+
+GOAL_SPEEDUP = 5.0
+MODEL = "taxi-duration"
+GATE_TAG = "mlflow_gitops.gate.Production"
+PREPROCESSOR = "preprocessor/preprocessor.b"
+# rows of the TLC green taxi 2021 files: the generated months have the same shape
+MONTH_ROWS = {1: 76_518, 2: 64_572, 3: 83_827}
+SMALL_ROWS = 100_000
+CHUNK_ROWS = 500_000  # rows generated and written (one parquet row group) at a time
+# MLflow's MetricThreshold refuses min_absolute_change <= 0; the smallest positive double makes
+# `baseline - change` round back to `baseline` for any rmse above 1e-292, so MLflow's check
+# `candidate <= baseline - change` is exactly the tool's "not worse" (`candidate <= baseline`)
+MLFLOW_MIN_CHANGE = math.ulp(0.0)
+HOOK = '''"""The course's preparation, as registry.yaml's `prepare:` hook (examples/features.py)."""
+
+from mlflow_gitops.demo.taxi import prepare as _prepare
+
+
+def prepare(df):
+    return _prepare(df)
+'''
+
+
+@dataclass(frozen=True)
+class Setup:
+    folder: Path
+    uri: str
+    march: Path
+    baseline: tuple[int, str]  # (version, run id): gradient boosting, holds Production
+    candidate: tuple[int, str]  # random forest
+    spec: Path  # registry.yaml gating Production on the March data
+    train_seconds: float
+
+
+def registry_yaml(data: Path) -> str:
+    return textwrap.dedent(
+        f"""\
+        version: 1
+        models:
+          {MODEL}:
+            versions:
+              - {{version: 2, stage: Production}}
+            gates:
+              Production:
+                - evaluate:
+                    data: {data}
+                    prepare: features:prepare
+                    preprocessor: {PREPROCESSOR}
+                    metrics:
+                      rmse: {{min_absolute_change: 0}}
+        """
+    )
+
+
+def reverse_yaml(data: Path) -> str:
+    """The opposite decision: the gradient boosting model (v1) for alias `champion`, compared
+    with the random forest (v2) named as baseline."""
+    return textwrap.dedent(
+        f"""\
+        version: 1
+        models:
+          {MODEL}:
+            aliases: {{champion: 1}}
+            gates:
+              alias:champion:
+                - evaluate:
+                    data: {data}
+                    prepare: features:prepare
+                    preprocessor: {PREPROCESSOR}
+                    baseline: "2"
+                    metrics:
+                      rmse: {{min_absolute_change: 0}}
+        """
+    )
+
+
+def build(tmp: Path, real_data: Path | None) -> Setup:
+    """Months, the three trained runs, versions 1 (GBR, Production) and 2 (RF)."""
+    from mlflow import MlflowClient
+
+    from mlflow_gitops.demo.taxi import file_name, write_months
+    from mlflow_gitops.demo.train import register_runs, train_and_log
+
+    data = tmp / "data"
+    if real_data is not None:
+        data.mkdir()
+        for month in MONTH_ROWS:
+            shutil.copy(real_data / file_name(2021, month), data)
+    else:
+        for month, rows in MONTH_ROWS.items():
+            write_months(data, rows=rows, months=((2021, month),))
+    jan, feb, march = (data / file_name(2021, m) for m in MONTH_ROWS)
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    started = time.perf_counter()
+    runs = train_and_log(jan, feb, "bench-gates", uri, (tmp / "artifacts").as_uri())
+    train_seconds = time.perf_counter() - started
+    by_type = {r.model_type: r for r in runs}
+    gbr, rf = by_type["GradientBoostingRegressor"], by_type["RandomForestRegressor"]
+    v_gbr, v_rf = register_runs([gbr, rf], MODEL, uri)
+    MlflowClient(tracking_uri=uri, registry_uri=uri).transition_model_version_stage(
+        MODEL, str(v_gbr), "Production"
+    )
+    (tmp / "features.py").write_text(HOOK, encoding="utf-8")
+    spec = tmp / "registry.yaml"
+    spec.write_text(registry_yaml(march), encoding="utf-8")
+    return Setup(tmp, uri, march, (v_gbr, gbr.run_id), (v_rf, rf.run_id), spec, train_seconds)
+
+
+# --- the tool's gate --------------------------------------------------------------------------
+
+
+def timed_evidence(uri: str) -> Any:
+    """MlflowEvidence that also adds up the seconds spent loading models and evaluating."""
+    from mlflow_gitops.gates.evidence import MlflowEvidence
+
+    class TimedEvidence(MlflowEvidence):
+        def __init__(self, uri: str) -> None:
+            super().__init__(uri)
+            self.seconds: dict[str, float] = {"load_models": 0.0, "evaluate": 0.0, "digest": 0.0}
+
+        def _model(self, side: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return super()._model(side)
+            finally:
+                self.seconds["load_models"] += time.perf_counter() - started
+
+        def evaluate(self, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return super().evaluate(*args, **kwargs)
+            finally:
+                self.seconds["evaluate"] += time.perf_counter() - started
+
+        def data_digest(self, data: str, folder: Path) -> str:
+            started = time.perf_counter()
+            try:
+                return super().data_digest(data, folder)
+            finally:
+                self.seconds["digest"] += time.perf_counter() - started
+
+    return TimedEvidence(uri)
+
+
+def tool_plan(spec: Path, uri: str) -> dict[str, Any]:
+    """make_plan end to end with a fresh evidence object (no model loaded before)."""
+    from mlflow_gitops.reconcile import make_plan
+    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.spec.load import load
+
+    scratch = Path(tempfile.gettempdir())
+    before = set(scratch.iterdir())
+    started = time.perf_counter()
+    evidence = timed_evidence(uri)
+    plan = make_plan(load(spec), MlflowRegistry(uri), evidence, datetime.now(UTC)).plan
+    seconds = time.perf_counter() - started
+    left = sorted(
+        str(f.relative_to(scratch))
+        for d in set(scratch.iterdir()) - before
+        for f in ([d, *d.rglob("*")] if d.is_dir() else [d])
+        if f.is_file()
+    )
+    [gate] = plan.gates
+    check = next((c for c in gate.checks if c.name == "rmse"), None)
+    rows = next((c.candidate for c in gate.checks if c.name == "rows"), None)
+    return {
+        "seconds": seconds,
+        "verdict": gate.verdict,
+        "cached": gate.cached,
+        "message": gate.message,
+        "loads": evidence.loads,
+        "rows": int(rows) if rows is not None else None,
+        "candidate_rmse": check.candidate if check else None,
+        "baseline_rmse": check.baseline if check else None,
+        "breakdown": {k: round(v, 4) for k, v in evidence.seconds.items()},
+        "temp_files_left": left,  # files MlflowEvidence downloaded and never removed
+    }
+
+
+def clear_cached(uri: str) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = client.get_model_version(MODEL, "2")
+    if GATE_TAG in version.tags:
+        client.delete_model_version_tag(MODEL, "2", GATE_TAG)
+
+
+# --- MLflow's own path --------------------------------------------------------------------------
+
+
+def mlflow_path(s: Setup) -> dict[str, Any]:
+    """What a user writes with MLflow alone: prepare the data, load both models and their
+    preprocessors, evaluate each, validate the candidate against the baseline.
+
+    The models take the DictVectorizer's sparse matrix, which `mlflow.models.evaluate` does not
+    accept as data (a list, numpy array, pandas or Spark DataFrame; a dense copy of the one-hot
+    matrix would take gigabytes), so each model is passed as a function of the prepared
+    DataFrame that applies the run's preprocessor and predicts through the pyfunc model, the way
+    MLflow documents evaluating a custom callable."""
+    import mlflow
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.models import MetricThreshold
+    from mlflow.models.evaluation.validation import ModelValidationFailedException
+
+    from mlflow_gitops.demo.taxi import prepare
+
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    dicts, y = prepare(pd.read_parquet(s.march))
+    frame = pd.DataFrame(dicts).assign(duration=y)
+    seconds["prepare_data"] = time.perf_counter() - started
+
+    client = mlflow.MlflowClient(tracking_uri=s.uri, registry_uri=s.uri)
+    results: dict[str, Any] = {}
+    seconds["load_models"] = seconds["evaluate"] = 0.0
+    for side, (version, run_id) in (("candidate", s.candidate), ("baseline", s.baseline)):
+        t0 = time.perf_counter()
+        model = mlflow.pyfunc.load_model(f"models:/{MODEL}/{version}")
+        with tempfile.TemporaryDirectory() as tmp:
+            local = client.download_artifacts(run_id, PREPROCESSOR, tmp)
+            with open(local, "rb") as fh:
+                vectorizer = pickle.load(fh)
+        t1 = time.perf_counter()
+
+        def predict(x: pd.DataFrame, model: Any = model, vectorizer: Any = vectorizer) -> Any:
+            return model.predict(vectorizer.transform(x.to_dict(orient="records")))
+
+        with mlflow.start_run(run_name=f"evaluate {side} v{version}"):
+            results[side] = mlflow.models.evaluate(
+                predict,
+                frame,
+                targets="duration",
+                model_type="regressor",
+                evaluator_config={"log_model_explainability": False},
+            )
+        seconds["load_models"] += t1 - t0
+        seconds["evaluate"] += time.perf_counter() - t1
+
+    t0 = time.perf_counter()
+    threshold = MetricThreshold(min_absolute_change=MLFLOW_MIN_CHANGE, greater_is_better=False)
+    try:
+        mlflow.validate_evaluation_results(
+            {"root_mean_squared_error": threshold}, results["candidate"], results["baseline"]
+        )
+        verdict, message = "pass", "passed"
+    except ModelValidationFailedException as exc:
+        verdict, message = "fail", str(exc).strip().splitlines()[-1]
+    seconds["validate"] = time.perf_counter() - t0
+    total = time.perf_counter() - started
+    return {
+        "seconds": total,
+        "verdict": verdict,
+        "message": message,
+        "rows": int(results["candidate"].metrics["example_count"]),
+        "candidate_rmse": results["candidate"].metrics["root_mean_squared_error"],
+        "baseline_rmse": results["baseline"].metrics["root_mean_squared_error"],
+        "breakdown": {k: round(v, 4) for k, v in seconds.items()},
+    }
+
+
+def warm_up() -> None:
+    """Import what either path imports on first use, so the first repeat is not charged for it."""
+    import mlflow.models.evaluation.default_evaluator
+    import mlflow.models.evaluation.evaluators.regressor
+    import mlflow.pyfunc  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+
+def floor_inputs(s: Setup) -> tuple[Any, Any, Any]:
+    """Both models (pyfunc) and the preprocessor, loaded once for the floor measurement."""
+    import mlflow
+    import mlflow.pyfunc
+
+    client = mlflow.MlflowClient(tracking_uri=s.uri, registry_uri=s.uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(s.candidate[1], PREPROCESSOR, tmp)
+        with open(local, "rb") as fh:
+            vectorizer = pickle.load(fh)
+    candidate, baseline = (
+        mlflow.pyfunc.load_model(f"models:/{MODEL}/{v}") for v, _ in (s.candidate, s.baseline)
+    )
+    return candidate, baseline, vectorizer
+
+
+def floor(s: Setup, loaded: tuple[Any, Any, Any]) -> dict[str, Any]:
+    """The work any path must do, with no framework around it: read and prepare March once,
+    transform once, predict with both (already loaded) models, two RMSEs."""
+    import numpy as np
+    import pandas as pd
+
+    from mlflow_gitops.demo.taxi import prepare
+
+    candidate, baseline, vectorizer = loaded
+    started = time.perf_counter()
+    dicts, y = prepare(pd.read_parquet(s.march))
+    x = vectorizer.transform(dicts)
+    rmse = [
+        float(np.sqrt(np.mean((np.asarray(m.predict(x)).reshape(-1) - y) ** 2)))
+        for m in (candidate, baseline)
+    ]
+    return {
+        "seconds": time.perf_counter() - started,
+        "rows": len(y),
+        "candidate_rmse": rmse[0],
+        "baseline_rmse": rmse[1],
+        "verdict": "pass" if rmse[0] <= rmse[1] else "fail",
+    }
+
+
+def compare(s: Setup, repeats: int) -> dict[str, Any]:
+    import mlflow
+
+    from mlflow_gitops.registry.client import MlflowRegistry
+
+    MlflowRegistry(s.uri)  # sets MLflow's global tracking and registry URI, as the CLI does
+    mlflow.set_experiment("bench-gates-mlflow-evaluate")
+    warm_up()
+    loaded = floor_inputs(s)
+    runs: dict[str, list[dict[str, Any]]] = {"tool": [], "mlflow": [], "floor": []}
+    paths = ("tool", "mlflow", "floor")
+    for i in range(repeats):
+        for which in paths[i % 3 :] + paths[: i % 3]:  # each path goes first in turn
+            if which == "tool":
+                clear_cached(s.uri)
+                runs["tool"].append(tool_plan(s.spec, s.uri))
+            elif which == "mlflow":
+                runs["mlflow"].append(mlflow_path(s))
+            else:
+                runs["floor"].append(floor(s, loaded))
+    return runs
+
+
+def reverse(s: Setup) -> dict[str, Any]:
+    """Both paths on the opposite question (may v1 replace v2?), which must fail for both."""
+    spec = s.folder / "registry-reverse.yaml"
+    spec.write_text(reverse_yaml(s.march), encoding="utf-8")
+    swapped = dataclasses.replace(s, candidate=s.baseline, baseline=s.candidate, spec=spec)
+    tool, theirs = tool_plan(spec, s.uri), mlflow_path(swapped)
+    return {
+        "question": "v1 (gradient boosting) to alias champion, baseline v2 (random forest)",
+        "tool": tool,
+        "mlflow": theirs,
+        "same_verdict": tool["verdict"] == theirs["verdict"],
+    }
+
+
+def threshold_equivalence() -> list[dict[str, Any]]:
+    """The tool's `min_absolute_change: 0` against MLflow's validation with the smallest
+    positive change, on the values where they could part: equal, one ulp either side."""
+    from mlflow.models import MetricThreshold
+    from mlflow.models.evaluation import EvaluationResult
+    from mlflow.models.evaluation.validation import (
+        MetricThresholdClassException,
+        ModelValidationFailedException,
+        validate_evaluation_results,
+    )
+
+    from mlflow_gitops.gates.verdict import compare as tool_compare
+    from mlflow_gitops.spec.model import MetricThreshold as ToolThreshold
+
+    try:
+        MetricThreshold(min_absolute_change=0.0, greater_is_better=False)
+        zero_refused = False
+    except MetricThresholdClassException:
+        zero_refused = True
+    theirs = MetricThreshold(min_absolute_change=MLFLOW_MIN_CHANGE, greater_is_better=False)
+    ours = ToolThreshold(min_absolute_change=0)
+    out = []
+    for base in (6.412525358161101, 1e-6, 1234.5):
+        for label, cand in (
+            ("equal", base),
+            ("1 ulp better", math.nextafter(base, -math.inf)),
+            ("1 ulp worse", math.nextafter(base, math.inf)),
+        ):
+            [check] = tool_compare("rmse", ours, cand, base)
+            try:
+                validate_evaluation_results(
+                    {"root_mean_squared_error": theirs},
+                    EvaluationResult({"root_mean_squared_error": cand}, {}),
+                    EvaluationResult({"root_mean_squared_error": base}, {}),
+                )
+                mlflow_verdict = "pass"
+            except ModelValidationFailedException:
+                mlflow_verdict = "fail"
+            out.append(
+                {
+                    "case": label,
+                    "baseline": base,
+                    "candidate": cand,
+                    "tool": check.verdict,
+                    "mlflow": mlflow_verdict,
+                    "mlflow_refuses_zero": zero_refused,
+                }
+            )
+    return out
+
+
+def replan(s: Setup, repeats: int) -> list[dict[str, Any]]:
+    """The result recorded by the last cold plan is found: no model is loaded."""
+    return [tool_plan(s.spec, s.uri) for _ in range(repeats)]
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+
+def write_big(path: Path, rows: int) -> float:
+    """A TLC-shaped parquet file of `rows` rows, written chunk by chunk (one row group each) so
+    generating it takes bounded memory. Chunks are successive months of the same city (seed 0,
+    the layout the models were trained on); seconds taken."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlflow_gitops.demo.taxi import arrow_schema, generate_month
+
+    started = time.perf_counter()
+    schema = arrow_schema()
+    with pq.ParquetWriter(path, schema) as writer:
+        done, chunk = 0, 0
+        while done < rows:
+            n = min(CHUNK_ROWS, rows - done)
+            frame = generate_month(2021 + chunk // 12, 1 + chunk % 12, n, seed=0)
+            writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+            done, chunk = done + n, chunk + 1
+    return time.perf_counter() - started
+
+
+def status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+class RssSampler:
+    """Samples the process's resident set every few milliseconds while the plan runs: a flat
+    trace means bounded memory, a rising one a leak (the peak alone cannot tell them apart)."""
+
+    def __init__(self, every: float = 0.1) -> None:
+        self.every = every
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        started = time.perf_counter()
+        while not self._stop.wait(self.every):
+            self.samples.append((time.perf_counter() - started, status_kb("VmRSS")))
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def trace_mb(self, points: int = 10) -> list[float]:
+        """The largest RSS seen in each tenth of the run, in MiB."""
+        if not self.samples:
+            return []
+        end = self.samples[-1][0]
+        out = []
+        for i in range(points):
+            lo, hi = end * i / points, end * (i + 1) / points
+            window = [kb for t, kb in self.samples if lo <= t <= hi]
+            out.append(round(max(window) / 1024, 1) if window else float("nan"))
+        return out
+
+
+def proposed_stream_frames(location: str, rows: int) -> Iterator[Any]:
+    """`evidence.stream_frames` with the fix proposed for src. With pyarrow's default
+    pre_buffer=True, ParquetFile.iter_batches keeps every row group it pre-buffered until the
+    reader is closed (the same effect as apache/arrow#39808 in Dataset.to_batches), so memory
+    grows with the file; pre_buffer=False with a read buffer reads a page at a time."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if location.lower().endswith((".csv", ".csv.gz")):
+        reader = pacsv.open_csv(location, read_options=pacsv.ReadOptions(block_size=1 << 22))
+        for batch in reader:
+            yield batch.to_pandas()
+        return
+    parquet = pq.ParquetFile(location, pre_buffer=False, buffer_size=1 << 20)
+    for batch in parquet.iter_batches(batch_size=rows):
+        yield batch.to_pandas()
+
+
+def child(spec: str, uri: str, proposed: bool) -> None:
+    """Subprocess: plan the gate once (cold) and report time and memory as one JSON line."""
+    from mlflow_gitops.gates import evidence
+    from mlflow_gitops.reconcile import make_plan  # noqa: F401  (imports before the first reading)
+    from mlflow_gitops.registry.client import MlflowRegistry
+
+    quiet_mlflow()
+
+    if proposed:
+        evidence.stream_frames = proposed_stream_frames
+    MlflowRegistry(uri)
+    warm_up()
+    import sklearn.ensemble  # noqa: F401
+
+    before_kb = status_kb("VmRSS")
+    with RssSampler() as sampler:
+        result = tool_plan(Path(spec), uri)
+    result["rss_before_kb"] = before_kb
+    result["peak_rss_kb"] = status_kb("VmHWM")
+    result["ru_maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result["rss_trace_mb"] = sampler.trace_mb()
+    print(json.dumps(result))
+
+
+READERS = ("as is", "proposed fix")
+
+
+def measure_memory(s: Setup, sizes: list[int]) -> list[dict[str, Any]]:
+    """Each file planned in a fresh process, with the reader as it is in src and with the fix
+    proposed for it (proposed_stream_frames)."""
+    out = []
+    for rows in sizes:
+        data = s.folder / f"big-{rows}.parquet"
+        gen_seconds = write_big(data, rows)
+        spec = s.folder / f"registry-{rows}.yaml"
+        spec.write_text(registry_yaml(data), encoding="utf-8")
+        for reader in READERS:
+            clear_cached(s.uri)
+            cmd = [sys.executable, __file__, "--child", str(spec), s.uri]
+            started = time.perf_counter()
+            done = subprocess.run(
+                [*cmd, "--proposed"] if reader != READERS[0] else cmd,
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=Path(__file__).parent,
+            )
+            wall = time.perf_counter() - started
+            if done.returncode != 0:
+                raise SystemExit(f"the plan over {rows:,} rows failed:\n{done.stderr[-3000:]}")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            cached = tool_plan(spec, s.uri)  # the recorded result: only the data digest is read
+            result.update(
+                file_rows=rows,
+                reader=reader,
+                file_mb=data.stat().st_size / 2**20,
+                generate_seconds=gen_seconds,
+                process_seconds=wall,
+                replan_seconds=cached["seconds"],
+                replan_loads=cached["loads"],
+                replan_cached=cached["cached"],
+                replan_digest_seconds=cached["breakdown"]["digest"],
+            )
+            out.append(result)
+        data.unlink()
+    return out
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def summarize(r: dict[str, Any]) -> dict[str, Any]:
+    pairs = list(zip(r["comparison"]["tool"], r["comparison"]["mlflow"], strict=True))
+    tool = median([x["seconds"] for x, _ in pairs])
+    theirs = median([y["seconds"] for _, y in pairs])
+    cached = median([x["seconds"] for x in r["replan"]])
+    verdicts = {x["verdict"] for x in r["comparison"]["tool"]} | {
+        x["verdict"] for x in r["comparison"]["mlflow"]
+    }
+    floor_s = median([x["seconds"] for x in r["comparison"]["floor"]])
+    mem = {(m["file_rows"], m["reader"]): m for m in r["memory"]}
+    big_rows, small_rows = max(k[0] for k in mem), min(k[0] for k in mem)
+
+    def growth(m: dict[str, Any]) -> float:
+        return float(m["peak_rss_kb"] - m["rss_before_kb"]) / 1024
+
+    memory = {}
+    for reader in READERS:
+        big, small = mem[big_rows, reader], mem[small_rows, reader]
+        memory[reader] = {
+            "big_peak_mb": big["peak_rss_kb"] / 1024,
+            "small_peak_mb": small["peak_rss_kb"] / 1024,
+            "peak_ratio": big["peak_rss_kb"] / small["peak_rss_kb"],
+            "big_growth_mb": growth(big),
+            "small_growth_mb": growth(small),
+            "growth_ratio": growth(big) / growth(small),
+            "big_eval_seconds": big["seconds"],
+        }
+    return {
+        "tool_seconds": tool,
+        "mlflow_seconds": theirs,
+        "speedup": theirs / tool,
+        "speedup_paired_median": median([y["seconds"] / x["seconds"] for x, y in pairs]),
+        "floor_seconds": floor_s,
+        "tool_over_floor_seconds": tool - floor_s,
+        "mlflow_over_floor_seconds": theirs - floor_s,
+        "goal_met": theirs / tool >= GOAL_SPEEDUP,
+        "same_verdict": len(verdicts) == 1,
+        "reverse_verdicts": {k: r["reverse"][k]["verdict"] for k in ("tool", "mlflow")},
+        "threshold_cases_agree": all(c["tool"] == c["mlflow"] for c in r["threshold_equivalence"]),
+        "verdict": verdicts.pop() if len(verdicts) == 1 else "disagree",
+        "replan_seconds": cached,
+        "temp_files_left_per_cold_plan": median(
+            [len(x["temp_files_left"]) for x in r["comparison"]["tool"]]
+        ),
+        "replan_loads": max(x["loads"] for x in r["replan"]),
+        "replan_cached": all(x["cached"] for x in r["replan"]),
+        "big_rows": big_rows,
+        "small_rows": small_rows,
+        "memory": memory,
+        "big_replan_seconds": mem[big_rows, READERS[0]]["replan_seconds"],
+    }
+
+
+def report(r: dict[str, Any]) -> None:
+    s = r["summary"]
+    first = r["comparison"]["tool"][0], r["comparison"]["mlflow"][0]
+    print(
+        f"\n{r['data']}: March {first[0]['rows']:,} rows after preparation; candidate v2 "
+        f"(random forest) vs baseline v1 (gradient boosting, Production); median of "
+        f"{r['repeats']} cold runs each\n"
+    )
+    rows = []
+    for name, runs in (
+        ("mlflow-gitops evaluate gate (make_plan)", r["comparison"]["tool"]),
+        ("mlflow.models.evaluate x2 + validate", r["comparison"]["mlflow"]),
+        ("floor: prepare + transform + 2 predicts", r["comparison"]["floor"]),
+    ):
+        seconds = [x["seconds"] for x in runs]
+        rows.append(
+            [
+                name,
+                median(seconds),
+                min(seconds),
+                runs[0]["candidate_rmse"],
+                runs[0]["baseline_rmse"],
+                runs[0]["verdict"],
+            ]
+        )
+    print(table(["path", "median s", "best s", "rmse v2", "rmse v1", "verdict"], rows))
+    print(
+        f"\nspeedup {s['speedup']:.1f}x (median of paired runs "
+        f"{s['speedup_paired_median']:.1f}x; goal {GOAL_SPEEDUP:.0f}x: "
+        f"{'met' if s['goal_met'] else 'NOT met'}); same verdict: {s['same_verdict']}"
+    )
+    rev = s["reverse_verdicts"]
+    print(
+        f"the opposite question ({r['reverse']['question']}): tool {rev['tool']}, "
+        f"MLflow {rev['mlflow']}"
+    )
+    cases = r["threshold_equivalence"]
+    print(
+        f"threshold semantics, equal and one ulp either side of 3 baselines: "
+        f"{sum(c['tool'] == c['mlflow'] for c in cases)}/{len(cases)} cases agree; MLflow "
+        f"refuses min_absolute_change=0: {cases[0]['mlflow_refuses_zero']}, so it runs with "
+        f"{r['mlflow_min_absolute_change']:g}"
+    )
+    print(
+        f"beyond the floor (the predictions themselves): tool "
+        f"{s['tool_over_floor_seconds']:.2f} s, MLflow {s['mlflow_over_floor_seconds']:.2f} s"
+    )
+    print("\nwhere the time goes (first run, seconds)")
+    for name, x in zip(("tool", "mlflow"), first, strict=True):
+        print(f"  {name:7} {', '.join(f'{k} {v:.2f}' for k, v in x['breakdown'].items())}")
+    print(
+        f"\nre-plan with the recorded result: {1000 * s['replan_seconds']:.0f} ms median, "
+        f"{s['replan_loads']} models loaded, cached: {s['replan_cached']}"
+    )
+    left = r["comparison"]["tool"][0]["temp_files_left"]
+    print(f"files a cold plan leaves in the temp folder: {len(left)} {left}\n")
+    mem = [
+        [
+            f"{m['file_rows']:,}",
+            m["reader"],
+            m["file_mb"],
+            m["rows"],
+            m["rss_before_kb"] / 1024,
+            m["peak_rss_kb"] / 1024,
+            (m["peak_rss_kb"] - m["rss_before_kb"]) / 1024,
+            m["seconds"],
+            m["breakdown"]["evaluate"],
+            m["replan_seconds"],
+            m["verdict"],
+        ]
+        for m in r["memory"]
+    ]
+    print(
+        table(
+            [
+                "file rows",
+                "reader",
+                "file MiB",
+                "rows evaluated",
+                "RSS before MiB",
+                "peak RSS MiB",
+                "growth MiB",
+                "plan s",
+                "evaluate s",
+                "cached re-plan s",
+                "verdict",
+            ],
+            mem,
+        )
+    )
+    for m in r["memory"]:
+        print(
+            f"RSS over {m['file_rows']:,} rows ({m['reader']}), largest in each tenth of the run "
+            f"(MiB): {', '.join(f'{v:.0f}' for v in m['rss_trace_mb'])}"
+        )
+    print()
+    for reader, m in s["memory"].items():
+        print(
+            f"{reader}: peak {m['big_peak_mb']:.0f} vs {m['small_peak_mb']:.0f} MiB "
+            f"({m['peak_ratio']:.2f}x) for {s['big_rows'] // s['small_rows']}x rows; growth "
+            f"during the plan {m['big_growth_mb']:.0f} vs {m['small_growth_mb']:.0f} MiB "
+            f"({m['growth_ratio']:.2f}x)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one repeat; 1M rows, not 10M")
+    parser.add_argument("--data", type=Path, help="the real TLC files (green_tripdata_2021-0M)")
+    parser.add_argument("--repeats", type=int, default=None, help="cold runs per path (5)")
+    parser.add_argument("--big-rows", type=int, default=None, help="rows of the large file")
+    parser.add_argument("--child", nargs=2, metavar=("SPEC", "URI"), help=argparse.SUPPRESS)
+    parser.add_argument("--proposed", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        spec, uri = args.child
+        child(spec, uri, args.proposed)
+        return
+    import mlflow  # importing mlflow resets its log level: quiet it afterwards
+
+    quiet_mlflow()
+    repeats = args.repeats or (1 if args.quick else 5)
+    big = args.big_rows or (1_000_000 if args.quick else 10_000_000)
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    saved_tempdir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    with tempfile.TemporaryDirectory(prefix="bench-gates-") as tmp_name:
+        # every temporary file of this process and its children lands in the folder removed at
+        # the end, including those the evidence leaves behind (counted in temp_files_left)
+        scratch = Path(tmp_name) / "scratch"
+        scratch.mkdir()
+        tempfile.tempdir = os.environ["TMPDIR"] = str(scratch)
+        setup = build(Path(tmp_name), args.data)
+        results: dict[str, Any] = {
+            "goal_min_speedup": GOAL_SPEEDUP,
+            "data": f"real TLC files from {args.data}" if args.data else "generated TLC-shaped",
+            "month_rows": MONTH_ROWS,
+            "repeats": repeats,
+            "train_seconds": setup.train_seconds,
+            "mlflow_min_absolute_change": MLFLOW_MIN_CHANGE,
+            "comparison": compare(setup, repeats),
+            "replan": replan(setup, max(3, repeats)),
+            "reverse": reverse(setup),
+            "threshold_equivalence": threshold_equivalence(),
+            "memory": measure_memory(setup, [big, SMALL_ROWS]),
+        }
+        with contextlib.suppress(Exception):
+            mlflow.end_run()
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+    results["load_average"] = {"start": load_before, "end": os.getloadavg()}
+    results["summary"] = summarize(results)
+    results["total_seconds"] = time.perf_counter() - started
+    report(results)
+    load = results["load_average"]
+    print(
+        f"\nwhole benchmark {results['total_seconds']:.0f} s on {os.cpu_count()} CPUs; "
+        f"1-min load average {load['start'][0]:.1f} at the start, {load['end'][0]:.1f} at the end"
+    )
+    path = write_results("gates", results, args.quick)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    main()
