@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +22,8 @@ MAX_FILTER_CHARS = 3000
 MAX_FILTER_CHUNKS = 2
 MODELS_PAGE = 1000
 VERSIONS_PAGE = 100_000
+# a one-off token on a version while it is registered: finds the copies a retried POST made
+REGISTRATION_TAG = "mlflow_gitops.registration"
 
 _HTTP_DEFAULTS = {
     # MLflow retries 5xx with exponential backoff for minutes by default; a reconciler in CI
@@ -159,13 +162,32 @@ class MlflowRegistry:
     def register_version(self, name: str, source: str, run_id: str | None) -> int:
         import mlflow
 
+        # MLflow retries every method, POST included: when the answer to create-model-version is
+        # lost (dropped connection, timeout) the retry registers the source a second time, and the
+        # file's reference then matches two versions for ever. A one-off token tag marks every copy
+        # this call made; the copies other than the one MLflow returned are deleted.
+        token = uuid.uuid4().hex
         # mlflow.register_model resolves runs:/<id>/<path> the MLflow 3 way (run artifacts or a
         # logged model) and waits until the version is READY
         mv = self._call(
             "register version",
-            lambda: mlflow.register_model(source, name, await_registration_for=300),
+            lambda: mlflow.register_model(
+                source, name, await_registration_for=300, tags={REGISTRATION_TAG: token}
+            ),
         )
-        return int(mv.version)
+        number = int(mv.version)
+        with self._errors("register version at"):
+            copies = [
+                int(v.version)
+                for v in self._pages(
+                    self.client.search_model_versions, f"name = {_quote(name)}", VERSIONS_PAGE
+                )
+                if (v.tags or {}).get(REGISTRATION_TAG) == token and int(v.version) != number
+            ]
+        for copy in copies:
+            self.delete_version(name, copy)
+        self.delete_version_tag(name, number, REGISTRATION_TAG)
+        return number
 
     def set_model_description(self, name: str, text: str) -> None:
         self._call(
