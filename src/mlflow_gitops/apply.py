@@ -71,8 +71,10 @@ def apply(
     *,
     parallelism: int = 4,
     progress: Progress | None = None,
+    recheck: bool = True,
 ) -> ApplyResult:
-    """Apply every model that is not blocked: each model's steps in order, models concurrently."""
+    """Apply every model that is not blocked: each model's steps in order, models concurrently.
+    With `recheck`, each model is read again first and refused when it changed since the plan."""
     models = plan.models
     runnable = [m for m in models if m not in plan.blocked]
     results: dict[str, list[Step]] = {
@@ -85,8 +87,18 @@ def apply(
     done = 0
 
     def run(model: str) -> tuple[str, list[Step]]:
+        changes = plan.changes_for(model)
+        if recheck and model in plan.observed:
+            # another apply may have written this model since it was read: refuse rather than
+            # mix two revisions (one read per model; the window left is this read to the writes)
+            try:
+                digest = registry.read([model]).digest(model)
+            except GitopsError as exc:
+                return model, _refused(model, changes, exc.message)
+            if digest != plan.observed[model]:
+                return model, _refused(model, changes, STALE)
         live = observed.models.get(model) or ModelState(name=model)
-        return model, _ModelApplier(model, live, registry, audit, now).run(plan.changes_for(model))
+        return model, _ModelApplier(model, live, registry, audit, now).run(changes)
 
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(runnable) or 1))) as pool:
         for model, steps in pool.map(run, runnable):
@@ -95,6 +107,20 @@ def apply(
             if progress:
                 progress(model, done, len(runnable))
     return ApplyResult(steps=tuple(s for m in models for s in results.get(m, [])))
+
+
+STALE = (
+    "registry changed since plan: another apply or a person wrote this model; nothing of it was "
+    "applied; run plan again and review"
+)
+
+
+def _refused(model: str, changes: list[Change], why: str) -> list[Step]:
+    if not changes:
+        return []
+    return [Step(model, describe(changes[0]), "failed", why)] + [
+        Step(model, describe(c), "not applied") for c in changes[1:]
+    ]
 
 
 @dataclass
