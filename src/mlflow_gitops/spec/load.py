@@ -14,7 +14,7 @@ from mlflow_gitops.errors import SpecError, SpecIssue
 from mlflow_gitops.spec.model import RegistrySpec
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
-MAX_NODES = 200_000  # guards against huge documents and alias expansion ("billion laughs")
+MAX_NODES = 1_000_000  # guards against huge documents and alias expansion ("billion laughs")
 MAX_DEPTH = 64  # registry files nest about 8 deep
 
 Loc = tuple[str | int, ...]
@@ -101,6 +101,8 @@ class _Walker:
 
     def _construct(self, node: yaml.Node, loc: Loc) -> Any:
         """A scalar's value; an impossible one (`2021-02-30`, `!!int 09`) is a located issue."""
+        if node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
+            return node.value  # most scalars: no constructor needed
         try:
             return self.loader.construct_object(node, deep=True)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError):
@@ -128,11 +130,16 @@ def _pos(node: yaml.Node) -> Position:
     return Position(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+_BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 class _CountingLoader(yaml.SafeLoader):
     """Stops composing once the document has more nodes than any registry file needs, before
-    PyYAML has built them all (a multi-megabyte flow list would take minutes and gigabytes)."""
+    PyYAML has built them all (used when PyYAML was built without libyaml, which is rare)."""
 
     composed = 0
+    composed_root: Any = None
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         self.composed += 1
@@ -187,13 +194,32 @@ def _guard(text: str, file: str) -> None:
         return
 
 
+def _compose_fast(text: str) -> Any:
+    """A loader that has composed the document: libyaml (about 5x faster) when it reads the text
+    cleanly, else the pure-Python loader, whose errors carry the messages users see."""
+    if _BASE_LOADER is not yaml.SafeLoader:
+        fast = _BASE_LOADER(text)
+        try:
+            fast.composed_root = fast.get_single_node()
+            return fast
+        except yaml.YAMLError:
+            fast.dispose()
+    slow = _CountingLoader(text)
+    slow.composed_root = slow.get_single_node()
+    return slow
+
+
+GUARD_ABOVE_BYTES = 512 * 1024  # below this a document cannot hold enough nodes to matter
+
+
 def parse_yaml(text: str, file: str) -> tuple[Any, dict[Loc, Position]]:
     """YAML text -> (data, positions); raises SpecError with the position of any syntax error."""
-    _guard(text, file)
-    loader: _CountingLoader | None = None
+    if len(text) > GUARD_ABOVE_BYTES or "[[" in text or "{" * 2 in text or ": {" in text:
+        _guard(text, file)
+    loader: Any = None
     try:
-        loader = _CountingLoader(text)
-        root = loader.get_single_node()
+        loader = _compose_fast(text)
+        root = loader.composed_root
         if root is None:
             raise SpecError([SpecIssue(file, 1, 1, "", "the file is empty", _START_HINT)])
         walker = _Walker(loader, file)
