@@ -76,11 +76,16 @@ class MlflowEvidence:
     """Evidence through MLflow; each model is loaded at most once per process."""
 
     def __init__(self, uri: str) -> None:
+        import mlflow
         from mlflow import MlflowClient
 
+        # models:/ URIs resolve through the global registry URI: make it this registry's
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        self.evaluations: dict[tuple[str, ...], Evaluation] = {}
         self.models: dict[str, Any] = {}
-        self.preprocessors: dict[tuple[str | None, str], Any] = {}
+        self.preprocessors: dict[tuple[str | None, str], tuple[Any, str]] = {}
         self.loads = 0  # how many models were loaded: 0 when every verdict came from the cache
 
     def run_metric(self, run_id: str | None, key: str) -> float | None:
@@ -149,23 +154,27 @@ class MlflowEvidence:
             self.loads += 1
         return self.models[side.uri]
 
-    def _preprocessor(self, side: Side, artifact: str) -> Any:
+    def _preprocessor(self, side: Side, artifact: str) -> tuple[Any, str]:
+        """The unpickled preprocessor and the sha256 of its file."""
         key = (side.run_id, artifact)
         if key not in self.preprocessors:
             if not side.run_id:
                 raise GateError(f"the model {side.uri} has no source run to take {artifact} from")
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    local = self.client.download_artifacts(side.run_id, artifact, tmp)
+                except Exception:
+                    raise GateError(
+                        f"run {side.run_id} has no artifact {artifact}",
+                        "log the fitted preprocessor with the run, or remove preprocessor: "
+                        "from the gate",
+                    ) from None
+                raw = Path(local).read_bytes()
             try:
-                local = self.client.download_artifacts(side.run_id, artifact, tempfile.mkdtemp())
-            except Exception:
-                raise GateError(
-                    f"run {side.run_id} has no artifact {artifact}",
-                    "log the fitted preprocessor with the run, or remove preprocessor: from the gate",
-                ) from None
-            try:
-                with open(local, "rb") as fh:
-                    self.preprocessors[key] = pickle.load(fh)
+                loaded = pickle.loads(raw)  # a run of the configured registry only
             except Exception as exc:
                 raise GateError(f"cannot unpickle {artifact} of run {side.run_id}: {exc}") from None
+            self.preprocessors[key] = (loaded, hashlib.sha256(raw).hexdigest())
         return self.preprocessors[key]
 
     def evaluate(
@@ -176,11 +185,32 @@ class MlflowEvidence:
         baseline: Side | None,
         latency_rows: int | None,
     ) -> Evaluation:
+        key = (
+            spec.model_dump_json(),
+            str(folder),
+            candidate.uri,
+            baseline.uri if baseline else "",
+            str(latency_rows or 0),
+        )
+        if key in self.evaluations:
+            return self.evaluations[key]
+        result = self._evaluate(spec, folder, candidate, baseline, latency_rows)
+        self.evaluations[key] = result
+        return result
+
+    def _evaluate(
+        self,
+        spec: EvaluateSpec,
+        folder: Path,
+        candidate: Side,
+        baseline: Side | None,
+        latency_rows: int | None,
+    ) -> Evaluation:
         prepare = _load_hook(spec.prepare, folder) if spec.prepare else None
         sides = [("candidate", candidate)] + ([("baseline", baseline)] if baseline else [])
         models = {name: self._model(side) for name, side in sides}
-        pre = {
-            name: self._preprocessor(side, spec.preprocessor) if spec.preprocessor else None
+        pre: dict[str, tuple[Any, str]] = {
+            name: self._preprocessor(side, spec.preprocessor) if spec.preprocessor else (None, "")
             for name, side in sides
         }
         acc = {name: Accumulator(set(spec.metrics)) for name, _ in sides}
@@ -188,8 +218,12 @@ class MlflowEvidence:
         location = data_location(spec.data, folder)
         for frame in stream_frames(location, STREAM_ROWS):
             x, y = _split(frame, spec, prepare)
+            transformed: dict[str, Any] = {}  # one transform when both runs logged the same file
             for name, _ in sides:
-                features = _transform(pre[name], x)
+                preprocessor, digest = pre[name]
+                if digest not in transformed:
+                    transformed[digest] = _transform(preprocessor, x)
+                features = transformed[digest]
                 predictions = _predict(models[name], features, name)
                 acc[name].add(y, predictions)
                 if latency_rows and len(timings[name]) < LATENCY_BATCHES:
@@ -227,7 +261,8 @@ def stream_frames(location: str, rows: int) -> Iterator[Any]:
             for batch in reader:
                 yield batch.to_pandas()
         else:
-            parquet = pq.ParquetFile(location)
+            # pre_buffer would keep every row group read so far: memory grew with the file
+            parquet = pq.ParquetFile(location, pre_buffer=False, buffer_size=1 << 20)
             for batch in parquet.iter_batches(batch_size=rows):
                 yield batch.to_pandas()
     except (OSError, ValueError) as exc:

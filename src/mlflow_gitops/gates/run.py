@@ -357,7 +357,11 @@ def _checks(
                 )
             return [bound_check(metric, value, maximum=maximum, minimum=minimum)], "metric"
         case EvaluateGate(evaluate=spec):
-            result = evidence.evaluate(spec, loaded.folder, candidate.side, base_side, None)
+            # with a latency gate in the set, one pass over the data serves both gates
+            latency = next((g.latency for g in gate_set.checks if isinstance(g, LatencyGate)), None)
+            first = next((g.evaluate for g in gate_set.checks if isinstance(g, EvaluateGate)), None)
+            rows = latency.batch_rows if latency is not None and first == spec else None
+            result = evidence.evaluate(spec, loaded.folder, candidate.side, base_side, rows)
             checks = []
             for name, threshold in spec.metrics.items():
                 base_value = result.baseline.get(name) if result.baseline else None
