@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from mlflow_gitops.errors import RegistryError
@@ -55,6 +56,12 @@ class FakeRegistry:
         if all(v.version != number for v in versions):
             raise RegistryError(f"version {number} of {name} does not exist", "")
         self._update(name, versions=versions)
+
+    @contextmanager
+    def lock(self, holder: str) -> Iterator[None]:
+        self.calls.append(("lock", "<registry>", holder))
+        yield
+        self.calls.append(("unlock", "<registry>"))
 
     def create_model(self, name: str) -> None:
         self._write("create_model", name)

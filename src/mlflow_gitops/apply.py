@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, assert_never
@@ -74,7 +75,8 @@ def apply(
     recheck: bool = True,
 ) -> ApplyResult:
     """Apply every model that is not blocked: each model's steps in order, models concurrently.
-    With `recheck`, each model is read again first and refused when it changed since the plan."""
+    With `recheck`, the apply holds the registry's apply lock (one apply at a time) and first reads
+    the models again in one batch: a model that changed since the plan is refused."""
     models = plan.models
     runnable = [m for m in models if m not in plan.blocked]
     results: dict[str, list[Step]] = {
@@ -85,27 +87,40 @@ def apply(
         if m in plan.blocked
     }
     done = 0
+    fresh: dict[str, str] = {}
+    stack = ExitStack()
+    if recheck:
+        try:
+            stack.enter_context(
+                registry.lock(f"{audit.describe() or 'mlflow-gitops'}, {now:%Y-%m-%d %H:%M:%S}")
+            )
+            # under the lock, one batched read tells which models changed since the plan: another
+            # apply or a person wrote them; those are refused rather than mixed with this revision
+            state = registry.read([m for m in runnable if m in plan.observed])
+            fresh = {m: state.digest(m) for m in runnable if m in plan.observed}
+        except GitopsError as exc:
+            stack.close()
+            refused = {m: _refused(m, plan.changes_for(m), exc.message) for m in runnable}
+            return ApplyResult(
+                steps=tuple(s for m in models for s in {**results, **refused}.get(m, []))
+            )
 
     def run(model: str) -> tuple[str, list[Step]]:
         changes = plan.changes_for(model)
-        if recheck and model in plan.observed:
-            # another apply may have written this model since it was read: refuse rather than
-            # mix two revisions (one read per model; the window left is this read to the writes)
-            try:
-                digest = registry.read([model]).digest(model)
-            except GitopsError as exc:
-                return model, _refused(model, changes, exc.message)
-            if digest != plan.observed[model]:
-                return model, _refused(model, changes, STALE)
+        if model in fresh and fresh[model] != plan.observed[model]:
+            return model, _refused(model, changes, STALE)
         live = observed.models.get(model) or ModelState(name=model)
         return model, _ModelApplier(model, live, registry, audit, now).run(changes)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(runnable) or 1))) as pool:
-        for model, steps in pool.map(run, runnable):
-            results[model] = steps
-            done += 1
-            if progress:
-                progress(model, done, len(runnable))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(runnable) or 1))) as pool:
+            for model, steps in pool.map(run, runnable):
+                results[model] = steps
+                done += 1
+                if progress:
+                    progress(model, done, len(runnable))
+    finally:
+        stack.close()
     return ApplyResult(steps=tuple(s for m in models for s in results.get(m, [])))
 
 

@@ -4,15 +4,12 @@ Revision A promotes version 2 (alias champion -> 2, tag rev=A); revision B promo
 (champion -> 3, rev=B). Each round seeds a fresh model (v1 Production, v2 Staging, v3 None), plans
 both revisions, holds both threads at a barrier, and applies both at the same moment.
 
-What holds (asserted): every apply either succeeds or refuses with "registry changed since plan",
-an apply planned before another one wrote is refused, a plan made while an apply runs never fails,
-and applying the winning revision once more converges to it with one Production version.
-
-What does not hold, recorded per round and printed (`-s`): two applies that pass the per-model
-re-read in the same instant both write. Each hands Production over with
-archive_existing_versions=True, and two such transactions on PostgreSQL (READ COMMITTED) do not see
-each other's promotion, so two versions can hold Production, and the end state can mix the
-revisions. Closing that needs a lock across applies (docs/reliability.md, "Concurrency").
+What holds (asserted): applies take the registry's apply lock (a registered model whose unique
+name makes it a mutex in every store), so they run one after the other; the second re-reads the
+model under the lock, finds it changed and refuses with "registry changed since plan". Every round
+ends in exactly one revision, never a mix, and Production never has two versions (a watcher reads
+the model throughout). An apply planned before another one wrote is refused, a plan made while an
+apply runs never fails, and applying the winning revision once more converges to it.
 """
 
 from __future__ import annotations
@@ -129,6 +126,11 @@ def race(uri: str, folder: Path, name: str) -> str:
     held = sum(v.stage == "Production" for v in live.versions)
     state = which(live)
     ok = sorted(rev for rev, result in results.items() if result.ok)
+    assert state in ("A", "B"), f"the registry mixes both revisions: {live}"
+    assert max(peaks) <= 1, f"{max(peaks)} versions held Production at once"
+    assert len(ok) == 1, f"exactly one apply wins, the other refuses: {ok}"
+    loser = results["B" if ok == ["A"] else "A"]
+    assert any(STALE in s.detail for s in loser.steps), loser
     # whoever won, applying it again converges to it
     winner = state if state in ("A", "B") else ok[-1] if ok else "A"
     registry = MlflowRegistry(uri)
@@ -142,6 +144,7 @@ def test_two_applies_at_once_never_leave_two_production_versions(uri: str, tmp_p
         race(uri, tmp_path, f"race-{i}-{tmp_path.name[-12:]}") for i in range(ROUNDS)
     )
     print(f"\nconcurrency outcomes over {ROUNDS} rounds: {dict(outcomes)}")
+    assert sum(outcomes.values()) == ROUNDS
 
 
 def test_apply_after_another_apply_refuses_with_registry_changed(uri: str, tmp_path: Path) -> None:

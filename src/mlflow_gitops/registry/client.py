@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +22,9 @@ MAX_FILTER_CHARS = 3000
 # above this many IN-chunks, one unfiltered scan (1,000 models / 100,000 versions a page) is cheaper
 MAX_FILTER_CHUNKS = 2
 MODELS_PAGE = 1000
+LOCK_MODEL = "mlflow-gitops.apply-lock"
+LOCK_WAIT_S = 120.0
+LOCK_STALE_S = 1800.0
 VERSIONS_PAGE = 100_000
 # a one-off token on a version while it is registered: finds the copies a retried POST made
 REGISTRATION_TAG = "mlflow_gitops.registration"
@@ -71,7 +75,7 @@ class MlflowRegistry:
                 m.name: m
                 for flt in chunks
                 for m in self._pages(self.client.search_registered_models, flt, MODELS_PAGE)
-                if wanted is None or m.name in wanted
+                if (wanted is None and m.name != LOCK_MODEL) or (wanted and m.name in wanted)
             }
             versions: dict[str, list[VersionState]] = {name: [] for name in models}
             if models:
@@ -153,6 +157,72 @@ class MlflowRegistry:
             )
             for r in runs
         ]
+
+    # --- the apply lock -------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, holder: str) -> Iterator[None]:
+        """One apply at a time: a registered model named LOCK_MODEL exists while an apply runs.
+        Creating a registered model is atomic in every MLflow store (a unique name), so it works
+        as a mutex across machines; a lock older than LOCK_STALE_S (a killed apply) is broken."""
+        from mlflow.exceptions import MlflowException
+
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                self.calls += 1
+                self.client.create_registered_model(
+                    LOCK_MODEL,
+                    tags={"mlflow_gitops.lock": token, "mlflow_gitops.holder": holder[:200]},
+                    description="Held by a running `mlflow-gitops apply`; deleted when it ends.",
+                )
+                break
+            except MlflowException as exc:
+                if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                    raise _translate(exc, "take the apply lock at", self.uri) from exc
+            held = self._lock_holder()
+            if held is None:
+                continue  # released meanwhile
+            owner, other, age = held
+            if owner == token:
+                break  # our own create succeeded; its answer was lost and MLflow retried it
+            if age > LOCK_STALE_S:
+                self._drop_lock()
+                continue
+            if time.monotonic() > deadline:
+                raise RegistryError(
+                    f"another apply holds the registry's apply lock ({redact(other)}, "
+                    f"for {age:.0f} s); nothing was applied",
+                    f"wait and run apply again; a lock older than {LOCK_STALE_S} s is broken "
+                    f"automatically (it is the registered model {LOCK_MODEL})",
+                )
+            time.sleep(1.0)
+        try:
+            yield
+        finally:
+            self._drop_lock()
+
+    def _lock_holder(self) -> tuple[str, str, float] | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.calls += 1
+            m = self.client.get_registered_model(LOCK_MODEL)
+        except MlflowException:
+            return None
+        tags = dict(m.tags or {})
+        age = time.time() - (m.creation_timestamp or 0) / 1000
+        return tags.get("mlflow_gitops.lock", ""), tags.get("mlflow_gitops.holder", "?"), age
+
+    def _drop_lock(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.calls += 1
+            self.client.delete_registered_model(LOCK_MODEL)
+        except MlflowException:
+            pass  # already gone
 
     # --- writing ------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from mlflow_gitops.observed import RegistryState, RunSummary
@@ -23,6 +24,10 @@ class RegistryPort(Protocol):
         self, experiment: str, filter_string: str, order_by: list[str], max_results: int
     ) -> list[RunSummary]:
         """The best runs of an experiment, in MLflow's filter and order syntax."""
+        ...
+
+    def lock(self, holder: str) -> AbstractContextManager[None]:
+        """Hold the registry-wide apply lock (one apply at a time) while the block runs."""
         ...
 
     def create_model(self, name: str) -> None: ...
