@@ -298,3 +298,23 @@ def test_saved_plan_is_refused_when_gate_inputs_changed(
     assert refused.code == 1
     assert "gate inputs changed since this plan was made" in refused.err
     assert client(trained.uri).get_model_version(name, "2").current_stage == "None"
+
+
+def test_gates_never_load_a_model_from_outside_the_registry(
+    trained: Trained, tmp_path: Path
+) -> None:
+    name = "outside-source"
+    registered(trained, name, {})
+    outside = tmp_path / "planted-model"
+    outside.mkdir()
+    path = spec(
+        trained,
+        name,
+        f"versions:\n  - source: {outside.as_uri()}\n    stage: Production\n"
+        "gates:\n  Production:\n    - require_signature: true",
+    )
+    plan, evidence = plan_with_gates(trained, path)
+    [result] = plan.gates  # type: ignore[attr-defined]
+    assert result.verdict == "fail"
+    assert "load models only through the configured registry" in result.message
+    assert evidence.loads == 0

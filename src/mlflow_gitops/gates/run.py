@@ -178,6 +178,15 @@ def _run_set(
                 message=f"{label} held {candidate.target} before: gates skipped (on_rollback: skip)",
             )
         ]
+    if candidate.version is None and not candidate.side.uri.startswith(("runs:/", "models:/")):
+        # gates unpickle models: only through the configured registry and its runs, never from
+        # an arbitrary location named in the file
+        untrusted = GateError(
+            f"the gates load models only through the configured registry; {candidate.side.uri} "
+            "is not registered yet",
+            "register the version first (without a gated stage), then promote it in a second change",
+        )
+        return [_error(candidate, label, "evaluate", untrusted, None)]
     named = next(
         (
             g.evaluate.baseline
