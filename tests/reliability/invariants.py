@@ -26,7 +26,7 @@ from mlflow_gitops.observed import ModelState, RegistryState, split_history
 from tests.fakes import FakeRegistry
 from tests.reliability.scenarios import GUARDED, Expected, Key, Scenario
 
-READS = frozenset({"read", "missing_runs", "search_runs", "watch"})
+READS = frozenset({"read", "missing_runs", "search_runs", "watch", "lock"})  # lock: no model write
 
 
 def stage_counts(model: ModelState | None) -> Counter[str]:
