@@ -1,0 +1,449 @@
+"""The applier's bounded concurrency against a sequential client loop making the same REST calls.
+
+    .venv/bin/python bench/apply.py [--quick] [--repeats N] [--no-postgres]
+
+50 models with 4 versions each (1 Production, 2 Staging, 3 and 4 None); registry.yaml promotes
+version 3 to Production and version 4 to Staging, so archive_previous archives 1 and 2: 4 stage
+transitions per model, 200 in all. The applier also annotates every touched version (audit tags
+and the description's history block) and the model (audit tags); the sequential loop replays exactly
+the writes the applier makes (recorded from the applier itself, so the two cannot drift apart).
+
+Modes, each against the same server and the same starting state: a hand-written sequential
+MlflowClient loop making the same REST calls as the applier; the tool's apply_plan at parallelism 4
+and 8; and apply_plan at 8 with the change proposed for the adapter (writes through MLflow's
+ModelRegistryClient, which skips MlflowClient's per-write prompt check). Servers: SQLite and, when
+it is up, PostgreSQL at 127.0.0.1:5432, each under uvicorn --workers 1 and a 4-worker server. The
+registry is reset with SQL before every run (MLflow's SQL store caches nothing between requests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    HttpCounter,
+    MlflowServer,
+    ModelRow,
+    VersionRow,
+    create_schema,
+    median,
+    postgres_available,
+    postgres_database,
+    quiet_mlflow,
+    registry_yaml,
+    table,
+    write_registry,
+    write_results,
+)
+
+GOAL_RATIO = 3.0
+COMMIT = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
+PR = 12
+ACTOR = "bench"
+TRANSITIONS_PER_MODEL = 4  # 3 -> Production, 1 -> Archived, 4 -> Staging, 2 -> Archived
+LOOP = "sequential MlflowClient loop"
+TOOL = "mlflow-gitops apply_plan"
+PROPOSED = "apply_plan, writes w/o prompt check"
+# (mode, parallelism) in the order they run against each server
+MODES = ((LOOP, 1), (TOOL, 4), (TOOL, 8), (PROPOSED, 8))
+# (backend, server workers, gunicorn); uvicorn with --workers > 1 is slow on keep-alive (below)
+CONFIGS = (
+    ("sqlite", 1, False),
+    ("sqlite", 4, False),
+    ("sqlite", 4, True),
+    ("postgresql", 1, False),
+    ("postgresql", 4, True),
+)
+
+
+def models(n: int) -> list[ModelRow]:
+    before = {1: "Production", 2: "Staging", 3: "None", 4: "None"}
+    return [
+        ModelRow(
+            name=f"apply-model-{i:03d}",
+            description=f"Benchmark model {i}.",
+            tags={"team": "rides"},
+            versions=tuple(
+                VersionRow(v, stage, {"model_type": "gbr"}, f"version {v} of model {i}")
+                for v, stage in before.items()
+            ),
+        )
+        for i in range(n)
+    ]
+
+
+def desired(rows: list[ModelRow]) -> str:
+    """Versions 3 and 4 declared in Production and Staging; 1 and 2 left to archive_previous."""
+    stages: dict[tuple[str, int], str | None] = {}
+    for m in rows:
+        stages.update({(m.name, 1): None, (m.name, 2): None})
+        stages.update({(m.name, 3): "Production", (m.name, 4): "Staging"})
+    return registry_yaml(rows, stages)
+
+
+@dataclass
+class Run:
+    mode: str
+    parallelism: int
+    wall_s: float
+    http_requests: int
+    transitions: int
+    failed: int
+    plan_empty_after: bool
+    errors: list[str]
+
+
+class _WritesWithoutPromptCheck:
+    """MlflowClient for reads, MLflow's ModelRegistryClient for writes: the change proposed for
+    MlflowRegistry (MlflowClient 3.x sends GET registered-models/get before every registry write
+    to refuse prompts; the adapter's read already excludes prompts)."""
+
+    WRITES = frozenset(
+        {
+            "create_registered_model",
+            "update_registered_model",
+            "set_registered_model_tag",
+            "delete_registered_model_tag",
+            "update_model_version",
+            "set_model_version_tag",
+            "delete_model_version_tag",
+            "transition_model_version_stage",
+            "set_registered_model_alias",
+            "delete_registered_model_alias",
+        }
+    )
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._registry = client._get_registry_client()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._registry if name in self.WRITES else self._client, name)
+
+
+def run_tool(url: str, file: Path, parallelism: int, proposed: bool = False) -> Run:
+    """The tool's own path: make_plan (not timed), then apply_plan with bounded concurrency."""
+    from mlflow_gitops.audit import AuditContext
+    from mlflow_gitops.plan.changes import TransitionStage
+    from mlflow_gitops.reconcile import apply_plan, make_plan
+    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.spec.load import load
+
+    loaded = load(file)
+    registry = MlflowRegistry(url)
+    planned = make_plan(loaded, registry)
+    if proposed:
+        registry.client = _WritesWithoutPromptCheck(registry.client)
+    transitions = sum(isinstance(c, TransitionStage) for c in planned.plan.changes)
+    audit = AuditContext(commit=COMMIT, pr=PR, actor=ACTOR)
+    with HttpCounter() as http:
+        started = time.perf_counter()
+        result = apply_plan(planned, registry, audit, datetime.now(UTC), parallelism=parallelism)
+        wall = time.perf_counter() - started
+    after = make_plan(loaded, MlflowRegistry(url))
+    return Run(
+        mode=PROPOSED if proposed else TOOL,
+        parallelism=parallelism,
+        wall_s=wall,
+        http_requests=http.count,
+        transitions=transitions,
+        failed=result.count("failed") + result.count("not applied"),
+        plan_empty_after=after.plan.is_empty,
+        errors=sorted({s.detail[:160] for s in result.steps if s.status == "failed"})[:3],
+    )
+
+
+class _Recorder:
+    """A registry port that records the registry writes the applier makes, in order, and passes
+    everything else (reads, the apply lock) to the real adapter."""
+
+    WRITES = frozenset(
+        {
+            "create_model",
+            "register_version",
+            "set_model_description",
+            "set_model_tag",
+            "delete_model_tag",
+            "set_version_description",
+            "set_version_tag",
+            "delete_version_tag",
+            "transition_stage",
+            "set_alias",
+            "delete_alias",
+            "delete_version",
+        }
+    )
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, method: str) -> Any:
+        if method not in self.WRITES:
+            return getattr(self.registry, method)
+
+        def record(*args: Any) -> None:
+            self.calls.append((method, args))
+
+        return record
+
+
+def planned_writes(url: str, file: Path) -> list[tuple[str, tuple[Any, ...]]]:
+    """The applier's writes for this plan, recorded without touching the registry, so that the
+    sequential loop makes exactly the same calls whatever the applier annotates."""
+    from mlflow_gitops.audit import AuditContext
+    from mlflow_gitops.reconcile import apply_plan, make_plan
+    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.spec.load import load
+
+    registry = MlflowRegistry(url)
+    planned = make_plan(load(file), registry)
+    recorder = _Recorder(registry)
+    audit = AuditContext(commit=COMMIT, pr=PR, actor=ACTOR)
+    apply_plan(planned, recorder, audit, datetime.now(UTC), parallelism=1)  # type: ignore[arg-type]
+    return recorder.calls
+
+
+def run_sequential(url: str, writes: list[tuple[str, tuple[Any, ...]]]) -> Run:
+    """What a careful script does by hand: the same transitions, audit tags and history lines,
+    one MlflowClient call after the other."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=url, registry_uri=url)
+    calls = {
+        "transition_stage": lambda n, v, stage, archive_others=False: (
+            client.transition_model_version_stage(
+                n, str(v), stage, archive_existing_versions=archive_others
+            )
+        ),
+        "set_version_tag": lambda n, v, k, value: client.set_model_version_tag(n, str(v), k, value),
+        "delete_version_tag": lambda n, v, k: client.delete_model_version_tag(n, str(v), k),
+        "set_version_description": lambda n, v, text: client.update_model_version(
+            n, str(v), description=text
+        ),
+        "set_model_tag": client.set_registered_model_tag,
+        "delete_model_tag": client.delete_registered_model_tag,
+        "set_model_description": lambda n, text: client.update_registered_model(
+            n, description=text
+        ),
+        "set_alias": lambda n, alias, v: client.set_registered_model_alias(n, alias, str(v)),
+        "delete_alias": client.delete_registered_model_alias,
+    }
+    unknown = sorted({method for method, _ in writes} - set(calls))
+    if unknown:
+        raise SystemExit(f"the applier makes calls this loop cannot replay: {unknown}")
+    errors: list[str] = []
+    with HttpCounter() as http:
+        started = time.perf_counter()
+        for method, args in writes:
+            try:
+                calls[method](*args)
+            except Exception as exc:
+                errors.append(f"{method}{args[:2]}: {str(exc)[:160]}")
+        wall = time.perf_counter() - started
+    return Run(
+        mode=LOOP,
+        parallelism=1,
+        wall_s=wall,
+        http_requests=http.count,
+        transitions=sum(method == "transition_stage" for method, _ in writes),
+        failed=len(errors),
+        plan_empty_after=False,
+        errors=errors[:3],
+    )
+
+
+def run_config(
+    backend: str,
+    db_uri: str,
+    workdir: Path,
+    server_opts: tuple[int, bool],
+    rows: list[ModelRow],
+    repeats: int,
+) -> dict[str, Any]:
+    file = workdir / "registry.yaml"
+    file.write_text(desired(rows), encoding="utf-8")
+    workers, gunicorn = server_opts
+    runs: list[Run] = []
+    with MlflowServer(db_uri, workdir, workers=workers, gunicorn=gunicorn) as server:
+        label = f"{backend}, {server.label}"
+        print(f"\n{label} at {server.url}", flush=True)
+        for _ in range(repeats):
+            for mode, parallelism in MODES:
+                write_registry(db_uri, rows, replace=True)
+                if mode == LOOP:
+                    writes = planned_writes(server.url, file)
+                    run = run_sequential(server.url, writes)
+                else:
+                    run = run_tool(server.url, file, parallelism, proposed=mode == PROPOSED)
+                runs.append(run)
+                print(
+                    f"  {run.mode:36} p={run.parallelism}: {run.wall_s:7.2f} s, "
+                    f"{run.http_requests} requests, {run.failed} failed",
+                    flush=True,
+                )
+    summary = []
+    for mode, parallelism in MODES:
+        mine = [r for r in runs if r.mode == mode and r.parallelism == parallelism]
+        summary.append(
+            {
+                "mode": mode,
+                "parallelism": parallelism,
+                "median_wall_s": median([r.wall_s for r in mine]),
+                "runs_s": [r.wall_s for r in mine],
+                "http_requests": mine[-1].http_requests,
+                "transitions": mine[-1].transitions,
+                "failed": sum(r.failed for r in mine),
+                "plan_empty_after": None if mode == LOOP else all(r.plan_empty_after for r in mine),
+                "errors": sorted({e for r in mine for e in r.errors})[:3],
+            }
+        )
+    sequential = summary[0]["median_wall_s"]
+    for s in summary:
+        s["speedup_vs_sequential"] = sequential / s["median_wall_s"]
+    by_method: dict[str, int] = {}
+    for method, _ in writes:
+        by_method[method] = by_method.get(method, 0) + 1
+    return {
+        "backend": backend,
+        "server": label,
+        "applier_writes": {"total": len(writes), "by_method": dict(sorted(by_method.items()))},
+        "workers": workers,
+        "gunicorn": gunicorn,
+        "summary": summary,
+    }
+
+
+def keepalive_latency(url: str, n: int = 30) -> dict[str, float]:
+    """Median ms of GET /health on one kept-alive connection and on a new connection each time."""
+    import requests
+
+    def median_ms(get: Any) -> float:
+        times = []
+        for _ in range(n):
+            started = time.perf_counter()
+            get(url + "/health", timeout=10)
+            times.append(time.perf_counter() - started)
+        return 1000 * median(times)
+
+    with requests.Session() as session:
+        kept = median_ms(session.get)
+    return {"keepalive_ms": kept, "new_connection_ms": median_ms(requests.get)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10 models, one repeat, SQLite only")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per mode (default 1)")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite backend only")
+    args = parser.parse_args()
+    quiet_mlflow()
+    n_models = 10 if args.quick else 50
+    repeats = args.repeats or 1
+    backends = ["sqlite"]
+    if not (args.quick or args.no_postgres) and postgres_available():
+        backends.append("postgresql")
+    rows = models(n_models)
+    results: dict[str, Any] = {
+        "goal_min_ratio": GOAL_RATIO,
+        "models": n_models,
+        "transitions": n_models * TRANSITIONS_PER_MODEL,
+        "repeats": repeats,
+        "configs": [],
+        "keepalive": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-apply-") as tmp_name:
+        tmp = Path(tmp_name)
+        for backend in backends:
+            with contextlib.ExitStack() as stack:
+                if backend == "sqlite":
+                    db_uri = f"sqlite:///{tmp / 'mlflow.db'}"
+                else:
+                    db_uri = stack.enter_context(postgres_database(f"bench_apply_{os.getpid()}"))
+                create_schema(db_uri)
+                for name, workers, gunicorn in CONFIGS:
+                    if name != backend:
+                        continue
+                    with MlflowServer(db_uri, tmp, workers=workers, gunicorn=gunicorn) as server:
+                        results["keepalive"][f"{backend}, {server.label}"] = keepalive_latency(
+                            server.url
+                        )
+                    results["configs"].append(
+                        run_config(backend, db_uri, tmp, (workers, gunicorn), rows, repeats)
+                    )
+                    write_results("apply", results, args.quick)  # partial figures survive a crash
+    report(results)
+    path = write_results("apply", results, args.quick)
+    print(f"\nwrote {path}")
+
+
+def report(r: dict[str, Any]) -> None:
+    print(
+        f"\n{r['transitions']} stage transitions across {r['models']} models; "
+        f"median of {r['repeats']} runs; apply time only (the plan's read is not timed)\n"
+    )
+    rows = []
+    for config in r["configs"]:
+        for s in config["summary"]:
+            rows.append(
+                [
+                    config["server"],
+                    s["mode"],
+                    s["parallelism"],
+                    s["http_requests"],
+                    s["median_wall_s"],
+                    f"{s['speedup_vs_sequential']:.2f}x",
+                    s["failed"],
+                    {True: "yes", False: "NO", None: ""}[s["plan_empty_after"]],
+                ]
+            )
+    print(
+        table(
+            [
+                "server",
+                "mode",
+                "parallel",
+                "REST calls",
+                "median s",
+                "vs loop",
+                "failed",
+                "plan empty after",
+            ],
+            rows,
+        )
+    )
+    best = max(
+        (s["speedup_vs_sequential"], c["server"], s["parallelism"])
+        for c in r["configs"]
+        for s in c["summary"]
+        if s["mode"] == TOOL
+    )
+    r["best_ratio"] = {"ratio": best[0], "server": best[1], "parallelism": best[2]}
+    print(
+        f"\nbest ratio vs the sequential loop: {best[0]:.2f}x ({best[1]}, parallelism {best[2]}); "
+        f"goal >= {GOAL_RATIO:.0f}x: {'met' if best[0] >= GOAL_RATIO else 'NOT met'}"
+    )
+    print("\nGET /health latency (median ms): one kept-alive connection vs a new one each time")
+    print(
+        table(
+            ["server", "keep-alive ms", "new connection ms"],
+            [[k, v["keepalive_ms"], v["new_connection_ms"]] for k, v in r["keepalive"].items()],
+        )
+    )
+    for config in r["configs"]:
+        for s in config["summary"]:
+            for error in s["errors"]:
+                print(f"  error ({config['server']}, {s['mode']} p={s['parallelism']}): {error}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
