@@ -23,6 +23,7 @@ MAX_FILTER_CHARS = 3000
 MAX_FILTER_CHUNKS = 2
 MODELS_PAGE = 1000
 LOCK_MODEL = "mlflow-gitops.apply-lock"
+PROMPT_TAG = "mlflow.prompt.is_prompt"
 LOCK_WAIT_S = 120.0
 LOCK_STALE_S = 1800.0
 VERSIONS_PAGE = 100_000
@@ -54,6 +55,10 @@ class MlflowRegistry:
         mlflow.set_registry_uri(uri)
         with self._errors("connect to"):
             self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            # MlflowClient re-reads the registered model before every write to refuse prompts
+            # (one extra GET per write, half of all requests of an apply); the reader already
+            # refuses prompts among the managed models, so writes go to the registry client
+            self.writer = self.client._get_registry_client()  # type: ignore[no-untyped-call]
         self.calls = 0
 
     # --- reading ------------------------------------------------------------------------------
@@ -83,6 +88,13 @@ class MlflowRegistry:
                     for v in self._pages(self.client.search_model_versions, flt, VERSIONS_PAGE):
                         if v.name in versions:
                             versions[v.name].append(_version(v))
+        prompts = sorted(n for n, m in models.items() if (m.tags or {}).get(PROMPT_TAG) == "true")
+        if prompts and wanted is not None:
+            raise RegistryError(
+                f"{', '.join(prompts)} is an MLflow prompt, not a registered model",
+                "mlflow-gitops manages registered models; remove it from registry.yaml",
+            )
+        models = {n: m for n, m in models.items() if n not in prompts}
         return RegistryState(
             models={
                 name: ModelState(
@@ -262,29 +274,29 @@ class MlflowRegistry:
     def set_model_description(self, name: str, text: str) -> None:
         self._call(
             "set description",
-            lambda: self.client.update_registered_model(name, description=text),
+            lambda: self.writer.update_registered_model(name, text),
         )
 
     def set_model_tag(self, name: str, key: str, value: str) -> None:
-        self._call("set tag", lambda: self.client.set_registered_model_tag(name, key, value))
+        self._call("set tag", lambda: self.writer.set_registered_model_tag(name, key, value))
 
     def delete_model_tag(self, name: str, key: str) -> None:
-        self._call("delete tag", lambda: self.client.delete_registered_model_tag(name, key))
+        self._call("delete tag", lambda: self.writer.delete_registered_model_tag(name, key))
 
     def set_version_description(self, name: str, version: int, text: str) -> None:
         self._call(
             "set description",
-            lambda: self.client.update_model_version(name, str(version), description=text),
+            lambda: self.writer.update_model_version(name, str(version), text),
         )
 
     def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
         self._call(
-            "set tag", lambda: self.client.set_model_version_tag(name, str(version), key, value)
+            "set tag", lambda: self.writer.set_model_version_tag(name, str(version), key, value)
         )
 
     def delete_version_tag(self, name: str, version: int, key: str) -> None:
         self._call(
-            "delete tag", lambda: self.client.delete_model_version_tag(name, str(version), key)
+            "delete tag", lambda: self.writer.delete_model_version_tag(name, str(version), key)
         )
 
     def transition_stage(
@@ -294,21 +306,21 @@ class MlflowRegistry:
         # every other holder leaves the stage in the same plan
         self._call(
             "transition stage",
-            lambda: self.client.transition_model_version_stage(
+            lambda: self.writer.transition_model_version_stage(
                 name, str(version), stage, archive_existing_versions=archive_others
             ),
         )
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self._call(
-            "set alias", lambda: self.client.set_registered_model_alias(name, alias, str(version))
+            "set alias", lambda: self.writer.set_registered_model_alias(name, alias, str(version))
         )
 
     def delete_alias(self, name: str, alias: str) -> None:
-        self._call("delete alias", lambda: self.client.delete_registered_model_alias(name, alias))
+        self._call("delete alias", lambda: self.writer.delete_registered_model_alias(name, alias))
 
     def delete_version(self, name: str, version: int) -> None:
-        self._call("delete version", lambda: self.client.delete_model_version(name, str(version)))
+        self._call("delete version", lambda: self.writer.delete_model_version(name, str(version)))
 
     # --- errors -------------------------------------------------------------------------------
 
