@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 import warnings
@@ -25,7 +26,12 @@ MODELS_PAGE = 1000
 LOCK_MODEL = "mlflow-gitops.apply-lock"
 PROMPT_TAG = "mlflow.prompt.is_prompt"
 LOCK_WAIT_S = 120.0
-LOCK_STALE_S = 1800.0
+LOCK_LEASE_S = 30.0
+LOCK_TAG, HOLDER_TAG, LEASE_TAG = (
+    "mlflow_gitops.lock",
+    "mlflow_gitops.holder",
+    "mlflow_gitops.lease",
+)
 VERSIONS_PAGE = 100_000
 # a one-off token on a version while it is registered: finds the copies a retried POST made
 REGISTRATION_TAG = "mlflow_gitops.registration"
@@ -176,7 +182,8 @@ class MlflowRegistry:
     def lock(self, holder: str) -> Iterator[None]:
         """One apply at a time: a registered model named LOCK_MODEL exists while an apply runs.
         Creating a registered model is atomic in every MLflow store (a unique name), so it works
-        as a mutex across machines; a lock older than LOCK_STALE_S (a killed apply) is broken."""
+        as a mutex across machines. The holder renews a lease every LOCK_LEASE_S / 3 seconds; a
+        lock whose lease ran out (a killed apply, or one that lost the registry) is broken."""
         from mlflow.exceptions import MlflowException
 
         token = uuid.uuid4().hex
@@ -186,7 +193,11 @@ class MlflowRegistry:
                 self.calls += 1
                 self.client.create_registered_model(
                     LOCK_MODEL,
-                    tags={"mlflow_gitops.lock": token, "mlflow_gitops.holder": holder[:200]},
+                    tags={
+                        LOCK_TAG: token,
+                        HOLDER_TAG: holder[:200],
+                        LEASE_TAG: f"{time.time() + LOCK_LEASE_S:.0f}",
+                    },
                     description="Held by a running `mlflow-gitops apply`; deleted when it ends.",
                 )
                 break
@@ -196,24 +207,38 @@ class MlflowRegistry:
             held = self._lock_holder()
             if held is None:
                 continue  # released meanwhile
-            owner, other, age = held
+            owner, other, lease_until = held
             if owner == token:
                 break  # our own create succeeded; its answer was lost and MLflow retried it
-            if age > LOCK_STALE_S:
-                self._drop_lock()
+            if lease_until < time.time():
+                self._drop_lock()  # the holder stopped renewing: killed, or cut off
                 continue
             if time.monotonic() > deadline:
                 raise RegistryError(
-                    f"another apply holds the registry's apply lock ({redact(other)}, "
-                    f"for {age:.0f} s); nothing was applied",
-                    f"wait and run apply again; a lock older than {LOCK_STALE_S} s is broken "
-                    f"automatically (it is the registered model {LOCK_MODEL})",
+                    f"another apply holds the registry's apply lock ({redact(other)}); "
+                    "nothing was applied",
+                    f"wait and run apply again; a holder that stops renewing its lease loses it "
+                    f"after {LOCK_LEASE_S:.0f} s (the lock is the registered model {LOCK_MODEL})",
                 )
             time.sleep(1.0)
+        stop = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(stop,), daemon=True)
+        renewer.start()
         try:
             yield
         finally:
+            stop.set()
+            renewer.join(timeout=5)
             self._drop_lock()
+
+    def _renew(self, stop: threading.Event) -> None:
+        while not stop.wait(LOCK_LEASE_S / 3):
+            try:
+                self.writer.set_registered_model_tag(
+                    LOCK_MODEL, LEASE_TAG, f"{time.time() + LOCK_LEASE_S:.0f}"
+                )
+            except Exception:  # a missed renewal only shortens the lease
+                continue
 
     def _lock_holder(self) -> tuple[str, str, float] | None:
         from mlflow.exceptions import MlflowException
@@ -224,15 +249,18 @@ class MlflowRegistry:
         except MlflowException:
             return None
         tags = dict(m.tags or {})
-        age = time.time() - (m.creation_timestamp or 0) / 1000
-        return tags.get("mlflow_gitops.lock", ""), tags.get("mlflow_gitops.holder", "?"), age
+        try:
+            lease_until = float(tags.get(LEASE_TAG, "0"))
+        except ValueError:
+            lease_until = 0.0
+        return tags.get(LOCK_TAG, ""), tags.get(HOLDER_TAG, "?"), lease_until
 
     def _drop_lock(self) -> None:
         from mlflow.exceptions import MlflowException
 
         try:
             self.calls += 1
-            self.client.delete_registered_model(LOCK_MODEL)
+            self.writer.delete_registered_model(LOCK_MODEL)
         except MlflowException:
             pass  # already gone
 
