@@ -220,14 +220,14 @@ def page_limits(url: str) -> dict[str, Any]:
 def chunked_reads(
     url: str, names: list[str], variants: list[tuple[int, int]]
 ) -> list[dict[str, Any]]:
-    """The adapter's read with other MAX_FILTER_CHARS / MAX_FILTER_CHUNKS (patched here only)."""
+    """The adapter's read with other MAX_FILTER_URL_CHARS / MAX_FILTER_CHUNKS (patched here only)."""
     import mlflow_gitops.registry.client as adapter
 
-    saved = adapter.MAX_FILTER_CHARS, adapter.MAX_FILTER_CHUNKS
+    saved = adapter.MAX_FILTER_URL_CHARS, adapter.MAX_FILTER_CHUNKS
     out = []
     try:
         for chars, max_chunks in variants:
-            adapter.MAX_FILTER_CHARS, adapter.MAX_FILTER_CHUNKS = chars, max_chunks
+            adapter.MAX_FILTER_URL_CHARS, adapter.MAX_FILTER_CHUNKS = chars, max_chunks
             registry = adapter.MlflowRegistry(url)
             chunks = len(adapter._in_chunks(sorted(names)))
             with HttpCounter() as http:
@@ -240,7 +240,7 @@ def chunked_reads(
                 wall = time.perf_counter() - started
             out.append(
                 {
-                    "MAX_FILTER_CHARS": chars,
+                    "MAX_FILTER_URL_CHARS": chars,
                     "MAX_FILTER_CHUNKS": max_chunks,
                     "in_chunks": chunks,
                     "mode": "IN chunks" if chunks <= max_chunks else "full scan",
@@ -254,7 +254,7 @@ def chunked_reads(
                 }
             )
     finally:
-        adapter.MAX_FILTER_CHARS, adapter.MAX_FILTER_CHUNKS = saved
+        adapter.MAX_FILTER_URL_CHARS, adapter.MAX_FILTER_CHUNKS = saved
     return out
 
 
@@ -468,7 +468,7 @@ def report(r: dict[str, Any]) -> None:
     print(
         table(
             [
-                "MAX_FILTER_CHARS",
+                "MAX_FILTER_URL_CHARS",
                 "MAX_FILTER_CHUNKS",
                 "IN chunks",
                 "mode",
@@ -479,7 +479,7 @@ def report(r: dict[str, Any]) -> None:
             ],
             [
                 [
-                    c["MAX_FILTER_CHARS"],
+                    c["MAX_FILTER_URL_CHARS"],
                     c["MAX_FILTER_CHUNKS"] if c["MAX_FILTER_CHUNKS"] < 10**6 else "unlimited",
                     c["in_chunks"],
                     c["mode"],

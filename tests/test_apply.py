@@ -166,3 +166,35 @@ def test_stale_saved_plan_is_refused(tmp_path: Path) -> None:
     fake.transition_stage("m", 1, "Staging")  # someone changes the registry meanwhile
     with pytest.raises(StalePlanError, match="changed since this plan was made"):
         check_fresh(saved, fake)
+
+
+def test_each_model_hands_over_against_its_own_stages(tmp_path: Path) -> None:
+    """Transitions of several models are ordered model by model: every model's promotion archives
+    its own old holder in the same call, not only the first model's."""
+    models = {
+        f"m{i}": ModelState(
+            name=f"m{i}", versions=(VersionState(1, "Production"), VersionState(2, "Staging"))
+        )
+        for i in range(3)
+    }
+    fake = FakeRegistry(models=models)
+    text = "version: 1\nmodels:\n" + "".join(
+        f"  m{i}:\n    versions:\n      - {{version: 2, stage: Production}}\n" for i in range(3)
+    )
+    planned = make_plan(load_text(tmp_path, text), fake)
+    promotions = [c for c in planned.plan.changes if getattr(c, "after", None) == "Production"]
+    assert [getattr(c, "archive_others", False) for c in promotions] == [True, True, True]
+    assert apply_plan(planned, fake, AUDIT, NOW).ok
+    assert all(m.version(1).stage == "Archived" for m in fake.models.values())  # type: ignore[union-attr]
+
+
+def test_name_filters_fit_a_url_once_percent_encoded() -> None:
+    from urllib.parse import quote_plus
+
+    from mlflow_gitops.registry.client import MAX_FILTER_NAMES, MAX_FILTER_URL_CHARS, _in_chunks
+
+    names = [f"modèle prévision n°{i:04d}" for i in range(400)] + [f"m{i}" for i in range(4000)]
+    chunks = _in_chunks(names)
+    assert all(len(quote_plus(c)) <= MAX_FILTER_URL_CHARS + 40 for c in chunks)
+    assert all(c.count("', '") + 1 <= MAX_FILTER_NAMES for c in chunks)
+    assert sum(c.count("', '") + 1 for c in chunks) == len(names)

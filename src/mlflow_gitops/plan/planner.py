@@ -482,7 +482,12 @@ def _order_transitions(
             i += 1
             continue
         j = i
-        while j < len(changes) and isinstance(changes[j], TransitionStage):
+        # one block per model: each model's transitions are ordered against its own stages
+        while (
+            j < len(changes)
+            and isinstance(changes[j], TransitionStage)
+            and changes[j].model == changes[i].model
+        ):
             j += 1
         block = [c for c in changes[i:j] if isinstance(c, TransitionStage)]
         live = observed.models.get(block[0].model)

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
+from urllib.parse import quote_plus
 
 from mlflow_gitops.errors import RegistryError
 from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, VersionState
@@ -18,8 +19,10 @@ from mlflow_gitops.secrets import redact
 
 T = TypeVar("T")
 
-# GET requests carry the filter in the URL; servers cap the request line (gunicorn: 4094 bytes)
-MAX_FILTER_CHARS = 3000
+# GET requests carry the filter in the URL, percent-encoded; gunicorn caps the request line at
+# 4,094 bytes, and MLflow's filter parser (sqlparse) at 3,332 names per IN list
+MAX_FILTER_URL_CHARS = 3500
+MAX_FILTER_NAMES = 3000
 # above this many IN-chunks, one unfiltered scan (1,000 models / 100,000 versions a page) is cheaper
 MAX_FILTER_CHUNKS = 2
 MODELS_PAGE = 1000
@@ -413,17 +416,20 @@ def _quote(name: str) -> str:
 
 
 def _in_chunks(names: list[str]) -> list[str]:
-    """`name IN (...)` filters, each short enough for a URL."""
+    """`name IN (...)` filters, each short enough for a URL once percent-encoded (gunicorn caps
+    the request line at 4,094 bytes) and under MLflow's filter parser's 3,332 names."""
     chunks: list[str] = []
     current: list[str] = []
     size = 0
+    separator = len(quote_plus(", "))
     for name in names:
         quoted = _quote(name)
-        if current and size + len(quoted) + 2 > MAX_FILTER_CHARS:
+        cost = len(quote_plus(quoted)) + separator
+        if current and (size + cost > MAX_FILTER_URL_CHARS or len(current) >= MAX_FILTER_NAMES):
             chunks.append(f"name IN ({', '.join(current)})")
             current, size = [], 0
         current.append(quoted)
-        size += len(quoted) + 2
+        size += cost
     if current:
         chunks.append(f"name IN ({', '.join(current)})")
     return chunks
