@@ -42,6 +42,7 @@ FULL_RUN_ID_LENGTH = 32
 ALIASES_TAG = "mlflow_gitops.aliases"  # the aliases as the tool last applied them (drift check)
 CHANGE_TAG = "mlflow_gitops.change"
 STAGE_SINCE_TAG = "mlflow_gitops.stage_since"  # when the version entered its current stage
+REGISTRATION_TAG = "mlflow_gitops.registration"  # marks the copies of one registration
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class _ModelPlanner:
         self.issues: list[SpecIssue] = []
         self.blocked: list[str] = []
         self.unmanaged: list[int] = []
+        self.duplicates: set[int] = set()  # copies of an interrupted registration, deleted
         self.out: list[Change] = []
 
     def run(self) -> list[Change]:
@@ -159,7 +161,7 @@ class _ModelPlanner:
                 )
             if found is not None or (entry.version is None and not entry.deleted):
                 slots.append(_Slot(entry, i, found))
-        matched = {s.observed.version for s in slots if s.observed}
+        matched = {s.observed.version for s in slots if s.observed} | self.duplicates
         self.unmanaged = [v.version for v in self.live.versions if v.version not in matched]
         return slots
 
@@ -188,6 +190,31 @@ class _ModelPlanner:
                 )
         else:
             candidates = [v for v in self.live.versions if v.source == entry.source]
+        tokens = {v.tags.get(REGISTRATION_TAG) for v in candidates}
+        if len(candidates) > 1 and len(tokens) == 1 and None not in tokens:
+            # copies made by one registration whose answers were lost (MLflow retried the POST
+            # while the server was slow): keep the first, delete the others, which no one uses
+            keep, *copies = sorted(candidates, key=lambda v: v.version)
+            for copy in copies:
+                if (
+                    copy.stage in ("None", "Archived")
+                    and copy.version not in self.live.aliases.values()
+                ):
+                    self.out.append(
+                        DeleteVersion(
+                            model=self.name, target=Target(version=copy.version), stage=copy.stage
+                        )
+                    )
+            self.out.append(
+                DeleteVersionTag(
+                    model=self.name,
+                    target=Target(version=keep.version),
+                    key=REGISTRATION_TAG,
+                    before=keep.tags[REGISTRATION_TAG],
+                )
+            )
+            self.duplicates |= {c.version for c in copies}
+            return keep
         if len(candidates) > 1:
             listed = ", ".join(str(v.version) for v in candidates)
             self._issue(
