@@ -6,7 +6,7 @@ import pytest
 
 from mlflow_gitops.github.client import GitHub, GitHubError, upsert_comment
 from tests.github.fake_github import TOKEN, FakeGitHub
-from tests.integration.conftest import free_port
+from tests.servers import free_port
 
 REPO, PR = "acme/reg", 3
 MARK = "<!-- ours -->"

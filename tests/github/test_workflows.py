@@ -26,8 +26,8 @@ from tests.github.conftest import (
     push_event,
 )
 from tests.github.fake_github import TOKEN, FakeGitHub
-from tests.integration.conftest import free_port
 from tests.integration.mlflow_helpers import client
+from tests.servers import free_port
 
 pytestmark = [pytest.mark.integration]
 

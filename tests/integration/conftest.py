@@ -5,67 +5,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.servers import MlflowServer
+
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 BACKENDS = ["sqlite", "server", "postgres"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class MlflowServer:
-    """An `mlflow server` child process on a free loopback port."""
-
-    def __init__(self, backend_uri: str, workdir: Path) -> None:
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.log = (workdir / "server.log").open("w")
-        mlflow_bin = str(Path(sys.executable).parent / "mlflow")
-        self.proc = subprocess.Popen(
-            [
-                mlflow_bin, "server",
-                "--backend-store-uri", backend_uri,
-                "--artifacts-destination", str(workdir / "artifacts"),
-                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "2",
-            ],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir,
-        )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"mlflow server exited: {(workdir / 'server.log').read_text()[-3000:]}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError("mlflow server did not become healthy in 120 s")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 def _postgres_database() -> tuple[str, str] | None:

@@ -12,8 +12,8 @@ import pytest
 
 from tests.cli_runner import run_cli, run_process
 from tests.helpers import write_spec
-from tests.integration.conftest import MlflowServer, free_port
 from tests.integration.mlflow_helpers import log_regressor, register
+from tests.servers import MlflowServer, free_port
 
 pytestmark = [pytest.mark.integration]
 

@@ -26,9 +26,10 @@ from mlflow_gitops.apply import STALE, ApplyResult
 from mlflow_gitops.observed import ModelState
 from mlflow_gitops.reconcile import apply_plan, make_plan
 from mlflow_gitops.spec.load import load
-from tests.integration.conftest import MlflowServer, postgres_server
+from tests.integration.conftest import postgres_server
 from tests.reliability.test_convergence import AUDIT, NOW
 from tests.reliability.test_convergence_mlflow import _restore_mlflow_uris
+from tests.servers import MlflowServer
 
 pytestmark = [pytest.mark.integration]
 

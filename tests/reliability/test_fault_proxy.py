@@ -30,11 +30,11 @@ from mlflow_gitops.observed import RegistryState, split_history
 from mlflow_gitops.reconcile import make_plan
 from mlflow_gitops.spec.load import load
 from tests.cli_runner import run_cli
-from tests.integration.conftest import free_port
 from tests.reliability.invariants import convergence_problems
 from tests.reliability.proxy import Fault, Proxy, Server
 from tests.reliability.scenarios import Scenario
 from tests.reliability.test_convergence_mlflow import RICH, _restore_mlflow_uris, seed
+from tests.servers import free_port
 
 pytestmark = [pytest.mark.integration]
 

@@ -1,0 +1,100 @@
+"""One launcher for every real `mlflow server` the tests start: MLflow 3 from this venv or an
+MLflow 2.x venv, optionally with basic-auth, always on a free loopback port, always stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def this_mlflow() -> str:
+    """The `mlflow` executable of the interpreter running the tests (MLflow 3)."""
+    return str(Path(sys.executable).parent / "mlflow")
+
+
+class MlflowServer:
+    """An `mlflow server` child process on a free loopback port, in its own process group.
+
+    `mlflow_bin` picks the MLflow (another venv's `mlflow` for 2.x), `app_name` an MLflow app such
+    as `basic-auth`, `env` extra variables (e.g. MLFLOW_AUTH_CONFIG_PATH)."""
+
+    def __init__(
+        self,
+        backend_uri: str,
+        workdir: Path,
+        *,
+        mlflow_bin: str | None = None,
+        app_name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        workers: int = 2,
+        extra_args: Sequence[str] = (),
+        port: int | None = None,
+    ) -> None:
+        self.backend_uri, self.workdir = backend_uri, workdir
+        self.port = port or free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / "server.log"
+        args = [
+            mlflow_bin or this_mlflow(), "server",
+            "--backend-store-uri", backend_uri,
+            "--artifacts-destination", str(workdir / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
+        ]  # fmt: skip
+        if app_name:
+            args += ["--app-name", app_name]
+        args += list(extra_args)
+        child_env = {**os.environ, **(env or {})}
+        # the server must never inherit a client's credentials or target
+        for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            if key not in (env or {}):
+                child_env.pop(key, None)
+        with self.log_path.open("w") as log:
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=child_env,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"mlflow server did not become healthy in 180 s: {self.log_path}")
+
+    def stop(self) -> None:
+        """Terminate the server and its workers (SIGKILL after 20 s)."""
+        if self.proc.poll() is not None:
+            return
+        group = os.getpgid(self.proc.pid)
+        os.killpg(group, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(group, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def __enter__(self) -> MlflowServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
