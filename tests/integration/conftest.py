@@ -1,5 +1,6 @@
-"""Real registries: a sqlite URI, `mlflow server` on loopback (sqlite backend), and `mlflow server`
-backed by the PostgreSQL server on 127.0.0.1:5432. When CI is set, a missing PostgreSQL fails."""
+"""Real registries: a sqlite URI, `mlflow server` on loopback (sqlite backend), `mlflow server`
+backed by the PostgreSQL server on 127.0.0.1:5432, and an MLflow 2.22 server (its own venv, see
+tests/mlflow2.py). When CI is set, a missing PostgreSQL fails."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.integration.mlflow_helpers import MLFLOW2_PYTHONS
+from tests.mlflow2 import mlflow2_bin, mlflow2_python
 from tests.servers import MlflowServer
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
@@ -61,6 +64,17 @@ def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
     server = MlflowServer(f"sqlite:///{work}/mlflow.db", work)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """`mlflow server` from MLflow 2.22.x (the last 2.x release) on a SQLite backend."""
+    work = tmp_path_factory.mktemp("server-mlflow2")
+    server = MlflowServer(f"sqlite:///{work}/mlflow.db", work, mlflow_bin=mlflow2_bin())
+    MLFLOW2_PYTHONS[server.uri] = mlflow2_python()  # log_regressor logs its runs with MLflow 2
+    yield server
+    server.stop()
+    MLFLOW2_PYTHONS.pop(server.uri, None)
 
 
 @pytest.fixture(scope="session")
