@@ -17,7 +17,8 @@ from tests.mlflow2 import mlflow2_bin, mlflow2_python
 from tests.servers import MlflowServer
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-BACKENDS = ["sqlite", "server", "postgres"]
+BACKENDS = ["sqlite", "server", "postgres", "server2"]
+SERVERS = {"server": "sqlite_server", "postgres": "postgres_server", "server2": "mlflow2_server"}
 
 
 def _postgres_database() -> tuple[str, str] | None:
@@ -101,13 +102,10 @@ def sqlite_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
-    """The tracking URI of each real registry in turn."""
+    """The tracking URI of each real registry in turn: server2 is an MLflow 2.22 server."""
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_uri"))
-    server = request.getfixturevalue(
-        f"{'sqlite' if request.param == 'server' else 'postgres'}_server"
-    )
-    return str(server.uri)
+    return str(request.getfixturevalue(SERVERS[request.param]).uri)
 
 
 @pytest.fixture
