@@ -1,7 +1,7 @@
 """MLflow 2.x in virtual environments of their own, for the servers of the compatibility tests.
 
-Each environment is created once, under the repository (`.venv-mlflow2`, `.venv-mlflow29`,
-gitignored), and reused: a file lock serialises concurrent creators (pytest workers, two test
+Each environment is created once, under the repository (`.venv-mlflow2` with 2.22.x,
+`.venv-mlflow29` with 2.9.x; gitignored), and reused: a file lock serialises concurrent creators (pytest workers, two test
 runs), and a marker written last tells a complete environment from a half-built one, which is
 rebuilt. `.ci/run` creates them before pytest (`python -m tests.mlflow2`), so the tests do not pay
 for the install.
@@ -90,7 +90,21 @@ def mlflow2_python() -> str:
     return MLFLOW2.bin("python")
 
 
-ENVS = (MLFLOW2,)
+# an early 2.x: the first release that deprecated stages; still installs on Python 3.11
+MLFLOW29 = Mlflow2Env(".venv-mlflow29", ("mlflow==2.9.*", "sqlalchemy<2.1", "scikit-learn"))
+
+
+def mlflow29_bin() -> str:
+    """The `mlflow` executable of MLflow 2.9.x, created if missing."""
+    return MLFLOW29.bin("mlflow")
+
+
+def mlflow29_python() -> str:
+    """The Python of the MLflow 2.9.x environment."""
+    return MLFLOW29.bin("python")
+
+
+ENVS = (MLFLOW2, MLFLOW29)
 
 if __name__ == "__main__":
     for env in ENVS:
