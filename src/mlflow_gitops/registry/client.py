@@ -300,12 +300,24 @@ class MlflowRegistry:
         token = uuid.uuid4().hex
         # mlflow.register_model resolves runs:/<id>/<path> the MLflow 3 way (run artifacts or a
         # logged model) and waits until the version is READY
-        mv = self._call(
-            "register version",
-            lambda: mlflow.register_model(
-                source, name, await_registration_for=300, tags={REGISTRATION_TAG: token}
-            ),
-        )
+        try:
+            mv = self._call(
+                "register version",
+                lambda: mlflow.register_model(
+                    source, name, await_registration_for=300, tags={REGISTRATION_TAG: token}
+                ),
+            )
+        except RegistryError as exc:
+            # no MLmodel at runs:/<id>/<path>: MLflow 3 then looks for a logged model, through an
+            # endpoint MLflow 2.x servers do not have (404)
+            if "/logged-models" in str(exc.__cause__) and "404" in str(exc.__cause__):
+                raise RegistryError(
+                    # short: the apply's result shows the first 200 characters
+                    "the run has no model (MLmodel) at that artifact path; check the path after "
+                    "the run id in the `run:` entry (default `model`). An MLflow 2.x server has "
+                    "no logged models to look in",
+                ) from exc
+            raise
         number = int(mv.version)
         with self._errors("register version at"):
             copies = [
