@@ -374,7 +374,7 @@ def history(
     state = registry.read([model]).models.get(model)
     if state is None:
         raise GitopsError(f"no registered model named {model!r} at {uri}", "")
-    found = hist.events(state, version)
+    found = hist.events(state, version, registry.read_records([model])[model])
     render = {
         Format.text: hist.render_text,
         Format.markdown: hist.render_markdown,

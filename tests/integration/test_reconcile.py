@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mlflow_gitops.record import read_record
 from tests.cli_runner import run_cli
 from tests.helpers import write_spec
 from tests.integration.mlflow_helpers import client, log_regressor, register
@@ -65,8 +66,9 @@ def test_plan_apply_then_plan_is_empty(
     assert versions[2].run_id == second.run_id
     assert versions[2].description.startswith("Decision tree.")
     assert "None -> Staging (commit 1a2b3c4, PR #7, by alice)" in versions[2].description
-    assert versions[1].tags["mlflow_gitops.change"].startswith("None -> Production")
-    assert versions[1].tags["mlflow_gitops.actor"] == "alice"
+    record = read_record(versions[1].tags)
+    assert record["change"].startswith("None -> Production")
+    assert (record["actor"], record["commit"], record["pr"]) == ("alice", "1a2b3c4d", 7)
     assert versions[1].tags["model_type"] == "linear"
     registered = c.get_registered_model(model_name)
     assert {k: int(v) for k, v in registered.aliases.items()} == {"champion": 1, "challenger": 2}
