@@ -338,7 +338,7 @@ def propose(
 ) -> None:
     """Show the best runs of an experiment and add one to registry.yaml (comments kept)."""
     from mlflow_gitops.propose import propose as add_run
-    from mlflow_gitops.propose import runs_table
+    from mlflow_gitops.propose import registered_versions, runs_table
     from mlflow_gitops.spec.load import read_text
     from mlflow_gitops.spec.model import canonical_stage
 
@@ -347,9 +347,15 @@ def propose(
     runs = registry.search_runs(experiment, filter_, [order_by] if order_by else [], max_results)
     if not runs:
         raise GitopsError(f"no run of {experiment!r} matches the filter {filter_!r}", "")
-    emit(f"Best runs of {experiment} ({order_by or 'unordered'}):\n" + runs_table(runs, order_by))
+    # one read of the model tells every run's versions (never one call per run)
+    live = registry.read([model]).models.get(model)
+    registered = registered_versions(live, [r.run_id for r in runs])
+    emit(
+        f"Best runs of {experiment} ({order_by or 'unordered'}):\n"
+        + runs_table(runs, order_by, registered)
+    )
     chosen = run or runs[0].run_id
-    edit = add_run(text, file, model, chosen, str(canonical_stage(stage)) if stage else None)
+    edit = add_run(text, file, model, chosen, str(canonical_stage(stage)) if stage else None, live)
     file.write_text(edit.text, encoding="utf-8")
     emit(f"\n{edit.summary}:\n{edit.diff}")
 

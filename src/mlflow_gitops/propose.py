@@ -4,12 +4,14 @@ Pure functions of the file's text and values read from the registry."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.history import previous_holder
 from mlflow_gitops.observed import ModelState, RunSummary
+from mlflow_gitops.plan.planner import _matches_run
 from mlflow_gitops.spec.edit import add_entry, diff, set_entry_field
 from mlflow_gitops.spec.load import load_text
 
@@ -31,17 +33,34 @@ def ordered_metric(order_by: str | None) -> str | None:
     return match["metric"] if match else None
 
 
-def runs_table(runs: list[RunSummary], order_by: str | None) -> str:
-    """The candidates, best first: run id, the ordered metric, training time, size, type."""
+def registered_versions(live: ModelState | None, run_ids: Sequence[str]) -> dict[str, list[int]]:
+    """The versions of the model registered from each run's `model`, oldest first."""
+    versions = live.versions if live else ()
+    return {
+        run_id: [v.version for v in versions if _matches_run(v, run_id, "model")]
+        for run_id in run_ids
+    }
+
+
+def runs_table(
+    runs: list[RunSummary], order_by: str | None, registered: Mapping[str, list[int]] | None = None
+) -> str:
+    """The candidates, best first: run id, the ordered metric, training time, size, type, and the
+    version of the model each run is already registered as."""
     metric = ordered_metric(order_by) or "rmse"
-    header = f"  {'#':>2}  {'run id':<32}  {metric:>10}  {'train s':>8}  {'size MB':>8}  model type"
+    header = (
+        f"  {'#':>2}  {'run id':<32}  {metric:>10}  {'train s':>8}  {'size MB':>8}  "
+        f"{'version':<7}  model type"
+    )
     lines = [header]
     for i, run in enumerate(runs, 1):
         value = run.metrics.get(metric)
         size = run.metrics.get("model_size_mb")
         seconds = run.training_seconds
+        versions = ", ".join(f"v{n}" for n in (registered or {}).get(run.run_id, [])) or "—"
         lines.append(
-            f"  {i:>2}  {run.run_id:<32}  {_num(value):>10}  {_num(seconds):>8}  {_num(size):>8}  {run.model_type}"
+            f"  {i:>2}  {run.run_id:<32}  {_num(value):>10}  {_num(seconds):>8}  {_num(size):>8}  "
+            f"{versions:<7}  {run.model_type}"
         )
     return "\n".join(lines) + "\n"
 
@@ -50,20 +69,48 @@ def _num(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 
 
-def propose(text: str, path: Path, model: str, run_id: str, stage: str | None) -> Edit:
-    """Add the run as a new version entry of the model (the file's formatting kept)."""
+def propose(
+    text: str,
+    path: Path,
+    model: str,
+    run_id: str,
+    stage: str | None,
+    live: ModelState | None = None,
+) -> Edit:
+    """Add the run to the model (the file's formatting kept): as `run:` when it is not registered
+    yet, else as its version (the newest, if the run was registered several times), so applying
+    the file never registers it a second time."""
     loaded = load_text(text, path)
     spec = loaded.spec.models.get(model)
     for entry in spec.versions if spec else []:
         if entry.run is not None and run_id.startswith(entry.run.split("/")[0]):
             raise GitopsError(f"run {run_id} is already in {path.name} under {model}", "")
-    fields: list[tuple[str, str | int]] = [("run", f"{run_id}/model")]
-    if stage:
-        fields.append(("stage", stage))
-    new = add_entry(text, model, fields)
-    load_text(new, path)  # the edit must leave a valid file
+    registered = registered_versions(live, [run_id])[run_id]
     where = f" in {stage}" if stage else ""
-    return Edit(new, diff(text, new, path.name), f"added run {run_id} to {model}{where}")
+    if not registered:
+        fields: list[tuple[str, str | int]] = [("run", f"{run_id}/model")]
+        if stage:
+            fields.append(("stage", stage))
+        new = add_entry(text, model, fields)
+        summary = f"added run {run_id} to {model}{where}"
+    else:
+        number = registered[-1]
+        listed = next((e for e in spec.versions if e.version == number), None) if spec else None
+        if listed is not None and (stage is None or listed.stage == stage):
+            raise GitopsError(
+                f"run {run_id} is version {number} of {model}, already in {path.name}"
+                + (f" in {stage}" if stage else ""),
+                "pass --stage to move it, or edit its entry",
+            )
+        if stage:
+            new = set_entry_field(text, model, ("version", str(number)), "stage", stage)
+        else:
+            new = add_entry(text, model, [("version", number)])
+        summary = (
+            f"{'set' if listed else 'added'} version {number} of {model} (run {run_id}){where}"
+        )
+    load_text(new, path)  # the edit must leave a valid file
+    return Edit(new, diff(text, new, path.name), summary)
 
 
 def rollback(text: str, path: Path, model: str, live: ModelState) -> Edit:

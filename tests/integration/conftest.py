@@ -1,5 +1,6 @@
-"""Real registries: a sqlite URI, `mlflow server` on loopback (sqlite backend), and `mlflow server`
-backed by the PostgreSQL server on 127.0.0.1:5432. When CI is set, a missing PostgreSQL fails."""
+"""Real registries: a sqlite URI, `mlflow server` on loopback (sqlite backend), `mlflow server`
+backed by the PostgreSQL server on 127.0.0.1:5432, and an MLflow 2.22 server (its own venv, see
+tests/mlflow2.py). When CI is set, a missing PostgreSQL fails."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.integration.mlflow_helpers import MLFLOW2_PYTHONS
+from tests.mlflow2 import mlflow2_bin, mlflow2_python
 from tests.servers import MlflowServer
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-BACKENDS = ["sqlite", "server", "postgres"]
+BACKENDS = ["sqlite", "server", "postgres", "server2"]
+SERVERS = {"server": "sqlite_server", "postgres": "postgres_server", "server2": "mlflow2_server"}
 
 
 def _postgres_database() -> tuple[str, str] | None:
@@ -64,6 +68,17 @@ def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
 
 
 @pytest.fixture(scope="session")
+def mlflow2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """`mlflow server` from MLflow 2.22.x (the last 2.x release) on a SQLite backend."""
+    work = tmp_path_factory.mktemp("server-mlflow2")
+    server = MlflowServer(f"sqlite:///{work}/mlflow.db", work, mlflow_bin=mlflow2_bin())
+    MLFLOW2_PYTHONS[server.uri] = mlflow2_python()  # log_regressor logs its runs with MLflow 2
+    yield server
+    server.stop()
+    MLFLOW2_PYTHONS.pop(server.uri, None)
+
+
+@pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     db = _postgres_database()
     if db is None:
@@ -87,13 +102,10 @@ def sqlite_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
-    """The tracking URI of each real registry in turn."""
+    """The tracking URI of each real registry in turn: server2 is an MLflow 2.22 server."""
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_uri"))
-    server = request.getfixturevalue(
-        f"{'sqlite' if request.param == 'server' else 'postgres'}_server"
-    )
-    return str(server.uri)
+    return str(request.getfixturevalue(SERVERS[request.param]).uri)
 
 
 @pytest.fixture

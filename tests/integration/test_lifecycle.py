@@ -43,8 +43,9 @@ def test_propose_adds_the_best_run_and_keeps_the_file(
         for kind, seed in (("linear", 0), ("tree", 1), ("linear", 2))
     ]
     best = min(runs, key=lambda r: r.rmse)
-    register(sqlite_uri, model_name, runs[0].run_id)
-    register(sqlite_uri, model_name, runs[0].run_id)
+    worst = max(runs, key=lambda r: r.rmse)  # versions 1 and 2; the best run is not registered
+    register(sqlite_uri, model_name, worst.run_id)
+    register(sqlite_uri, model_name, worst.run_id)
     file = write_spec(tmp_path, ODD.format(name=model_name))
     before = file.read_text()
     result = run_cli(
@@ -192,3 +193,38 @@ def test_delete_and_migrate_to_aliases(
         run_cli(capsys, "plan", str(spec), "--tracking-uri", sqlite_uri, "--detailed-exitcode").code
         == 0
     )
+
+
+def test_propose_a_registered_run_adds_its_version_not_a_registration(
+    backend: str, model_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    experiment = f"registered-{model_name}"
+    worse = log_regressor(backend, "tree", 1, experiment)
+    best = log_regressor(backend, "linear", 0, experiment)
+    assert best.rmse < worse.rmse
+    assert register(backend, model_name, worse.run_id) == 1
+    assert register(backend, model_name, best.run_id) == 2
+    file = write_spec(
+        tmp_path, f"version: 1\nmodels:\n  {model_name}:\n    versions:\n      - version: 1\n"
+    )
+    uri = ["--tracking-uri", backend]
+    result = run_cli(
+        capsys, "propose", model_name, "--experiment", experiment, "--order-by", "metrics.rmse ASC",
+        "--stage", "Staging", "--file", str(file), *uri,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    rows = {
+        w[1]: line for line in result.out.splitlines() if (w := line.split())[:1] in (["1"], ["2"])
+    }
+    assert " v2 " in rows[best.run_id]
+    assert " v1 " in rows[worse.run_id]
+    assert file.read_text().endswith(
+        "      - version: 1\n      - version: 2\n        stage: Staging\n"
+    )
+
+    assert run_cli(capsys, "apply", str(file), *uri).code == 0
+    versions = {
+        int(v.version): v for v in client(backend).search_model_versions(f"name = '{model_name}'")
+    }
+    assert sorted(versions) == [1, 2]  # no second registration of the run
+    assert versions[2].current_stage == "Staging"

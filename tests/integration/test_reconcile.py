@@ -181,3 +181,47 @@ def test_unknown_run_is_an_error_at_its_line_and_nothing_changes(
     assert f"{spec}:5:" in result.err
     assert "does not exist in the tracking server" in result.err
     assert client(backend).search_registered_models(f"name = '{model_name}'") == []
+
+
+def test_metric_gate_then_production_handover(
+    backend: str, model_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serving = log_regressor(backend, "linear")
+    candidate = log_regressor(backend, "tree", seed=1)
+    assert register(backend, model_name, serving.run_id) == 1
+    assert register(backend, model_name, candidate.run_id) == 2
+    c = client(backend)
+    c.transition_model_version_stage(model_name, "1", "Production")
+    text = """
+        version: 1
+        defaults: {{max_per_stage: {{Production: 1}}}}
+        models:
+          {name}:
+            versions:
+              - {{version: 2, stage: Production}}
+            gates:
+              Production:
+                - metric: rmse
+                  max: {max}
+        """
+    uri = ["--tracking-uri", backend]
+    strict = write_spec(tmp_path, text.format(name=model_name, max=round(candidate.rmse - 0.01, 4)))
+    blocked = run_cli(capsys, "apply", str(strict), *uri)
+    assert blocked.code == 3, blocked
+    assert "rmse" in blocked.out + blocked.err
+    stages = {
+        int(v.version): v.current_stage for v in c.search_model_versions(f"name = '{model_name}'")
+    }
+    assert stages == {1: "Production", 2: "None"}  # a failed gate applies nothing of the model
+
+    passing = write_spec(
+        tmp_path, text.format(name=model_name, max=round(candidate.rmse + 0.01, 4))
+    )
+    applied = run_cli(capsys, "apply", str(passing), *uri, "--actor", "alice")
+    assert applied.code == 0, applied
+    # the handover: v2 promoted with archive_existing_versions, so Production always had one holder
+    versions = {int(v.version): v for v in c.search_model_versions(f"name = '{model_name}'")}
+    assert {n: v.current_stage for n, v in versions.items()} == {1: "Archived", 2: "Production"}
+    assert "Production -> Archived (replaced by version 2" in versions[1].description
+    assert versions[2].tags["mlflow_gitops.change"].startswith("None -> Production")
+    assert run_cli(capsys, "plan", str(passing), *uri, "--detailed-exitcode").code == 0

@@ -43,6 +43,9 @@ MAX_FILTER_NAMES = 3000
 # above this many IN-chunks, one unfiltered scan (1,000 models / 100,000 versions a page) is cheaper
 MAX_FILTER_CHUNKS = 2
 MODELS_PAGE = 1000
+# MLflow 2.x servers refuse `name IN (...)`: up to this many models are read with one `name = '...'`
+# search each for models and for versions (2 calls a model); more are read by one unfiltered scan
+MAX_NAME_FILTERS = 5
 LOCK_MODEL = "mlflow-gitops.apply-lock"
 PROMPT_TAG = "mlflow.prompt.is_prompt"
 LOCK_WAIT_S = 120.0
@@ -92,28 +95,19 @@ class MlflowRegistry:
     def read(self, names: Sequence[str] | None = None) -> RegistryState:
         """Registered models through search_registered_models, versions through paged
         search_model_versions; aliases come from the registered models because
-        search_model_versions returns none."""
+        search_model_versions returns none. The filters are the cheapest this server accepts."""
         wanted = None if names is None else set(names)
-        chunks: list[str | None] = [None]
-        if wanted is not None:
-            chunks = list(_in_chunks(sorted(wanted)))
-        if len(chunks) > MAX_FILTER_CHUNKS:
-            chunks = [None]  # cheaper to scan everything once and keep what is managed
         if wanted is not None and not wanted:
             return RegistryState(models={})
         with self._errors("read the registry at"):
-            models = {
-                m.name: m
-                for flt in chunks
-                for m in self._pages(self.client.search_registered_models, flt, MODELS_PAGE)
-                if (wanted is None and m.name != LOCK_MODEL) or (wanted and m.name in wanted)
-            }
-            versions: dict[str, list[VersionState]] = {name: [] for name in models}
-            if models:
-                for flt in chunks:
-                    for v in self._pages(self.client.search_model_versions, flt, VERSIONS_PAGE):
-                        if v.name in versions:
-                            versions[v.name].append(_version(v))
+            try:
+                models, versions = self._read(wanted, _NO_NAME_IN.get(self.uri, False))
+            except Exception as exc:
+                if not _refuses_name_in(exc):
+                    raise
+                # an MLflow 2.x server: remembered for this process, read again without IN
+                _NO_NAME_IN[self.uri] = True
+                models, versions = self._read(wanted, True)
         prompts = sorted(n for n, m in models.items() if (m.tags or {}).get(PROMPT_TAG) == "true")
         if prompts and wanted is not None:
             raise RegistryError(
@@ -134,6 +128,30 @@ class MlflowRegistry:
                 for name, m in sorted(models.items())
             }
         )
+
+    def _read(
+        self, wanted: set[str] | None, no_name_in: bool
+    ) -> tuple[dict[str, Any], dict[str, list[VersionState]]]:
+        """The registered models and their versions, with the filters `_filters` picks."""
+        # the store, not MlflowClient: MLflow 3's client adds `tag.mlflow.prompt.is_prompt !=
+        # 'true'` to every model search, which servers before 2.21 (no prompts) answer with no
+        # model at all; prompts are told apart by their tag below
+        store = self.writer.store
+        chunks = _filters(wanted, no_name_in)
+        models = {
+            m.name: m
+            for flt in chunks
+            for m in self._pages(store.search_registered_models, flt, MODELS_PAGE)
+            if (wanted is None and m.name != LOCK_MODEL) or (wanted and m.name in wanted)
+        }
+        versions: dict[str, list[VersionState]] = {name: [] for name in models}
+        for flt in chunks if models else []:
+            if flt is not None and flt.startswith("name = ") and flt[7:] not in _quoted(models):
+                continue  # that model does not exist: no versions to ask for
+            for v in self._pages(store.search_model_versions, flt, VERSIONS_PAGE):
+                if v.name in versions:
+                    versions[v.name].append(_version(v))
+        return models, versions
 
     def _pages(self, search: Callable[..., Any], flt: str | None, size: int) -> Iterator[Any]:
         token = None
@@ -546,6 +564,42 @@ def _version(v: Any) -> VersionState:
 
 def _quote(name: str) -> str:
     return "'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# tracking URIs whose server refused `name IN (...)` (MLflow 2.x) in this process
+_NO_NAME_IN: dict[str, bool] = {}
+# MLflow 2.x's SearchUtils answer to `name IN (...)`, in search_registered_models and
+# search_model_versions alike (2.9 to 2.22)
+_NAME_IN_REFUSAL = "Only the 'run_id' attribute supports comparison with a list of quoted string"
+
+
+def _refuses_name_in(exc: Exception) -> bool:
+    """True for exactly MLflow 2.x's refusal of `name IN (...)`, and no other error."""
+    return getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE" and (
+        _NAME_IN_REFUSAL in str(getattr(exc, "message", exc))
+    )
+
+
+def _filters(wanted: set[str] | None, no_name_in: bool) -> list[str | None]:
+    """The filter of each search (None: unfiltered), the same for models and versions.
+
+    MLflow 3: `name IN (...)` chunks, or one unfiltered scan above MAX_FILTER_CHUNKS chunks.
+    MLflow 2.x (no IN on names): `name = '...'` per model up to MAX_NAME_FILTERS models (2 calls
+    each, answers as small as the models), else one unfiltered paged scan (2 calls up to 1,000
+    models and 100,000 versions), which is cheaper in calls than 2 per model from there on."""
+    if wanted is None:
+        return [None]
+    names = sorted(wanted)
+    if no_name_in:
+        if len(names) > MAX_NAME_FILTERS:
+            return [None]
+        return [f"name = {_quote(name)}" for name in names]
+    chunks: list[str | None] = list(_in_chunks(names))
+    return chunks if len(chunks) <= MAX_FILTER_CHUNKS else [None]
+
+
+def _quoted(names: dict[str, Any]) -> set[str]:
+    return {_quote(name) for name in names}
 
 
 def _in_chunks(names: list[str]) -> list[str]:
