@@ -152,3 +152,24 @@ def test_the_notebook_and_the_tool_share_a_registry_and_no_history_is_lost(
         "changes.json",
         "gates.json",
     }
+
+
+def test_an_apply_that_cannot_write_its_record_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    run = log_regressor(db)
+    register(db, "m", run.run_id)
+    nb = client(db)
+    nb.delete_experiment(nb.create_experiment(AUDIT_EXPERIMENT))  # no record can be written there
+    spec = write_spec(
+        tmp_path, "version: 1\nmodels:\n  m:\n    versions:\n      - {version: 1, stage: Staging}\n"
+    )
+    applied = run_cli(capsys, "apply", str(spec), "--tracking-uri", db, "--actor", "alice")
+    assert applied.code == 1, applied
+    assert "cannot write the audit record, so nothing was applied" in applied.out
+    assert "the audit experiment mlflow-gitops-audit is deleted" in applied.out
+    version = nb.get_model_version("m", "1")
+    assert version.current_stage == "None"
+    assert not any(k.startswith("mlflow_gitops.") for k in version.tags)
+    assert [m.name for m in nb.search_registered_models()] == ["m"]  # the apply lock is gone too
