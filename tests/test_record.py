@@ -3,7 +3,6 @@ drift, complete annotations per apply, and history read from the record: on the 
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,10 +20,11 @@ from mlflow_gitops.record import (
     RECORD_TAG,
     AuditRun,
     RecordedChange,
-    decode_changes,
-    encode_changes,
+    bucket_tag,
+    decode_bucket,
+    encode_buckets,
     model_filter,
-    model_tag,
+    model_key,
     read_record,
 )
 from mlflow_gitops.render.markdown import render_plan as render_markdown
@@ -245,17 +245,24 @@ def test_history_of_an_old_block_drops_the_context_from_the_change() -> None:
     assert all(e.commit == "1a2b3c4" and e.actor == "alice" for e in found)
 
 
-def test_model_tags_find_one_model_and_survive_any_name() -> None:
+def test_models_are_found_through_64_bucket_tags_whatever_their_names() -> None:
     name = "prévision 'trips' / v2"
-    key = model_tag(name)
-    assert key.startswith("mlflow_gitops.model.")
-    assert key.replace(".", "").replace("_", "").isalnum()
-    assert model_filter(name) == f"tags.`{key}` LIKE '%'"
+    key = bucket_tag(name)
+    assert key.startswith("mlflow_gitops.models.")
+    assert model_filter(name) == f"tags.`{key}` LIKE '%\"{model_key(name)}\"%'"
     changes = (RecordedChange(3, "Staging -> Production", "replaced by version 2"),)
-    assert decode_changes(encode_changes(name, changes)) == (name, changes)
+    tags = encode_buckets({name: changes, "other": ()})
+    assert decode_bucket(tags[key], name) == (True, changes)
+    assert decode_bucket(tags[key], "absent") == (False, ())
+    # an apply of 1,000 models writes at most 64 tags, each within MLflow's limit
+    thousand = encode_buckets({f"model-{i}": changes for i in range(1000)})
+    assert len(thousand) == 64
+    assert max(len(v) for v in thousand.values()) <= 5000
+    assert all(decode_bucket(thousand[bucket_tag(f"model-{i}")], f"model-{i}") == (True, changes)
+               for i in range(1000))  # fmt: skip
+    # changes that do not fit in a tag are pointed to the changes.json artifact
     many = tuple(RecordedChange(i, "tag k set to '" + "x" * 100 + "'") for i in range(100))
-    assert json.loads(encode_changes(name, many)) == {"model": name, "artifact": "changes.json"}
-    assert decode_changes(encode_changes(name, many)) == (name, None)
+    assert decode_bucket(encode_buckets({name: many})[key], name) == (True, None)
 
 
 @pytest.mark.parametrize(

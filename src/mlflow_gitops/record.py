@@ -1,9 +1,9 @@
 """The durable record of applies, and the compact record on each touched version and model.
 
 Every apply logs one MLflow run in the audit experiment: who, which commit, pull request and run
-link as run tags, the changes applied and failed and the gate evidence as JSON artifacts, and one
-tag per touched model (`mlflow_gitops.model.<digest of the name>`) holding that model's changes,
-so `history` finds the runs of one model with one filtered search. A hand edit of a description or
+link as run tags, the changes applied and failed and the gate evidence as JSON artifacts, and each
+touched model's changes in one of 64 bucket tags (`mlflow_gitops.models.NN`, keyed by a digest of
+the name), so `history` finds the runs of one model with one filtered search. A hand edit of a description or
 a version tag cannot reach that run. Pure: values and their encodings.
 """
 
@@ -21,7 +21,8 @@ from mlflow_gitops.observed import HISTORY_MARKER, join_history, split_history
 
 AUDIT_EXPERIMENT = "mlflow-gitops-audit"
 RECORD_TAG = "mlflow_gitops.record"  # the whole annotation of a version or model, as JSON
-MODEL_TAG_PREFIX = "mlflow_gitops.model."  # on an audit run: one per model the apply touched
+MODEL_TAG_PREFIX = "mlflow_gitops.models."  # on an audit run: the models it touched, bucketed
+BUCKETS = 64
 KIND_TAG = "mlflow_gitops.kind"
 RESULT_TAG = "mlflow_gitops.result"
 CONTEXT_TAGS = {
@@ -96,22 +97,29 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def model_tag(name: str) -> str:
-    """The audit run's tag for one model (tag keys cannot hold every character a name can)."""
-    return MODEL_TAG_PREFIX + digest(name)
+def model_key(name: str) -> str:
+    """How the audit run's tags name a model: a digest (tag keys and filters cannot hold every
+    character a model name can)."""
+    return digest(name)
+
+
+def bucket_tag(name: str) -> str:
+    """The audit run's tag that holds the model: one of BUCKETS, so an apply of 1,000 models
+    writes at most 64 tags, and a search returns runs that carry at most 64 tags each."""
+    return f"{MODEL_TAG_PREFIX}{int(model_key(name), 16) % BUCKETS:02d}"
 
 
 def model_filter(name: str) -> str:
-    """search_runs filter for the audit runs that touched the model (MLflow 2.x and 3)."""
-    return f"tags.`{model_tag(name)}` LIKE '%'"
+    """search_runs filter for the audit runs that touched the model (MLflow 2.x and 3): the
+    model's digest inside its bucket tag (hex digits only: nothing to escape)."""
+    return f"tags.`{bucket_tag(name)}` LIKE '%\"{model_key(name)}\"%'"
 
 
 def start_tags(start: RecordStart) -> dict[str, str]:
     """The run's tags at start: kind, context, and every model it may touch (no changes yet)."""
     tags = {KIND_TAG: "apply", RESULT_TAG: "running"}
     tags.update(context_tags(start.context))
-    for name in start.models:
-        tags[model_tag(name)] = encode_changes(name, ())
+    tags.update(encode_buckets(dict.fromkeys(start.models, ())))
     return tags
 
 
@@ -137,27 +145,35 @@ def context_from_tags(tags: Mapping[str, str]) -> AuditContext:
     )
 
 
-def encode_changes(name: str, changes: Sequence[RecordedChange]) -> str:
-    """A model's changes as a run tag value; when they do not fit, a pointer to the artifact."""
-    rows = [[c.version, c.what, c.note] for c in changes]
-    value = json.dumps({"model": name, "changes": rows}, separators=(",", ":"))
-    if len(value) <= MAX_RUN_TAG:
-        return value
-    return json.dumps({"model": name[:4000], "artifact": CHANGES_ARTIFACT}, separators=(",", ":"))
+def encode_buckets(changes: Mapping[str, Sequence[RecordedChange]]) -> dict[str, str]:
+    """Each model's changes in its bucket tag, `{"<digest>": {"model": name, "changes": [...]}}`;
+    a model whose changes do not fit is listed as `"<digest>": 0` (they are in changes.json)."""
+    buckets: dict[str, dict[str, Any]] = {}
+    for name in sorted(changes):
+        rows = [[c.version, c.what, c.note] for c in changes[name]]
+        bucket = buckets.setdefault(bucket_tag(name), {})
+        bucket[model_key(name)] = {"model": name, "changes": rows}
+        if len(_dump(bucket)) > MAX_RUN_TAG:
+            bucket[model_key(name)] = 0
+    return {key: _dump(value) for key, value in sorted(buckets.items())}
 
 
-def decode_changes(value: str) -> tuple[str, tuple[RecordedChange, ...] | None]:
-    """(model name, changes), or changes None when they are in the artifact."""
+def decode_bucket(value: str, name: str) -> tuple[bool, tuple[RecordedChange, ...] | None]:
+    """(the run touched the model, its changes or None when they are in changes.json)."""
     try:
         data = json.loads(value)
     except ValueError:
-        return "", ()
-    if not isinstance(data, dict):
-        return "", ()
-    name = str(data.get("model", ""))
-    if "artifact" in data:
-        return name, None
-    return name, _changes(data.get("changes"))
+        return False, ()
+    entry = data.get(model_key(name)) if isinstance(data, dict) else None
+    if entry == 0:
+        return True, None
+    if not isinstance(entry, dict) or entry.get("model") != name:
+        return False, ()  # not in this run, or another name with the same digest
+    return True, _changes(entry.get("changes"))
+
+
+def _dump(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _changes(rows: object) -> tuple[RecordedChange, ...]:

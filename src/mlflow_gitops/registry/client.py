@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -23,13 +25,13 @@ from mlflow_gitops.record import (
     AuditRun,
     RecordFinish,
     RecordStart,
+    bucket_tag,
     changes_document,
     changes_from_document,
     context_from_tags,
-    decode_changes,
-    encode_changes,
+    decode_bucket,
+    encode_buckets,
     model_filter,
-    model_tag,
     start_tags,
 )
 from mlflow_gitops.secrets import redact
@@ -429,13 +431,21 @@ class MlflowRegistry:
         """Each model's changes as its tag, changes.json and gates.json, then end the run."""
         from mlflow.entities import RunStatus
 
-        tags = {model_tag(name): encode_changes(name, c) for name, c in finish.changes.items()}
+        tags = encode_buckets(finish.changes)
         tags[RESULT_TAG] = "applied" if finish.ok else "failed"
+        # MLflow 3 prints the run's URL to stdout when a run ends on a server: not in our output
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         with self._errors(f"finish the audit run {run_id} (experiment {AUDIT_EXPERIMENT}) at"):
             self._log_tags(run_id, tags)
-            self.calls += 2
-            self.client.log_dict(run_id, changes_document(finish), CHANGES_ARTIFACT)
-            self.client.log_dict(run_id, {"gates": list(finish.gates)}, GATES_ARTIFACT)
+            with tempfile.TemporaryDirectory() as folder:
+                for name, doc in (
+                    (CHANGES_ARTIFACT, changes_document(finish)),
+                    (GATES_ARTIFACT, {"gates": list(finish.gates)}),
+                ):
+                    with open(os.path.join(folder, name), "w", encoding="utf-8") as fh:
+                        json.dump(doc, fh, indent=2, sort_keys=True)
+                self.calls += 3  # the run's artifact location, then one upload per file
+                self.client.log_artifacts(run_id, folder)
             self.calls += 1
             status = RunStatus.FINISHED if finish.ok else RunStatus.FAILED
             self.client.set_terminated(run_id, RunStatus.to_string(status))
@@ -502,13 +512,10 @@ class MlflowRegistry:
 
     def _audit_run(self, run: Any, name: str) -> AuditRun | None:
         tags = dict(run.data.tags)
-        recorded, changes = decode_changes(tags.get(model_tag(name), ""))
-        if recorded != name[:4000]:
-            return None  # another model whose name has the same digest
+        touched, changes = decode_bucket(tags.get(bucket_tag(name), ""), name)
+        if not touched:
+            return None
         if changes is None:  # too many to fit in a tag: read them from the artifact
-            import json
-            import tempfile
-
             with tempfile.TemporaryDirectory() as folder:
                 self.calls += 1
                 path = self.client.download_artifacts(run.info.run_id, CHANGES_ARTIFACT, folder)
