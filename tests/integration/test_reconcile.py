@@ -223,5 +223,5 @@ def test_metric_gate_then_production_handover(
     versions = {int(v.version): v for v in c.search_model_versions(f"name = '{model_name}'")}
     assert {n: v.current_stage for n, v in versions.items()} == {1: "Archived", 2: "Production"}
     assert "Production -> Archived (replaced by version 2" in versions[1].description
-    assert versions[2].tags["mlflow_gitops.change"].startswith("None -> Production")
+    assert read_record(versions[2].tags)["change"].startswith("None -> Production")
     assert run_cli(capsys, "plan", str(passing), *uri, "--detailed-exitcode").code == 0

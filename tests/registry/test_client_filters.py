@@ -54,7 +54,5 @@ def test_filters_per_server_generation(
         (ConnectionError("Connection refused"), False),
     ],
 )
-def test_only_mlflow2s_refusal_of_name_in_switches_filters(
-    error: Exception, refusal: bool
-) -> None:
+def test_only_mlflow2s_refusal_of_name_in_switches_filters(error: Exception, refusal: bool) -> None:
     assert _refuses_name_in(error) is refusal
