@@ -307,7 +307,7 @@ def test_apply_annotates_versions_with_commit_pr_actor_and_run_link(
     for number, change in ((1, "None -> Production"), (2, "None -> Staging")):
         record = read_record(mlflow.get_model_version(APPLIED, str(number)).tags)
         assert record["commit"] == sha
-        assert record["pr"] == PR
+        assert str(record["pr"]) == str(PR)
         assert record["actor"] == "alice"
         assert record["run_url"] == RUN_URL
         assert change in record["change"]
