@@ -296,3 +296,27 @@ def test_history_falls_back_per_version_when_the_record_lacks_it() -> None:
     )
     found = hist.events(model, None, (run,))
     assert {e.version: e.source for e in found} == {1: "annotation", 2: "record", 3: "registry"}
+
+
+def test_rollback_finds_the_previous_holder_in_the_record_after_a_hand_edit(
+    tmp_path: Path,
+) -> None:
+    from mlflow_gitops.propose import rollback
+
+    fake = FakeRegistry(
+        models={"m": ModelState(name="m", versions=(VersionState(1, "None"), VersionState(2)))}
+    )
+    first = "version: 1\nmodels:\n  m:\n    versions:\n      - {version: 1, stage: Production}\n"
+    second = (
+        "version: 1\nmodels:\n  m:\n    versions:\n      - {version: 1, stage: Archived}\n"
+        "      - {version: 2, stage: Production}\n"
+    )
+    assert apply_plan(make_plan(load_text(tmp_path, first), fake), fake, ALICE, NOW).ok
+    later = NOW + timedelta(hours=1)
+    assert apply_plan(make_plan(load_text(tmp_path, second), fake), fake, BOB, later).ok
+    fake.set_version_description("m", 1, "old baseline")  # the history block is gone
+    live = fake.models["m"]
+    assert hist.previous_holder(live) is None  # the descriptions alone no longer tell
+    file = tmp_path / "registry.yaml"
+    edit = rollback(file.read_text(), file, "m", live, fake.read_records(["m"])["m"])
+    assert edit.summary == "m: Production back to version 1"

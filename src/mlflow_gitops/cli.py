@@ -406,7 +406,7 @@ def rollback(
     state = registry.read([model]).models.get(model)
     if state is None:
         raise GitopsError(f"no registered model named {model!r} at {uri}", "")
-    edit = roll_back(text, file, model, state)
+    edit = roll_back(text, file, model, state, registry.read_records([model])[model])
     file.write_text(edit.text, encoding="utf-8")
     emit(f"{edit.summary}:\n{edit.diff}")
 

@@ -167,10 +167,12 @@ def _from_registry(v: VersionState) -> list[Event]:
     return out
 
 
-def previous_holder(model: ModelState, stage: str = "Production") -> int | None:
+def previous_holder(
+    model: ModelState, stage: str = "Production", runs: Sequence[AuditRun] = ()
+) -> int | None:
     """The version that held the stage before the current holders (for rollback)."""
     current = {v.version for v in model.versions if v.stage == stage}
-    for event in events(model):
+    for event in events(model, None, runs):
         if event.after == stage and event.version not in current:
             return event.version
     return None
