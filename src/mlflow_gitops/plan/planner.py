@@ -91,8 +91,8 @@ def plan(
         live = observed.models.get(name)
         settings = settings_for(spec, model)
         limits[name] = settings.max_per_stage
-        planner = _ModelPlanner(desired, name, model, live, settings, now)
-        planner.records = tuple((records or {}).get(name, ()))
+        runs = tuple((records or {}).get(name, ()))
+        planner = _ModelPlanner(desired, name, model, live, settings, now, runs)
         changes.extend(planner.run())
         issues.extend(planner.issues)
         if planner.blocked:
@@ -118,6 +118,7 @@ class _ModelPlanner:
         live: ModelState | None,
         settings: Settings,
         now: datetime,
+        records: tuple[AuditRun, ...] = (),
     ) -> None:
         self.now = now
         self.desired = desired
@@ -131,7 +132,7 @@ class _ModelPlanner:
         self.unmanaged: list[int] = []
         self.duplicates: set[int] = set()  # copies of an interrupted registration, deleted
         self.out: list[Change] = []
-        self.records: tuple[AuditRun, ...] = ()
+        self.records = records  # the model's audit runs, when a history block needs rebuilding
 
     def run(self) -> list[Change]:
         if not self.exists:
