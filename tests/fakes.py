@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from mlflow_gitops.errors import RegistryError
 from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, VersionState
+from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart
 
 
 @dataclass
@@ -20,6 +21,10 @@ class FakeRegistry:
     fail_on: int | None = None  # 1-based index of the write call that raises
     writes: int = 0
     gaps: list[str] = field(default_factory=list)  # held stages/aliases left empty in between
+    audit_runs: list[AuditRun] = field(default_factory=list)  # the audit experiment's runs
+    audit_models: dict[str, tuple[str, ...]] = field(default_factory=dict)  # run -> models
+    audit_finished: dict[str, RecordFinish] = field(default_factory=dict)
+    record_error: str | None = None  # "start" or "finish": that audit call fails
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -142,6 +147,42 @@ class FakeRegistry:
         self._write("delete_version", name, str(version))
         model = self.models[name]
         self._update(name, versions=tuple(v for v in model.versions if v.version != version))
+
+    # --- the audit record ----------------------------------------------------------------------
+
+    def start_record(self, start: RecordStart) -> str:
+        self.calls.append(("start_record", "<audit>"))
+        if self.record_error == "start":
+            raise RegistryError("injected: PERMISSION_DENIED on the audit experiment", "")
+        run_id = f"run{len(self.audit_runs) + 1}"
+        ms = int(start.started_at.timestamp() * 1000) + len(self.audit_runs)  # distinct, ordered
+        self.audit_runs.append(AuditRun(run_id, ms, start.context, "RUNNING"))
+        self.audit_models[run_id] = start.models
+        return run_id
+
+    def finish_record(self, run_id: str, finish: RecordFinish) -> None:
+        self.calls.append(("finish_record", "<audit>", run_id))
+        if self.record_error == "finish":
+            raise RegistryError("injected: the audit server went away", "")
+        self.audit_finished[run_id] = finish
+        status = "FINISHED" if finish.ok else "FAILED"
+        self.audit_runs = [
+            replace(r, status=status) if r.run_id == run_id else r for r in self.audit_runs
+        ]
+
+    def read_records(self, names: Sequence[str]) -> dict[str, tuple[AuditRun, ...]]:
+        self.calls.append(("read_records", "<audit>", *names))
+        out = {}
+        for name in names:
+            runs = []
+            for run in self.audit_runs:
+                if name not in self.audit_models[run.run_id]:
+                    continue
+                done = self.audit_finished.get(run.run_id)
+                changes = done.changes.get(name, ()) if done else ()
+                runs.append(replace(run, changes=tuple(changes)))
+            out[name] = tuple(runs)
+        return out
 
 
 def observed_from_data(data: dict[str, dict[str, object]]) -> dict[str, ModelState]:

@@ -12,6 +12,7 @@ from mlflow_gitops.audit import AuditContext
 from mlflow_gitops.observed import HISTORY_MARKER, ModelState, VersionState
 from mlflow_gitops.plan.planner import plan
 from mlflow_gitops.reconcile import Planned, apply_plan, make_plan
+from mlflow_gitops.record import read_record
 from tests.fakes import FakeRegistry
 from tests.helpers import load_text
 
@@ -88,11 +89,11 @@ def test_annotations_record_who_what_when_and_keep_the_users_text(tmp_path: Path
     apply_plan(make_plan(load_text(tmp_path, SPEC), fake), fake, AUDIT, NOW)
     v3 = fake.models["m"].version(3)
     assert v3 is not None
-    assert v3.tags["mlflow_gitops.change"].startswith("Staging -> Production")
-    assert v3.tags["mlflow_gitops.commit"] == "1a2b3c4d5e6f"
-    assert v3.tags["mlflow_gitops.pr"] == "12"
-    assert v3.tags["mlflow_gitops.actor"] == "alice"
-    assert v3.tags["mlflow_gitops.changed_at"] == "2026-11-27T12:00:00+00:00"
+    record = read_record(v3.tags)
+    assert record["change"].startswith("Staging -> Production")
+    assert (record["commit"], record["pr"], record["actor"]) == ("1a2b3c4d5e6f", 12, "alice")
+    assert record["changed_at"] == "2026-11-27T12:00:00+00:00"
+    assert record["audit_run"] == "run1"
     assert "2026-11-27: Staging -> Production (commit 1a2b3c4, PR #12, by alice)" in v3.description
     v2 = fake.models["m"].version(2)
     assert v2 is not None

@@ -10,8 +10,9 @@ import pytest
 
 from mlflow_gitops.audit import AuditContext
 from mlflow_gitops.observed import ModelState, VersionState
-from mlflow_gitops.plan.planner import STAGE_SINCE_TAG, plan
+from mlflow_gitops.plan.planner import plan
 from mlflow_gitops.reconcile import apply_plan, make_plan
+from mlflow_gitops.record import read_record
 from tests.fakes import FakeRegistry
 from tests.helpers import load_text
 
@@ -88,7 +89,7 @@ def test_applied_transitions_record_when_the_stage_was_entered(tmp_path: Path) -
     apply_plan(make_plan(staged, fake), fake, AuditContext(), NOW)
     v1 = fake.models["m"].version(1)
     assert v1 is not None
-    assert v1.tags[STAGE_SINCE_TAG] == "2026-11-27T12:00:00+00:00"
+    assert read_record(v1.tags)["stage_since"] == "2026-11-27T12:00:00+00:00"
 
     soak = "version: 1\ndefaults:\n  policy: {min_time_in_staging: 2h}\nmodels:\n  m:\n    versions:\n      - {version: 1, stage: Production}\n"
     desired = load_text(tmp_path, soak)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from mlflow_gitops.plan.changes import (
     DeleteVersionTag,
     Plan,
     RegisterVersion,
+    RestoreHistory,
     SetAlias,
     SetModelDescription,
     SetModelTag,
@@ -30,7 +31,19 @@ from mlflow_gitops.plan.changes import (
     Target,
     TransitionStage,
 )
-from mlflow_gitops.plan.planner import ALIASES_TAG, CHANGE_TAG, STAGE_SINCE_TAG
+from mlflow_gitops.record import (
+    AUDIT_EXPERIMENT,
+    LEGACY_TAGS,
+    RECORD_TAG,
+    RESTORED,
+    RecordedChange,
+    RecordFinish,
+    RecordStart,
+    line,
+    model_record,
+    read_record,
+    version_record,
+)
 from mlflow_gitops.registry.port import RegistryPort
 
 Status = Literal["applied", "failed", "not applied", "blocked"]
@@ -52,6 +65,7 @@ class ApplyResult:
     """Every step, in plan order, with its outcome."""
 
     steps: tuple[Step, ...] = ()
+    record: str | None = None  # the audit run of this apply
 
     @property
     def ok(self) -> bool:
@@ -105,12 +119,29 @@ def apply(
                 steps=tuple(s for m in models for s in {**results, **refused}.get(m, []))
             )
 
+    try:
+        # the durable record opens before the first change: an apply that cannot record (no
+        # permission on the audit experiment, say) changes nothing
+        touching = tuple(m for m in runnable if fresh.get(m, "") in ("", plan.observed.get(m)))
+        record = registry.start_record(RecordStart(audit, now, touching)) if touching else None
+    except GitopsError as exc:
+        stack.close()
+        why = f"cannot write the audit record, so nothing was applied: {exc.message}"
+        refused = {m: _refused(m, plan.changes_for(m), why) for m in runnable}
+        return ApplyResult(
+            steps=tuple(s for m in models for s in {**results, **refused}.get(m, []))
+        )
+    recorded: dict[str, tuple[RecordedChange, ...]] = {}
+
     def run(model: str) -> tuple[str, list[Step]]:
         changes = plan.changes_for(model)
         if model in fresh and fresh[model] != plan.observed[model]:
             return model, _refused(model, changes, STALE)
         live = observed.models.get(model) or ModelState(name=model)
-        return model, _ModelApplier(model, live, registry, audit, now).run(changes)
+        applier = _ModelApplier(model, live, registry, audit, now, record)
+        steps = applier.run(changes)
+        recorded[model] = tuple(applier.recorded)
+        return model, steps
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(runnable) or 1))) as pool:
@@ -119,9 +150,49 @@ def apply(
                 done += 1
                 if progress:
                     progress(model, done, len(runnable))
+        done_steps = tuple(s for m in models for s in results.get(m, []))
+        if record is not None:
+            done_steps += _finish_record(registry, record, plan, done_steps, recorded)
     finally:
         stack.close()
-    return ApplyResult(steps=tuple(s for m in models for s in results.get(m, [])))
+    return ApplyResult(steps=done_steps, record=record)
+
+
+def _finish_record(
+    registry: RegistryPort,
+    record: str,
+    plan: Plan,
+    steps: tuple[Step, ...],
+    recorded: dict[str, tuple[RecordedChange, ...]],
+) -> tuple[Step, ...]:
+    """Write the results into the audit run; when that fails, a failed step that says what the
+    registry holds now (the steps marked applied) and what the record lacks."""
+    finish = RecordFinish(
+        ok=all(s.status in ("applied", "blocked") for s in steps),
+        changes=recorded,
+        steps=tuple(
+            {"model": s.model, "change": s.what, "status": s.status, "detail": s.detail}
+            for s in steps
+        ),
+        gates=tuple(g.model_dump(mode="json") for g in plan.gates),
+    )
+    try:
+        registry.finish_record(record, finish)
+    except GitopsError as exc:
+        applied = sum(1 for s in steps if s.status == "applied")
+        return (
+            Step(
+                AUDIT_RECORD,
+                f"finish audit run {record} in experiment {AUDIT_EXPERIMENT}",
+                "failed",
+                f"{exc.message}; the {applied} change(s) marked applied above are in the registry "
+                "and annotated on their versions, but the audit run does not list them",
+            ),
+        )
+    return ()
+
+
+AUDIT_RECORD = "(audit record)"
 
 
 STALE = (
@@ -145,6 +216,7 @@ class _ModelApplier:
     registry: RegistryPort
     audit: AuditContext
     now: datetime
+    record: str | None = None  # the audit run of this apply
     numbers: dict[str, int] = field(default_factory=dict)  # file entry -> registered version
     descriptions: dict[int, str] = field(default_factory=dict)
     events: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
@@ -154,6 +226,7 @@ class _ModelApplier:
     handed_over: set[int] = field(default_factory=set)  # archived by an archive_others call
     stages: dict[int, str] = field(default_factory=dict)  # stages as this apply left them
     deleted: set[int] = field(default_factory=set)
+    recorded: list[RecordedChange] = field(default_factory=list)  # for the audit run
 
     def run(self, changes: list[Change]) -> list[Step]:
         self.descriptions = {v.version: v.description for v in self.live.versions}
@@ -184,7 +257,7 @@ class _ModelApplier:
         return self.numbers[target.entry]
 
     def execute(self, change: Change) -> None:
-        r, name, ctx = self.registry, self.model, self._context()
+        r, name = self.registry, self.model
         match change:
             case CreateModel():
                 r.create_model(name)
@@ -192,7 +265,7 @@ class _ModelApplier:
                 number = r.register_version(name, source, run_id)
                 self.numbers[entry] = number
                 self.descriptions[number] = ""
-                self._event(number, f"registered from {source}", f"registered from {source}{ctx}")
+                self._event(number, f"registered from {source}", f"registered from {source}")
             case SetModelDescription(after=after):
                 r.set_model_description(name, after)
             case SetModelTag(key=key, after=after):
@@ -204,15 +277,21 @@ class _ModelApplier:
                 text = join_history(after, split_history(self.descriptions.get(number, ""))[1])
                 r.set_version_description(name, number, text)
                 self.descriptions[number] = text
-                self._event(number, "description", f"description updated{ctx}")
+                self._event(number, "description", "description updated")
+            case RestoreHistory(target=target, after=after):
+                number = self.number(target)
+                text = join_history(split_history(self.descriptions.get(number, ""))[0], after)
+                r.set_version_description(name, number, text)
+                self.descriptions[number] = text
+                self._event(number, "history restored", RESTORED)
             case SetVersionTag(target=target, key=key, after=after):
                 number = self.number(target)
                 r.set_version_tag(name, number, key, after)
-                self._event(number, f"tag {key}", f"tag {key} set to '{after}'{ctx}")
+                self._event(number, f"tag {key}", f"tag {key} set to '{after}'")
             case DeleteVersionTag(target=target, key=key):
                 number = self.number(target)
                 r.delete_version_tag(name, number, key)
-                self._event(number, f"tag {key} deleted", f"tag {key} deleted{ctx}")
+                self._event(number, f"tag {key} deleted", f"tag {key} deleted")
             case TransitionStage(target=target, before=before, after=after):
                 number = self.number(target)
                 if after == "Archived" and number in self.handed_over:
@@ -228,27 +307,22 @@ class _ModelApplier:
                 self.stages[number] = after
                 self.moved.add(number)
                 self._event(
-                    number,
-                    f"{before} -> {after}",
-                    f"{before} -> {after}{self._why(change)}",
-                    first=True,
+                    number, f"{before} -> {after}", f"{before} -> {after}", self._why(change), True
                 )
             case SetAlias(alias=alias, before=before, target=target):
                 number = self.number(target)
                 r.set_alias(name, alias, number)
                 self.aliases[alias] = number
-                was = f" (was version {before})" if before is not None else ""
-                self._event(number, f"alias {alias}", f"alias {alias} set{was}{ctx}")
+                was = f"was version {before}" if before is not None else ""
+                self._event(number, f"alias {alias}", f"alias {alias} set", was)
                 if before is not None and before != number:
                     self._event(
-                        before,
-                        f"alias {alias} moved",
-                        f"alias {alias} moved to version {number}{ctx}",
+                        before, f"alias {alias} moved", f"alias {alias} moved to version {number}"
                     )
             case DeleteAlias(alias=alias, before=before):
                 r.delete_alias(name, alias)
                 self.aliases.pop(alias, None)
-                self._event(before, f"alias {alias} removed", f"alias {alias} removed{ctx}")
+                self._event(before, f"alias {alias} removed", f"alias {alias} removed")
             case DeleteVersion(target=target):
                 number = self.number(target)
                 r.delete_version(name, number)
@@ -262,62 +336,61 @@ class _ModelApplier:
         live = self.live.version(number)
         return live.stage if live else "None"
 
-    def _context(self) -> str:
-        text = self.audit.describe()
-        return f" ({text})" if text else ""
-
     def _why(self, change: TransitionStage) -> str:
-        parts = []
         if change.reason == "archive_previous" and change.replaced_by:
             holders = ", ".join(
                 str(self.numbers.get(str(h), h)) if isinstance(h, str) else str(h)
                 for h in change.replaced_by
             )
-            parts.append(f"replaced by version {holders}")
-        elif change.reason == "unmanaged":
-            parts.append("not in registry.yaml, unmanaged_versions: archive")
-        if self.audit.describe():
-            parts.append(self.audit.describe())
-        return f" ({', '.join(parts)})" if parts else ""
+            return f"replaced by version {holders}"
+        if change.reason == "unmanaged":
+            return "not in registry.yaml, unmanaged_versions: archive"
+        return ""
 
-    def _event(self, number: int, summary: str, line: str, first: bool = False) -> None:
+    def _event(
+        self, number: int, summary: str, what: str, note: str = "", first: bool = False
+    ) -> None:
         if first:
             self.events[number].insert(0, summary)
         else:
             self.events[number].append(summary)
-        self.history[number].append(f"{self.now:%Y-%m-%d}: {line}")
+        self.history[number].append(f"{self.now:%Y-%m-%d}: {line(what, note, self.audit)}")
+        self.recorded.append(RecordedChange(number, what, note))
 
     def annotate(self, alias_changed: bool) -> None:
-        """Audit tags on every touched version and the model; a history line per change."""
+        """One record tag per touched version and on the model, complete for this apply (a field
+        it does not know is null, never an earlier apply's value), and a history line per change
+        in the version's description: two writes per version, one per model."""
         stamp = self.now.isoformat(timespec="seconds")
-        common = _audit_tags(self.audit, stamp)
         for number in sorted(set(self.events) - self.deleted):
-            tags = {**common, CHANGE_TAG: "; ".join(self.events[number])}
-            if number in self.moved:
-                tags[STAGE_SINCE_TAG] = stamp
-            for key, value in tags.items():
-                self.registry.set_version_tag(self.model, number, key, value[:5000])
+            live = self.live.version(number)
+            tags = live.tags if live else {}
             user, block = split_history(self.descriptions.get(number, ""))
-            self.registry.set_version_description(
-                self.model, number, join_history(user, block, self.history[number])
+            text = join_history(user, block, self.history[number])
+            self.registry.set_version_description(self.model, number, text)
+            since = stamp if number in self.moved else read_record(tags).get("stage_since")
+            record = version_record(
+                self.audit,
+                stamp,
+                "; ".join(self.events[number])[:2000],
+                stage_since=since,
+                audit_run=self.record,
+                description=text,
             )
-        model_tags = dict(common)
-        if alias_changed:
-            model_tags[ALIASES_TAG] = ",".join(f"{a}={v}" for a, v in sorted(self.aliases.items()))
-        for key, value in model_tags.items():
-            self.registry.set_model_tag(self.model, key, value)
-
-
-def _audit_tags(audit: AuditContext, stamp: str) -> dict[str, str]:
-    tags = {"mlflow_gitops.changed_at": stamp}
-    optional: Mapping[str, str | None] = {
-        "mlflow_gitops.commit": audit.commit,
-        "mlflow_gitops.pr": str(audit.pr) if audit.pr is not None else None,
-        "mlflow_gitops.actor": audit.actor,
-        "mlflow_gitops.run_url": audit.run_url,
-    }
-    tags.update({k: v for k, v in optional.items() if v})
-    return tags
+            self.registry.set_version_tag(self.model, number, RECORD_TAG, record)
+            for key in sorted(set(LEGACY_TAGS.values()) & set(tags)):
+                self.registry.delete_version_tag(self.model, number, key)  # once, on upgrade
+        previous = read_record(self.live.tags).get("aliases")
+        aliases = ",".join(f"{a}={v}" for a, v in sorted(self.aliases.items()))
+        record = model_record(
+            self.audit,
+            stamp,
+            aliases=aliases if alias_changed else previous,
+            audit_run=self.record,
+        )
+        self.registry.set_model_tag(self.model, RECORD_TAG, record)
+        for key in sorted(set(LEGACY_TAGS.values()) & set(self.live.tags)):
+            self.registry.delete_model_tag(self.model, key)
 
 
 def describe(change: Change) -> str:
@@ -347,5 +420,7 @@ def describe(change: Change) -> str:
             return f"delete alias {alias}"
         case DeleteVersion(target=t):
             return f"delete {t.label()}"
+        case RestoreHistory(target=t):
+            return f"restore {t.label()} history block"
         case _:
             assert_never(change)

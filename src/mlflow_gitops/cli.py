@@ -380,7 +380,7 @@ def history(
     state = registry.read([model]).models.get(model)
     if state is None:
         raise GitopsError(f"no registered model named {model!r} at {uri}", "")
-    found = hist.events(state, version)
+    found = hist.events(state, version, registry.read_records([model])[model])
     render = {
         Format.text: hist.render_text,
         Format.markdown: hist.render_markdown,
@@ -406,7 +406,7 @@ def rollback(
     state = registry.read([model]).models.get(model)
     if state is None:
         raise GitopsError(f"no registered model named {model!r} at {uri}", "")
-    edit = roll_back(text, file, model, state)
+    edit = roll_back(text, file, model, state, registry.read_records([model])[model])
     file.write_text(edit.text, encoding="utf-8")
     emit(f"{edit.summary}:\n{edit.diff}")
 

@@ -1,14 +1,17 @@
-"""The promotion history of a model, from the tool's annotations and, where they are missing, from
-the registry's own timestamps. Pure: values in, events and strings out."""
+"""The promotion history of a model: from the audit record (one MLflow run per apply), else from the
+history blocks the tool writes into descriptions, else from the registry's own timestamps. Pure:
+values in, events and strings out."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from mlflow_gitops.observed import ModelState, VersionState, split_history
+from mlflow_gitops.record import AuditRun
 from mlflow_gitops.render.markdown import escape
 
 _LINE = re.compile(r"^- (?P<date>\d{4}-\d{2}-\d{2}): (?P<what>.*?)(?: \((?P<details>[^()]*)\))?$")
@@ -28,19 +31,54 @@ class Event:
     pr: int | None = None
     actor: str | None = None
     gate: str | None = None  # the recorded gate verdict for the stage entered
-    source: str = "annotation"  # or "registry" (no annotation: the registry's timestamps)
+    source: str = "annotation"  # "record" (audit run), "annotation" (history block), "registry"
     order: int = 0
+    time: str = ""  # UTC, ISO 8601 to the millisecond where known (else the date)
+    audit_run: str | None = None
 
 
-def events(model: ModelState, version: int | None = None) -> list[Event]:
-    """Every recorded change, newest first."""
+def events(
+    model: ModelState, version: int | None = None, runs: Sequence[AuditRun] = ()
+) -> list[Event]:
+    """Every recorded change, newest first (by time, then by order within one apply). Per version:
+    the audit record when it has the version, else the history block in its description, else
+    the registry's own timestamps."""
+    recorded = _recorded(model, runs)
     out: list[Event] = []
     for v in model.versions:
         if version is not None and v.version != version:
             continue
-        found = _annotated(v)
-        out.extend(found or _from_registry(v))
-    return sorted(out, key=lambda e: (e.date, e.order, e.version), reverse=True)
+        out.extend(recorded.get(v.version) or _annotated(v) or _from_registry(v))
+    return sorted(out, key=lambda e: (e.time or e.date, e.order, e.version), reverse=True)
+
+
+def _recorded(model: ModelState, runs: Sequence[AuditRun]) -> dict[int, list[Event]]:
+    out: dict[int, list[Event]] = {}
+    for run in runs:
+        when = datetime.fromtimestamp(run.started_at / 1000, tz=UTC)
+        for i, c in enumerate(run.changes):
+            v = model.version(c.version)
+            if v is None:
+                continue
+            move = _MOVE.match(c.what)
+            out.setdefault(c.version, []).append(
+                Event(
+                    date=when.strftime("%Y-%m-%d"),
+                    version=c.version,
+                    change=f"{c.what} ({c.note})" if c.note else c.what,
+                    before=move["before"] if move else None,
+                    after=move["after"] if move else None,
+                    commit=run.context.short_commit,
+                    pr=run.context.pr,
+                    actor=run.context.actor,
+                    gate=_gate_verdict(v, move["after"]) if move else None,
+                    source="record",
+                    order=i,
+                    time=when.isoformat(timespec="milliseconds"),
+                    audit_run=run.run_id,
+                )
+            )
+    return out
 
 
 def _annotated(v: VersionState) -> list[Event]:
@@ -52,18 +90,15 @@ def _annotated(v: VersionState) -> list[Event]:
             continue
         what, details = match["what"], match["details"] or ""
         move = _MOVE.match(what)
-        commit, pr, actor = _details(details)
-        gate = None
-        if move:
-            gate = _gate_verdict(v, move["after"])
+        commit, pr, actor, note = _details(details)
         out.append(
             Event(
                 date=match["date"],
                 version=v.version,
-                change=what if not details else f"{what} ({details})",
+                change=f"{what} ({note})" if note else what,
                 before=move["before"] if move else None,
                 after=move["after"] if move else None,
-                gate=gate,
+                gate=_gate_verdict(v, move["after"]) if move else None,
                 order=i,
                 commit=commit,
                 pr=pr,
@@ -73,9 +108,10 @@ def _annotated(v: VersionState) -> list[Event]:
     return out
 
 
-def _details(details: str) -> tuple[str | None, int | None, str | None]:
-    """(commit, pr, actor) from `commit 1a2b3c4, PR #12, by alice`."""
+def _details(details: str) -> tuple[str | None, int | None, str | None, str]:
+    """(commit, pr, actor, the rest) from `replaced by version 3, commit 1a2b3c4, PR #12, by alice`."""
     commit = pr = actor = None
+    rest = []
     for part in (p.strip() for p in details.split(",")):
         if part.startswith("commit "):
             commit = part[len("commit ") :]
@@ -83,7 +119,9 @@ def _details(details: str) -> tuple[str | None, int | None, str | None]:
             pr = int(part[4:])
         elif part.startswith("by "):
             actor = part[3:]
-    return commit, pr, actor
+        elif part:
+            rest.append(part)
+    return commit, pr, actor, ", ".join(rest)
 
 
 def _gate_verdict(v: VersionState, stage: str) -> str | None:
@@ -100,9 +138,19 @@ def _date(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
+def _time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
 def _from_registry(v: VersionState) -> list[Event]:
     out = [
-        Event(date=_date(v.created_at), version=v.version, change="registered", source="registry")
+        Event(
+            date=_date(v.created_at),
+            version=v.version,
+            change="registered",
+            source="registry",
+            time=_time(v.created_at),
+        )
     ]
     if v.stage != "None":
         out.append(
@@ -113,15 +161,18 @@ def _from_registry(v: VersionState) -> list[Event]:
                 after=v.stage,
                 source="registry",
                 order=1,
+                time=_time(v.updated_at or v.created_at),
             )
         )
     return out
 
 
-def previous_holder(model: ModelState, stage: str = "Production") -> int | None:
+def previous_holder(
+    model: ModelState, stage: str = "Production", runs: Sequence[AuditRun] = ()
+) -> int | None:
     """The version that held the stage before the current holders (for rollback)."""
     current = {v.version for v in model.versions if v.stage == stage}
-    for event in events(model):
+    for event in events(model, None, runs):
         if event.after == stage and event.version not in current:
             return event.version
     return None
@@ -143,8 +194,7 @@ def render_text(name: str, found: list[Event]) -> str:
             )
             if x
         )
-        what = f"{e.before} -> {e.after}" if e.before and e.after else e.change
-        lines.append(f"  {e.date}  v{e.version:<4} {what}" + (f"  ({who})" if who else ""))
+        lines.append(f"  {_when(e)}  v{e.version:<4} {e.change}" + (f"  ({who})" if who else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -157,12 +207,17 @@ def render_markdown(name: str, found: list[Event]) -> str:
     ]
     rows.append("|---|---|---|---|---|---|---|")
     for e in found:
-        what = f"{e.before} → {e.after}" if e.before and e.after else escape(e.change)
+        what = escape(e.change, 120)
         rows.append(
-            f"| {e.date} | v{e.version} | {what} | {escape(e.commit or '')} | "
+            f"| {_when(e)} | v{e.version} | {what} | {escape(e.commit or '')} | "
             f"{'#' + str(e.pr) if e.pr is not None else ''} | {escape(e.actor or '')} | {e.gate or ''} |"
         )
     return "\n".join(rows) + "\n"
+
+
+def _when(e: Event) -> str:
+    """`2026-11-27 14:03` when the time is known, else the date."""
+    return e.time[:16].replace("T", " ") if "T" in e.time else e.date
 
 
 def render_json(name: str, found: list[Event]) -> str:

@@ -12,6 +12,7 @@ from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.history import previous_holder
 from mlflow_gitops.observed import ModelState, RunSummary
 from mlflow_gitops.plan.planner import _matches_run
+from mlflow_gitops.record import AuditRun
 from mlflow_gitops.spec.edit import add_entry, diff, set_entry_field
 from mlflow_gitops.spec.load import load_text
 
@@ -113,9 +114,12 @@ def propose(
     return Edit(new, diff(text, new, path.name), summary)
 
 
-def rollback(text: str, path: Path, model: str, live: ModelState) -> Edit:
-    """Production back to the version that held it before the current holder."""
-    previous = previous_holder(live, "Production")
+def rollback(
+    text: str, path: Path, model: str, live: ModelState, runs: Sequence[AuditRun] = ()
+) -> Edit:
+    """Production back to the version that held it before the current holder (from the audit
+    record `runs`, then the history blocks)."""
+    previous = previous_holder(live, "Production", runs)
     if previous is None:
         raise GitopsError(
             f"no earlier Production version of {model} in its history",

@@ -17,6 +17,7 @@ from mlflow_gitops.gates.evidence import Evidence
 from mlflow_gitops.gates.run import run_gates
 from mlflow_gitops.observed import RegistryState
 from mlflow_gitops.plan.changes import Plan, RegisterVersion
+from mlflow_gitops.plan.planner import history_drifted
 from mlflow_gitops.plan.planner import plan as compute_plan
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.render.json import plan_document
@@ -71,7 +72,10 @@ def make_plan(
 ) -> Planned:
     """Read the managed models once, plan, check that runs to register exist, run the gates."""
     observed = registry.read(list(loaded.spec.models))
-    plan = compute_plan(loaded, observed)
+    # the audit record is read only for models whose history block was removed or edited
+    drifted = history_drifted(observed)
+    records = registry.read_records(drifted) if drifted else {}
+    plan = compute_plan(loaded, observed, records=records)
     _check_runs(plan, loaded, registry)
     if evidence is not None:
         plan = run_gates(loaded, plan, observed, evidence, registry, now or datetime.now(UTC))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mlflow_gitops.record import read_record
 from mlflow_gitops.render.markdown import MARKER
 from tests.cli_runner import run_cli
 from tests.github.conftest import (
@@ -304,12 +305,12 @@ def test_apply_annotates_versions_with_commit_pr_actor_and_run_link(
     assert "    Apply complete" in job.summary  # an indented code block
     mlflow = client(registry.uri)
     for number, change in ((1, "None -> Production"), (2, "None -> Staging")):
-        tags = mlflow.get_model_version(APPLIED, str(number)).tags
-        assert tags["mlflow_gitops.commit"] == sha
-        assert tags["mlflow_gitops.pr"] == str(PR)
-        assert tags["mlflow_gitops.actor"] == "alice"
-        assert tags["mlflow_gitops.run_url"] == RUN_URL
-        assert change in tags["mlflow_gitops.change"]
+        record = read_record(mlflow.get_model_version(APPLIED, str(number)).tags)
+        assert record["commit"] == sha
+        assert str(record["pr"]) == str(PR)
+        assert record["actor"] == "alice"
+        assert record["run_url"] == RUN_URL
+        assert change in record["change"]
 
 
 @pytest.mark.parametrize("source", ["apply.yml", "action.yml"])

@@ -105,9 +105,10 @@ def test_history_rollback_and_git_revert(
     hist = run_cli(capsys, "history", model_name, *uri, "--file", str(file))
     assert hist.code == 0, hist.err
     lines = [line for line in hist.out.splitlines() if "->" in line]
-    assert "Staging -> Production" in lines[0]
-    assert "PR #2" in lines[0]
-    assert "bob" in lines[0]
+    # bob's apply, newest first: the archival of v1 came after the promotion of v2
+    assert "v1    Production -> Archived" in lines[0]
+    assert "v2    Staging -> Production" in lines[1]
+    assert all("(commit bbbbbbb, PR #2, by bob)" in line for line in lines[:2])
     assert any("None -> Production" in line and "alice" in line for line in lines)
     as_json = run_cli(
         capsys,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mlflow_gitops.record import read_record
 from tests.cli_runner import run_cli
 from tests.helpers import write_spec
 from tests.integration.mlflow_helpers import client, log_regressor, register
@@ -65,8 +66,9 @@ def test_plan_apply_then_plan_is_empty(
     assert versions[2].run_id == second.run_id
     assert versions[2].description.startswith("Decision tree.")
     assert "None -> Staging (commit 1a2b3c4, PR #7, by alice)" in versions[2].description
-    assert versions[1].tags["mlflow_gitops.change"].startswith("None -> Production")
-    assert versions[1].tags["mlflow_gitops.actor"] == "alice"
+    record = read_record(versions[1].tags)
+    assert record["change"].startswith("None -> Production")
+    assert (record["actor"], record["commit"], record["pr"]) == ("alice", "1a2b3c4d", 7)
     assert versions[1].tags["model_type"] == "linear"
     registered = c.get_registered_model(model_name)
     assert {k: int(v) for k, v in registered.aliases.items()} == {"champion": 1, "challenger": 2}
@@ -221,5 +223,5 @@ def test_metric_gate_then_production_handover(
     versions = {int(v.version): v for v in c.search_model_versions(f"name = '{model_name}'")}
     assert {n: v.current_stage for n, v in versions.items()} == {1: "Archived", 2: "Production"}
     assert "Production -> Archived (replaced by version 2" in versions[1].description
-    assert versions[2].tags["mlflow_gitops.change"].startswith("None -> Production")
+    assert read_record(versions[2].tags)["change"].startswith("None -> Production")
     assert run_cli(capsys, "plan", str(passing), *uri, "--detailed-exitcode").code == 0

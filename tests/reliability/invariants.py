@@ -26,7 +26,11 @@ from mlflow_gitops.observed import ModelState, RegistryState, split_history
 from tests.fakes import FakeRegistry
 from tests.reliability.scenarios import GUARDED, Expected, Key, Scenario
 
-READS = frozenset({"read", "missing_runs", "search_runs", "watch", "lock"})  # lock: no model write
+# lock and the audit record write no registered model
+READS = frozenset(
+    {"read", "missing_runs", "search_runs", "watch", "lock", "start_record", "finish_record"}
+    | {"read_records"}
+)
 
 
 def stage_counts(model: ModelState | None) -> Counter[str]:

@@ -108,7 +108,11 @@ def _run_group(jobs: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
     reported as `killed` and the next child carries on with the rest."""
     pending = list(jobs)
     results: dict[str, dict[str, Any]] = {}
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # the tests' package first, then whatever source the parent was told to use (a worktree)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     while pending:
         proc = subprocess.run(

@@ -16,6 +16,7 @@ from mlflow_gitops.gates.result import Check, GateResult
 from mlflow_gitops.gates.verdict import bound_check, compare, decide
 from mlflow_gitops.observed import ModelState, RegistryState, VersionState
 from mlflow_gitops.plan.changes import Plan, RegisterVersion, SetAlias, Target, TransitionStage
+from mlflow_gitops.record import read_record
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.spec.load import LoadedSpec
 from mlflow_gitops.spec.model import (
@@ -152,9 +153,8 @@ def _was_holder(version: VersionState | None, target: str) -> bool:
     """The version held this stage before (a revert of a promotion): its history says so."""
     if version is None or target.startswith("alias:"):
         return False
-    return f"-> {target} " in version.description + " " or f"-> {target}" in version.tags.get(
-        "mlflow_gitops.change", ""
-    )
+    change = str(read_record(version.tags).get("change") or "")
+    return f"-> {target} " in version.description + " " or f"-> {target}" in change
 
 
 def _run_set(

@@ -73,6 +73,19 @@ class SetVersionDescription(Frozen):
     target: Target
     before: str | None
     after: str
+    drift: bool = False  # someone rewrote the text the tool last wrote
+
+
+class RestoreHistory(Frozen):
+    """The history block was removed or edited by hand: write it back, rebuilt from the audit
+    record (the user's text before it is kept)."""
+
+    kind: Literal["restore_history"] = "restore_history"
+    model: str
+    target: Target
+    before: str  # the block as found ("" when removed)
+    after: str  # the block rebuilt from the audit record
+    drift: bool = True
 
 
 class SetVersionTag(Frozen):
@@ -141,6 +154,7 @@ Change = Annotated[
     | SetModelTag
     | DeleteModelTag
     | SetVersionDescription
+    | RestoreHistory
     | SetVersionTag
     | DeleteVersionTag
     | TransitionStage
@@ -191,7 +205,7 @@ def phase(change: Change) -> tuple[int, int]:
             return (1, 0)
         case SetModelDescription() | SetModelTag() | DeleteModelTag():
             return (2, 0)
-        case SetVersionDescription() | SetVersionTag() | DeleteVersionTag():
+        case SetVersionDescription() | RestoreHistory() | SetVersionTag() | DeleteVersionTag():
             return (2, 1)
         case TransitionStage(after=after) if after in ("Staging", "Production"):
             return (3, _STAGE_RANK[after])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,6 +19,7 @@ from mlflow_gitops.plan.changes import (
     DeleteVersionTag,
     Plan,
     RegisterVersion,
+    RestoreHistory,
     SetAlias,
     SetModelDescription,
     SetModelTag,
@@ -26,6 +28,14 @@ from mlflow_gitops.plan.changes import (
     Target,
     TransitionStage,
     sort_key,
+)
+from mlflow_gitops.record import (
+    AuditRun,
+    history_altered,
+    read_record,
+    rebuild_block,
+    split_block,
+    text_altered,
 )
 from mlflow_gitops.spec.check import alias_key
 from mlflow_gitops.spec.load import LoadedSpec, Loc, format_loc, locate
@@ -39,9 +49,6 @@ from mlflow_gitops.spec.model import (
 )
 
 FULL_RUN_ID_LENGTH = 32
-ALIASES_TAG = "mlflow_gitops.aliases"  # the aliases as the tool last applied them (drift check)
-CHANGE_TAG = "mlflow_gitops.change"
-STAGE_SINCE_TAG = "mlflow_gitops.stage_since"  # when the version entered its current stage
 REGISTRATION_TAG = "mlflow_gitops.registration"  # marks the copies of one registration
 
 
@@ -64,9 +71,15 @@ class _Slot:
         return self.observed.version if self.observed else self.entry.key
 
 
-def plan(desired: LoadedSpec, observed: RegistryState, now: datetime | None = None) -> Plan:
+def plan(
+    desired: LoadedSpec,
+    observed: RegistryState,
+    now: datetime | None = None,
+    records: Mapping[str, Sequence[AuditRun]] | None = None,
+) -> Plan:
     """Every change that makes the registry match the file, sorted, with policy findings.
-    `now` is the clock the soak-time policy measures against (injected in tests)."""
+    `now` is the clock the soak-time policy measures against (injected in tests); `records` are
+    the audit runs of the models whose history blocks were altered (see history_drifted)."""
     now = now or datetime.now(UTC)
     changes: list[Change] = []
     blocked: dict[str, tuple[str, ...]] = {}
@@ -78,7 +91,8 @@ def plan(desired: LoadedSpec, observed: RegistryState, now: datetime | None = No
         live = observed.models.get(name)
         settings = settings_for(spec, model)
         limits[name] = settings.max_per_stage
-        planner = _ModelPlanner(desired, name, model, live, settings, now)
+        runs = tuple((records or {}).get(name, ()))
+        planner = _ModelPlanner(desired, name, model, live, settings, now, runs)
         changes.extend(planner.run())
         issues.extend(planner.issues)
         if planner.blocked:
@@ -104,6 +118,7 @@ class _ModelPlanner:
         live: ModelState | None,
         settings: Settings,
         now: datetime,
+        records: tuple[AuditRun, ...] = (),
     ) -> None:
         self.now = now
         self.desired = desired
@@ -117,6 +132,7 @@ class _ModelPlanner:
         self.unmanaged: list[int] = []
         self.duplicates: set[int] = set()  # copies of an interrupted registration, deleted
         self.out: list[Change] = []
+        self.records = records  # the model's audit runs, when a history block needs rebuilding
 
     def run(self) -> list[Change]:
         if not self.exists:
@@ -129,7 +145,15 @@ class _ModelPlanner:
         self._aliases(slots)
         self._mirror(final, slots)
         self._deletions(slots, final)
+        self._history()
         self._policies(slots)
+        # a version this plan moves, restores or deletes is not "left alone"
+        touched = {
+            t.version
+            for c in self.out
+            if isinstance(t := getattr(c, "target", None), Target) and t.version is not None
+        }
+        self.unmanaged = [v for v in self.unmanaged if v not in touched]
         return self.out
 
     # --- matching file entries to live versions -----------------------------------------------
@@ -260,8 +284,11 @@ class _ModelPlanner:
             have = live.user_description if live else ""
             if have != want:
                 before = have if live else None
+                drift = live is not None and text_altered(have, live.tags)
                 self.out.append(
-                    SetVersionDescription(model=name, target=target, before=before, after=want)
+                    SetVersionDescription(
+                        model=name, target=target, before=before, after=want, drift=drift
+                    )
                 )
         tags = live.user_tags if live else {}
         for key, value in (entry.tags or {}).items():
@@ -271,6 +298,25 @@ class _ModelPlanner:
             elif value is not None and before != value:
                 self.out.append(
                     SetVersionTag(model=name, target=target, key=key, before=before, after=value)
+                )
+
+    def _history(self) -> None:
+        """A history block that differs from the one the tool last wrote (removed, or edited by
+        hand) is drift: write it back, rebuilt from the audit record."""
+        deleted = {c.target.version for c in self.out if isinstance(c, DeleteVersion)}
+        for v in self.live.versions:
+            if v.version in deleted or not history_altered(v.description, v.tags):
+                continue
+            block = split_block(v.description)
+            rebuilt = rebuild_block(self.records, v.version)
+            if rebuilt and rebuilt != block:
+                self.out.append(
+                    RestoreHistory(
+                        model=self.name,
+                        target=Target(version=v.version),
+                        before=block,
+                        after=rebuilt,
+                    )
                 )
 
     # --- stages -----------------------------------------------------------------------------------
@@ -342,7 +388,7 @@ class _ModelPlanner:
     # --- aliases ---------------------------------------------------------------------------------
 
     def _aliases(self, slots: list[_Slot]) -> None:
-        applied = _parse_alias_tag(self.live.tags.get(ALIASES_TAG))
+        applied = _parse_alias_tag(read_record(self.live.tags).get("aliases"))
         by_key = {slot.entry.key: slot for slot in slots}
         for alias, value in (self.model.aliases or {}).items():
             before = self.live.aliases.get(alias)
@@ -471,8 +517,8 @@ class _ModelPlanner:
 def _stage_since(version: VersionState) -> datetime | None:
     """When the version entered its stage: the tool's own record, else the registry's last update
     (MLflow keeps no transition time; last_updated_timestamp is the closest it records)."""
-    raw = version.tags.get(STAGE_SINCE_TAG)
-    if raw:
+    raw = read_record(version.tags).get("stage_since")
+    if isinstance(raw, str) and raw:
         try:
             parsed = datetime.fromisoformat(raw)
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
@@ -588,7 +634,7 @@ def _stage_drifted(version: VersionState | None) -> bool:
     """The tool last moved this version to a stage it no longer holds: someone moved it by hand."""
     if version is None:
         return False
-    last = _LAST_MOVE.match(version.tags.get(CHANGE_TAG, ""))
+    last = _LAST_MOVE.match(str(read_record(version.tags).get("change") or ""))
     return last is not None and last["to"] != version.stage
 
 
@@ -604,3 +650,13 @@ def _parse_alias_tag(value: str | None) -> dict[str, int] | None:
         if number.isdigit():
             out[alias.strip()] = int(number)
     return out
+
+
+def history_drifted(observed: RegistryState) -> list[str]:
+    """The models with a version whose history block was removed or edited by hand: the planner
+    needs their audit records to rebuild it."""
+    return sorted(
+        name
+        for name, model in observed.models.items()
+        if any(history_altered(v.description, v.tags) for v in model.versions)
+    )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -15,6 +17,23 @@ from urllib.parse import quote_plus
 
 from mlflow_gitops.errors import RegistryError
 from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, VersionState
+from mlflow_gitops.record import (
+    AUDIT_EXPERIMENT,
+    CHANGES_ARTIFACT,
+    GATES_ARTIFACT,
+    RESULT_TAG,
+    AuditRun,
+    RecordFinish,
+    RecordStart,
+    bucket_tag,
+    changes_document,
+    changes_from_document,
+    context_from_tags,
+    decode_bucket,
+    encode_buckets,
+    model_filter,
+    start_tags,
+)
 from mlflow_gitops.secrets import redact
 
 T = TypeVar("T")
@@ -401,6 +420,127 @@ class MlflowRegistry:
         except Exception as exc:
             raise _translate(exc, doing, self.uri) from exc
 
+    # --- the audit record: one run per apply in the audit experiment ---------------------------
+
+    def start_record(self, start: RecordStart) -> str:
+        """Create the audit run with its context and one tag per model it may touch, so the run is
+        found by `history` even if the apply is cut off before it finishes."""
+        doing = f"write the audit record (experiment {AUDIT_EXPERIMENT}) at"
+        with self._errors(doing):
+            experiment = self._audit_experiment(create=True)
+            assert experiment is not None
+            self.calls += 1
+            # create-run takes any number of tags in one request (log_batch takes 100)
+            run = self.client.create_run(
+                experiment,
+                start_time=int(start.started_at.timestamp() * 1000),
+                tags=start_tags(start),
+                run_name=f"apply {start.started_at:%Y-%m-%d %H:%M:%S}",
+            )
+        return str(run.info.run_id)
+
+    def finish_record(self, run_id: str, finish: RecordFinish) -> None:
+        """Each model's changes as its tag, changes.json and gates.json, then end the run."""
+        from mlflow.entities import RunStatus
+
+        tags = encode_buckets(finish.changes)
+        tags[RESULT_TAG] = "applied" if finish.ok else "failed"
+        # MLflow 3 prints the run's URL to stdout when a run ends on a server: not in our output
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        with self._errors(f"finish the audit run {run_id} (experiment {AUDIT_EXPERIMENT}) at"):
+            self._log_tags(run_id, tags)
+            with tempfile.TemporaryDirectory() as folder:
+                for name, doc in (
+                    (CHANGES_ARTIFACT, changes_document(finish)),
+                    (GATES_ARTIFACT, {"gates": list(finish.gates)}),
+                ):
+                    with open(os.path.join(folder, name), "w", encoding="utf-8") as fh:
+                        json.dump(doc, fh, indent=2, sort_keys=True)
+                self.calls += 3  # the run's artifact location, then one upload per file
+                self.client.log_artifacts(run_id, folder)
+            self.calls += 1
+            status = RunStatus.FINISHED if finish.ok else RunStatus.FAILED
+            self.client.set_terminated(run_id, RunStatus.to_string(status))
+
+    def read_records(self, names: Sequence[str]) -> dict[str, tuple[AuditRun, ...]]:
+        """One paged search_runs per model, filtered on the model's tag (MLflow 2.x and 3)."""
+        out: dict[str, tuple[AuditRun, ...]] = dict.fromkeys(names, ())
+        with self._errors(f"read the audit record (experiment {AUDIT_EXPERIMENT}) at"):
+            experiment = self._audit_experiment(create=False)
+            if experiment is None:
+                return out
+            for name in names:
+                runs = []
+                token = None
+                while True:
+                    self.calls += 1
+                    page = self.client.search_runs(
+                        [experiment],
+                        filter_string=model_filter(name),
+                        max_results=RUNS_PAGE,
+                        order_by=["attributes.start_time ASC"],
+                        page_token=token,
+                    )
+                    runs += [r for r in (self._audit_run(r, name) for r in page) if r]
+                    token = page.token
+                    if not token:
+                        break
+                out[name] = tuple(runs)
+        return out
+
+    def _audit_experiment(self, create: bool) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        self.calls += 1
+        found = self.client.get_experiment_by_name(AUDIT_EXPERIMENT)
+        if found is not None:
+            if found.lifecycle_stage != "active":
+                raise RegistryError(
+                    f"the audit experiment {AUDIT_EXPERIMENT} is deleted",
+                    f"restore it (`mlflow experiments restore --experiment-id "
+                    f"{found.experiment_id}`); nothing was applied",
+                )
+            return str(found.experiment_id)
+        if not create:
+            return None
+        try:
+            self.calls += 1
+            return str(self.client.create_experiment(AUDIT_EXPERIMENT))
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise
+        self.calls += 1
+        again = self.client.get_experiment_by_name(AUDIT_EXPERIMENT)
+        assert again is not None
+        return str(again.experiment_id)
+
+    def _log_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, v) for k, v in tags.items()]
+        for i in range(0, len(items), RUN_TAGS_PER_CALL):
+            self.calls += 1
+            self.client.log_batch(run_id, tags=items[i : i + RUN_TAGS_PER_CALL])
+
+    def _audit_run(self, run: Any, name: str) -> AuditRun | None:
+        tags = dict(run.data.tags)
+        touched, changes = decode_bucket(tags.get(bucket_tag(name), ""), name)
+        if not touched:
+            return None
+        if changes is None:  # too many to fit in a tag: read them from the artifact
+            with tempfile.TemporaryDirectory() as folder:
+                self.calls += 1
+                path = self.client.download_artifacts(run.info.run_id, CHANGES_ARTIFACT, folder)
+                with open(path, encoding="utf-8") as fh:
+                    changes = changes_from_document(json.load(fh), name)
+        return AuditRun(
+            run_id=str(run.info.run_id),
+            started_at=int(run.info.start_time or 0),
+            context=context_from_tags(tags),
+            status=str(run.info.status),
+            changes=changes,
+        )
+
 
 def _translate(exc: Exception, doing: str, uri: str) -> RegistryError:
     text = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
@@ -499,3 +639,7 @@ def _in_chunks(names: list[str]) -> list[str]:
     if current:
         chunks.append(f"name IN ({', '.join(current)})")
     return chunks
+
+
+RUN_TAGS_PER_CALL = 100  # MLflow's limit of tags per log_batch
+RUNS_PAGE = 1000

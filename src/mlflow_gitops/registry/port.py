@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from mlflow_gitops.observed import RegistryState, RunSummary
+from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart
 
 
 class RegistryPort(Protocol):
@@ -60,3 +61,16 @@ class RegistryPort(Protocol):
     def delete_alias(self, name: str, alias: str) -> None: ...
 
     def delete_version(self, name: str, version: int) -> None: ...
+
+    def start_record(self, start: RecordStart) -> str:
+        """Open this apply's run in the audit experiment (created if absent); returns its id.
+        Called before any change, so an apply that cannot record changes nothing."""
+        ...
+
+    def finish_record(self, run_id: str, finish: RecordFinish) -> None:
+        """Write each model's changes, every step and the gate evidence, and end the run."""
+        ...
+
+    def read_records(self, names: Sequence[str]) -> dict[str, tuple[AuditRun, ...]]:
+        """The audit runs that touched each model, oldest first: one search per model."""
+        ...

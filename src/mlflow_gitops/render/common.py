@@ -14,6 +14,7 @@ from mlflow_gitops.plan.changes import (
     DeleteVersionTag,
     Plan,
     RegisterVersion,
+    RestoreHistory,
     SetAlias,
     SetModelDescription,
     SetModelTag,
@@ -52,7 +53,19 @@ def row(change: Change) -> Row:
         case DeleteModelTag(key=key, before=before):
             return Row("delete", f"tag {key}", _q(before), None)
         case SetVersionDescription(target=t, before=before, after=after):
-            return Row(_set(before), f"{t.label()} description", _q(before), _q(after))
+            return Row(
+                _set(before), f"{t.label()} description", _q(before), _q(after), "", change.drift
+            )
+        case RestoreHistory(target=t, before=before, after=after):
+            lines = len(after.splitlines()) - 1
+            return Row(
+                "change",
+                f"{t.label()} history block",
+                "edited by hand" if before else "removed",
+                f"restored from the audit record ({lines} line{'s' if lines != 1 else ''})",
+                "",
+                change.drift,
+            )
         case SetVersionTag(target=t, key=key, before=before, after=after):
             return Row(_set(before), f"{t.label()} tag {key}", _q(before), _q(after))
         case DeleteVersionTag(target=t, key=key, before=before):

@@ -37,4 +37,5 @@ def render_result(result: ApplyResult) -> str:
         {"model": s.model, "change": s.what, "status": s.status, "detail": s.detail}
         for s in result.steps
     ]
-    return json.dumps({"schema_version": 1, "ok": result.ok, "steps": steps}, indent=2) + "\n"
+    data = {"schema_version": 1, "ok": result.ok, "steps": steps, "audit_run": result.record}
+    return json.dumps(data, indent=2) + "\n"

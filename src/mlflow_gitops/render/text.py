@@ -5,6 +5,7 @@ from __future__ import annotations
 from mlflow_gitops.apply import ApplyResult
 from mlflow_gitops.gates.result import GateResult
 from mlflow_gitops.plan.changes import Plan
+from mlflow_gitops.record import AUDIT_EXPERIMENT
 from mlflow_gitops.render.common import SYMBOL, Row, number, row, shorten, signed, summarize
 
 _COLORS = {"+": "32", "~": "33", "-": "31", "!": "1;31", "drift": "35", "dim": "2", "bold": "1"}
@@ -110,4 +111,8 @@ def render_result(result: ApplyResult, *, color: bool = False) -> str:
         )
         if not result.ok:
             lines.append("Run apply again to finish: it plans from the registry as it is now.")
+    if result.record:
+        lines.append(
+            f"Recorded as run {result.record} in the MLflow experiment {AUDIT_EXPERIMENT}."
+        )
     return "\n".join(lines) + "\n"

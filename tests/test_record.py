@@ -1,0 +1,322 @@
+"""The durable record of applies (one audit run per apply), history blocks edited by hand as
+drift, complete annotations per apply, and history read from the record: on the fake registry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mlflow_gitops import history as hist
+from mlflow_gitops.apply import AUDIT_RECORD
+from mlflow_gitops.audit import AuditContext
+from mlflow_gitops.observed import HISTORY_MARKER, ModelState, VersionState, split_history
+from mlflow_gitops.plan.changes import RestoreHistory, SetVersionDescription
+from mlflow_gitops.plan.planner import plan
+from mlflow_gitops.reconcile import apply_plan, make_plan
+from mlflow_gitops.record import (
+    LEGACY_TAGS,
+    RECORD_TAG,
+    AuditRun,
+    RecordedChange,
+    bucket_tag,
+    decode_bucket,
+    encode_buckets,
+    model_filter,
+    model_key,
+    read_record,
+)
+from mlflow_gitops.render.markdown import render_plan as render_markdown
+from mlflow_gitops.render.text import render_plan, render_result
+from tests.fakes import FakeRegistry
+from tests.helpers import load_text
+
+NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+ALICE = AuditContext(commit="1a2b3c4d5e6f", pr=12, actor="alice", run_url="https://ci/runs/1")
+BOB = AuditContext(actor="bob")  # outside git, no --commit: nothing else is known
+
+STAGING = "version: 1\nmodels:\n  m:\n    versions:\n      - {version: 1, stage: Staging}\n"
+PRODUCTION = (
+    "version: 1\nmodels:\n  m:\n    versions:\n"
+    "      - {version: 1, stage: Production, description: 'GBR, 50 trees'}\n"
+)
+
+
+def fresh() -> FakeRegistry:
+    return FakeRegistry(models={"m": ModelState(name="m", versions=(VersionState(1, "None"),))})
+
+
+def two_applies(tmp_path: Path) -> FakeRegistry:
+    fake = fresh()
+    assert apply_plan(make_plan(load_text(tmp_path, STAGING), fake), fake, ALICE, NOW).ok
+    later = NOW + timedelta(hours=3)
+    assert apply_plan(make_plan(load_text(tmp_path, PRODUCTION), fake), fake, BOB, later).ok
+    return fake
+
+
+def v1(fake: FakeRegistry) -> VersionState:
+    found = fake.models["m"].version(1)
+    assert found is not None
+    return found
+
+
+def test_each_apply_logs_one_audit_run_with_context_changes_steps_and_gates(
+    tmp_path: Path,
+) -> None:
+    fake = two_applies(tmp_path)
+    first, second = fake.audit_runs
+    assert first.context == ALICE
+    assert second.context == BOB
+    assert (first.status, second.status) == ("FINISHED", "FINISHED")
+    assert fake.audit_models[first.run_id] == ("m",)
+    done = fake.audit_finished[second.run_id]
+    assert done.ok
+    assert done.changes["m"] == (  # in the order they were applied
+        RecordedChange(1, "description updated"),
+        RecordedChange(1, "Staging -> Production"),
+    )
+    assert [s["status"] for s in done.steps] == ["applied", "applied"]
+    assert done.gates == ()
+    # the record opens before the first write and closes after the last
+    writes = [c[0] for c in fake.calls]
+    assert writes.index("start_record") < writes.index("transition_stage")
+    assert writes[-2:] == ["finish_record", "unlock"]  # finished while the lock is held
+
+
+def test_a_hand_written_description_is_drift_and_apply_restores_the_history(
+    tmp_path: Path,
+) -> None:
+    fake = two_applies(tmp_path)
+    before = v1(fake).description
+    # the course notebook's own call: update_model_version(description=...)
+    fake.set_version_description("m", 1, "transitioned to Production on 2026-11-27")
+    desired = load_text(tmp_path, PRODUCTION)
+    planned = make_plan(desired, fake)
+    restore = [c for c in planned.plan.changes if isinstance(c, RestoreHistory)]
+    text = [c for c in planned.plan.changes if isinstance(c, SetVersionDescription)]
+    assert len(restore) == 1
+    assert restore[0].drift
+    assert restore[0].before == ""
+    assert restore[0].after == split_history(before)[1]  # rebuilt from the record, line for line
+    assert len(text) == 1
+    assert text[0].drift
+    shown = render_plan(planned.plan)
+    assert (
+        "~ v1 history block: removed -> restored from the audit record (3 lines) "
+        "[drift: changed in the registry by hand]"
+    ) in shown
+    assert "2 drifted from the file" in shown
+    assert "**drift**" in render_markdown(planned.plan)
+    assert ("read_records", "<audit>", "m") in fake.calls  # only for the drifted model
+
+    assert apply_plan(planned, fake, AuditContext(actor="carol"), NOW + timedelta(days=1)).ok
+    user, block = split_history(v1(fake).description)
+    assert user == "GBR, 50 trees"
+    assert block.startswith(split_history(before)[1])
+    assert block.endswith("history block restored from the audit record (by carol)")
+    assert plan(desired, fake.read()).is_empty
+    # history loses nothing: every event, from the record
+    state = fake.models["m"]
+    found = hist.events(state, None, fake.read_records(["m"])["m"])
+    assert {e.source for e in found} == {"record"}
+    assert [e.change for e in found] == [
+        "history block restored from the audit record",
+        "description updated",
+        "Staging -> Production",
+        "description updated",
+        "None -> Staging",
+    ]
+
+
+def test_an_edited_history_block_is_drift_too(tmp_path: Path) -> None:
+    fake = two_applies(tmp_path)
+    user, block = split_history(v1(fake).description)
+    forged = block.replace("by bob", "by mallory")
+    fake.set_version_description("m", 1, f"{user}\n\n{forged}")
+    planned = make_plan(load_text(tmp_path, PRODUCTION), fake)
+    (restore,) = [c for c in planned.plan.changes if isinstance(c, RestoreHistory)]
+    assert restore.before == forged
+    assert restore.after == block
+    assert "history block: edited by hand -> restored" in render_plan(planned.plan)
+
+
+def test_an_apply_that_cannot_record_changes_nothing(tmp_path: Path) -> None:
+    fake = fresh()
+    fake.record_error = "start"
+    result = apply_plan(make_plan(load_text(tmp_path, STAGING), fake), fake, ALICE, NOW)
+    assert not result.ok
+    assert fake.writes == 0
+    assert v1(fake).stage == "None"
+    assert result.steps[0].status == "failed"
+    assert result.steps[0].detail.startswith(
+        "cannot write the audit record, so nothing was applied"
+    )
+
+
+def test_an_apply_whose_record_cannot_be_finished_says_what_was_applied(tmp_path: Path) -> None:
+    fake = fresh()
+    fake.record_error = "finish"
+    result = apply_plan(make_plan(load_text(tmp_path, STAGING), fake), fake, ALICE, NOW)
+    assert not result.ok
+    assert v1(fake).stage == "Staging"
+    *changes, last = result.steps
+    assert [s.status for s in changes] == ["applied"]
+    assert (last.model, last.status) == (AUDIT_RECORD, "failed")
+    assert "the 1 change(s) marked applied above are in the registry" in last.detail
+    shown = render_result(result)
+    assert "✓ applied     v1 None -> Staging" in shown
+    assert "finish audit run run1 in experiment mlflow-gitops-audit" in shown
+
+
+def test_each_apply_writes_a_complete_record_and_clears_what_it_does_not_know(
+    tmp_path: Path,
+) -> None:
+    legacy = dict.fromkeys(LEGACY_TAGS.values(), "old")
+    fake = FakeRegistry(
+        models={
+            "m": ModelState(name="m", tags=legacy, versions=(VersionState(1, "None", tags=legacy),))
+        }
+    )
+    assert apply_plan(make_plan(load_text(tmp_path, STAGING), fake), fake, ALICE, NOW).ok
+    assert not set(LEGACY_TAGS.values()) & set(v1(fake).tags)  # an older release's fields: gone
+    assert not set(LEGACY_TAGS.values()) & set(fake.models["m"].tags)
+    first = read_record(v1(fake).tags)
+    assert (first["commit"], first["pr"], first["actor"]) == ("1a2b3c4d5e6f", 12, "alice")
+
+    fake.calls.clear()
+    later = NOW + timedelta(hours=1)
+    assert apply_plan(make_plan(load_text(tmp_path, PRODUCTION), fake), fake, BOB, later).ok
+    record = read_record(v1(fake).tags)
+    assert record["actor"] == "bob"
+    assert (record["commit"], record["pr"], record["run_url"]) == (None, None, None)
+    assert record["change"] == "Staging -> Production; description"
+    assert record["stage_since"] == later.isoformat(timespec="seconds")
+    model = read_record(fake.models["m"].tags)
+    assert (model["actor"], model["commit"], model["audit_run"]) == ("bob", None, "run2")
+    # per touched version: the description and one record tag (besides the planned changes)
+    annotation = [c for c in fake.calls if c[0].startswith("set_version") and c[1:3] == ("m", "1")]
+    assert annotation[-2:] == [
+        ("set_version_description", "m", "1"),
+        ("set_version_tag", "m", "1", RECORD_TAG),
+    ]
+    assert [c[0] for c in fake.calls if c[0].startswith("set_model")] == ["set_model_tag"]
+
+
+def test_history_prints_each_context_once_and_newest_first_within_a_day(tmp_path: Path) -> None:
+    fake = FakeRegistry(
+        models={
+            "m": ModelState(
+                name="m", versions=(VersionState(1, "None"), VersionState(2, "Production"))
+            )
+        }
+    )
+    alias = "version: 1\nmodels:\n  m:\n    aliases: {champion: 2}\n"
+    tag = "version: 1\nmodels:\n  m:\n    versions:\n      - {version: 1, tags: {k: v}}\n"
+    assert apply_plan(make_plan(load_text(tmp_path, tag), fake), fake, ALICE, NOW).ok
+    later = NOW + timedelta(hours=5)  # same day, later
+    assert apply_plan(make_plan(load_text(tmp_path, alias), fake), fake, ALICE, later).ok
+    for runs in (fake.read_records(["m"])["m"], ()):  # from the record, and from the blocks
+        found = hist.events(fake.models["m"], None, runs)
+        text = hist.render_text("m", found)
+        assert text.count("commit 1a2b3c4") == 2, text
+        lines = text.splitlines()[1:]
+        assert "alias champion set" in lines[0], text
+        assert "tag k set to 'v'" in lines[1], text
+    recorded = hist.render_text(
+        "m", hist.events(fake.models["m"], None, fake.read_records(["m"])["m"])
+    )
+    assert (
+        "2026-11-27 14:00  v2    alias champion set  (commit 1a2b3c4, PR #12, by alice)" in recorded
+    )
+
+
+def test_history_of_an_old_block_drops_the_context_from_the_change() -> None:
+    block = (
+        f"{HISTORY_MARKER}\n- 2026-11-26: Production -> Archived (replaced by version 3, commit "
+        "1a2b3c4, by alice)\n- 2026-11-26: alias champion set (commit 1a2b3c4, by alice)"
+    )
+    model = ModelState(name="m", versions=(VersionState(2, "Archived", description=block),))
+    found = hist.events(model)
+    assert [e.change for e in found] == [
+        "alias champion set",
+        "Production -> Archived (replaced by version 3)",
+    ]
+    assert all(e.commit == "1a2b3c4" and e.actor == "alice" for e in found)
+
+
+def test_models_are_found_through_64_bucket_tags_whatever_their_names() -> None:
+    name = "prévision 'trips' / v2"
+    key = bucket_tag(name)
+    assert key.startswith("mlflow_gitops.models.")
+    assert model_filter(name) == f"tags.`{key}` LIKE '%\"{model_key(name)}\"%'"
+    changes = (RecordedChange(3, "Staging -> Production", "replaced by version 2"),)
+    tags = encode_buckets({name: changes, "other": ()})
+    assert decode_bucket(tags[key], name) == (True, changes)
+    assert decode_bucket(tags[key], "absent") == (False, ())
+    # an apply of 1,000 models writes at most 64 tags, each within MLflow's limit
+    thousand = encode_buckets({f"model-{i}": changes for i in range(1000)})
+    assert len(thousand) == 64
+    assert max(len(v) for v in thousand.values()) <= 5000
+    assert all(decode_bucket(thousand[bucket_tag(f"model-{i}")], f"model-{i}") == (True, changes)
+               for i in range(1000))  # fmt: skip
+    # changes that do not fit in a tag are pointed to the changes.json artifact
+    many = tuple(RecordedChange(i, "tag k set to '" + "x" * 100 + "'") for i in range(100))
+    assert decode_bucket(encode_buckets({name: many})[key], name) == (True, None)
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ({}, {}),
+        ({"mlflow_gitops.actor": "alice"}, {"actor": "alice"}),
+        ({RECORD_TAG: '{"actor": "bob", "commit": null}', "mlflow_gitops.actor": "x"},
+         {"actor": "bob", "commit": None}),
+        ({RECORD_TAG: "not json", "mlflow_gitops.commit": "abc"}, {"commit": "abc"}),
+    ],
+)  # fmt: skip
+def test_read_record_prefers_the_record_tag_and_falls_back_to_the_legacy_tags(
+    tags: dict[str, str], expected: dict[str, object]
+) -> None:
+    assert read_record(tags) == expected
+
+
+def test_history_falls_back_per_version_when_the_record_lacks_it() -> None:
+    block = f"{HISTORY_MARKER}\n- 2026-11-20: None -> Staging (by dan)"
+    model = ModelState(
+        name="m",
+        versions=(
+            VersionState(1, "Staging", description=block),
+            VersionState(2, "Production"),
+            VersionState(3, "None", created_at=1_764_000_000_000),
+        ),
+    )
+    run = AuditRun(
+        "r1", 1_764_230_400_000, ALICE, changes=(RecordedChange(2, "None -> Production"),)
+    )
+    found = hist.events(model, None, (run,))
+    assert {e.version: e.source for e in found} == {1: "annotation", 2: "record", 3: "registry"}
+
+
+def test_rollback_finds_the_previous_holder_in_the_record_after_a_hand_edit(
+    tmp_path: Path,
+) -> None:
+    from mlflow_gitops.propose import rollback
+
+    fake = FakeRegistry(
+        models={"m": ModelState(name="m", versions=(VersionState(1, "None"), VersionState(2)))}
+    )
+    first = "version: 1\nmodels:\n  m:\n    versions:\n      - {version: 1, stage: Production}\n"
+    second = (
+        "version: 1\nmodels:\n  m:\n    versions:\n      - {version: 1, stage: Archived}\n"
+        "      - {version: 2, stage: Production}\n"
+    )
+    assert apply_plan(make_plan(load_text(tmp_path, first), fake), fake, ALICE, NOW).ok
+    later = NOW + timedelta(hours=1)
+    assert apply_plan(make_plan(load_text(tmp_path, second), fake), fake, BOB, later).ok
+    fake.set_version_description("m", 1, "old baseline")  # the history block is gone
+    live = fake.models["m"]
+    assert hist.previous_holder(live) is None  # the descriptions alone no longer tell
+    file = tmp_path / "registry.yaml"
+    edit = rollback(file.read_text(), file, "m", live, fake.read_records(["m"])["m"])
+    assert edit.summary == "m: Production back to version 1"
