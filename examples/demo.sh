@@ -4,6 +4,7 @@
 #   bash examples/demo.sh --data ../shared/data/nyc-green-taxi   # the real TLC files
 #   bash examples/demo.sh --reset                                 # start from an empty registry
 set -euo pipefail
+export MLFLOW_DISABLE_TELEMETRY="${MLFLOW_DISABLE_TELEMETRY:-true}"  # the demo calls nothing but its registry
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
