@@ -55,10 +55,11 @@ UriOpt = Annotated[
 NoColorOpt = Annotated[bool, typer.Option("--no-color", help="Plain output even on a terminal.")]
 
 
-def emit(text: str, *, err: bool = False) -> None:
-    """Every byte the tool prints goes through here, and through redact()."""
+def emit(text: str, *, err: bool = False, verbatim: bool = False) -> None:
+    """Every byte the tool prints goes through here, and through redact(); `verbatim` text is
+    data reproduced from the registry (its URI already redacted), which is never altered."""
     stream = sys.stderr if err else sys.stdout
-    stream.write(redact(text))
+    stream.write(text if verbatim else redact(text))
     stream.flush()
 
 
@@ -258,7 +259,7 @@ def import_(
     mapping = {"Production": "champion", "Staging": "challenger"} if aliases_from_stages else None
     text = render_registry(state, redact(uri), _now(), mapping)
     if out is None:
-        emit(text)
+        emit(text, verbatim=True)  # the registry's data exactly, as --out writes it
     else:
         out.write_text(text, encoding="utf-8")
         emit(f"Wrote {len(state.models)} models to {out}.\n", err=True)
