@@ -20,6 +20,7 @@ class FakeRegistry:
     fail_on: int | None = None  # 1-based index of the write call that raises
     writes: int = 0
     gaps: list[str] = field(default_factory=list)  # held stages/aliases left empty in between
+    lacking: set[tuple[str, str]] = field(default_factory=set)  # (model, permission) not held
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -35,6 +36,10 @@ class FakeRegistry:
         self, experiment: str, filter_string: str, order_by: list[str], max_results: int
     ) -> list[RunSummary]:
         return [RunSummary(run_id=r) for r in sorted(self.runs)][:max_results]
+
+    def can(self, name: str, permission: str) -> bool:
+        self.calls.append(("can", name, permission))
+        return (name, permission) not in self.lacking
 
     # --- writing -----------------------------------------------------------------------------
 

@@ -10,13 +10,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlflow_gitops.apply import ApplyResult, Progress, apply
+from mlflow_gitops.apply import ApplyResult, Progress, apply, describe
 from mlflow_gitops.audit import AuditContext
-from mlflow_gitops.errors import GitopsError, SpecError, SpecIssue, StalePlanError
+from mlflow_gitops.errors import (
+    DENIED,
+    GitopsError,
+    PermissionDenied,
+    SpecError,
+    SpecIssue,
+    StalePlanError,
+)
 from mlflow_gitops.gates.evidence import Evidence
 from mlflow_gitops.gates.run import run_gates
 from mlflow_gitops.observed import RegistryState
-from mlflow_gitops.plan.changes import Plan, RegisterVersion
+from mlflow_gitops.permissions import WHAT_NEEDS, current_user, needed
+from mlflow_gitops.plan.changes import CreateModel, Plan, RegisterVersion
 from mlflow_gitops.plan.planner import plan as compute_plan
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.render.json import plan_document
@@ -113,7 +121,10 @@ def apply_plan(
     parallelism: int = 4,
     progress: Progress | None = None,
 ) -> ApplyResult:
-    """Apply a plan that was just computed (or checked fresh) against this registry."""
+    """Apply a plan that was just computed (or checked fresh) against this registry, after
+    checking that this user may make every change (nothing is written, not even the lock, when
+    it may not)."""
+    check_permissions(planned.plan, registry)
     return apply(
         planned.plan,
         planned.observed,
@@ -123,6 +134,43 @@ def apply_plan(
         parallelism=parallelism,
         progress=progress,
     )
+
+
+def check_permissions(plan: Plan, registry: RegistryPort) -> None:
+    """Refuse the whole apply, before the lock and any write, when the user lacks a permission a
+    planned change needs (servers with authentication): names each model, its operations and
+    the permission. Every change is annotated (tags, description), so any change needs EDIT."""
+    missing: list[str] = []
+    for model in plan.models:
+        changes = [] if model in plan.blocked else plan.changes_for(model)
+        if not changes:
+            continue
+        if any(isinstance(c, CreateModel) for c in changes):
+            if not registry.can(model, "READ"):
+                missing.append(
+                    f"{model}: exists but this user may not read it (READ), so it looked "
+                    "absent and the plan would create it"
+                )
+            continue  # MLflow grants MANAGE on a model to the user who creates it
+        edits = [describe(c) for c in changes if needed(c) == "EDIT"] or ["annotate versions"]
+        manages = [describe(c) for c in changes if needed(c) == "MANAGE"]
+        can_edit = registry.can(model, "EDIT")
+        if not can_edit:
+            missing.append(_lacking(model, edits, "EDIT"))
+        if manages and (not can_edit or not registry.can(model, "MANAGE")):
+            missing.append(_lacking(model, manages, "MANAGE"))
+    if missing:
+        raise PermissionDenied(
+            f"{DENIED}: {current_user()} lacks permissions this plan needs; nothing was "
+            "changed (not "
+            "even the apply lock):\n" + "".join(f"    {line}\n" for line in missing).rstrip(),
+            f"ask an MLflow admin to grant them, or apply as a user who holds them ({WHAT_NEEDS})",
+        )
+
+
+def _lacking(model: str, operations: list[str], permission: str) -> str:
+    more = f" and {len(operations) - 3} more" if len(operations) > 3 else ""
+    return f"{model}: {'; '.join(operations[:3])}{more}: needs {permission}"
 
 
 # --- saved plans ----------------------------------------------------------------------------------
