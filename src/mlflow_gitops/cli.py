@@ -179,6 +179,8 @@ def apply(
         load_plan,
         make_plan,
         open_evidence,
+        open_registry,
+        saved_plan_uri,
     )
     from mlflow_gitops.render import json as render_json
     from mlflow_gitops.render import text as render_text
@@ -188,7 +190,8 @@ def apply(
     if is_saved_plan(target):
         saved = load_plan(target)
         folder = Path(saved.file).resolve().parent if saved.file else Path.cwd()
-        uri, registry = _registry(tracking_uri, saved.tracking_uri, folder)
+        uri = saved_plan_uri(saved, tracking_uri)  # the plan's own registry, never a default
+        registry = open_registry(uri)
         planned = check_fresh(saved, registry, open_evidence(uri))
         cwd = folder
     else:

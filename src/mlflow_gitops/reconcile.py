@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from mlflow_gitops.plan.planner import plan as compute_plan
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.render.json import plan_document
 from mlflow_gitops.secrets import redact
+from mlflow_gitops.settings import registry_identity
 from mlflow_gitops.spec.load import LoadedSpec, format_loc, load, locate
 
 SAVED_PLAN_KIND = "mlflow-gitops-plan"
@@ -181,6 +183,7 @@ class SavedPlan:
     plan: Plan
     tracking_uri: str | None
     file: str | None
+    registry: str | None = None  # registry_identity() of the registry it was made against
 
 
 def save_plan(plan: Plan, path: Path, tracking_uri: str, file: Path, now: datetime) -> None:
@@ -193,6 +196,7 @@ def save_plan(plan: Plan, path: Path, tracking_uri: str, file: Path, now: dateti
         tracking_uri=safe_uri,
         file=str(file),
     )
+    doc["registry"] = registry_identity(tracking_uri)  # never credentials; apply checks it
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
@@ -214,7 +218,10 @@ def load_plan(path: Path) -> SavedPlan:
         raise GitopsError(
             f"cannot read plan {path}: {exc}", "run `mlflow-gitops plan --out`"
         ) from None
-    meta = {k: data.pop(k, None) for k in ("kind", "created_at", "tracking_uri", "file", "summary")}
+    meta = {
+        k: data.pop(k, None)
+        for k in ("kind", "created_at", "tracking_uri", "file", "summary", "registry")
+    }
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
@@ -222,7 +229,38 @@ def load_plan(path: Path) -> SavedPlan:
             f"{path} is not a plan this version of mlflow-gitops can apply ({exc.error_count()} errors)",
             "run `mlflow-gitops plan --out` again",
         ) from None
-    return SavedPlan(plan=plan, tracking_uri=meta["tracking_uri"], file=meta["file"])
+    return SavedPlan(
+        plan=plan, tracking_uri=meta["tracking_uri"], file=meta["file"], registry=meta["registry"]
+    )
+
+
+def saved_plan_uri(saved: SavedPlan, flag: str | None) -> str:
+    """Where to apply a saved plan: --tracking-uri, MLFLOW_TRACKING_URI, or the URI the plan
+    stored; never a default. Refused when that is another registry than the plan's."""
+    if not saved.registry:
+        raise GitopsError(
+            "this plan does not record which registry it was made against (an older "
+            "mlflow-gitops wrote it); nothing was applied",
+            "run `mlflow-gitops plan --out` again",
+        )
+    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or saved.tracking_uri
+    if not uri:
+        raise GitopsError(
+            f"this plan was made against {saved.registry}, whose URI carried credentials and was "
+            "not saved, and no tracking URI was given; nothing was applied",
+            f"apply it with --tracking-uri {saved.registry} (or MLFLOW_TRACKING_URI), the "
+            "credentials in MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or "
+            "MLFLOW_TRACKING_TOKEN",
+        )
+    given = registry_identity(uri)
+    if given != saved.registry:
+        raise StalePlanError(
+            f"this plan was made against {saved.registry}, but the tracking URI points at "
+            f"{given}; nothing was applied",
+            "apply it to the registry it was made against, or run `mlflow-gitops plan --out` "
+            "against this one",
+        )
+    return uri
 
 
 def check_fresh(
