@@ -442,22 +442,34 @@ class MlflowRegistry:
         token = uuid.uuid4().hex
         # mlflow.register_model resolves runs:/<id>/<path> the MLflow 3 way (run artifacts or a
         # logged model) and waits until the version is READY
-        mv = self._call(
-            "register version",
-            name,
-            lambda: mlflow.register_model(
-                source, name, await_registration_for=300, tags={REGISTRATION_TAG: token}
-            ),
-        )
-        number = int(mv.version)
+        number: int | None = None
+        denied: PermissionDenied | None = None
+        try:
+            mv = self._call(
+                "register version",
+                name,
+                lambda: mlflow.register_model(
+                    source, name, await_registration_for=300, tags={REGISTRATION_TAG: token}
+                ),
+            )
+            number = int(mv.version)
+        except PermissionDenied as exc:
+            # MLflow 3 then links the new version on the run's logged model, which needs EDIT on
+            # the run's experiment: a version this call made means only that link is missing
+            denied = exc
         with self._errors("register version at"):
-            copies = [
+            made = sorted(
                 int(v.version)
                 for v in self._pages(
                     self.client.search_model_versions, f"name = {_quote(name)}", VERSIONS_PAGE
                 )
-                if (v.tags or {}).get(REGISTRATION_TAG) == token and int(v.version) != number
-            ]
+                if (v.tags or {}).get(REGISTRATION_TAG) == token
+            )
+        if number is None:
+            if denied is not None and not made:
+                raise denied
+            number = made[0]
+        copies = [v for v in made if v != number]
         for copy in copies:
             self.delete_version(name, copy)
         # deleting a version tag needs MANAGE; with EDIT the one-off token stays (harmless)
