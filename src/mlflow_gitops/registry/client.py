@@ -83,6 +83,7 @@ class MlflowRegistry:
             # refuses prompts among the managed models, so writes go to the registry client
             self.writer = self.client._get_registry_client()  # type: ignore[no-untyped-call]
         self.calls = 0
+        self._levels: dict[str, str] = {}  # model -> this user's MLflow permission, when told
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -364,17 +365,19 @@ class MlflowRegistry:
         checks before the store runs them: READ gets the model, EDIT deletes a model tag no one
         sets (a no-op in MLflow's stores, and no webhook), MANAGE reads the model's permission
         list (MLflow 2.x: MANAGE only). True where the registry has no permissions."""
-        if not self.uri.startswith(("http://", "https://")):
-            return True
+        if not self.uri.startswith(("http://", "https://")) or not _has_credentials(self.uri):
+            return True  # without credentials a server with authentication refuses everything
         user = os.environ.get("MLFLOW_TRACKING_USERNAME")
-        if user:
+        if user and name not in self._levels:
             answer = self._http(
                 "GET",
                 "/api/3.0/mlflow/users/permissions/get",
                 {"username": user, "resource_type": "registered_model", "resource_id": name},
             )
-            if answer[0] == 200 and "permission" in answer[1]:
-                return holds(str(answer[1]["permission"]), permission)
+            ok = answer[0] == 200 and "permission" in answer[1]
+            self._levels[name] = str(answer[1]["permission"]) if ok else ""
+        if self._levels.get(name):
+            return holds(self._levels[name], permission)
         if permission == "MANAGE":
             if not user:
                 return True  # no way to ask without a username: the write itself will say
@@ -629,6 +632,12 @@ def _permission_denied(
         f"ask an MLflow admin to grant {need or 'it'} on '{model}', or apply as a user who "
         f"holds it ({WHAT_NEEDS}); applying again as the same user will not help",
     )
+
+
+def _has_credentials(uri: str) -> bool:
+    """Whether this client sends credentials (variables, or a user in the URI)."""
+    variables = (*CREDENTIAL_VARIABLES, "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_CLIENT_CERT_PATH")
+    return any(os.environ.get(k) for k in variables) or "@" in uri.split("/")[2]
 
 
 def _first_line(exc: Exception) -> str:
