@@ -25,6 +25,7 @@ class FakeRegistry:
     audit_models: dict[str, tuple[str, ...]] = field(default_factory=dict)  # run -> models
     audit_finished: dict[str, RecordFinish] = field(default_factory=dict)
     record_error: str | None = None  # "start" or "finish": that audit call fails
+    lacking: set[tuple[str, str]] = field(default_factory=set)  # (model, permission) not held
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -40,6 +41,10 @@ class FakeRegistry:
         self, experiment: str, filter_string: str, order_by: list[str], max_results: int
     ) -> list[RunSummary]:
         return [RunSummary(run_id=r) for r in sorted(self.runs)][:max_results]
+
+    def can(self, name: str, permission: str) -> bool:
+        self.calls.append(("can", name, permission))
+        return (name, permission) not in self.lacking
 
     # --- writing -----------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Literal, assert_never
 
 from mlflow_gitops.audit import AuditContext
-from mlflow_gitops.errors import GitopsError
+from mlflow_gitops.errors import GitopsError, LockError
 from mlflow_gitops.observed import ModelState, RegistryState, join_history, split_history
 from mlflow_gitops.plan.changes import (
     Change,
@@ -112,6 +112,9 @@ def apply(
             # apply or a person wrote them; those are refused rather than mixed with this revision
             state = registry.read([m for m in runnable if m in plan.observed])
             fresh = {m: state.digest(m) for m in runnable if m in plan.observed}
+        except LockError:
+            stack.close()
+            raise  # nothing was applied; the error says who holds the lock and what to do
         except GitopsError as exc:
             stack.close()
             refused = {m: _refused(m, plan.changes_for(m), exc.message) for m in runnable}

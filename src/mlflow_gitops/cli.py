@@ -55,10 +55,11 @@ UriOpt = Annotated[
 NoColorOpt = Annotated[bool, typer.Option("--no-color", help="Plain output even on a terminal.")]
 
 
-def emit(text: str, *, err: bool = False) -> None:
-    """Every byte the tool prints goes through here, and through redact()."""
+def emit(text: str, *, err: bool = False, verbatim: bool = False) -> None:
+    """Every byte the tool prints goes through here, and through redact(); `verbatim` text is
+    data reproduced from the registry (its URI already redacted), which is never altered."""
     stream = sys.stderr if err else sys.stdout
-    stream.write(redact(text))
+    stream.write(text if verbatim else redact(text))
     stream.flush()
 
 
@@ -178,6 +179,8 @@ def apply(
         load_plan,
         make_plan,
         open_evidence,
+        open_registry,
+        saved_plan_uri,
     )
     from mlflow_gitops.render import json as render_json
     from mlflow_gitops.render import text as render_text
@@ -187,7 +190,8 @@ def apply(
     if is_saved_plan(target):
         saved = load_plan(target)
         folder = Path(saved.file).resolve().parent if saved.file else Path.cwd()
-        uri, registry = _registry(tracking_uri, saved.tracking_uri, folder)
+        uri = saved_plan_uri(saved, tracking_uri)  # the plan's own registry, never a default
+        registry = open_registry(uri)
         planned = check_fresh(saved, registry, open_evidence(uri))
         cwd = folder
     else:
@@ -258,7 +262,7 @@ def import_(
     mapping = {"Production": "champion", "Staging": "challenger"} if aliases_from_stages else None
     text = render_registry(state, redact(uri), _now(), mapping)
     if out is None:
-        emit(text)
+        emit(text, verbatim=True)  # the registry's data exactly, as --out writes it
     else:
         out.write_text(text, encoding="utf-8")
         emit(f"Wrote {len(state.models)} models to {out}.\n", err=True)

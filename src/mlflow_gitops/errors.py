@@ -63,5 +63,17 @@ class RegistryError(GitopsError):
     """The registry could not be read or written."""
 
 
+DENIED = "403 Permission denied"  # opens every PermissionDenied message (renderers look for it)
+
+
+class PermissionDenied(RegistryError):
+    """The registry refused an operation for lack of a permission (HTTP 403): applying again as
+    the same user will not help."""
+
+
+class LockError(RegistryError):
+    """The apply lock could not be taken: nothing was applied."""
+
+
 class StalePlanError(GitopsError):
     """A saved plan no longer matches the live registry."""

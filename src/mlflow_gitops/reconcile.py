@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,18 +11,27 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlflow_gitops.apply import ApplyResult, Progress, apply
+from mlflow_gitops.apply import ApplyResult, Progress, apply, describe
 from mlflow_gitops.audit import AuditContext
-from mlflow_gitops.errors import GitopsError, SpecError, SpecIssue, StalePlanError
+from mlflow_gitops.errors import (
+    DENIED,
+    GitopsError,
+    PermissionDenied,
+    SpecError,
+    SpecIssue,
+    StalePlanError,
+)
 from mlflow_gitops.gates.evidence import Evidence
 from mlflow_gitops.gates.run import run_gates
 from mlflow_gitops.observed import RegistryState
-from mlflow_gitops.plan.changes import Plan, RegisterVersion
+from mlflow_gitops.permissions import WHAT_NEEDS, current_user, needed
+from mlflow_gitops.plan.changes import CreateModel, Plan, RegisterVersion
 from mlflow_gitops.plan.planner import history_drifted
 from mlflow_gitops.plan.planner import plan as compute_plan
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.render.json import plan_document
 from mlflow_gitops.secrets import redact
+from mlflow_gitops.settings import registry_identity
 from mlflow_gitops.spec.load import LoadedSpec, format_loc, load, locate
 
 SAVED_PLAN_KIND = "mlflow-gitops-plan"
@@ -117,7 +127,10 @@ def apply_plan(
     parallelism: int = 4,
     progress: Progress | None = None,
 ) -> ApplyResult:
-    """Apply a plan that was just computed (or checked fresh) against this registry."""
+    """Apply a plan that was just computed (or checked fresh) against this registry, after
+    checking that this user may make every change (nothing is written, not even the lock, when
+    it may not)."""
+    check_permissions(planned.plan, registry)
     return apply(
         planned.plan,
         planned.observed,
@@ -129,6 +142,43 @@ def apply_plan(
     )
 
 
+def check_permissions(plan: Plan, registry: RegistryPort) -> None:
+    """Refuse the whole apply, before the lock and any write, when the user lacks a permission a
+    planned change needs (servers with authentication): names each model, its operations and
+    the permission. Every change is annotated (tags, description), so any change needs EDIT."""
+    missing: list[str] = []
+    for model in plan.models:
+        changes = [] if model in plan.blocked else plan.changes_for(model)
+        if not changes:
+            continue
+        if any(isinstance(c, CreateModel) for c in changes):
+            if not registry.can(model, "READ"):
+                missing.append(
+                    f"{model}: exists but this user may not read it (READ), so it looked "
+                    "absent and the plan would create it"
+                )
+            continue  # MLflow grants MANAGE on a model to the user who creates it
+        edits = [describe(c) for c in changes if needed(c) == "EDIT"] or ["annotate versions"]
+        manages = [describe(c) for c in changes if needed(c) == "MANAGE"]
+        can_edit = registry.can(model, "EDIT")
+        if not can_edit:
+            missing.append(_lacking(model, edits, "EDIT"))
+        if manages and (not can_edit or not registry.can(model, "MANAGE")):
+            missing.append(_lacking(model, manages, "MANAGE"))
+    if missing:
+        raise PermissionDenied(
+            f"{DENIED}: {current_user()} lacks permissions this plan needs; nothing was "
+            "changed (not "
+            "even the apply lock):\n" + "".join(f"    {line}\n" for line in missing).rstrip(),
+            f"ask an MLflow admin to grant them, or apply as a user who holds them ({WHAT_NEEDS})",
+        )
+
+
+def _lacking(model: str, operations: list[str], permission: str) -> str:
+    more = f" and {len(operations) - 3} more" if len(operations) > 3 else ""
+    return f"{model}: {'; '.join(operations[:3])}{more}: needs {permission}"
+
+
 # --- saved plans ----------------------------------------------------------------------------------
 
 
@@ -137,6 +187,7 @@ class SavedPlan:
     plan: Plan
     tracking_uri: str | None
     file: str | None
+    registry: str | None = None  # registry_identity() of the registry it was made against
 
 
 def save_plan(plan: Plan, path: Path, tracking_uri: str, file: Path, now: datetime) -> None:
@@ -149,6 +200,7 @@ def save_plan(plan: Plan, path: Path, tracking_uri: str, file: Path, now: dateti
         tracking_uri=safe_uri,
         file=str(file),
     )
+    doc["registry"] = registry_identity(tracking_uri)  # never credentials; apply checks it
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
@@ -170,7 +222,10 @@ def load_plan(path: Path) -> SavedPlan:
         raise GitopsError(
             f"cannot read plan {path}: {exc}", "run `mlflow-gitops plan --out`"
         ) from None
-    meta = {k: data.pop(k, None) for k in ("kind", "created_at", "tracking_uri", "file", "summary")}
+    meta = {
+        k: data.pop(k, None)
+        for k in ("kind", "created_at", "tracking_uri", "file", "summary", "registry")
+    }
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
@@ -178,7 +233,38 @@ def load_plan(path: Path) -> SavedPlan:
             f"{path} is not a plan this version of mlflow-gitops can apply ({exc.error_count()} errors)",
             "run `mlflow-gitops plan --out` again",
         ) from None
-    return SavedPlan(plan=plan, tracking_uri=meta["tracking_uri"], file=meta["file"])
+    return SavedPlan(
+        plan=plan, tracking_uri=meta["tracking_uri"], file=meta["file"], registry=meta["registry"]
+    )
+
+
+def saved_plan_uri(saved: SavedPlan, flag: str | None) -> str:
+    """Where to apply a saved plan: --tracking-uri, MLFLOW_TRACKING_URI, or the URI the plan
+    stored; never a default. Refused when that is another registry than the plan's."""
+    if not saved.registry:
+        raise GitopsError(
+            "this plan does not record which registry it was made against (an older "
+            "mlflow-gitops wrote it); nothing was applied",
+            "run `mlflow-gitops plan --out` again",
+        )
+    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or saved.tracking_uri
+    if not uri:
+        raise GitopsError(
+            f"this plan was made against {saved.registry}, whose URI carried credentials and was "
+            "not saved, and no tracking URI was given; nothing was applied",
+            f"apply it with --tracking-uri {saved.registry} (or MLFLOW_TRACKING_URI), the "
+            "credentials in MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or "
+            "MLFLOW_TRACKING_TOKEN",
+        )
+    given = registry_identity(uri)
+    if given != saved.registry:
+        raise StalePlanError(
+            f"this plan was made against {saved.registry}, but the tracking URI points at "
+            f"{given}; nothing was applied",
+            "apply it to the registry it was made against, or run `mlflow-gitops plan --out` "
+            "against this one",
+        )
+    return uri
 
 
 def check_fresh(

@@ -1,4 +1,8 @@
-"""Credentials never reach any output: every string leaving the tool passes through redact()."""
+"""Credentials never reach any output: every message leaving the tool passes through redact().
+
+Secrets are passwords, tokens and the password part of a URI; a username is not a secret (it is
+shown, e.g. to say who holds the apply lock or who lacks a permission). Data the tool reproduces
+(`import`) or writes to a file or the registry is never altered."""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ import re
 SECRET_VARIABLES = (
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_TRACKING_TOKEN",
-    "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_CLIENT_CERT_PATH",
     "GITHUB_TOKEN",
     "DATABRICKS_TOKEN",
@@ -16,8 +19,10 @@ SECRET_VARIABLES = (
 )
 MASK = "***"
 
-# scheme://user:password@host, and scheme://token@host
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s]+)@")
+# scheme://user:password@host (the password is masked, the user kept), and scheme://token@host
+_USERINFO = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?:(?P<user>[^/@:\s]*):)?(?P<secret>[^/@\s]+)@"
+)
 # ?password=..., &token=..., access_token=... in query strings
 _QUERY_SECRET = re.compile(
     r"(?P<key>(?:password|passwd|pwd|token|access_token|secret|api_key|apikey)=)[^&\s]+",
@@ -34,7 +39,9 @@ def secret_values(env: dict[str, str] | None = None) -> list[str]:
 
 def redact(text: str, env: dict[str, str] | None = None) -> str:
     """The text with URI credentials and the values of credential variables masked."""
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
+    text = _USERINFO.sub(
+        lambda m: f"{m['scheme']}{m['user'] + ':' if m['user'] is not None else ''}{MASK}@", text
+    )
     text = _QUERY_SECRET.sub(lambda m: f"{m['key']}{MASK}", text)
     for value in secret_values(env):
         text = text.replace(value, MASK)

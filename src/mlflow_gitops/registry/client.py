@@ -11,12 +11,15 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote_plus
 
-from mlflow_gitops.errors import RegistryError
+from mlflow_gitops.errors import DENIED, LockError, PermissionDenied, RegistryError
 from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, VersionState
+from mlflow_gitops.permissions import OPERATIONS, WHAT_NEEDS, Permission, current_user, holds
 from mlflow_gitops.record import (
     AUDIT_EXPERIMENT,
     CHANGES_ARTIFACT,
@@ -50,12 +53,23 @@ MODELS_PAGE = 1000
 MAX_NAME_FILTERS = 5
 LOCK_MODEL = "mlflow-gitops.apply-lock"
 PROMPT_TAG = "mlflow.prompt.is_prompt"
-LOCK_WAIT_S = 120.0
+LOCK_WAIT_S = 120.0  # default deadline of a wait for the lock; WAIT_VARIABLE overrides it
+WAIT_VARIABLE = "MLFLOW_GITOPS_LOCK_WAIT_S"
+LOCK_PAUSE_S = 1.0  # between two tries: never a busy loop
 LOCK_LEASE_S = 30.0
-LOCK_TAG, HOLDER_TAG, LEASE_TAG = (
+LOCK_TAG, HOLDER_TAG, LEASE_TAG, USER_TAG = (
     "mlflow_gitops.lock",
     "mlflow_gitops.holder",
     "mlflow_gitops.lease",
+    "mlflow_gitops.holder_user",  # the MLflow user who made the lock (basic-auth: may delete it)
+)
+PROBE_TAG = (
+    "mlflow_gitops.permission-probe"  # never set: deleting it asks for EDIT, changes nothing
+)
+CREDENTIAL_VARIABLES = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
 )
 VERSIONS_PAGE = 100_000
 # a one-off token on a version while it is registered: finds the copies a retried POST made
@@ -91,6 +105,7 @@ class MlflowRegistry:
             # refuses prompts among the managed models, so writes go to the registry client
             self.writer = self.client._get_registry_client()  # type: ignore[no-untyped-call]
         self.calls = 0
+        self._levels: dict[str, str] = {}  # model -> this user's MLflow permission, when told
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -223,44 +238,36 @@ class MlflowRegistry:
         """One apply at a time: a registered model named LOCK_MODEL exists while an apply runs.
         Creating a registered model is atomic in every MLflow store (a unique name), so it works
         as a mutex across machines. The holder renews a lease every LOCK_LEASE_S / 3 seconds; a
-        lock whose lease ran out (a killed apply, or one that lost the registry) is broken."""
+        lock whose lease ran out (a killed apply, or one that lost the registry) is broken. Every
+        wait pauses LOCK_PAUSE_S between tries and ends at the deadline (lock_wait_s())."""
         from mlflow.exceptions import MlflowException
 
         token = uuid.uuid4().hex
-        deadline = time.monotonic() + LOCK_WAIT_S
+        deadline = time.monotonic() + lock_wait_s()
+        tags = {LOCK_TAG: token, HOLDER_TAG: holder[:200]}
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        if user:
+            tags[USER_TAG] = user[:200]  # who may delete it besides an admin (basic-auth)
         while True:
             try:
                 self.calls += 1
                 self.client.create_registered_model(
                     LOCK_MODEL,
-                    tags={
-                        LOCK_TAG: token,
-                        HOLDER_TAG: holder[:200],
-                        LEASE_TAG: f"{time.time() + LOCK_LEASE_S:.0f}",
-                    },
+                    tags={**tags, LEASE_TAG: f"{time.time() + LOCK_LEASE_S:.0f}"},
                     description="Held by a running `mlflow-gitops apply`; deleted when it ends.",
                 )
                 break
             except MlflowException as exc:
                 if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
-                    raise _translate(exc, "take the apply lock at", self.uri) from exc
+                    raise self._lock_error(exc, "create") from exc
             held = self._lock_holder()
-            if held is None:
-                continue  # released meanwhile
-            owner, other, lease_until = held
-            if owner == token:
+            if held is not None and held.token == token:
                 break  # our own create succeeded; its answer was lost and MLflow retried it
-            if lease_until < time.time():
-                self._drop_lock()  # the holder stopped renewing: killed, or cut off
-                continue
+            if held is not None and held.readable and held.lease_until < time.time():
+                self._break_lock(held)  # the holder stopped renewing: killed, or cut off
             if time.monotonic() > deadline:
-                raise RegistryError(
-                    f"another apply holds the registry's apply lock ({redact(other)}); "
-                    "nothing was applied",
-                    f"wait and run apply again; a holder that stops renewing its lease loses it "
-                    f"after {LOCK_LEASE_S:.0f} s (the lock is the registered model {LOCK_MODEL})",
-                )
-            time.sleep(1.0)
+                raise self._lock_timeout(held)
+            time.sleep(LOCK_PAUSE_S)
         stop = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(stop,), daemon=True)
         renewer.start()
@@ -269,7 +276,7 @@ class MlflowRegistry:
         finally:
             stop.set()
             renewer.join(timeout=5)
-            self._drop_lock()
+            self._release_lock()
 
     def _renew(self, stop: threading.Event) -> None:
         while not stop.wait(LOCK_LEASE_S / 3):
@@ -280,34 +287,190 @@ class MlflowRegistry:
             except Exception:  # a missed renewal only shortens the lease
                 continue
 
-    def _lock_holder(self) -> tuple[str, str, float] | None:
+    def _lock_holder(self) -> _Lock | None:
+        """The lock as the registry has it; None when it is gone (released meanwhile)."""
         from mlflow.exceptions import MlflowException
 
         try:
             self.calls += 1
             m = self.client.get_registered_model(LOCK_MODEL)
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if _denied(exc):
+                return _Lock(readable=False)  # it exists, but who holds it is hidden from us
+            if _not_found(exc):
+                return None
+            raise self._lock_error(exc, "read") from exc
         tags = dict(m.tags or {})
         try:
             lease_until = float(tags.get(LEASE_TAG, "0"))
         except ValueError:
             lease_until = 0.0
-        return tags.get(LOCK_TAG, ""), tags.get(HOLDER_TAG, "?"), lease_until
+        return _Lock(
+            readable=True,
+            token=tags.get(LOCK_TAG, ""),
+            holder=tags.get(HOLDER_TAG, "?"),
+            user=tags.get(USER_TAG, ""),
+            lease_until=lease_until,
+        )
 
-    def _drop_lock(self) -> None:
+    def _break_lock(self, held: _Lock) -> None:
+        """Delete a lock whose lease ran out; a refusal ends the wait with who may delete it."""
         from mlflow.exceptions import MlflowException
 
         try:
             self.calls += 1
             self.writer.delete_registered_model(LOCK_MODEL)
-        except MlflowException:
-            pass  # already gone
+        except MlflowException as exc:
+            if _not_found(exc):
+                return  # someone else broke or released it meanwhile
+            if _denied(exc):
+                since = datetime.fromtimestamp(held.lease_until, UTC).strftime("%Y-%m-%d %H:%M:%S")
+                owner = f"the MLflow user '{held.user}'" if held.user else "the user who made it"
+                raise LockError(
+                    f"the apply lock at {redact(self.uri)} is held by {held.describe()}, whose "
+                    f"lease ran out at {since} UTC (that apply was killed or lost the registry); "
+                    f"{current_user()} may not delete it: deleting the registered model "
+                    f"{LOCK_MODEL} needs MANAGE on it (403); nothing was applied",
+                    f"{owner} or an MLflow admin may delete the registered model {LOCK_MODEL} "
+                    f"(or grant MANAGE on it); then run apply again",
+                ) from None
+            raise self._lock_error(exc, "delete") from exc
+
+    def _release_lock(self) -> None:
+        """Delete our own lock; what cannot be deleted is said, with what it blocks."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.calls += 1
+            self.writer.delete_registered_model(LOCK_MODEL)
+        except MlflowException as exc:
+            if _not_found(exc):
+                return  # already gone (broken by another apply after a lost lease)
+            raise LockError(
+                f"the apply ended but could not delete its apply lock, the registered model "
+                f"{LOCK_MODEL} at {redact(self.uri)} ({_first_line(exc)[:200]})",
+                f"its lease runs out {LOCK_LEASE_S:.0f} s after the apply ended; then an apply "
+                f"by the same MLflow user or an admin breaks it (or delete it by hand)",
+            ) from exc
+
+    def _lock_error(self, exc: Exception, verb: str) -> RegistryError:
+        if _denied(exc):
+            need = {"create": "the right to create registered models", "read": "READ"}.get(
+                verb, "MANAGE"
+            )
+            return LockError(
+                f"{current_user()} may not {verb} the apply lock, the registered model "
+                f"{LOCK_MODEL} at {redact(self.uri)} (403: it needs {need}); nothing was applied",
+                f"ask an MLflow admin for {need}"
+                + (f" on {LOCK_MODEL}" if verb != "create" else "")
+                + ", or apply as a user who has it",
+            )
+        return _translate(exc, f"{verb} the apply lock at", self.uri)
+
+    def _lock_timeout(self, held: _Lock | None) -> RegistryError:
+        waited = f"{lock_wait_s():.0f} s"
+        where = f"the registered model {LOCK_MODEL} at {redact(self.uri)}"
+        if held is not None and not held.readable:
+            return LockError(
+                f"the apply lock ({where}) stayed taken for {waited}, and {current_user()} may "
+                f"not read it (403: reading a registered model needs READ), so who holds it and "
+                f"whether its lease ran out are unknown; nothing was applied",
+                f"ask an MLflow admin to grant READ on {LOCK_MODEL} (or default_permission = "
+                f"READ); if no apply is running, its maker or an admin may delete it",
+            )
+        if held is None:
+            return LockError(
+                f"could not take the apply lock ({where}) within {waited}: other applies kept "
+                "taking it; nothing was applied",
+                f"run apply again (wait longer with {WAIT_VARIABLE}=<seconds>)",
+            )
+        until = datetime.fromtimestamp(held.lease_until, UTC).strftime("%H:%M:%S")
+        return LockError(
+            f"another apply holds the registry's apply lock ({held.describe()}, lease renewed "
+            f"until {until} UTC) and did not release it within {waited}; nothing was applied",
+            f"wait and run apply again (or wait longer with {WAIT_VARIABLE}=<seconds>); a holder "
+            f"that stops renewing its lease loses it after {LOCK_LEASE_S:.0f} s (the lock is "
+            f"{where})",
+        )
+
+    # --- permissions (servers with authentication) ----------------------------------------------
+
+    def can(self, name: str, permission: Permission) -> bool:
+        """Whether this user holds `permission` on the registered model, asked in ways that
+        change nothing. A server whose basic-auth answers a user's own permission (MLflow 3:
+        /api/3.0/mlflow/users/permissions/get) is asked that; otherwise calls that basic-auth
+        checks before the store runs them: READ gets the model, EDIT deletes a model tag no one
+        sets (a no-op in MLflow's stores, and no webhook), MANAGE reads the model's permission
+        list (MLflow 2.x: MANAGE only). True where the registry has no permissions."""
+        if not self.uri.startswith(("http://", "https://")) or not _has_credentials(self.uri):
+            return True  # without credentials a server with authentication refuses everything
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        if user and name not in self._levels:
+            answer = self._http(
+                "GET",
+                "/api/3.0/mlflow/users/permissions/get",
+                {"username": user, "resource_type": "registered_model", "resource_id": name},
+            )
+            ok = answer[0] == 200 and "permission" in answer[1]
+            self._levels[name] = str(answer[1]["permission"]) if ok else ""
+        if self._levels.get(name):
+            return holds(self._levels[name], permission)
+        if permission == "MANAGE":
+            if not user:
+                return True  # no way to ask without a username: the write itself will say
+            answer = self._http(
+                "GET",
+                "/api/2.0/mlflow/registered-models/permissions/get",
+                {"name": name, "username": user},
+            )
+            return answer[0] != 403
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.calls += 1
+            if permission == "READ":
+                self.client.get_registered_model(name)
+            else:
+                self.writer.delete_registered_model_tag(name, PROBE_TAG)
+        except MlflowException as exc:
+            if _denied(exc):
+                return False
+            if _not_found(exc):
+                return True  # absent: creating it needs no permission on it
+            raise _translate(exc, f"check permissions on '{name}' at", self.uri) from exc
+        return True
+
+    def _http(self, method: str, path: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """One raw REST call with MLflow's credentials: (status, JSON object or {}). A 401 is an
+        error."""
+        from mlflow.utils.credentials import get_default_host_creds
+        from mlflow.utils.rest_utils import http_request
+
+        try:
+            self.calls += 1
+            answer = http_request(  # type: ignore[no-untyped-call]
+                get_default_host_creds(self.uri),  # type: ignore[no-untyped-call]
+                path,
+                method,
+                params=params,
+                max_retries=0,
+            )
+        except Exception as exc:
+            raise _translate(exc, "check permissions at", self.uri) from exc
+        if answer.status_code == 401:
+            raise _translate(
+                RegistryError("error code 401"), "check permissions at", self.uri
+            ) from None
+        try:
+            body = answer.json()
+        except ValueError:
+            body = {}
+        return int(answer.status_code), body if isinstance(body, dict) else {}
 
     # --- writing ------------------------------------------------------------------------------
 
     def create_model(self, name: str) -> None:
-        self._call("create model", lambda: self.client.create_registered_model(name))
+        self._call("create model", name, lambda: self.client.create_registered_model(name))
 
     def register_version(self, name: str, source: str, run_id: str | None) -> int:
         import mlflow
@@ -319,13 +482,21 @@ class MlflowRegistry:
         token = uuid.uuid4().hex
         # mlflow.register_model resolves runs:/<id>/<path> the MLflow 3 way (run artifacts or a
         # logged model) and waits until the version is READY
+        number: int | None = None
+        denied: PermissionDenied | None = None
         try:
             mv = self._call(
                 "register version",
+                name,
                 lambda: mlflow.register_model(
                     source, name, await_registration_for=300, tags={REGISTRATION_TAG: token}
                 ),
             )
+            number = int(mv.version)
+        except PermissionDenied as exc:
+            # MLflow 3 then links the new version on the run's logged model, which needs EDIT on
+            # the run's experiment: a version this call made means only that link is missing
+            denied = exc
         except RegistryError as exc:
             # no MLmodel at runs:/<id>/<path>: MLflow 3 then looks for a logged model, through an
             # endpoint MLflow 2.x servers do not have (404)
@@ -337,46 +508,59 @@ class MlflowRegistry:
                     "no logged models to look in",
                 ) from exc
             raise
-        number = int(mv.version)
         with self._errors("register version at"):
-            copies = [
+            made = sorted(
                 int(v.version)
                 for v in self._pages(
                     self.client.search_model_versions, f"name = {_quote(name)}", VERSIONS_PAGE
                 )
-                if (v.tags or {}).get(REGISTRATION_TAG) == token and int(v.version) != number
-            ]
+                if (v.tags or {}).get(REGISTRATION_TAG) == token
+            )
+        if number is None:
+            if denied is not None and not made:
+                raise denied
+            number = made[0]
+        copies = [v for v in made if v != number]
         for copy in copies:
             self.delete_version(name, copy)
-        self.delete_version_tag(name, number, REGISTRATION_TAG)
+        # deleting a version tag needs MANAGE; with EDIT the one-off token stays (harmless)
+        with suppress(PermissionDenied):
+            self.delete_version_tag(name, number, REGISTRATION_TAG)
         return number
 
     def set_model_description(self, name: str, text: str) -> None:
-        self._call(
-            "set description",
-            lambda: self.writer.update_registered_model(name, text),
-        )
+        self._call("set description", name, lambda: self.writer.update_registered_model(name, text))
 
     def set_model_tag(self, name: str, key: str, value: str) -> None:
-        self._call("set tag", lambda: self.writer.set_registered_model_tag(name, key, value))
+        self._call("set tag", name, lambda: self.writer.set_registered_model_tag(name, key, value))
 
     def delete_model_tag(self, name: str, key: str) -> None:
-        self._call("delete tag", lambda: self.writer.delete_registered_model_tag(name, key))
+        self._call(
+            "delete model tag", name, lambda: self.writer.delete_registered_model_tag(name, key)
+        )
 
     def set_version_description(self, name: str, version: int, text: str) -> None:
         self._call(
             "set description",
+            name,
             lambda: self.writer.update_model_version(name, str(version), text),
+            version,
         )
 
     def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
         self._call(
-            "set tag", lambda: self.writer.set_model_version_tag(name, str(version), key, value)
+            "set tag",
+            name,
+            lambda: self.writer.set_model_version_tag(name, str(version), key, value),
+            version,
         )
 
     def delete_version_tag(self, name: str, version: int, key: str) -> None:
         self._call(
-            "delete tag", lambda: self.writer.delete_model_version_tag(name, str(version), key)
+            "delete version tag",
+            name,
+            lambda: self.writer.delete_model_version_tag(name, str(version), key),
+            version,
         )
 
     def transition_stage(
@@ -386,39 +570,59 @@ class MlflowRegistry:
         # every other holder leaves the stage in the same plan
         self._call(
             "transition stage",
+            name,
             lambda: self.writer.transition_model_version_stage(
                 name, str(version), stage, archive_existing_versions=archive_others
             ),
+            version,
         )
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self._call(
-            "set alias", lambda: self.writer.set_registered_model_alias(name, alias, str(version))
+            "set alias",
+            name,
+            lambda: self.writer.set_registered_model_alias(name, alias, str(version)),
         )
 
     def delete_alias(self, name: str, alias: str) -> None:
-        self._call("delete alias", lambda: self.writer.delete_registered_model_alias(name, alias))
+        self._call(
+            "delete alias", name, lambda: self.writer.delete_registered_model_alias(name, alias)
+        )
 
     def delete_version(self, name: str, version: int) -> None:
-        self._call("delete version", lambda: self.writer.delete_model_version(name, str(version)))
+        self._call(
+            "delete version",
+            name,
+            lambda: self.writer.delete_model_version(name, str(version)),
+            version,
+        )
 
     # --- errors -------------------------------------------------------------------------------
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        with self._errors(what + " at"):
+    def _call(self, what: str, name: str, fn: Callable[[], T], version: int | None = None) -> T:
+        with self._errors(what + " at", operation=what, model=name, version=version):
             self.calls += 1
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # stages are deprecated since MLflow 2.9
                 return fn()
 
     @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
+    def _errors(
+        self,
+        doing: str,
+        *,
+        operation: str | None = None,
+        model: str | None = None,
+        version: int | None = None,
+    ) -> Iterator[None]:
         try:
             yield
         except RegistryError:
             raise
         except Exception as exc:
-            raise _translate(exc, doing, self.uri) from exc
+            raise _translate(
+                exc, doing, self.uri, operation=operation, model=model, version=version
+            ) from exc
 
     # --- the audit record: one run per apply in the audit experiment ---------------------------
 
@@ -542,14 +746,32 @@ class MlflowRegistry:
         )
 
 
-def _translate(exc: Exception, doing: str, uri: str) -> RegistryError:
-    text = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+def _translate(
+    exc: Exception,
+    doing: str,
+    uri: str,
+    *,
+    operation: str | None = None,
+    model: str | None = None,
+    version: int | None = None,
+) -> RegistryError:
+    text = redact(_first_line(exc))
     where = redact(uri)
     if "out-of-date database schema" in str(exc):
         return RegistryError(
             f"the registry database at {where} was created by an older MLflow",
             f"back it up, then run `mlflow db upgrade {where}`",
         )
+    if _unauthenticated(exc):
+        given = [k for k in CREDENTIAL_VARIABLES if os.environ.get(k)]
+        return RegistryError(
+            f"cannot {doing} {where}: the registry refused the credentials (401 Unauthenticated)",
+            "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (basic-auth) or "
+            "MLFLOW_TRACKING_TOKEN (a bearer token); "
+            + (f"set now: {', '.join(given)}" if given else "none of them is set"),
+        )
+    if _denied(exc):
+        return _permission_denied(doing, where, operation, model, version)
     name = type(exc).__name__
     if name in ("ConnectionError", "MaxRetryError", "NewConnectionError", "Timeout") or (
         "Max retries exceeded" in str(exc) or "Connection refused" in str(exc)
@@ -559,6 +781,73 @@ def _translate(exc: Exception, doing: str, uri: str) -> RegistryError:
             "check the tracking URI and that the server is up; nothing was changed by this step",
         )
     return RegistryError(f"cannot {doing} {where}: {text[:500]}", "")
+
+
+def _permission_denied(
+    doing: str, where: str, operation: str | None, model: str | None, version: int | None
+) -> PermissionDenied:
+    """A 403: the operation, the model, and the MLflow permission it needs."""
+    need = OPERATIONS.get(operation or "")
+    if model is None:
+        return PermissionDenied(
+            f"{DENIED}: {current_user()} may not {doing} {where}",
+            "ask an MLflow admin for the permission, or run as a user who has it",
+        )
+    target = f"registered model '{model}'" + (f" (version {version})" if version else "")
+    needs = f" needs {need}" if need else " is not allowed"
+    return PermissionDenied(
+        f"{DENIED}: {operation or doing}{needs} on {target}, which {current_user()} lacks "
+        f"at {where}",
+        f"ask an MLflow admin to grant {need or 'it'} on '{model}', or apply as a user who "
+        f"holds it ({WHAT_NEEDS}); applying again as the same user will not help",
+    )
+
+
+def _has_credentials(uri: str) -> bool:
+    """Whether this client sends credentials (variables, or a user in the URI)."""
+    variables = (*CREDENTIAL_VARIABLES, "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_CLIENT_CERT_PATH")
+    return any(os.environ.get(k) for k in variables) or "@" in uri.split("/")[2]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _denied(exc: Exception) -> bool:
+    """A 403 from the server (basic-auth's "Permission denied")."""
+    return getattr(exc, "error_code", "") == "PERMISSION_DENIED" or ("error code 403" in str(exc))
+
+
+def _unauthenticated(exc: Exception) -> bool:
+    """A 401: no credentials, or wrong ones."""
+    return getattr(exc, "error_code", "") == "UNAUTHENTICATED" or "error code 401" in str(exc)
+
+
+def lock_wait_s() -> float:
+    """How long an apply waits for the lock: WAIT_VARIABLE, or LOCK_WAIT_S."""
+    raw = os.environ.get(WAIT_VARIABLE, "")
+    try:
+        return max(0.0, float(raw)) if raw else LOCK_WAIT_S
+    except ValueError:
+        raise RegistryError(
+            f"{WAIT_VARIABLE}={raw!r} is not a number of seconds", f"e.g. {WAIT_VARIABLE}=300"
+        ) from None
+
+
+@dataclass(frozen=True)
+class _Lock:
+    """The apply lock as read back: unreadable when the user may not read it."""
+
+    readable: bool
+    token: str = ""
+    holder: str = ""
+    user: str = ""
+    lease_until: float = 0.0
+
+    def describe(self) -> str:
+        who = f", MLflow user '{self.user}'" if self.user else ""
+        return f"{redact(self.holder)}{who}"
 
 
 def _not_found(exc: Any) -> bool:

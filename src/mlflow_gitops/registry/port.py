@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from mlflow_gitops.observed import RegistryState, RunSummary
+from mlflow_gitops.permissions import Permission
 from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart
 
 
@@ -25,6 +26,11 @@ class RegistryPort(Protocol):
         self, experiment: str, filter_string: str, order_by: list[str], max_results: int
     ) -> list[RunSummary]:
         """The best runs of an experiment, in MLflow's filter and order syntax."""
+        ...
+
+    def can(self, name: str, permission: Permission) -> bool:
+        """Whether this user holds the MLflow permission on the registered model, asked without
+        changing anything; True where the registry has no permissions."""
         ...
 
     def lock(self, holder: str) -> AbstractContextManager[None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mlflow_gitops.apply import ApplyResult
+from mlflow_gitops.errors import DENIED
 from mlflow_gitops.gates.result import GateResult
 from mlflow_gitops.plan.changes import Plan
 from mlflow_gitops.record import AUDIT_EXPERIMENT
@@ -109,7 +110,14 @@ def render_result(result: ApplyResult, *, color: bool = False) -> str:
             f"Apply {'complete' if result.ok else 'FAILED'}: {applied} applied, {failed} failed, "
             f"{skipped} not applied, {blocked} blocked."
         )
-        if not result.ok:
+        if any(s.status == "failed" and DENIED in s.detail for s in result.steps):
+            lines.append(
+                "The registry refused a change for lack of permission: applying again as the "
+                "same user will not help. Ask an MLflow admin to grant it, or apply as a user "
+                "who holds it (READ plans; EDIT sets tags, descriptions, stages and aliases; "
+                "MANAGE deletes aliases, versions and version tags)."
+            )
+        elif not result.ok:
             lines.append("Run apply again to finish: it plans from the registry as it is now.")
     if result.record:
         lines.append(

@@ -1,0 +1,80 @@
+"""403 and 401 say what is wrong and what to do: the operation, the model and the MLflow
+permission it needs; which variables hold the credentials. Never the password."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mlflow_gitops.errors import PermissionDenied
+from mlflow_gitops.registry.client import MlflowRegistry
+from tests.auth.conftest import AuthServer
+from tests.cli_runner import run_cli
+from tests.helpers import write_spec
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+Call = Callable[[MlflowRegistry, str], None]
+CASES: list[tuple[str, str, Call, str]] = [
+    ("reader", "set tag", lambda r, m: r.set_model_tag(m, "team", "x"), "EDIT"),
+    ("reader", "transition stage", lambda r, m: r.transition_stage(m, 2, "Staging"), "EDIT"),
+    ("reader", "set alias", lambda r, m: r.set_alias(m, "challenger", 2), "EDIT"),
+    ("reader", "set description", lambda r, m: r.set_model_description(m, "x"), "EDIT"),
+    ("editor", "delete alias", lambda r, m: r.delete_alias(m, "champion"), "MANAGE"),
+    ("editor", "delete version", lambda r, m: r.delete_version(m, 2), "MANAGE"),
+    (
+        "editor",
+        "delete version tag",
+        lambda r, m: r.delete_version_tag(m, 1, "model_type"),
+        "MANAGE",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("user", "operation", "call", "permission"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES]
+)
+def test_a_403_names_the_operation_the_model_and_the_permission(
+    auth_server: AuthServer, user: str, operation: str, call: Call, permission: str
+) -> None:
+    model = auth_server.model()
+    before = auth_server.snapshot(model)
+    with auth_server.as_user(user):
+        registry = MlflowRegistry(auth_server.uri)
+        with pytest.raises(PermissionDenied) as refused:
+            call(registry, model)
+    message = refused.value.message
+    assert message.startswith(f"403 Permission denied: {operation} needs {permission} on ")
+    assert f"registered model '{model}'" in message
+    assert f"user '{user}' lacks" in message
+    assert f"grant {permission} on '{model}'" in refused.value.hint
+    assert "will not help" in refused.value.hint
+    assert auth_server.passwords[user] not in message + refused.value.hint
+    assert auth_server.snapshot(model) == before
+
+
+@pytest.mark.parametrize("command", ["plan", "apply", "import"])
+def test_a_401_says_which_variables_to_check(
+    auth_server: AuthServer,
+    command: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = auth_server.model()
+    before = auth_server.snapshot(model)
+    spec = write_spec(tmp_path, f"version: 1\nmodels:\n  {model}:\n    tags: {{team: x}}\n")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "editor")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-the-password")
+    args = [command] if command == "import" else [command, str(spec)]
+    result = run_cli(capsys, *args, "--tracking-uri", auth_server.uri)
+    assert result.code == 1, result
+    err = " ".join(result.err.split())
+    assert "refused the credentials (401 Unauthenticated)" in err
+    assert "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (basic-auth)" in err
+    assert "MLFLOW_TRACKING_TOKEN" in err
+    assert "not-the-password" not in result.out + result.err
+    assert "Traceback" not in result.err
+    assert auth_server.snapshot(model) == before
