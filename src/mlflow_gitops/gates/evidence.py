@@ -197,8 +197,8 @@ class MlflowEvidence:
         baseline: Side | None,
         latency_rows: int | None,
     ) -> Evaluation:
-        prepare = _load_hook(spec.prepare, folder) if spec.prepare else None
         sides = [("candidate", candidate)] + ([("baseline", baseline)] if baseline else [])
+        prepare = _load_hook(spec.prepare, folder) if spec.prepare else None
         models = {name: self._model(side) for name, side in sides}
         pre: dict[str, tuple[Any, str]] = {
             name: self._preprocessor(side, spec.preprocessor) if spec.preprocessor else (None, "")
@@ -217,17 +217,14 @@ class MlflowEvidence:
                 if digest not in transformed:
                     transformed[digest] = _transform(preprocessor, x)
                 features = transformed[digest]
-                predictions = _predict(models[name], features, name)
+                wanted = LATENCY_BATCHES - len(timings[name]) if latency_rows else 0
+                # the latency gate times the evaluation's own first predictions: nothing is
+                # read or predicted twice
+                predictions, timed = _predict_timed(
+                    models[name], features, name, latency_rows or 0, wanted
+                )
+                timings[name].extend(timed)
                 acc[name].add(y, predictions)
-                if latency_rows and len(timings[name]) < LATENCY_BATCHES:
-                    timings[name].extend(
-                        _time_batches(
-                            models[name],
-                            features,
-                            latency_rows,
-                            LATENCY_BATCHES - len(timings[name]),
-                        )
-                    )
         if acc["candidate"].n == 0:
             raise GateError(f"the evaluation data {spec.data} has no rows left after preparation")
         latency = {}
@@ -330,17 +327,29 @@ def _predict(model: Any, features: Any, side: str) -> Any:
         ) from None
 
 
-def _time_batches(model: Any, features: Any, rows: int, most: int) -> list[float]:
-    out: list[float] = []
+def _predict_timed(
+    model: Any, features: Any, side: str, rows: int, most: int
+) -> tuple[Any, list[float]]:
+    """Predictions for every row and the milliseconds of up to `most` predict calls on
+    `rows`-row slices (the first full slices of these features; the rest in one call)."""
+    import numpy as np
+
     total = features.shape[0]
-    for start in range(0, total, rows):
-        if len(out) >= most or (start + rows > total and out):
-            break
-        chunk = features[start : start + rows]
+    if rows <= 0 or most <= 0 or total == 0:
+        return _predict(model, features, side), []
+    if total < rows:  # fewer rows than a latency batch: this one call is the measurement
         t0 = time.perf_counter()
-        model.predict(chunk)
+        predictions = _predict(model, features, side)
+        return predictions, [(time.perf_counter() - t0) * 1000]
+    timed = min(most, total // rows)
+    parts, out = [], []
+    for start in range(0, timed * rows, rows):
+        t0 = time.perf_counter()
+        parts.append(_predict(model, features[start : start + rows], side))
         out.append((time.perf_counter() - t0) * 1000)
-    return out
+    if timed * rows < total:
+        parts.append(_predict(model, features[timed * rows :], side))
+    return np.concatenate(parts), out
 
 
 def percentile(values: list[float], q: float) -> float:
