@@ -164,3 +164,27 @@ def test_unsupported_schemes_and_empty_matches_are_errors(dataset: Path) -> None
         open_source("holdout/zone=c*/*.parquet", dataset)
     with pytest.raises(DataError, match="no such file or object"):
         open_source("nowhere/", dataset)
+
+
+@pytest.mark.parametrize(
+    ("data_uri", "error", "cause", "hint"),
+    [
+        (
+            "gs://b/x",
+            OSError("UNAVAILABLE: Could not create a OAuth2 access token to authenticate"),
+            "access denied",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+        ),
+        ("gs://b/x", OSError("Could not resolve host: storage"), "unreachable", "network"),
+        ("hdfs://nn/x", OSError("Unable to load libjvm"), "no Hadoop client", "JAVA_HOME"),
+        ("az://c/x", OSError("AuthorizationFailure"), "access denied", "AZURE_STORAGE_ACCOUNT_KEY"),
+    ],
+    ids=["gcs-credentials", "gcs-unreachable", "hdfs-no-client", "azure-denied"],
+)
+def test_other_stores_errors_name_their_own_remedy(
+    data_uri: str, error: Exception, cause: str, hint: str
+) -> None:
+    explained = data.explain(data_uri, error)
+    assert explained.message.startswith(f"cannot read the evaluation data {data_uri}: ")
+    assert cause in explained.message
+    assert hint in explained.hint

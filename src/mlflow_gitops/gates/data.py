@@ -13,6 +13,7 @@ import os
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +32,7 @@ DENIED = (
     "invalidaccesskeyid", "signaturedoesnotmatch", "invalidtoken", "expiredtoken",
     "unauthorized", "permission denied", "authorizationfailure",
     "status 400) during headobject",  # S3: an expired or invalid session token, on a HEAD
+    "oauth2 access token",  # GCS: no usable credentials
 )  # fmt: skip
 UNREACHABLE = (
     "network_connection", "could not connect", "could not resolve", "timed out", "timeout",
@@ -96,11 +98,16 @@ def filesystem(scheme: str, uri: str) -> tuple[Any, str]:
             retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=2),
         )  # keys and session token: the AWS SDK's default chain (AWS_ACCESS_KEY_ID, ...)
         return fs, parts.netloc + parts.path
+    if scheme in ("gs", "gcs"):
+        # default credentials: GOOGLE_APPLICATION_CREDENTIALS, else the machine's; bounded
+        # retries, so an unreachable endpoint fails the gate instead of hanging the plan
+        gcs = pafs.GcsFileSystem(retry_time_limit=timedelta(seconds=20))
+        return gcs, parts.netloc + parts.path
     if scheme == "az" or (scheme in ("abfs", "abfss") and "@" not in parts.netloc):
         account = os.environ.get("AZURE_STORAGE_ACCOUNT_NAME", "")
         if not account:
             raise DataError(
-                f"data: {uri} names no storage account",
+                f"cannot read the evaluation data {redact(uri)}: it names no storage account",
                 "set AZURE_STORAGE_ACCOUNT_NAME (and AZURE_STORAGE_ACCOUNT_KEY, or the "
                 "AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET of a service principal)",
             )
@@ -108,9 +115,8 @@ def filesystem(scheme: str, uri: str) -> tuple[Any, str]:
         return pafs.AzureFileSystem(account_name=account, account_key=key or None), (
             parts.netloc + parts.path
         )
-    fs, path = pafs.FileSystem.from_uri(
-        uri
-    )  # gs:// (GOOGLE_APPLICATION_CREDENTIALS), abfs://, hdfs://
+    # abfs://container@account.dfs.core.windows.net/..., hdfs://
+    fs, path = pafs.FileSystem.from_uri(uri)
     return fs, path
 
 
@@ -288,7 +294,15 @@ def explain(data: str, exc: BaseException) -> DataError:
     if any(s in lowered for s in UNREACHABLE):
         return DataError(
             f"cannot read the evaluation data {shown}: the store is unreachable ({text[:200]})",
-            "check the endpoint (AWS_ENDPOINT_URL for S3-compatible stores) and the network",
+            "check the endpoint (AWS_ENDPOINT_URL for S3-compatible stores) and the network"
+            if scheme == "s3"
+            else "check the network and the store's endpoint",
+        )
+    if scheme == "hdfs" and any(s in lowered for s in ("libjvm", "libhdfs", "hadoop")):
+        return DataError(
+            f"cannot read the evaluation data {shown}: no Hadoop client ({text[:200]})",
+            "hdfs:// needs Java and libhdfs: set JAVA_HOME, HADOOP_HOME and CLASSPATH "
+            "(or ARROW_LIBHDFS_DIR)",
         )
     return DataError(
         f"cannot read the evaluation data {shown}: {text[:200]}",
