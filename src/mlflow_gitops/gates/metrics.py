@@ -29,9 +29,8 @@ METRICS = (
 )
 CLASSIFICATION = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc"})
 
-_UNIT_EXP = 1126  # a finite double is an integer multiple of 2**-1074 = 2**(53 - 1127) ...
-_MIN_EXP = -1073  # ... and np.frexp's exponent of any nonzero finite double is >= -1073
-_CHUNK = 1 << 20  # per bincount: |sum of 2**20 halves of 2**27| < 2**53, so float adds are exact
+_UNIT_EXP = 1126  # sums count units of 2**-1126: every 26-bit half-mantissa is a whole number
+_CHUNK = 1 << 20  # per bincount: |sum of 2**20 halves below 2**26| < 2**53: float adds are exact
 
 
 class MetricError(GitopsError):
@@ -53,21 +52,22 @@ class ExactSum:
         """Add every element of an array (exactly)."""
         import numpy as np
 
-        x = np.asarray(values, dtype=np.float64).reshape(-1)
+        x = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
         finite = np.isfinite(x)
         if not finite.all():
             self.special += float(x[~finite].sum())
             x = x[finite]
         for start in range(0, x.size, _CHUNK):
-            mantissa, exponent = np.frexp(x[start : start + _CHUNK])
-            whole = np.ldexp(mantissa, 53)  # an integer below 2**53 in magnitude, exactly
-            high = np.trunc(whole * 2.0**-26)
-            low = whole - high * 2.0**26
-            slot = exponent - _MIN_EXP  # the units of slot k are 2**(k - 1126)
-            highs = np.bincount(slot, weights=high)
-            lows = np.bincount(slot, weights=low)
+            # the IEEE fields: x = sign * mantissa * 2**(max(biased, 1) - 1075), exactly
+            bits = x[start : start + _CHUNK].view(np.int64)
+            biased = (bits >> 52) & 0x7FF
+            mantissa = (bits & 0xFFFFFFFFFFFFF) | ((biased != 0).astype(np.int64) << 52)
+            sign = np.where(bits < 0, -1.0, 1.0)
+            highs = np.bincount(biased, weights=(mantissa >> 26) * sign)
+            lows = np.bincount(biased, weights=(mantissa & 0x3FFFFFF) * sign)
             for k in np.flatnonzero((highs != 0) | (lows != 0)).tolist():
-                self.units += ((int(highs[k]) << 26) + int(lows[k])) << k
+                # in units of 2**-1126: shift by max(k, 1) - 1075 + 1126
+                self.units += ((int(highs[k]) << 26) + int(lows[k])) << (max(k, 1) + 51)
 
     def merge(self, other: ExactSum) -> None:
         """Add another partial sum into this one."""
@@ -217,7 +217,8 @@ _COUNTS = ("n", "mape_n", "tp", "fp", "fn", "tn")
 
 
 class Accumulator:
-    """Metrics over a stream as mergeable partial sums: exact sums, not a sample."""
+    """Metrics over a stream as mergeable partial sums: exact sums, not a sample. Only the sums
+    the wanted metrics need are kept (each costs a few passes over the batch)."""
 
     def __init__(self, wanted: set[str] | frozenset[str]) -> None:
         unknown = sorted(set(wanted) - set(METRICS))
@@ -235,13 +236,18 @@ class Accumulator:
 
         e = p - y
         self.n += len(y)
-        self.sse.add(e * e)
-        self.sae.add(np.abs(e))
-        self.sum_y.add(y)
-        self.sum_y2.add(y * y)
-        nz = y != 0
-        self.sape.add(np.abs(e[nz] / y[nz]))
-        self.mape_n += int(nz.sum())
+        wanted = self.wanted
+        if wanted & {"mse", "rmse", "r2"}:
+            self.sse.add(e * e)
+        if "mae" in wanted:
+            self.sae.add(np.abs(e))
+        if "r2" in wanted:
+            self.sum_y.add(y)
+            self.sum_y2.add(y * y)
+        if "mape" in wanted:
+            nz = y != 0
+            self.sape.add(np.abs(e[nz] / y[nz]))
+            self.mape_n += int(nz.sum())
         if self.wanted & CLASSIFICATION:
             label = p >= 0.5
             truth = y >= 0.5
