@@ -14,19 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from mlflow_gitops.errors import GitopsError
+from mlflow_gitops.spec.model import EVALUATION_METRICS
 
-METRICS = (
-    "accuracy",
-    "f1",
-    "mae",
-    "mape",
-    "mse",
-    "precision",
-    "r2",
-    "recall",
-    "rmse",
-    "roc_auc",
-)
+METRICS = EVALUATION_METRICS  # the names registry.yaml may use (checked by validate)
 CLASSIFICATION = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc"})
 
 _UNIT_EXP = 1126  # sums count units of 2**-1126: every 26-bit half-mantissa is a whole number
