@@ -95,7 +95,6 @@ def session(settings: SparkSpec | None) -> Any:
         ) from None
     builder = SparkSession.builder.appName("mlflow-gitops gate")
     conf.setdefault("spark.sql.session.timeZone", "UTC")
-    conf.setdefault("spark.ui.showConsoleProgress", "false")  # the plan's output stays clean
     conf.setdefault("spark.sql.execution.arrow.maxRecordsPerBatch", str(STREAM_ROWS))
     if kind == "master" and where.startswith("local"):
         # tasks on this machine run this interpreter (and its packages), not whatever python3 is;
@@ -105,6 +104,8 @@ def session(settings: SparkSpec | None) -> Any:
         conf.setdefault("spark.driver.bindAddress", "127.0.0.1")
         conf.setdefault("spark.driver.host", "127.0.0.1")
         conf.setdefault("spark.ui.enabled", "false")
+    if kind == "master":  # a Connect server owns its static settings and refuses them
+        conf.setdefault("spark.ui.showConsoleProgress", "false")  # the plan's output stays clean
     for k, v in conf.items():
         builder = builder.config(k, v)
     saved = os.environ.pop("SPARK_REMOTE", None) if kind == "master" else None
