@@ -248,6 +248,8 @@ def _partition_sums(task: Task, batches: Iterator[Any]) -> dict[str, Any]:
     acc = {s.name: Accumulator(set(spec.metrics)) for s in task.sides}
     for frame in batches:
         x, y = _split(frame, spec, task.prepare)
+        if len(y) == 0:
+            continue  # prepare dropped the whole batch: nothing to predict
         transformed: dict[str, Any] = {}  # one transform when both runs logged the same file
         for s in task.sides:
             preprocessor, digest = pre[s.name]
