@@ -1,16 +1,24 @@
 """The demo, end to end: data, three trained regressors, then validate, plan, apply, plan.
 
-    python -m mlflow_gitops.demo [--data DIR] [--rows N] [--reset] [--file registry.yaml]
+    python -m mlflow_gitops.demo [--data DIR] [--rows N] [--reset] [--s3] [--file registry.yaml]
 
-It uses the embedded default registry, sqlite:///mlflow.db next to the registry file.
+It uses the embedded default registry, sqlite:///mlflow.db next to the registry file. With --s3
+the pull request's gate reads the March data from a bucket: an S3-compatible server (moto, from
+the dev extra) started on loopback for the demo, the data uploaded as a hive-partitioned dataset,
+and the standard AWS variables set for the tool.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 MODEL = "nyc-taxi-regressor"
@@ -19,6 +27,8 @@ MONTHS = (
     "green_tripdata_2021-02.parquet",
     "green_tripdata_2021-03.parquet",
 )
+LOCAL_MARCH = "demo-data/green_tripdata_2021-03.parquet"
+BUCKET_MARCH = "s3://demo-holdout/green/year=2021/month=3/"
 
 
 def _say(text: str) -> None:
@@ -61,6 +71,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, help="folder with the real TLC parquet files")
     parser.add_argument("--rows", type=int, default=20_000, help="rows per generated month")
     parser.add_argument("--reset", action="store_true", help="delete the demo registry first")
+    parser.add_argument(
+        "--s3", action="store_true", help="gate the pull request on March data in an S3 bucket"
+    )
     args = parser.parse_args()
     folder = args.file.resolve().parent
     db, artifacts = folder / "mlflow.db", folder / "mlartifacts"
@@ -115,10 +128,11 @@ def main() -> int:
     _show(uri)
 
     _say("8. A pull request proposes the random forest (v3) for Production: the gates decide")
-    proposed = _propose_random_forest(args.file)
+    proposed = _propose_random_forest(args.file, args.s3)
     print(f"(the proposed file is {proposed.name}: v3 -> Production, v2 -> Staging, champion -> 3)")
-    _run("plan", str(proposed), "--format", "markdown", cwd=Path.cwd())
-    verdict = _run("apply", str(proposed), cwd=Path.cwd())
+    with _bucket(data / MONTHS[2]) if args.s3 else contextlib.nullcontext():
+        _run("plan", str(proposed), "--format", "markdown", cwd=Path.cwd())
+        verdict = _run("apply", str(proposed), cwd=Path.cwd())
     if verdict == 3:
         print("\nBlocked by a gate: the evidence above says why; Production still serves v2.")
     elif verdict == 0:
@@ -127,10 +141,13 @@ def main() -> int:
     return code if code else (0 if verdict in (0, 3) else verdict)
 
 
-def _propose_random_forest(file: Path) -> Path:
-    """registry.yaml as a reviewer would see it in the PR: the random forest promoted."""
+def _propose_random_forest(file: Path, s3: bool = False) -> Path:
+    """registry.yaml as a reviewer would see it in the PR: the random forest promoted (and with
+    --s3 the evaluate gate reading the bucket)."""
     text = file.read_text(encoding="utf-8")
+    moves = [(f"data: {LOCAL_MARCH}", f"data: {BUCKET_MARCH}")] if s3 else []
     for old, new in (
+        *moves,
         ("champion: 2 ", "champion: 3 "),
         ("challenger: 3", "challenger: 2"),
         (
@@ -150,6 +167,58 @@ def _propose_random_forest(file: Path) -> Path:
     out = file.resolve().parent / "registry.proposed.yaml"
     out.write_text(text, encoding="utf-8")
     return out
+
+
+@contextlib.contextmanager
+def _bucket(march: Path) -> Iterator[None]:
+    """An S3-compatible server (moto) on a free loopback port holding the March data as
+    s3://demo-holdout/green/year=2021/month=3/part-0.parquet, and the standard AWS variables
+    pointing at it (throwaway credentials), for as long as the block runs."""
+    import pyarrow.fs as pafs
+
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        sys.exit("error: --s3 needs moto: pip install 'moto[server]' (bash examples/demo.sh does)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "demo-access-key",
+        "AWS_SECRET_ACCESS_KEY": "demo-secret-key",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        fs = pafs.S3FileSystem(
+            endpoint_override=env["AWS_ENDPOINT_URL"],
+            region="us-east-1",
+            allow_bucket_creation=True,
+        )
+        for _ in range(100):
+            try:
+                fs.create_dir("demo-holdout")
+                break
+            except OSError:
+                time.sleep(0.2)  # the server is still starting
+        target = BUCKET_MARCH.removeprefix("s3://") + "part-0.parquet"
+        pafs.copy_files(str(march.resolve()), target, destination_filesystem=fs)
+        print(f"S3-compatible server on {env['AWS_ENDPOINT_URL']}: {BUCKET_MARCH}part-0.parquet")
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.terminate()
+        server.wait(timeout=20)
 
 
 def _show(uri: str) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlflow_gitops.errors import GitopsError
+from mlflow_gitops.gates.data import DataError, batches, open_source
+from mlflow_gitops.gates.data import identity as data_identity
 from mlflow_gitops.gates.metrics import Accumulator, percentile
 from mlflow_gitops.spec.model import TABLE_PREFIX, EvaluateSpec
 
@@ -66,7 +68,7 @@ class Evidence(Protocol):
 
 
 def data_location(data: str, folder: Path) -> str:
-    """A path relative to registry.yaml's folder, or a URI pyarrow reads as is."""
+    """A path relative to registry.yaml's folder, or a URI as written."""
     if "://" in data:
         return data
     return str((folder / data).resolve())
@@ -122,28 +124,17 @@ class MlflowEvidence:
             raise GateError(f"cannot read the model {side.uri}: {str(exc)[:300]}") from None
 
     def data_digest(self, data: str, folder: Path) -> str:
-        import pyarrow.fs as pafs
-
+        """The identity of the data as its store reports it: sha256 of local files, ETag or
+        generation, size and mtime of objects (no object data is read); for table:<name>, its
+        files as the Spark catalog lists them."""
         if data.startswith(TABLE_PREFIX):  # engine: spark only (validated)
             from mlflow_gitops.gates import spark
 
             return spark.table_digest(data)
-
-        location = data_location(data, folder)
-        digest = hashlib.sha256()
         try:
-            fs, path = pafs.FileSystem.from_uri(
-                location if "://" in location else Path(location).as_uri()
-            )
-            with fs.open_input_stream(path) as stream:
-                while chunk := stream.read(1 << 20):
-                    digest.update(chunk)
-        except (OSError, ValueError) as exc:
-            raise GateError(
-                f"cannot read the evaluation data {data}: {str(exc)[:200]}",
-                "the path is relative to registry.yaml's folder",
-            ) from None
-        return digest.hexdigest()
+            return data_identity(open_source(data, folder))
+        except DataError as exc:
+            raise GateError(exc.message, exc.hint) from None
 
     def _model(self, side: Side) -> Any:
         if side.uri not in self.models:
@@ -216,8 +207,8 @@ class MlflowEvidence:
         baseline: Side | None,
         latency_rows: int | None,
     ) -> Evaluation:
-        prepare = _load_hook(spec.prepare, folder) if spec.prepare else None
         sides = [("candidate", candidate)] + ([("baseline", baseline)] if baseline else [])
+        prepare = _load_hook(spec.prepare, folder) if spec.prepare else None
         models = {name: self._model(side) for name, side in sides}
         pre: dict[str, tuple[Any, str]] = {
             name: self._preprocessor(side, spec.preprocessor) if spec.preprocessor else (None, "")
@@ -228,23 +219,22 @@ class MlflowEvidence:
         location = data_location(spec.data, folder)
         for frame in stream_frames(location, STREAM_ROWS):
             x, y = _split(frame, spec, prepare)
+            if len(y) == 0:
+                continue  # prepare dropped the whole batch (e.g. a partition it filters out)
             transformed: dict[str, Any] = {}  # one transform when both runs logged the same file
             for name, _ in sides:
                 preprocessor, digest = pre[name]
                 if digest not in transformed:
                     transformed[digest] = _transform(preprocessor, x)
                 features = transformed[digest]
-                predictions = _predict(models[name], features, name)
+                wanted = LATENCY_BATCHES - len(timings[name]) if latency_rows else 0
+                # the latency gate times the evaluation's own first predictions: nothing is
+                # read or predicted twice
+                predictions, timed = _predict_timed(
+                    models[name], features, name, latency_rows or 0, wanted
+                )
+                timings[name].extend(timed)
                 acc[name].add(y, predictions)
-                if latency_rows and len(timings[name]) < LATENCY_BATCHES:
-                    timings[name].extend(
-                        _time_batches(
-                            models[name],
-                            features,
-                            latency_rows,
-                            LATENCY_BATCHES - len(timings[name]),
-                        )
-                    )
         if acc["candidate"].n == 0:
             raise GateError(f"the evaluation data {spec.data} has no rows left after preparation")
         latency = {}
@@ -261,25 +251,14 @@ class MlflowEvidence:
 
 
 def stream_frames(location: str, rows: int) -> Iterator[Any]:
-    """The data as pandas frames of at most `rows` rows: bounded memory whatever the file size."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
+    """The data as pandas frames of at most `rows` rows: bounded memory whatever its size.
+    `location` is a local path (absolute) or a URI: a file, a directory or a glob."""
     try:
-        if location.lower().endswith((".csv", ".csv.gz")):
-            reader = pacsv.open_csv(location, read_options=pacsv.ReadOptions(block_size=1 << 22))
-            for batch in reader:
-                yield batch.to_pandas()
-        else:
-            # pre_buffer would keep every row group read so far: memory grew with the file
-            parquet = pq.ParquetFile(location, pre_buffer=False, buffer_size=1 << 20)
-            for batch in parquet.iter_batches(batch_size=rows):
-                yield batch.to_pandas()
-    except (OSError, ValueError) as exc:
-        raise GateError(
-            f"cannot read the evaluation data {location}: {str(exc)[:200]}",
-            "data: is a parquet or csv file, relative to registry.yaml's folder",
-        ) from None
+        source = open_source(location, Path("/"))
+        for batch in batches(source, rows):
+            yield batch.to_pandas()
+    except DataError as exc:
+        raise GateError(exc.message, exc.hint) from None
 
 
 def _load_hook(ref: str, folder: Path) -> Callable[[Any], tuple[Any, Any]]:
@@ -358,14 +337,26 @@ def _predict(model: Any, features: Any, side: str) -> Any:
         ) from None
 
 
-def _time_batches(model: Any, features: Any, rows: int, most: int) -> list[float]:
-    out: list[float] = []
+def _predict_timed(
+    model: Any, features: Any, side: str, rows: int, most: int
+) -> tuple[Any, list[float]]:
+    """Predictions for every row and the milliseconds of up to `most` predict calls on
+    `rows`-row slices (the first full slices of these features; the rest in one call)."""
+    import numpy as np
+
     total = features.shape[0]
-    for start in range(0, total, rows):
-        if len(out) >= most or (start + rows > total and out):
-            break
-        chunk = features[start : start + rows]
+    if rows <= 0 or most <= 0 or total == 0:
+        return _predict(model, features, side), []
+    if total < rows:  # fewer rows than a latency batch: this one call is the measurement
         t0 = time.perf_counter()
-        model.predict(chunk)
+        predictions = _predict(model, features, side)
+        return predictions, [(time.perf_counter() - t0) * 1000]
+    timed = min(most, total // rows)
+    parts, out = [], []
+    for start in range(0, timed * rows, rows):
+        t0 = time.perf_counter()
+        parts.append(_predict(model, features[start : start + rows], side))
         out.append((time.perf_counter() - t0) * 1000)
-    return out
+    if timed * rows < total:
+        parts.append(_predict(model, features[timed * rows :], side))
+    return np.concatenate(parts), out

@@ -1,0 +1,329 @@
+"""Where the evaluation data lives: a local path, file://, s3://, gs://, abfs:// or az://, hdfs://;
+one file, a directory or a glob of files (a partitioned dataset). Listed and identified without
+reading data; streamed in batches through pyarrow.dataset, never downloaded whole.
+
+Credentials come only from each store's standard environment and are never part of a message."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mlflow_gitops.errors import GitopsError
+from mlflow_gitops.secrets import redact
+
+GLOB_CHARS = "*?["
+CSV_SUFFIXES = (".csv", ".csv.gz")
+# the identity fields a store may report for an object, in order of preference
+IDENTITY_KEYS = ("ETag", "etag", "generation", "Generation", "VersionId", "Last-Modified")
+LOCAL_SCHEMES = ("", "file")
+# how stores word a refused read (S3's HEAD answers carry no body: only the status is known)
+DENIED = (
+    "access_denied", "accessdenied", "access denied", "forbidden", "status 403", "status 401",
+    "invalidaccesskeyid", "signaturedoesnotmatch", "invalidtoken", "expiredtoken",
+    "unauthorized", "permission denied", "authorizationfailure",
+    "status 400) during headobject",  # S3: an expired or invalid session token, on a HEAD
+    "oauth2 access token",  # GCS: no usable credentials
+)  # fmt: skip
+UNREACHABLE = (
+    "network_connection", "could not connect", "could not resolve", "timed out", "timeout",
+    "connection refused",
+)  # fmt: skip
+REMOTE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "az", "hdfs")
+
+
+class DataError(GitopsError):
+    """The data cannot be listed or read; the gate fails with the cause and what to do."""
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """The files of `data:` on their filesystem, with the folder hive partitions are read below."""
+
+    data: str  # as written in registry.yaml (for messages)
+    scheme: str  # "" for a local path
+    filesystem: Any  # a pyarrow.fs.FileSystem
+    files: tuple[Any, ...]  # pyarrow.fs.FileInfo of every file, sorted by path
+    base: str  # partition_base_dir: key=value folders below it become columns
+
+    @property
+    def local(self) -> bool:
+        return self.scheme in LOCAL_SCHEMES
+
+    @property
+    def csv(self) -> bool:
+        return all(f.path.lower().endswith(CSV_SUFFIXES) for f in self.files)
+
+
+def location(data: str, folder: Path) -> tuple[str, str]:
+    """(scheme, path as the filesystem names it): local paths are relative to registry.yaml."""
+    scheme = urlsplit(data).scheme.lower() if "://" in data else ""
+    if scheme == "":
+        return "", str((folder / data).resolve())
+    if scheme == "file":
+        return "file", urlsplit(data).path
+    if scheme not in REMOTE_SCHEMES:
+        raise DataError(
+            f"cannot read the evaluation data {redact(data)}: unsupported scheme {scheme}://",
+            "use a path relative to registry.yaml, file://, s3://, gs://, abfs://, az:// or hdfs://",
+        )
+    return scheme, data
+
+
+def filesystem(scheme: str, uri: str) -> tuple[Any, str]:
+    """The pyarrow filesystem for a URI, configured from the store's standard environment."""
+    import pyarrow.fs as pafs
+
+    if scheme in LOCAL_SCHEMES:
+        return pafs.LocalFileSystem(), uri
+    parts = urlsplit(uri)
+    if scheme == "s3":
+        # pyarrow's from_uri ignores AWS_ENDPOINT_URL: S3-compatible stores need it passed
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        fs = pafs.S3FileSystem(
+            endpoint_override=endpoint or None,
+            region=region or None,
+            connect_timeout=5,
+            request_timeout=30,
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=2),
+        )  # keys and session token: the AWS SDK's default chain (AWS_ACCESS_KEY_ID, ...)
+        return fs, parts.netloc + parts.path
+    if scheme in ("gs", "gcs"):
+        # default credentials: GOOGLE_APPLICATION_CREDENTIALS, else the machine's; bounded
+        # retries, so an unreachable endpoint fails the gate instead of hanging the plan
+        gcs = pafs.GcsFileSystem(retry_time_limit=timedelta(seconds=20))
+        return gcs, parts.netloc + parts.path
+    if scheme == "az" or (scheme in ("abfs", "abfss") and "@" not in parts.netloc):
+        account = os.environ.get("AZURE_STORAGE_ACCOUNT_NAME", "")
+        if not account:
+            raise DataError(
+                f"cannot read the evaluation data {redact(uri)}: it names no storage account",
+                "set AZURE_STORAGE_ACCOUNT_NAME (and AZURE_STORAGE_ACCOUNT_KEY, or the "
+                "AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET of a service principal)",
+            )
+        key = os.environ.get("AZURE_STORAGE_ACCOUNT_KEY")
+        return pafs.AzureFileSystem(account_name=account, account_key=key or None), (
+            parts.netloc + parts.path
+        )
+    # abfs://container@account.dfs.core.windows.net/..., hdfs://
+    fs, path = pafs.FileSystem.from_uri(uri)
+    return fs, path
+
+
+def open_source(data: str, folder: Path) -> DataSource:
+    """List the files of `data:` (metadata only: no data is read)."""
+    scheme, where = location(data, folder)
+    try:
+        fs, path = filesystem(scheme, where)
+        files, base = _list(fs, path)
+    except DataError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise explain(data, exc) from None
+    if not files:
+        raise DataError(
+            f"cannot read the evaluation data {redact(data)}: it matches no parquet or csv file",
+            _where_hint(scheme),
+        )
+    return DataSource(data, scheme, fs, tuple(files), base)
+
+
+def _list(fs: Any, path: str) -> tuple[list[Any], str]:
+    import pyarrow.fs as pafs
+
+    path = path.rstrip("/") or "/"
+    if any(c in path for c in GLOB_CHARS):
+        root = _literal_root(path)
+        listed = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        files = [f for f in listed if f.is_file and fnmatch.fnmatchcase(f.path, path)]
+        return sorted(files, key=lambda f: f.path), _partition_base(root)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"Path does not exist '{path}'")
+    if info.type == pafs.FileType.File:
+        return [info], posixpath.dirname(path)
+    listed = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    files = [
+        f
+        for f in listed
+        if f.is_file
+        and not any(p.startswith(("_", ".")) for p in f.path[len(path) :].split("/"))
+        and f.path.lower().endswith((".parquet", ".parq", *CSV_SUFFIXES))
+    ]
+    return sorted(files, key=lambda f: f.path), path
+
+
+def _literal_root(pattern: str) -> str:
+    """The folder a glob lists: its segments before the first wildcard."""
+    segments = pattern.split("/")
+    literal = []
+    for s in segments[:-1]:
+        if any(c in s for c in GLOB_CHARS):
+            break
+        literal.append(s)
+    return "/".join(literal) or "/"
+
+
+def _partition_base(root: str) -> str:
+    """Hive folders (key=value) already in the glob's literal part are partitions too."""
+    segments = root.split("/")
+    for i, s in enumerate(segments):
+        if "=" in s:
+            return "/".join(segments[:i]) or "/"
+    return root
+
+
+def identity(source: DataSource) -> str:
+    """A digest of every file's identity: for local files their sha256 (as before), for an
+    object store what it reports without reading data (ETag or generation, size, mtime)."""
+    entries = []
+    try:
+        for info in source.files:
+            name = posixpath.relpath(info.path, source.base)
+            if source.local:
+                entries.append([name, _sha256(source.filesystem, info.path)])
+            else:
+                entries.append([name, info.size, info.mtime_ns, *_reported(source, info.path)])
+    except (OSError, ValueError) as exc:
+        raise explain(source.data, exc) from None
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+def _sha256(fs: Any, path: str) -> str:
+    digest = hashlib.sha256()
+    with fs.open_input_stream(path) as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _reported(source: DataSource, path: str) -> list[str]:
+    """ETag/generation from the object's metadata: one HEAD request, the body is not read."""
+    with source.filesystem.open_input_file(path) as handle:
+        metadata = handle.metadata()
+    out = []
+    for key in IDENTITY_KEYS:
+        value = metadata.get(key) if hasattr(metadata, "get") else None
+        if value is not None:
+            text = value.decode() if isinstance(value, bytes) else str(value)
+            out.append(f"{key}={text}")
+    return out
+
+
+def batches(source: DataSource, rows: int) -> Iterator[Any]:
+    """Record batches of at most `rows` rows, file after file, hive partition columns added.
+
+    pyarrow.dataset finds the partitions (and their types); each file is then read with
+    ParquetFile.iter_batches, page by page: the dataset scanner decodes whole row groups and
+    held twice the memory on a 2-million-row file (bench/gates.py)."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    try:
+        dataset = pads.dataset(
+            [f.path for f in source.files],
+            filesystem=source.filesystem,
+            format="csv" if source.csv else "parquet",
+            partitioning="hive",
+            partition_base_dir=source.base,
+        )
+        fragments = [
+            (f.path, pads.get_partition_keys(f.partition_expression))
+            for f in dataset.get_fragments()
+        ]
+        names = list(dict.fromkeys(k for _, keys in fragments for k in keys))
+        for path, keys in fragments:
+            for batch in _file_batches(source, path, rows):
+                fields = [dataset.schema.field(n) for n in names if n not in batch.schema.names]
+                if not fields:
+                    yield batch
+                    continue
+                columns = [
+                    pa.repeat(pa.scalar(keys.get(f.name), type=f.type), batch.num_rows)
+                    for f in fields
+                ]
+                yield pa.RecordBatch.from_arrays(
+                    [*batch.columns, *columns],
+                    names=[*batch.schema.names, *(f.name for f in fields)],
+                )
+    except (OSError, ValueError) as exc:
+        raise explain(source.data, exc) from None
+
+
+def _file_batches(source: DataSource, path: str, rows: int) -> Iterator[Any]:
+    if source.csv:
+        import pyarrow.csv as pacsv
+
+        with source.filesystem.open_input_stream(path, compression="detect") as stream:
+            yield from pacsv.open_csv(stream, read_options=pacsv.ReadOptions(block_size=1 << 22))
+        return
+    import pyarrow.parquet as pq
+
+    with source.filesystem.open_input_file(path) as handle:
+        # pre_buffer would keep every row group read so far: memory grew with the file
+        parquet = pq.ParquetFile(handle, pre_buffer=False, buffer_size=1 << 20)
+        yield from parquet.iter_batches(batch_size=rows)
+
+
+def explain(data: str, exc: BaseException) -> DataError:
+    """The store's error as a cause and what to do; never a credential."""
+    text = redact(str(exc))
+    scheme = urlsplit(data).scheme.lower() if "://" in data else ""
+    lowered = text.lower()
+    shown = redact(data)
+    if isinstance(exc, FileNotFoundError) or "does not exist" in lowered or "nosuch" in lowered:
+        return DataError(
+            f"cannot read the evaluation data {shown}: no such file or object ({text[:200]})",
+            _where_hint(scheme),
+        )
+    if any(s in lowered for s in DENIED):
+        return DataError(
+            f"cannot read the evaluation data {shown}: access denied ({text[:200]})",
+            _credentials_hint(scheme),
+        )
+    if any(s in lowered for s in UNREACHABLE):
+        return DataError(
+            f"cannot read the evaluation data {shown}: the store is unreachable ({text[:200]})",
+            "check the endpoint (AWS_ENDPOINT_URL for S3-compatible stores) and the network"
+            if scheme == "s3"
+            else "check the network and the store's endpoint",
+        )
+    if scheme == "hdfs" and any(s in lowered for s in ("libjvm", "libhdfs", "hadoop")):
+        return DataError(
+            f"cannot read the evaluation data {shown}: no Hadoop client ({text[:200]})",
+            "hdfs:// needs Java and libhdfs: set JAVA_HOME, HADOOP_HOME and CLASSPATH "
+            "(or ARROW_LIBHDFS_DIR)",
+        )
+    return DataError(
+        f"cannot read the evaluation data {shown}: {text[:200]}",
+        "data: is parquet or csv: a file, a directory or a glob",
+    )
+
+
+def _where_hint(scheme: str) -> str:
+    if scheme in LOCAL_SCHEMES:
+        return "the path is relative to registry.yaml's folder"
+    return "check the bucket (or container) and the object path"
+
+
+def _credentials_hint(scheme: str) -> str:
+    if scheme == "s3":
+        return (
+            "check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) and that they "
+            "may read the bucket"
+        )
+    if scheme in ("gs", "gcs"):
+        return "check GOOGLE_APPLICATION_CREDENTIALS and the account's read access"
+    if scheme in ("az", "abfs", "abfss"):
+        return "check AZURE_STORAGE_ACCOUNT_KEY or the service principal's read access"
+    return "check the read permissions of the data"
