@@ -88,6 +88,9 @@ def test_local_mode_gives_the_local_engines_metrics_on_a_file_and_a_partitioned_
     split = evaluate(trained, model, "partitioned/", engine="spark", spark={"master": "local[2]"})
     assert split.rows == local.rows  # type: ignore[attr-defined]
     assert split.candidate["rmse"] == pytest.approx(local.candidate["rmse"], rel=1e-9)  # type: ignore[attr-defined]
+    # and the local engine on the same directory: the same bits, whatever the split
+    both = evaluate(trained, model, "partitioned/")
+    assert (both.candidate, both.baseline) == (split.candidate, split.baseline)  # type: ignore[attr-defined]
 
 
 def test_local_mode_gives_the_same_verdict_and_failures_are_verdicts(
