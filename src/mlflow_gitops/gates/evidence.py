@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import math
 import pickle
 import sys
 import tempfile
@@ -18,7 +17,8 @@ from typing import Any, Protocol
 from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.gates.data import DataError, batches, open_source
 from mlflow_gitops.gates.data import identity as data_identity
-from mlflow_gitops.spec.model import EvaluateSpec
+from mlflow_gitops.gates.metrics import Accumulator, percentile
+from mlflow_gitops.spec.model import TABLE_PREFIX, EvaluateSpec
 
 STREAM_ROWS = 65_536
 LATENCY_BATCHES = 20
@@ -125,7 +125,12 @@ class MlflowEvidence:
 
     def data_digest(self, data: str, folder: Path) -> str:
         """The identity of the data as its store reports it: sha256 of local files, ETag or
-        generation, size and mtime of objects (no object data is read)."""
+        generation, size and mtime of objects (no object data is read); for table:<name>, its
+        files as the Spark catalog lists them."""
+        if data.startswith(TABLE_PREFIX):  # engine: spark only (validated)
+            from mlflow_gitops.gates import spark
+
+            return spark.table_digest(data)
         try:
             return data_identity(open_source(data, folder))
         except DataError as exc:
@@ -185,7 +190,12 @@ class MlflowEvidence:
         )
         if key in self.evaluations:
             return self.evaluations[key]
-        result = self._evaluate(spec, folder, candidate, baseline, latency_rows)
+        if spec.engine == "spark":
+            from mlflow_gitops.gates import spark
+
+            result = spark.evaluate(self, spec, folder, candidate, baseline, latency_rows)
+        else:
+            result = self._evaluate(spec, folder, candidate, baseline, latency_rows)
         self.evaluations[key] = result
         return result
 
@@ -350,80 +360,3 @@ def _predict_timed(
     if timed * rows < total:
         parts.append(_predict(model, features[timed * rows :], side))
     return np.concatenate(parts), out
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile, linear between closest ranks."""
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo, hi = math.floor(k), math.ceil(k)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-class Accumulator:
-    """Exact metrics over a stream: sums, not a sample. ROC AUC keeps scores (only if asked)."""
-
-    def __init__(self, wanted: set[str]) -> None:
-        self.wanted = wanted
-        self.n = 0
-        self.sse = self.sae = self.sum_y = self.sum_y2 = self.sape = 0.0
-        self.mape_n = 0
-        self.tp = self.fp = self.fn = self.tn = 0
-        self.scores: list[Any] = []
-        self.labels: list[Any] = []
-
-    def add(self, y: Any, p: Any) -> None:
-        import numpy as np
-
-        e = p - y
-        self.n += len(y)
-        self.sse += float(np.dot(e, e))
-        self.sae += float(np.abs(e).sum())
-        self.sum_y += float(y.sum())
-        self.sum_y2 += float(np.dot(y, y))
-        nz = y != 0
-        self.sape += float(np.abs(e[nz] / y[nz]).sum())
-        self.mape_n += int(nz.sum())
-        if self.wanted & {"accuracy", "precision", "recall", "f1", "roc_auc"}:
-            label = p >= 0.5
-            truth = y >= 0.5
-            self.tp += int((label & truth).sum())
-            self.fp += int((label & ~truth).sum())
-            self.fn += int((~label & truth).sum())
-            self.tn += int((~label & ~truth).sum())
-            if "roc_auc" in self.wanted:
-                self.scores.append(p)
-                self.labels.append(truth)
-
-    def result(self) -> dict[str, float]:
-        n = self.n
-        sst = self.sum_y2 - self.sum_y**2 / n if n else 0.0
-        all_metrics: dict[str, Callable[[], float]] = {
-            "mse": lambda: self.sse / n,
-            "rmse": lambda: math.sqrt(self.sse / n),
-            "mae": lambda: self.sae / n,
-            "r2": lambda: 1 - self.sse / sst if sst else float("nan"),
-            "mape": lambda: self.sape / self.mape_n if self.mape_n else float("nan"),
-            "accuracy": lambda: (self.tp + self.tn) / n,
-            "precision": lambda: self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0,
-            "recall": lambda: self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0,
-            "f1": lambda: 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp else 0.0,
-            "roc_auc": self._auc,
-        }
-        out = {}
-        for name in sorted(self.wanted):
-            if name not in all_metrics:
-                raise GateError(
-                    f"unknown metric {name!r}", f"use one of {', '.join(sorted(all_metrics))}"
-                )
-            out[name] = float(all_metrics[name]())
-        return out
-
-    def _auc(self) -> float:
-        import numpy as np
-        from sklearn.metrics import roc_auc_score
-
-        labels = np.concatenate(self.labels)
-        if labels.all() or not labels.any():
-            return float("nan")
-        return float(roc_auc_score(labels, np.concatenate(self.scores)))

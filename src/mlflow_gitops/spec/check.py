@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import posixpath
 import re
 from collections import Counter
@@ -15,6 +16,7 @@ from mlflow_gitops.spec.model import (
     SOURCE_PREFIX,
     STAGES,
     TOOL_TAG_PREFIX,
+    EvaluateGate,
     ModelSpec,
     parse_run_ref,
     settings_for,
@@ -147,6 +149,20 @@ def _check_model(name: str, model: ModelSpec, add: _Add, max_per_stage: dict[str
                 f"'{target}' is not a gate target",
                 "use a stage (Staging, Production) or alias:<name>",
             )
+        for i, gate in enumerate(model.gates[target].checks):
+            if isinstance(gate, EvaluateGate) and gate.evaluate.engine == "spark":
+                missing = spark_missing()
+                if missing:
+                    add(
+                        (*base, "gates", target, "checks", i, "evaluate", "engine"),
+                        f"engine: spark needs {missing}, which is not installed",
+                        "pip install 'mlflow-gitops[spark]'",
+                    )
+
+
+def spark_missing() -> str:
+    """The module engine: spark needs and this environment lacks, or ''; imports nothing."""
+    return "" if importlib.util.find_spec("pyspark") is not None else "pyspark"
 
 
 def model_name_problem(name: str) -> str:

@@ -396,6 +396,7 @@ _VOCABULARY = sorted(
         "max_size_mb", "latency", "batch_rows", "p50_ms", "p95_ms", "require_tags",
         "require_signature", "checks", "on_rollback", "deleted", "mirror_stages_to_aliases",
         "policy", "allowed_transitions", "min_time_in_staging", "protected_aliases",
+        "engine", "spark", "master", "remote", "conf",
     }
 )  # fmt: skip
 

@@ -115,9 +115,40 @@ class MetricGate(Strict):
         return self
 
 
+EVALUATION_METRICS = (
+    "accuracy",
+    "f1",
+    "mae",
+    "mape",
+    "mse",
+    "precision",
+    "r2",
+    "recall",
+    "rmse",
+    "roc_auc",
+)
+TABLE_PREFIX = "table:"
+
+
+class SparkSpec(Strict):
+    """Where `engine: spark` runs: a master URL, or a Spark Connect server (`remote`)."""
+
+    master: str | None = Field(default=None, min_length=1)  # local[2], spark://host:7077, yarn
+    remote: str | None = Field(default=None, pattern=r"^sc://")  # sc://host:15002
+    conf: dict[str, str] = Field(default_factory=dict)  # spark.* settings for the session
+
+    @model_validator(mode="after")
+    def _one_place(self) -> SparkSpec:
+        if self.master is not None and self.remote is not None:
+            raise ValueError("spark: give master: or remote:, not both")
+        return self
+
+
 class EvaluateSpec(Strict):
     """Predict held-out data with the candidate and the baseline and compare metrics."""
 
+    engine: Literal["local", "spark"] = "local"
+    spark: SparkSpec | None = None
     data: str
     prepare: str | None = None
     target: str | None = None
@@ -125,6 +156,24 @@ class EvaluateSpec(Strict):
     metrics: dict[str, MetricThreshold] = Field(min_length=1)
     baseline: str | None = None
     on_missing_baseline: Literal["pass", "fail"] = "pass"
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, MetricThreshold]) -> dict[str, MetricThreshold]:
+        unknown = sorted(set(value) - set(EVALUATION_METRICS))
+        if unknown:
+            raise ValueError(
+                f"unknown metric '{unknown[0]}': use one of {', '.join(EVALUATION_METRICS)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _engine_settings(self) -> EvaluateSpec:
+        if self.engine != "spark" and self.spark is not None:
+            raise ValueError("spark: applies to engine: spark only")
+        if self.engine != "spark" and self.data.startswith(TABLE_PREFIX):
+            raise ValueError("data: table:<name> is read by engine: spark only")
+        return self
 
     @model_validator(mode="after")
     def _prepare_or_target(self) -> EvaluateSpec:

@@ -1,0 +1,330 @@
+"""`engine: spark`: the evaluate gate's per-batch evaluation run in Spark tasks, merged exactly.
+
+Spark reads the data; every task runs the local engine's batch step (the `prepare` hook, each
+run's preprocessor with `transform` only, both models' `predict`) and returns its partial sums
+as JSON; the driver merges them exactly (`metrics.Accumulator`), so the metrics are the local
+engine's. Models and preprocessors are loaded on the driver through the configured registry
+only (the local engine's trust rule) and reach the tasks as those same bytes: the model's
+artifact folder as a tar archive, the preprocessor as the run's artifact. Latency is timed on
+the driver, on the first rows of the data, with the models the driver loaded: the same
+measurement the local engine makes, and never one skewed by tasks sharing an executor.
+pyspark is imported only here, and only when a gate runs on Spark.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlflow_gitops.gates.evidence import (
+    LATENCY_BATCHES,
+    STREAM_ROWS,
+    Evaluation,
+    GateError,
+    Side,
+    _load_hook,
+    _predict,
+    _split,
+    _transform,
+    data_location,
+)
+from mlflow_gitops.gates.metrics import Accumulator, percentile
+from mlflow_gitops.spec.model import TABLE_PREFIX, EvaluateSpec, SparkSpec
+
+if TYPE_CHECKING:
+    from mlflow_gitops.gates.evidence import MlflowEvidence
+
+DEFAULT_MASTER = "local[*]"
+_SESSION: dict[str, Any] = {}  # this process's session and the settings it was made with
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """What a task needs of one side: the model folder (tar) and the preprocessor's bytes."""
+
+    name: str
+    model_tar: bytes
+    preprocessor: bytes | None
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything a task receives: plain bytes and the validated spec; no live objects."""
+
+    spec: EvaluateSpec
+    prepare: Any  # the hook the driver resolved inside the registry's folder, or None
+    sides: tuple[Shipped, ...]
+
+
+def placement(settings: SparkSpec | None) -> tuple[str, str]:
+    """("remote", "sc://...") or ("master", url): the file's setting, then SPARK_REMOTE,
+    then local[*] on this machine."""
+    if settings is not None and settings.remote:
+        return "remote", settings.remote
+    if settings is not None and settings.master:
+        return "master", settings.master
+    if os.environ.get("SPARK_REMOTE"):
+        return "remote", os.environ["SPARK_REMOTE"]
+    return "master", DEFAULT_MASTER
+
+
+def session(settings: SparkSpec | None) -> Any:
+    """The Spark session for these settings; one per process, replaced when they change."""
+    kind, where = placement(settings)
+    conf = dict(settings.conf) if settings is not None else {}
+    key = json.dumps([kind, where, sorted(conf.items())])
+    if _SESSION.get("key") == key:
+        return _SESSION["session"]
+    stop()
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise GateError(
+            "engine: spark needs pyspark, which is not installed",
+            "pip install 'mlflow-gitops[spark]'",
+        ) from None
+    builder = SparkSession.builder.appName("mlflow-gitops gate")
+    conf.setdefault("spark.sql.session.timeZone", "UTC")
+    conf.setdefault("spark.sql.execution.arrow.maxRecordsPerBatch", str(STREAM_ROWS))
+    if kind == "master" and where.startswith("local"):
+        # tasks on this machine run this interpreter (and its packages), not whatever python3 is;
+        # pyspark reads the workers' interpreter from PYSPARK_PYTHON when the context starts
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        # on this machine nothing listens beyond loopback, and there is no web UI to serve
+        conf.setdefault("spark.driver.bindAddress", "127.0.0.1")
+        conf.setdefault("spark.driver.host", "127.0.0.1")
+        conf.setdefault("spark.ui.enabled", "false")
+    if kind == "master":  # a Connect server owns its static settings and refuses them
+        conf.setdefault("spark.ui.showConsoleProgress", "false")  # the plan's output stays clean
+    for k, v in conf.items():
+        builder = builder.config(k, v)
+    saved = os.environ.pop("SPARK_REMOTE", None) if kind == "master" else None
+    try:
+        made = builder.remote(where) if kind == "remote" else builder.master(where)
+        spark = made.getOrCreate()
+    except Exception as exc:
+        raise GateError(
+            f"cannot start Spark ({kind} {where}): {type(exc).__name__}: {str(exc)[:300]}",
+            "check spark: in the gate (master: or remote:), SPARK_REMOTE, and JAVA_HOME",
+        ) from None
+    finally:
+        if saved is not None:
+            os.environ["SPARK_REMOTE"] = saved
+    _SESSION.update(key=key, session=spark)
+    return spark
+
+
+def stop() -> None:
+    """Stop this process's Spark session, if any."""
+    spark = _SESSION.pop("session", None)
+    _SESSION.pop("key", None)
+    if spark is not None:
+        spark.stop()
+
+
+def read(spark: Any, data: str, folder: Path) -> Any:
+    """A Spark DataFrame of `data`: `table:<name>`, or a parquet/csv file, directory or glob."""
+    try:
+        if data.startswith(TABLE_PREFIX):
+            return spark.table(data[len(TABLE_PREFIX) :])
+        location = data_location(data, folder)
+        if location.lower().endswith((".csv", ".csv.gz")):
+            return spark.read.csv(location, header=True, inferSchema=True)
+        return spark.read.parquet(location)
+    except Exception as exc:
+        raise GateError(
+            f"Spark cannot read the evaluation data {data}: {_first_line(exc)}",
+            "data: is a path relative to registry.yaml's folder, a URI the cluster can read, "
+            "a glob, or table:<name>",
+        ) from None
+
+
+def table_digest(data: str) -> str:
+    """A table's identity without reading it: its name and its files as the catalog lists them
+    (Spark writers name every new file uniquely, so a rewrite changes the list)."""
+    spark = _SESSION.get("session") or session(None)
+    frame = read(spark, data, Path.cwd())
+    try:
+        files = sorted(frame.inputFiles())
+    except Exception as exc:
+        raise GateError(f"cannot list the files of {data}: {_first_line(exc)}") from None
+    return hashlib.sha256(json.dumps([data, files]).encode()).hexdigest()
+
+
+def evaluate(
+    evidence: MlflowEvidence,
+    spec: EvaluateSpec,
+    folder: Path,
+    candidate: Side,
+    baseline: Side | None,
+    latency_rows: int | None,
+) -> Evaluation:
+    """The evaluate gate on Spark: the local engine's metrics, from exact partial sums."""
+    sides = [("candidate", candidate)] + ([("baseline", baseline)] if baseline else [])
+    prepare = _load_hook(spec.prepare, folder) if spec.prepare else None
+    models = {name: evidence._model(side) for name, side in sides}  # fails early, on the driver
+    shipped = tuple(_ship(evidence, spec, name, side) for name, side in sides)
+    spark = session(spec.spark)
+    frame = read(spark, spec.data, folder)
+    task = Task(spec=spec, prepare=prepare, sides=shipped)
+
+    def run(batches: Iterator[Any]) -> Iterator[Any]:
+        return evaluate_partition(task, batches)
+
+    try:
+        rows = frame.mapInPandas(run, schema="state string").collect()
+    except Exception as exc:
+        raise GateError(f"the Spark evaluation failed: {_first_line(exc)}") from None
+    totals = {name: Accumulator(set(spec.metrics)) for name, _ in sides}
+    for row in rows:
+        state = json.loads(row["state"])
+        if "error" in state:
+            raise GateError(state["error"], state.get("hint", ""))
+        for name, part in state["sides"].items():
+            totals[name].merge(Accumulator.from_state(part))
+    if totals["candidate"].n == 0:
+        raise GateError(f"the evaluation data {spec.data} has no rows left after preparation")
+    latency = (
+        _latency(frame, spec, prepare, sides, models, evidence, latency_rows)
+        if latency_rows
+        else {}
+    )
+    return Evaluation(
+        rows=totals["candidate"].n,
+        candidate=totals["candidate"].result(),
+        baseline=totals["baseline"].result() if baseline else None,
+        latency_ms=latency,
+    )
+
+
+def _ship(evidence: MlflowEvidence, spec: EvaluateSpec, name: str, side: Side) -> Shipped:
+    """The side's model folder, downloaded through the registry, and its preprocessor bytes."""
+    folder = evidence._download(side)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(folder, arcname="model")
+    raw = _preprocessor_bytes(evidence, side, spec.preprocessor) if spec.preprocessor else None
+    return Shipped(name=name, model_tar=archive.getvalue(), preprocessor=raw)
+
+
+def _preprocessor_bytes(evidence: MlflowEvidence, side: Side, artifact: str) -> bytes:
+    evidence._preprocessor(side, artifact)  # the driver's own checks and messages first
+    assert side.run_id is not None  # _preprocessor refused a side without a run
+    with tempfile.TemporaryDirectory() as tmp:
+        local = evidence.client.download_artifacts(side.run_id, artifact, tmp)
+        return Path(local).read_bytes()
+
+
+# --- in the Spark task -----------------------------------------------------------------------
+
+_LOADED: dict[str, Any] = {}  # per Python worker: model and preprocessor by sha256 of bytes
+
+
+def evaluate_partition(task: Task, batches: Iterator[Any]) -> Iterator[Any]:
+    """One task: the local engine's batch step over its batches; one row of partial sums."""
+    import pandas as pd
+
+    try:
+        state: dict[str, Any] = {"sides": _partition_sums(task, batches)}
+    except GateError as exc:
+        state = {"error": exc.message, "hint": exc.hint}
+    yield pd.DataFrame({"state": [json.dumps(state)]})
+
+
+def _partition_sums(task: Task, batches: Iterator[Any]) -> dict[str, Any]:
+    spec = task.spec
+    models = {s.name: _task_model(s.model_tar) for s in task.sides}
+    pre = {s.name: _task_preprocessor(s.preprocessor) for s in task.sides}
+    acc = {s.name: Accumulator(set(spec.metrics)) for s in task.sides}
+    for frame in batches:
+        x, y = _split(frame, spec, task.prepare)
+        if len(y) == 0:
+            continue  # prepare dropped the whole batch: nothing to predict
+        transformed: dict[str, Any] = {}  # one transform when both runs logged the same file
+        for s in task.sides:
+            preprocessor, digest = pre[s.name]
+            if digest not in transformed:
+                transformed[digest] = _transform(preprocessor, x)
+            acc[s.name].add(y, _predict(models[s.name], transformed[digest], s.name))
+    return {name: a.to_state() for name, a in acc.items()}
+
+
+def _task_model(archive: bytes) -> Any:
+    key = "model:" + hashlib.sha256(archive).hexdigest()
+    if key not in _LOADED:
+        import mlflow.pyfunc
+
+        target = tempfile.mkdtemp(prefix="mlflow-gitops-model-")
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(target, filter="data")
+        try:
+            _LOADED[key] = mlflow.pyfunc.load_model(str(Path(target) / "model"))
+        except Exception as exc:
+            raise GateError(
+                f"a Spark task cannot load the model: {type(exc).__name__}: {str(exc)[:300]}",
+                "the executors need the model's libraries (mlflow, its flavor) installed",
+            ) from None
+    return _LOADED[key]
+
+
+def _task_preprocessor(raw: bytes | None) -> tuple[Any, str]:
+    if raw is None:
+        return None, ""
+    import pickle
+
+    digest = hashlib.sha256(raw).hexdigest()
+    key = "preprocessor:" + digest
+    if key not in _LOADED:
+        _LOADED[key] = pickle.loads(raw)  # the bytes the driver downloaded from the registry
+    return _LOADED[key], digest
+
+
+# --- on the driver again ---------------------------------------------------------------------
+
+
+def _latency(
+    frame: Any,
+    spec: EvaluateSpec,
+    prepare: Any,
+    sides: list[tuple[str, Side]],
+    models: dict[str, Any],
+    evidence: MlflowEvidence,
+    rows: int,
+) -> dict[str, float]:
+    """p50/p95 of predict on up to LATENCY_BATCHES batches of the data's first rows."""
+    head = frame.limit(LATENCY_BATCHES * rows).toPandas()
+    x, _ = _split(head, spec, prepare)
+    out: dict[str, float] = {}
+    for name, side in sides:
+        pre = evidence._preprocessor(side, spec.preprocessor)[0] if spec.preprocessor else None
+        features = _transform(pre, x)
+        total = features.shape[0]
+        timings: list[float] = []
+        for start in range(0, total, rows):
+            if start + rows > total and timings:
+                break  # a short last batch would flatter the model
+            t0 = time.perf_counter()
+            models[name].predict(features[start : start + rows])
+            timings.append((time.perf_counter() - t0) * 1000)
+        if timings:
+            out[f"{name}_p50_ms"] = percentile(timings, 50)
+            out[f"{name}_p95_ms"] = percentile(timings, 95)
+    return out
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        if "GateError" in line or "Error:" in line:
+            return line.strip()[:300]
+    return (text.splitlines() or [type(exc).__name__])[0][:300]
