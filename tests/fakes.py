@@ -42,6 +42,9 @@ class FakeRegistry:
     ) -> list[RunSummary]:
         return [RunSummary(run_id=r) for r in sorted(self.runs)][:max_results]
 
+    def can_record(self) -> bool:
+        return ("<audit>", "EDIT") not in self.lacking
+
     def can(self, name: str, permission: str) -> bool:
         self.calls.append(("can", name, permission))
         return (name, permission) not in self.lacking

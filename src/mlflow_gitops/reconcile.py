@@ -28,6 +28,7 @@ from mlflow_gitops.permissions import WHAT_NEEDS, current_user, needed
 from mlflow_gitops.plan.changes import CreateModel, Plan, RegisterVersion
 from mlflow_gitops.plan.planner import history_drifted
 from mlflow_gitops.plan.planner import plan as compute_plan
+from mlflow_gitops.record import AUDIT_EXPERIMENT
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.render.json import plan_document
 from mlflow_gitops.secrets import redact
@@ -165,6 +166,12 @@ def check_permissions(plan: Plan, registry: RegistryPort) -> None:
             missing.append(_lacking(model, edits, "EDIT"))
         if manages and (not can_edit or not registry.can(model, "MANAGE")):
             missing.append(_lacking(model, manages, "MANAGE"))
+    writes = any(plan.changes_for(m) for m in plan.models if m not in plan.blocked)
+    if writes and not registry.can_record():
+        missing.append(
+            f"experiment {AUDIT_EXPERIMENT} (the audit record of every apply): logging this "
+            "apply's run in it needs EDIT"
+        )
     if missing:
         raise PermissionDenied(
             f"{DENIED}: {current_user()} lacks permissions this plan needs; nothing was "

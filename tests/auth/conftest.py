@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from mlflow_gitops.record import AUDIT_EXPERIMENT
 from tests.servers import MlflowServer
 
 LOCK_MODEL = "mlflow-gitops.apply-lock"
@@ -51,10 +52,12 @@ class AuthServer:
         except urllib.error.HTTPError as exc:
             return int(exc.code)
 
-    def grant(self, user: str, model: str, permission: str) -> None:
+    def grant(
+        self, user: str, model: str, permission: str, resource_type: str = "registered_model"
+    ) -> None:
         status = self.rest(
             "admin", "POST", "/api/3.0/mlflow/users/permissions/grant",
-            {"username": user, "resource_type": "registered_model", "resource_id": model,
+            {"username": user, "resource_type": resource_type, "resource_id": model,
              "permission": permission},
         )  # fmt: skip
         assert status == 200, f"granting {permission} on {model} to {user}: HTTP {status}"
@@ -186,6 +189,12 @@ def _start(root: Path, default_permission: str) -> AuthServer:
         if status != 200:
             server.stop()
             raise RuntimeError(f"creating user {user} on the basic-auth server: HTTP {status}")
+    # what an admin does once (README, "Servers with authentication"): the audit experiment,
+    # where every apply logs its run, writable by those who apply
+    with auth.as_user("admin"):
+        audit = auth.client().create_experiment(AUDIT_EXPERIMENT)
+    for user in ("editor", "manager"):
+        auth.grant(user, audit, "EDIT", resource_type="experiment")
     return auth
 
 

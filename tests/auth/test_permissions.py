@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mlflow_gitops.record import AUDIT_EXPERIMENT, read_record
 from tests.auth.conftest import AuthServer
 from tests.cli_runner import run_cli
 from tests.helpers import write_spec
@@ -114,7 +115,27 @@ def test_edit_and_manage_users_apply_stages_tags_aliases_descriptions(
     assert m.aliases == {"champion": "1", "challenger": "2"}
     assert v2.current_stage == "Staging"
     assert v2.description.startswith("candidate")
-    assert v2.tags["mlflow_gitops.change"].startswith("None -> Staging")
+    assert read_record(v2.tags)["change"].startswith("None -> Staging")
+
+
+def test_an_edit_user_who_may_not_write_the_audit_record_is_refused_before_any_write(
+    auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = auth_server.model()
+    auth_server.grant("other", model, "EDIT")  # EDIT on the model, nothing on the audit record
+    before = auth_server.snapshot(model)
+    with auth_server.as_user("other"):
+        result = run_cli(
+            capsys, "apply", str(_edits(tmp_path, model)), "--tracking-uri", auth_server.uri
+        )
+    assert result.code == 1, result
+    err = " ".join(result.err.split())
+    assert "nothing was changed (not even the apply lock)" in err
+    assert f"experiment {AUDIT_EXPERIMENT} (the audit record of every apply)" in err
+    assert "needs EDIT" in err
+    assert f"{model}:" not in err  # the model itself is writable
+    assert auth_server.snapshot(model) == before
+    assert auth_server.lock_tags() is None
 
 
 def test_an_edit_user_may_not_delete_an_alias_and_is_refused_before_any_write(

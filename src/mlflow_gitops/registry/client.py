@@ -440,6 +440,35 @@ class MlflowRegistry:
             raise _translate(exc, f"check permissions on '{name}' at", self.uri) from exc
         return True
 
+    def can_record(self) -> bool:
+        """Whether this user may create runs in the audit experiment (EDIT on it). Asked where
+        basic-auth answers a user's own permission (MLflow 3); an experiment that does not exist
+        yet is created by this apply, and its creator may write it."""
+        if not self.uri.startswith(("http://", "https://")) or not _has_credentials(self.uri):
+            return True
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        if not user:
+            return True
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.calls += 1
+            found = self.client.get_experiment_by_name(AUDIT_EXPERIMENT)
+        except MlflowException as exc:
+            if _denied(exc):
+                return False
+            raise _translate(exc, "check permissions on the audit record at", self.uri) from exc
+        if found is None:
+            return True
+        status, body = self._http(
+            "GET",
+            "/api/3.0/mlflow/users/permissions/get",
+            {"username": user, "resource_type": "experiment", "resource_id": found.experiment_id},
+        )
+        if status == 200 and "permission" in body:
+            return holds(str(body["permission"]), "EDIT")
+        return True  # an older server: opening the run under the lock will tell
+
     def _http(self, method: str, path: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """One raw REST call with MLflow's credentials: (status, JSON object or {}). A 401 is an
         error."""

@@ -33,6 +33,12 @@ class RegistryPort(Protocol):
         changing anything; True where the registry has no permissions."""
         ...
 
+    def can_record(self) -> bool:
+        """Whether this user may log the apply's run in the audit experiment, asked without
+        changing anything; True where it cannot be known before trying (the run is then opened
+        under the lock, before the first change)."""
+        ...
+
     def lock(self, holder: str) -> AbstractContextManager[None]:
         """Hold the registry-wide apply lock (one apply at a time) while the block runs."""
         ...
