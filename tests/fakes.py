@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from mlflow_gitops.errors import RegistryError
+from mlflow_gitops.errors import LockError, RegistryError
 from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, VersionState
 from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart
 
@@ -25,6 +25,7 @@ class FakeRegistry:
     audit_models: dict[str, tuple[str, ...]] = field(default_factory=dict)  # run -> models
     audit_finished: dict[str, RecordFinish] = field(default_factory=dict)
     record_error: str | None = None  # "start" or "finish": that audit call fails
+    unlock_error: str | None = None  # deleting the apply lock fails with this message
     lacking: set[tuple[str, str]] = field(default_factory=set)  # (model, permission) not held
 
     # --- reading -----------------------------------------------------------------------------
@@ -74,6 +75,8 @@ class FakeRegistry:
     def lock(self, holder: str) -> Iterator[None]:
         self.calls.append(("lock", "<registry>", holder))
         yield
+        if self.unlock_error:
+            raise LockError(self.unlock_error, "its lease runs out 30 s after the apply ended")
         self.calls.append(("unlock", "<registry>"))
 
     def create_model(self, name: str) -> None:

@@ -77,6 +77,19 @@ def test_apply_converges_and_second_plan_is_empty(tmp_path: Path) -> None:
     assert fake.gaps == [], "a held stage was left without a holder"
 
 
+def test_a_lock_that_cannot_be_released_is_reported_beside_the_results(tmp_path: Path) -> None:
+    fake = registry()
+    fake.unlock_error = "could not delete its apply lock"
+    result = apply_plan(make_plan(load_text(tmp_path, SPEC), fake), fake, AUDIT, NOW)
+    assert not result.ok
+    *changes, last = result.steps
+    assert changes
+    assert all(s.status == "applied" for s in changes)
+    assert (last.what, last.status) == ("release the apply lock", "failed")
+    assert "could not delete its apply lock; its lease runs out 30 s" in last.detail
+    assert plan(load_text(tmp_path, SPEC), fake.read()).is_empty  # the changes stand
+
+
 def test_new_holder_is_promoted_before_the_old_one_moves(tmp_path: Path) -> None:
     fake = registry()
     apply_plan(make_plan(load_text(tmp_path, SPEC), fake), fake, AUDIT, NOW)

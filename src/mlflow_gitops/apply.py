@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, assert_never
@@ -116,10 +116,10 @@ def apply(
             stack.close()
             raise  # nothing was applied; the error says who holds the lock and what to do
         except GitopsError as exc:
-            stack.close()
+            released = _release(stack)
             refused = {m: _refused(m, plan.changes_for(m), exc.message) for m in runnable}
             return ApplyResult(
-                steps=tuple(s for m in models for s in {**results, **refused}.get(m, []))
+                steps=tuple(s for m in models for s in {**results, **refused}.get(m, [])) + released
             )
 
     try:
@@ -128,11 +128,11 @@ def apply(
         touching = tuple(m for m in runnable if fresh.get(m, "") in ("", plan.observed.get(m)))
         record = registry.start_record(RecordStart(audit, now, touching)) if touching else None
     except GitopsError as exc:
-        stack.close()
+        released = _release(stack)
         why = f"cannot write the audit record, so nothing was applied: {exc.message}"
         refused = {m: _refused(m, plan.changes_for(m), why) for m in runnable}
         return ApplyResult(
-            steps=tuple(s for m in models for s in {**results, **refused}.get(m, []))
+            steps=tuple(s for m in models for s in {**results, **refused}.get(m, [])) + released
         )
     recorded: dict[str, tuple[RecordedChange, ...]] = {}
 
@@ -156,9 +156,22 @@ def apply(
         done_steps = tuple(s for m in models for s in results.get(m, []))
         if record is not None:
             done_steps += _finish_record(registry, record, plan, done_steps, recorded)
-    finally:
+    except BaseException:
+        with suppress(GitopsError):  # the first failure is the one to report
+            stack.close()
+        raise
+    return ApplyResult(steps=done_steps + _release(stack), record=record)
+
+
+def _release(stack: ExitStack) -> tuple[Step, ...]:
+    """Drop the apply lock. One that cannot be deleted is a failed step beside the results, which
+    stand: it says whose lease will break it and when."""
+    try:
         stack.close()
-    return ApplyResult(steps=done_steps, record=record)
+    except GitopsError as exc:
+        detail = f"{exc.message}; {exc.hint}" if exc.hint else exc.message
+        return (Step(APPLY_LOCK, "release the apply lock", "failed", detail),)
+    return ()
 
 
 def _finish_record(
@@ -196,6 +209,7 @@ def _finish_record(
 
 
 AUDIT_RECORD = "(audit record)"
+APPLY_LOCK = "(apply lock)"
 
 
 STALE = (
