@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mlflow_gitops.record import read_record
 from tests.auth.conftest import AuthServer
 from tests.cli_runner import run_cli
 from tests.helpers import write_spec
@@ -48,35 +49,35 @@ def _deletes_alias(folder: Path, model: str) -> Path:
 
 @pytest.mark.parametrize("user", ["reader", "editor", "manager"])
 def test_plan_needs_read_only(
-    auth_server: AuthServer, user: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    any_auth_server: AuthServer, user: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = auth_server.model()
-    before = auth_server.snapshot(model)
-    with auth_server.as_user(user):
+    model = any_auth_server.model()
+    before = any_auth_server.snapshot(model)
+    with any_auth_server.as_user(user):
         result = run_cli(
-            capsys, "plan", str(_edits(tmp_path, model)), "--tracking-uri", auth_server.uri,
+            capsys, "plan", str(_edits(tmp_path, model)), "--tracking-uri", any_auth_server.uri,
             "--detailed-exitcode",
         )  # fmt: skip
     assert result.code == 2, result
     assert "None -> Staging" in result.out
-    assert auth_server.snapshot(model) == before
+    assert any_auth_server.snapshot(model) == before
 
 
 def test_a_read_user_apply_is_refused_before_the_lock_and_changes_nothing(
-    auth_server: AuthServer,
+    any_auth_server: AuthServer,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    model = auth_server.model()
-    before = auth_server.snapshot(model)
+    model = any_auth_server.model()
+    before = any_auth_server.snapshot(model)
     # a live lock: an apply that went for the lock would wait for it, then fail naming it
-    held = auth_server.hold_lock("other", lease_in_s=3600)
+    held = any_auth_server.hold_lock("other", lease_in_s=3600)
     monkeypatch.setenv("MLFLOW_GITOPS_LOCK_WAIT_S", "30")
     try:
-        with auth_server.as_user("reader"):
+        with any_auth_server.as_user("reader"):
             result = run_cli(
-                capsys, "apply", str(_edits(tmp_path, model)), "--tracking-uri", auth_server.uri
+                capsys, "apply", str(_edits(tmp_path, model)), "--tracking-uri", any_auth_server.uri
             )
         assert result.code == 1, result
         err = " ".join(result.err.split())
@@ -86,67 +87,75 @@ def test_a_read_user_apply_is_refused_before_the_lock_and_changes_nothing(
         assert "needs EDIT" in err
         assert "apply lock" not in err.replace("not even the apply lock", "")
         assert "Run apply again" not in result.out + result.err
-        assert auth_server.snapshot(model) == before
-        assert auth_server.lock_tags() == held
+        assert any_auth_server.snapshot(model) == before
+        assert any_auth_server.lock_tags() == held
     finally:
-        auth_server.drop_lock()
+        any_auth_server.drop_lock()
 
 
 @pytest.mark.parametrize("user", ["editor", "manager"])
 def test_edit_and_manage_users_apply_stages_tags_aliases_descriptions(
-    auth_server: AuthServer, user: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    any_auth_server: AuthServer, user: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = auth_server.model()
+    model = any_auth_server.model()
     spec = _edits(tmp_path, model)
-    with auth_server.as_user(user):
-        result = run_cli(capsys, "apply", str(spec), "--tracking-uri", auth_server.uri)
+    with any_auth_server.as_user(user):
+        result = run_cli(capsys, "apply", str(spec), "--tracking-uri", any_auth_server.uri)
         assert result.code == 0, result
         again = run_cli(
-            capsys, "plan", str(spec), "--tracking-uri", auth_server.uri, "--detailed-exitcode"
+            capsys, "plan", str(spec), "--tracking-uri", any_auth_server.uri, "--detailed-exitcode"
         )
     assert again.code == 0, again
-    assert auth_server.lock_tags() is None
-    with auth_server.as_user("admin"):
-        c = auth_server.client()
+    assert any_auth_server.lock_tags() is None
+    with any_auth_server.as_user("admin"):
+        c = any_auth_server.client()
         m = c.get_registered_model(model)
         v2 = c.get_model_version(model, "2")
     assert m.tags["team"] == "payments"
     assert m.aliases == {"champion": "1", "challenger": "2"}
     assert v2.current_stage == "Staging"
     assert v2.description.startswith("candidate")
-    assert v2.tags["mlflow_gitops.change"].startswith("None -> Staging")
+    assert read_record(v2.tags)["change"].startswith("None -> Staging")
 
 
 def test_an_edit_user_may_not_delete_an_alias_and_is_refused_before_any_write(
-    auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    any_auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = auth_server.model()
-    before = auth_server.snapshot(model)
-    with auth_server.as_user("editor"):
+    model = any_auth_server.model()
+    before = any_auth_server.snapshot(model)
+    with any_auth_server.as_user("editor"):
         result = run_cli(
-            capsys, "apply", str(_deletes_alias(tmp_path, model)), "--tracking-uri", auth_server.uri
+            capsys,
+            "apply",
+            str(_deletes_alias(tmp_path, model)),
+            "--tracking-uri",
+            any_auth_server.uri,
         )
     assert result.code == 1, result
     err = " ".join(result.err.split())
     assert f"{model}: delete alias champion: needs MANAGE" in err
     assert "user 'editor'" in err
     assert "nothing was changed" in err
-    assert auth_server.snapshot(model) == before
-    assert auth_server.lock_tags() is None
+    assert any_auth_server.snapshot(model) == before
+    assert any_auth_server.lock_tags() is None
 
 
 def test_a_manage_user_deletes_an_alias(
-    auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    any_auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = auth_server.model()
-    with auth_server.as_user("manager"):
+    model = any_auth_server.model()
+    with any_auth_server.as_user("manager"):
         result = run_cli(
-            capsys, "apply", str(_deletes_alias(tmp_path, model)), "--tracking-uri", auth_server.uri
+            capsys,
+            "apply",
+            str(_deletes_alias(tmp_path, model)),
+            "--tracking-uri",
+            any_auth_server.uri,
         )
     assert result.code == 0, result
-    with auth_server.as_user("admin"):
-        assert auth_server.client().get_registered_model(model).aliases == {}
-    assert auth_server.lock_tags() is None
+    with any_auth_server.as_user("admin"):
+        assert any_auth_server.client().get_registered_model(model).aliases == {}
+    assert any_auth_server.lock_tags() is None
 
 
 @pytest.mark.parametrize("user", ["reader", "editor", "manager"])
