@@ -1,6 +1,7 @@
-"""history, propose, rollback and comment need only READ on a basic-auth server (MLflow 3): a
-READ user gets the answer (exit code, output, the file edited where the command edits it) and the
-registry is unchanged."""
+"""history, propose, rollback and comment need only READ on a basic-auth server: a READ user gets
+the answer (exit code, output, the file edited where the command edits it) and the registry is
+unchanged. On MLflow 3 and 2.22, but propose on MLflow 3 only: its runs are logged with a real
+model, which on 2.22 takes the 2.22 venv's Python (log_regressor), without credentials."""
 
 from __future__ import annotations
 
@@ -41,13 +42,13 @@ def _promoted(
 
 
 def test_a_read_user_reads_the_history(
-    auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    any_auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model, file = _promoted(auth_server, tmp_path, capsys)
-    before = auth_server.snapshot(model)
-    with auth_server.as_user("reader"):
+    model, file = _promoted(any_auth_server, tmp_path, capsys)
+    before = any_auth_server.snapshot(model)
+    with any_auth_server.as_user("reader"):
         hist = run_cli(
-            capsys, "history", model, "--tracking-uri", auth_server.uri, "--file", str(file)
+            capsys, "history", model, "--tracking-uri", any_auth_server.uri, "--file", str(file)
         )
     assert hist.code == 0, hist
     lines = [line for line in hist.out.splitlines() if "->" in line]
@@ -56,25 +57,25 @@ def test_a_read_user_reads_the_history(
     )
     assert any("v2" in line and "None -> Production" in line and "alice" in line for line in lines)
     assert "403" not in hist.err
-    assert auth_server.snapshot(model) == before
+    assert any_auth_server.snapshot(model) == before
 
 
 def test_a_read_user_rolls_back_in_the_file_only(
-    auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    any_auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model, file = _promoted(auth_server, tmp_path, capsys)
-    before = auth_server.snapshot(model)
-    with auth_server.as_user("reader"):
+    model, file = _promoted(any_auth_server, tmp_path, capsys)
+    before = any_auth_server.snapshot(model)
+    with any_auth_server.as_user("reader"):
         rolled = run_cli(
-            capsys, "rollback", model, "--file", str(file), "--tracking-uri", auth_server.uri
+            capsys, "rollback", model, "--file", str(file), "--tracking-uri", any_auth_server.uri
         )
     assert rolled.code == 0, rolled
     assert "Production back to version 2" in rolled.out
     assert file.read_text() != SECOND.format(m=model)  # the file carries the rollback
-    assert auth_server.snapshot(model) == before  # for a pull request to apply
-    with auth_server.as_user("admin"):
+    assert any_auth_server.snapshot(model) == before  # for a pull request to apply
+    with any_auth_server.as_user("admin"):
         planned = run_cli(
-            capsys, "plan", str(file), "--tracking-uri", auth_server.uri, "--detailed-exitcode"
+            capsys, "plan", str(file), "--tracking-uri", any_auth_server.uri, "--detailed-exitcode"
         )
     assert planned.code == 2, planned
     assert "Archived -> Production" in planned.out
@@ -103,13 +104,13 @@ def test_a_read_user_proposes_a_run_into_the_file(
 
 
 def test_a_read_user_posts_the_plan_comment(
-    auth_server: AuthServer,
+    any_auth_server: AuthServer,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    model = auth_server.model()
-    before = auth_server.snapshot(model)
+    model = any_auth_server.model()
+    before = any_auth_server.snapshot(model)
     github = FakeGitHub()
     api = serve(github)
     try:
@@ -120,16 +121,16 @@ def test_a_read_user_posts_the_plan_comment(
             **runner.env,
             "GITHUB_TOKEN": TOKEN,
             "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
-            "MLFLOW_TRACKING_URI": auth_server.uri,
+            "MLFLOW_TRACKING_URI": any_auth_server.uri,
         }.items():
             monkeypatch.setenv(key, value)
         monkeypatch.chdir(runner.workspace)
-        with auth_server.as_user("reader"):
+        with any_auth_server.as_user("reader"):
             result = run_cli(capsys, "comment", "registry.yaml", "--detailed-exitcode")
     finally:
         api.shutdown()
     assert result.code == 2, result  # changes to review
     (comment,) = github.ours(REPOSITORY, PR)
     assert "| v2 stage | None | Staging |" in comment["body"]
-    assert auth_server.passwords["reader"] not in comment["body"] + result.out + result.err
-    assert auth_server.snapshot(model) == before
+    assert any_auth_server.passwords["reader"] not in comment["body"] + result.out + result.err
+    assert any_auth_server.snapshot(model) == before

@@ -160,25 +160,25 @@ def test_a_manage_user_deletes_an_alias(
 
 @pytest.mark.parametrize("user", ["reader", "editor", "manager"])
 def test_import_reproduces_the_registry_and_shows_usernames(
-    auth_server: AuthServer, user: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    any_auth_server: AuthServer, user: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # MLFLOW_TRACKING_USERNAME=rides once printed `team: ***`: a username is not a secret
-    model = auth_server.model()
-    with auth_server.as_user("admin"):
-        auth_server.client().set_registered_model_tag(model, "owner", f"{user}-platform")
-        auth_server.client().set_registered_model_tag(model, "team", user)
-    before = auth_server.snapshot(model)
+    model = any_auth_server.model()
+    with any_auth_server.as_user("admin"):
+        any_auth_server.client().set_registered_model_tag(model, "owner", f"{user}-platform")
+        any_auth_server.client().set_registered_model_tag(model, "team", user)
+    before = any_auth_server.snapshot(model)
     out = tmp_path / "imported.yaml"
-    with auth_server.as_user(user):
-        printed = run_cli(capsys, "import", "--model", model, "--tracking-uri", auth_server.uri)
+    with any_auth_server.as_user(user):
+        printed = run_cli(capsys, "import", "--model", model, "--tracking-uri", any_auth_server.uri)
         written = run_cli(
-            capsys, "import", "--model", model, "--tracking-uri", auth_server.uri,
+            capsys, "import", "--model", model, "--tracking-uri", any_auth_server.uri,
             "--out", str(out),
         )  # fmt: skip
         assert printed.code == 0, printed
         assert written.code == 0, written
         planned = run_cli(
-            capsys, "plan", str(out), "--tracking-uri", auth_server.uri, "--detailed-exitcode"
+            capsys, "plan", str(out), "--tracking-uri", any_auth_server.uri, "--detailed-exitcode"
         )
     assert f"team: {user}\n" in printed.out
     assert f"owner: {user}-platform\n" in printed.out
@@ -186,7 +186,7 @@ def test_import_reproduces_the_registry_and_shows_usernames(
     body = out.read_text()
     assert printed.out[printed.out.index("models:") :] == body[body.index("models:") :]
     assert planned.code == 0, planned
-    assert auth_server.snapshot(model) == before
+    assert any_auth_server.snapshot(model) == before
 
 
 def test_a_model_the_user_cannot_read_is_not_created_again(
