@@ -252,3 +252,23 @@ def test_an_edit_user_registers_a_version_from_a_run(
     assert v3.current_stage == "Staging"
     assert "mlflow_gitops.registration" in v3.tags
     assert auth_server.lock_tags() is None
+
+
+def test_an_edit_user_who_may_not_write_the_audit_record_changes_nothing(
+    any_auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `other` holds EDIT on the model but only default_permission (READ) on mlflow-gitops-audit
+    model = any_auth_server.model()
+    any_auth_server.grant("other", model, "EDIT")
+    before = any_auth_server.snapshot(model)
+    with any_auth_server.as_user("other"):
+        result = run_cli(
+            capsys, "apply", str(_edits(tmp_path, model)), "--tracking-uri", any_auth_server.uri
+        )
+    assert result.code == 1, result
+    said = " ".join((result.out + result.err).split())
+    assert "cannot write the audit record, so nothing was applied" in said
+    assert "user 'other' may not write the audit record (experiment mlflow-gitops-audit)" in said
+    assert "Run apply again" not in said
+    assert any_auth_server.snapshot(model) == before
+    assert any_auth_server.lock_tags() is None
