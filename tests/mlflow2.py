@@ -73,10 +73,11 @@ def _run(args: list[str], folder: str) -> None:
 
 
 # the last 2.x release; it needs sqlalchemy<2.1. scikit-learn logs and seeds the test runs with
-# this MLflow (MLflow 3 clients log models through logged-model endpoints 2.x servers lack)
+# this MLflow (MLflow 3 clients log models through logged-model endpoints 2.x servers lack).
+# The `auth` extra (Flask-WTF) lets `mlflow server --app-name basic-auth` start.
 MLFLOW2 = Mlflow2Env(
     ".venv-mlflow2",
-    ("mlflow==2.22.*", "sqlalchemy<2.1", "scikit-learn", "psycopg2-binary"),
+    ("mlflow[auth]==2.22.*", "sqlalchemy<2.1", "scikit-learn", "psycopg2-binary"),
 )
 
 

@@ -1,5 +1,10 @@
 """A real `mlflow server --app-name basic-auth`: an admin and users holding READ, EDIT and MANAGE
-on each test's model; one server with `default_permission = READ` and one with NO_PERMISSIONS."""
+on each test's model; one MLflow 3 server with `default_permission = READ` and one with
+NO_PERMISSIONS, and an MLflow 2.22 server (default READ) from its own venv (tests/mlflow2.py).
+
+MLflow 3 answers a user's own permission (/api/3.0/mlflow/users/permissions/get); 2.22 does not,
+so there the adapter probes (EDIT: deleting a model tag no one sets; MANAGE: reading the model's
+permission list): `any_auth_server` runs a test on both."""
 
 from __future__ import annotations
 
@@ -19,11 +24,13 @@ from pathlib import Path
 import pytest
 
 from mlflow_gitops.record import AUDIT_EXPERIMENT
+from tests.mlflow2 import mlflow2_bin
 from tests.servers import MlflowServer
 
 LOCK_MODEL = "mlflow-gitops.apply-lock"
 USERS = ("reader", "editor", "manager", "other")
 GRANTS = {"reader": "READ", "editor": "EDIT", "manager": "MANAGE"}
+GENERATIONS = ("3", "2.22")  # the MLflow of the server: this venv's, or .venv-mlflow2's
 
 
 @dataclass
@@ -33,6 +40,7 @@ class AuthServer:
     server: MlflowServer
     default_permission: str
     passwords: dict[str, str] = field(default_factory=dict)
+    generation: str = "3"
 
     @property
     def uri(self) -> str:
@@ -53,14 +61,26 @@ class AuthServer:
             return int(exc.code)
 
     def grant(
-        self, user: str, model: str, permission: str, resource_type: str = "registered_model"
+        self, user: str, resource: str, permission: str, kind: str = "registered_model"
     ) -> None:
-        status = self.rest(
-            "admin", "POST", "/api/3.0/mlflow/users/permissions/grant",
-            {"username": user, "resource_type": resource_type, "resource_id": model,
-             "permission": permission},
-        )  # fmt: skip
-        assert status == 200, f"granting {permission} on {model} to {user}: HTTP {status}"
+        """Grant `permission` on a registered model (its name) or an experiment (its id)."""
+        if self.generation == "3":
+            status = self.rest(
+                "admin", "POST", "/api/3.0/mlflow/users/permissions/grant",
+                {"username": user, "resource_type": kind, "resource_id": resource,
+                 "permission": permission},
+            )  # fmt: skip
+        elif kind == "registered_model":  # MLflow 2.x: one endpoint per resource type
+            status = self.rest(
+                "admin", "POST", "/api/2.0/mlflow/registered-models/permissions/create",
+                {"name": resource, "username": user, "permission": permission},
+            )  # fmt: skip
+        else:
+            status = self.rest(
+                "admin", "POST", "/api/2.0/mlflow/experiments/permissions/create",
+                {"experiment_id": resource, "username": user, "permission": permission},
+            )  # fmt: skip
+        assert status == 200, f"granting {permission} on {kind} {resource} to {user}: HTTP {status}"
 
     @contextmanager
     def as_user(self, user: str) -> Iterator[None]:
@@ -158,7 +178,7 @@ class AuthServer:
         )
 
 
-def _start(root: Path, default_permission: str) -> AuthServer:
+def _start(root: Path, default_permission: str, generation: str = "3") -> AuthServer:
     passwords = {user: secrets.token_urlsafe(12) for user in ("admin", *USERS)}
     config = root / "basic_auth.ini"
     config.write_text(
@@ -174,13 +194,14 @@ def _start(root: Path, default_permission: str) -> AuthServer:
     )
     server = MlflowServer(
         f"sqlite:///{root}/mlflow.db", root, app_name="basic-auth",
+        mlflow_bin=None if generation == "3" else mlflow2_bin(),
         env={
             "MLFLOW_AUTH_CONFIG_PATH": str(config),
             # basic-auth refuses to start without a static key for its CSRF protection
             "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
         },
     )  # fmt: skip
-    auth = AuthServer(server, default_permission, passwords)
+    auth = AuthServer(server, default_permission, passwords, generation)
     for user in USERS:
         status = auth.rest(
             "admin", "POST", "/api/2.0/mlflow/users/create",
@@ -189,12 +210,12 @@ def _start(root: Path, default_permission: str) -> AuthServer:
         if status != 200:
             server.stop()
             raise RuntimeError(f"creating user {user} on the basic-auth server: HTTP {status}")
-    # what an admin does once (README, "Servers with authentication"): the audit experiment,
-    # where every apply logs its run, writable by those who apply
+    # the README's setup: an admin makes the audit experiment and grants EDIT on it to those who
+    # apply (whoever made it first would hold MANAGE, everyone else only default_permission)
     with auth.as_user("admin"):
         audit = auth.client().create_experiment(AUDIT_EXPERIMENT)
     for user in ("editor", "manager"):
-        auth.grant(user, audit, "EDIT", resource_type="experiment")
+        auth.grant(user, audit, "EDIT", kind="experiment")
     return auth
 
 
@@ -212,6 +233,22 @@ def closed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServ
     auth = _start(tmp_path_factory.mktemp("auth-closed"), "NO_PERMISSIONS")
     yield auth
     auth.server.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_server2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
+    """MLflow 2.22's basic-auth with default_permission = READ."""
+    auth = _start(tmp_path_factory.mktemp("auth2-read"), "READ", "2.22")
+    yield auth
+    auth.server.stop()
+
+
+@pytest.fixture(params=GENERATIONS, ids=[f"mlflow{g}" for g in GENERATIONS])
+def any_auth_server(request: pytest.FixtureRequest) -> AuthServer:
+    """The basic-auth server (default_permission = READ) of each MLflow generation in turn."""
+    name = "auth_server" if request.param == "3" else "auth_server2"
+    server: AuthServer = request.getfixturevalue(name)
+    return server
 
 
 @pytest.fixture(autouse=True)

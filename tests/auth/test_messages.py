@@ -37,12 +37,12 @@ CASES: list[tuple[str, str, Call, str]] = [
     ("user", "operation", "call", "permission"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES]
 )
 def test_a_403_names_the_operation_the_model_and_the_permission(
-    auth_server: AuthServer, user: str, operation: str, call: Call, permission: str
+    any_auth_server: AuthServer, user: str, operation: str, call: Call, permission: str
 ) -> None:
-    model = auth_server.model()
-    before = auth_server.snapshot(model)
-    with auth_server.as_user(user):
-        registry = MlflowRegistry(auth_server.uri)
+    model = any_auth_server.model()
+    before = any_auth_server.snapshot(model)
+    with any_auth_server.as_user(user):
+        registry = MlflowRegistry(any_auth_server.uri)
         with pytest.raises(PermissionDenied) as refused:
             call(registry, model)
     message = refused.value.message
@@ -51,8 +51,8 @@ def test_a_403_names_the_operation_the_model_and_the_permission(
     assert f"user '{user}' lacks" in message
     assert f"grant {permission} on '{model}'" in refused.value.hint
     assert "will not help" in refused.value.hint
-    assert auth_server.passwords[user] not in message + refused.value.hint
-    assert auth_server.snapshot(model) == before
+    assert any_auth_server.passwords[user] not in message + refused.value.hint
+    assert any_auth_server.snapshot(model) == before
 
 
 @pytest.mark.parametrize("command", ["plan", "apply", "import"])

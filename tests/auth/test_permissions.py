@@ -49,35 +49,35 @@ def _deletes_alias(folder: Path, model: str) -> Path:
 
 @pytest.mark.parametrize("user", ["reader", "editor", "manager"])
 def test_plan_needs_read_only(
-    auth_server: AuthServer, user: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    any_auth_server: AuthServer, user: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = auth_server.model()
-    before = auth_server.snapshot(model)
-    with auth_server.as_user(user):
+    model = any_auth_server.model()
+    before = any_auth_server.snapshot(model)
+    with any_auth_server.as_user(user):
         result = run_cli(
-            capsys, "plan", str(_edits(tmp_path, model)), "--tracking-uri", auth_server.uri,
+            capsys, "plan", str(_edits(tmp_path, model)), "--tracking-uri", any_auth_server.uri,
             "--detailed-exitcode",
         )  # fmt: skip
     assert result.code == 2, result
     assert "None -> Staging" in result.out
-    assert auth_server.snapshot(model) == before
+    assert any_auth_server.snapshot(model) == before
 
 
 def test_a_read_user_apply_is_refused_before_the_lock_and_changes_nothing(
-    auth_server: AuthServer,
+    any_auth_server: AuthServer,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    model = auth_server.model()
-    before = auth_server.snapshot(model)
+    model = any_auth_server.model()
+    before = any_auth_server.snapshot(model)
     # a live lock: an apply that went for the lock would wait for it, then fail naming it
-    held = auth_server.hold_lock("other", lease_in_s=3600)
+    held = any_auth_server.hold_lock("other", lease_in_s=3600)
     monkeypatch.setenv("MLFLOW_GITOPS_LOCK_WAIT_S", "30")
     try:
-        with auth_server.as_user("reader"):
+        with any_auth_server.as_user("reader"):
             result = run_cli(
-                capsys, "apply", str(_edits(tmp_path, model)), "--tracking-uri", auth_server.uri
+                capsys, "apply", str(_edits(tmp_path, model)), "--tracking-uri", any_auth_server.uri
             )
         assert result.code == 1, result
         err = " ".join(result.err.split())
@@ -87,28 +87,28 @@ def test_a_read_user_apply_is_refused_before_the_lock_and_changes_nothing(
         assert "needs EDIT" in err
         assert "apply lock" not in err.replace("not even the apply lock", "")
         assert "Run apply again" not in result.out + result.err
-        assert auth_server.snapshot(model) == before
-        assert auth_server.lock_tags() == held
+        assert any_auth_server.snapshot(model) == before
+        assert any_auth_server.lock_tags() == held
     finally:
-        auth_server.drop_lock()
+        any_auth_server.drop_lock()
 
 
 @pytest.mark.parametrize("user", ["editor", "manager"])
 def test_edit_and_manage_users_apply_stages_tags_aliases_descriptions(
-    auth_server: AuthServer, user: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    any_auth_server: AuthServer, user: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = auth_server.model()
+    model = any_auth_server.model()
     spec = _edits(tmp_path, model)
-    with auth_server.as_user(user):
-        result = run_cli(capsys, "apply", str(spec), "--tracking-uri", auth_server.uri)
+    with any_auth_server.as_user(user):
+        result = run_cli(capsys, "apply", str(spec), "--tracking-uri", any_auth_server.uri)
         assert result.code == 0, result
         again = run_cli(
-            capsys, "plan", str(spec), "--tracking-uri", auth_server.uri, "--detailed-exitcode"
+            capsys, "plan", str(spec), "--tracking-uri", any_auth_server.uri, "--detailed-exitcode"
         )
     assert again.code == 0, again
-    assert auth_server.lock_tags() is None
-    with auth_server.as_user("admin"):
-        c = auth_server.client()
+    assert any_auth_server.lock_tags() is None
+    with any_auth_server.as_user("admin"):
+        c = any_auth_server.client()
         m = c.get_registered_model(model)
         v2 = c.get_model_version(model, "2")
     assert m.tags["team"] == "payments"
@@ -118,79 +118,67 @@ def test_edit_and_manage_users_apply_stages_tags_aliases_descriptions(
     assert read_record(v2.tags)["change"].startswith("None -> Staging")
 
 
-def test_an_edit_user_who_may_not_write_the_audit_record_is_refused_before_any_write(
-    auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    model = auth_server.model()
-    auth_server.grant("other", model, "EDIT")  # EDIT on the model, nothing on the audit record
-    before = auth_server.snapshot(model)
-    with auth_server.as_user("other"):
-        result = run_cli(
-            capsys, "apply", str(_edits(tmp_path, model)), "--tracking-uri", auth_server.uri
-        )
-    assert result.code == 1, result
-    err = " ".join(result.err.split())
-    assert "nothing was changed (not even the apply lock)" in err
-    assert f"experiment {AUDIT_EXPERIMENT} (the audit record of every apply)" in err
-    assert "needs EDIT" in err
-    assert f"{model}:" not in err  # the model itself is writable
-    assert auth_server.snapshot(model) == before
-    assert auth_server.lock_tags() is None
-
-
 def test_an_edit_user_may_not_delete_an_alias_and_is_refused_before_any_write(
-    auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    any_auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = auth_server.model()
-    before = auth_server.snapshot(model)
-    with auth_server.as_user("editor"):
+    model = any_auth_server.model()
+    before = any_auth_server.snapshot(model)
+    with any_auth_server.as_user("editor"):
         result = run_cli(
-            capsys, "apply", str(_deletes_alias(tmp_path, model)), "--tracking-uri", auth_server.uri
+            capsys,
+            "apply",
+            str(_deletes_alias(tmp_path, model)),
+            "--tracking-uri",
+            any_auth_server.uri,
         )
     assert result.code == 1, result
     err = " ".join(result.err.split())
     assert f"{model}: delete alias champion: needs MANAGE" in err
     assert "user 'editor'" in err
     assert "nothing was changed" in err
-    assert auth_server.snapshot(model) == before
-    assert auth_server.lock_tags() is None
+    assert any_auth_server.snapshot(model) == before
+    assert any_auth_server.lock_tags() is None
 
 
 def test_a_manage_user_deletes_an_alias(
-    auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    any_auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = auth_server.model()
-    with auth_server.as_user("manager"):
+    model = any_auth_server.model()
+    with any_auth_server.as_user("manager"):
         result = run_cli(
-            capsys, "apply", str(_deletes_alias(tmp_path, model)), "--tracking-uri", auth_server.uri
+            capsys,
+            "apply",
+            str(_deletes_alias(tmp_path, model)),
+            "--tracking-uri",
+            any_auth_server.uri,
         )
     assert result.code == 0, result
-    with auth_server.as_user("admin"):
-        assert auth_server.client().get_registered_model(model).aliases == {}
-    assert auth_server.lock_tags() is None
+    with any_auth_server.as_user("admin"):
+        assert any_auth_server.client().get_registered_model(model).aliases == {}
+    assert any_auth_server.lock_tags() is None
 
 
 @pytest.mark.parametrize("user", ["reader", "editor", "manager"])
 def test_import_reproduces_the_registry_and_shows_usernames(
-    auth_server: AuthServer, user: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    any_auth_server: AuthServer, user: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # MLFLOW_TRACKING_USERNAME=rides once printed `team: ***`: a username is not a secret
-    model = auth_server.model()
-    with auth_server.as_user("admin"):
-        auth_server.client().set_registered_model_tag(model, "owner", f"{user}-platform")
-        auth_server.client().set_registered_model_tag(model, "team", user)
-    before = auth_server.snapshot(model)
+    model = any_auth_server.model()
+    with any_auth_server.as_user("admin"):
+        any_auth_server.client().set_registered_model_tag(model, "owner", f"{user}-platform")
+        any_auth_server.client().set_registered_model_tag(model, "team", user)
+    before = any_auth_server.snapshot(model)
     out = tmp_path / "imported.yaml"
-    with auth_server.as_user(user):
-        printed = run_cli(capsys, "import", "--model", model, "--tracking-uri", auth_server.uri)
+    with any_auth_server.as_user(user):
+        printed = run_cli(capsys, "import", "--model", model, "--tracking-uri", any_auth_server.uri)
         written = run_cli(
-            capsys, "import", "--model", model, "--tracking-uri", auth_server.uri,
+            capsys, "import", "--model", model, "--tracking-uri", any_auth_server.uri,
             "--out", str(out),
         )  # fmt: skip
         assert printed.code == 0, printed
         assert written.code == 0, written
         planned = run_cli(
-            capsys, "plan", str(out), "--tracking-uri", auth_server.uri, "--detailed-exitcode"
+            capsys, "plan", str(out), "--tracking-uri", any_auth_server.uri, "--detailed-exitcode"
         )
     assert f"team: {user}\n" in printed.out
     assert f"owner: {user}-platform\n" in printed.out
@@ -198,7 +186,7 @@ def test_import_reproduces_the_registry_and_shows_usernames(
     body = out.read_text()
     assert printed.out[printed.out.index("models:") :] == body[body.index("models:") :]
     assert planned.code == 0, planned
-    assert auth_server.snapshot(model) == before
+    assert any_auth_server.snapshot(model) == before
 
 
 def test_a_model_the_user_cannot_read_is_not_created_again(
@@ -264,3 +252,33 @@ def test_an_edit_user_registers_a_version_from_a_run(
     assert v3.current_stage == "Staging"
     assert "mlflow_gitops.registration" in v3.tags
     assert auth_server.lock_tags() is None
+
+
+def test_an_edit_user_who_may_not_write_the_audit_record_changes_nothing(
+    any_auth_server: AuthServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `other` holds EDIT on the model but only default_permission (READ) on mlflow-gitops-audit
+    model = any_auth_server.model()
+    any_auth_server.grant("other", model, "EDIT")
+    before = any_auth_server.snapshot(model)
+    with any_auth_server.as_user("other"):
+        result = run_cli(
+            capsys, "apply", str(_edits(tmp_path, model)), "--tracking-uri", any_auth_server.uri
+        )
+    assert result.code == 1, result
+    said = " ".join((result.out + result.err).split())
+    if any_auth_server.generation == "3":
+        # basic-auth answers the user's own permission on the experiment: refused before the lock
+        assert "nothing was changed (not even the apply lock)" in said
+        assert f"experiment {AUDIT_EXPERIMENT} (the audit record of every apply)" in said
+        assert "needs EDIT" in said
+        assert f"{model}:" not in said  # the model itself is writable
+    else:
+        # MLflow 2.x cannot be asked: the run is opened under the lock, before the first change
+        assert "cannot write the audit record, so nothing was applied" in said
+        assert (
+            "user 'other' may not write the audit record (experiment mlflow-gitops-audit)" in said
+        )
+    assert "Run apply again" not in said
+    assert any_auth_server.snapshot(model) == before
+    assert any_auth_server.lock_tags() is None
