@@ -29,7 +29,7 @@ from tests.reliability.scenarios import GUARDED, Expected, Key, Scenario
 # lock and the audit record write no registered model
 READS = frozenset(
     {"read", "missing_runs", "search_runs", "watch", "lock", "start_record", "finish_record"}
-    | {"read_records"}
+    | {"read_records", "can", "can_record"}
 )
 
 
