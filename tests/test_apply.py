@@ -212,3 +212,28 @@ def test_name_filters_fit_a_url_once_percent_encoded() -> None:
     assert all(len(quote_plus(c)) <= MAX_FILTER_URL_CHARS + 40 for c in chunks)
     assert all(c.count("', '") + 1 <= MAX_FILTER_NAMES for c in chunks)
     assert sum(c.count("', '") + 1 for c in chunks) == len(names)
+
+
+def test_make_plan_measures_soak_time_by_the_clock_it_is_given(tmp_path: Path) -> None:
+    # two days in Staging at `now`, under min_time_in_staging: 1d; by the wall clock (2026) the
+    # version entered Staging in the future, which once blocked it with a negative duration
+    now = datetime(2031, 1, 1, tzinfo=UTC)
+    since = {"mlflow_gitops.stage_since": "2030-12-30T00:00:00+00:00"}
+    fake = FakeRegistry(
+        models={"m": ModelState(name="m", versions=(VersionState(3, "Staging", tags=since),))}
+    )
+    desired = load_text(
+        tmp_path,
+        """
+        version: 1
+        defaults:
+          policy: {min_time_in_staging: 1d}
+        models:
+          m:
+            versions:
+              - {version: 3, stage: Production}
+        """,
+    )
+    planned = make_plan(desired, fake, None, now)
+    assert planned.plan.blocked == {}
+    assert [type(c).__name__ for c in planned.plan.changes] == ["TransitionStage"]

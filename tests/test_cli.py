@@ -92,3 +92,23 @@ def test_default_file_is_registry_yaml_in_the_current_folder(tmp_path: Path) -> 
     missing = run_process("validate", cwd=tmp_path / "..")
     assert missing.code == 1
     assert "file not found" in missing.err
+
+
+@pytest.mark.parametrize("command", ["propose", "history"])
+def test_an_unreachable_registry_is_one_message_for_every_command(
+    command: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.servers import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.chdir(tmp_path)
+    write_spec(tmp_path, "version: 1\nmodels: {}\n")
+    down = f"http://127.0.0.1:{free_port()}"
+    args = ["--experiment", "trips"] if command == "propose" else []
+    result = run_cli(capsys, command, "m", *args, "--tracking-uri", down)
+    assert result.code == 1, result
+    assert "the registry is unreachable" in result.err
+    assert "this is a bug" not in result.err

@@ -81,15 +81,17 @@ def make_plan(
     evidence: Evidence | None = None,
     now: datetime | None = None,
 ) -> Planned:
-    """Read the managed models once, plan, check that runs to register exist, run the gates."""
+    """Read the managed models once, plan, check that runs to register exist, run the gates.
+    `now` is the one clock of the plan: the soak-time policy and the gates both measure by it."""
+    now = now or datetime.now(UTC)
     observed = registry.read(list(loaded.spec.models))
     # the audit record is read only for models whose history block was removed or edited
     drifted = history_drifted(observed)
     records = registry.read_records(drifted) if drifted else {}
-    plan = compute_plan(loaded, observed, records=records)
+    plan = compute_plan(loaded, observed, now, records=records)
     _check_runs(plan, loaded, registry)
     if evidence is not None:
-        plan = run_gates(loaded, plan, observed, evidence, registry, now or datetime.now(UTC))
+        plan = run_gates(loaded, plan, observed, evidence, registry, now)
     return Planned(plan, observed)
 
 

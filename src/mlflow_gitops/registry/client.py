@@ -203,7 +203,9 @@ class MlflowRegistry:
         """The best runs of an experiment, in MLflow's own filter and order syntax."""
         from mlflow.exceptions import MlflowException
 
-        found = self.client.get_experiment_by_name(experiment)
+        with self._errors("search runs at"):
+            self.calls += 1
+            found = self.client.get_experiment_by_name(experiment)
         if found is None:
             raise RegistryError(
                 f"no experiment named {experiment!r} at {redact(self.uri)}",
@@ -218,6 +220,8 @@ class MlflowRegistry:
                 max_results=max_results,
             )
         except MlflowException as exc:
+            if getattr(exc, "error_code", "") != "INVALID_PARAMETER_VALUE":
+                raise _translate(exc, "search runs at", self.uri) from exc
             raise RegistryError(f"MLflow refused the search: {redact(exc.message)}", "") from None
         return [
             RunSummary(
