@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.servers import free_port
+from tests.servers import free_port, stop_group
 
 REGION = "us-east-1"
 # the unauthenticated requests the setup below makes before authentication applies
@@ -103,15 +102,7 @@ class MotoServer:
 
     def stop(self) -> None:
         """Terminate the server (SIGKILL after 10 s)."""
-        if self.proc.poll() is not None:
-            return
-        group = os.getpgid(self.proc.pid)
-        os.killpg(group, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(group, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        stop_group(self.proc, grace=10)
 
     def __enter__(self) -> MotoServer:
         return self

@@ -21,6 +21,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """Terminate a server started in its own session, workers included (SIGKILL after `grace`)."""
+    if proc.poll() is not None:
+        return
+    group = os.getpgid(proc.pid)
+    os.killpg(group, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(group, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 def this_mlflow() -> str:
     """The `mlflow` executable of the interpreter running the tests (MLflow 3)."""
     return str(Path(sys.executable).parent / "mlflow")
@@ -83,15 +96,7 @@ class MlflowServer:
 
     def stop(self) -> None:
         """Terminate the server and its workers (SIGKILL after 20 s)."""
-        if self.proc.poll() is not None:
-            return
-        group = os.getpgid(self.proc.pid)
-        os.killpg(group, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(group, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        stop_group(self.proc, grace=20)
 
     def __enter__(self) -> MlflowServer:
         return self
