@@ -17,12 +17,13 @@ from mlflow_gitops.errors import (
     DENIED,
     GitopsError,
     PermissionDenied,
+    RegistryError,
     SpecError,
     SpecIssue,
     StalePlanError,
 )
-from mlflow_gitops.gates.evidence import Evidence
-from mlflow_gitops.gates.run import run_gates
+from mlflow_gitops.gates.port import Evidence
+from mlflow_gitops.gates.run import GateRun, run_gates
 from mlflow_gitops.observed import RegistryState
 from mlflow_gitops.permissions import WHAT_NEEDS, current_user, needed
 from mlflow_gitops.plan.changes import CreateModel, Plan, RegisterVersion
@@ -91,8 +92,22 @@ def make_plan(
     plan = compute_plan(loaded, observed, now, records=records)
     _check_runs(plan, loaded, registry)
     if evidence is not None:
-        plan = run_gates(loaded, plan, observed, evidence, registry, now)
+        plan = _record_gates(registry, run_gates(loaded, plan, observed, evidence, now))
     return Planned(plan, observed)
+
+
+def _record_gates(registry: RegistryPort, run: GateRun) -> Plan:
+    """Write the gate records the run asks for; the plan says which could not be written."""
+    notes = []
+    for record in run.records:
+        try:
+            registry.set_version_tag(record.model, record.version, record.key, record.value)
+        except RegistryError as exc:
+            notes.append(
+                f"gate results not recorded at {record.model}/{record.version}: {exc.message}; "
+                "the next plan will evaluate again"
+            )
+    return run.plan.model_copy(update={"notes": (*run.plan.notes, *notes)}) if notes else run.plan
 
 
 def _check_runs(plan: Plan, loaded: LoadedSpec, registry: RegistryPort) -> None:
@@ -295,13 +310,16 @@ def check_fresh(
                 "run plan --out again from the repository",
             )
         loaded = load(saved.file)
-        bare = saved.plan.model_copy(update={"gates": ()})
-        again = run_gates(loaded, bare, observed, evidence, registry, datetime.now(UTC))
+        bare = saved.plan.model_copy(update={"gates": (), "notes": ()})
+        again = _record_gates(
+            registry, run_gates(loaded, bare, observed, evidence, datetime.now(UTC))
+        )
         if _verdicts(again) != _verdicts(saved.plan):
             raise StalePlanError(
                 "gate inputs changed since this plan was made (data, gate spec or baseline)",
                 "run `mlflow-gitops plan --out` again; nothing was applied",
             )
+        return Planned(saved.plan.model_copy(update={"notes": again.notes}), observed)
     return Planned(saved.plan, observed)
 
 

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlflow_gitops.gates import spark as engine
-from mlflow_gitops.gates.evidence import MlflowEvidence, Side
+from mlflow_gitops.gates.evidence import MlflowEvidence
+from mlflow_gitops.gates.port import Side
 from mlflow_gitops.spec.model import EvaluateSpec, SparkSpec
 from tests.gates import test_gates_integration as gates
 from tests.gates.test_gates_integration import (

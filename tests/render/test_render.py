@@ -86,7 +86,7 @@ def test_json_has_schema_version_and_round_trips() -> None:
 
 
 def test_gates_form_one_markdown_table() -> None:
-    from mlflow_gitops.gates.result import Check, GateResult
+    from mlflow_gitops.plan.gates import Check, GateResult
 
     gates = tuple(
         GateResult(

@@ -10,61 +10,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.gates.data import DataError, batches, open_source
 from mlflow_gitops.gates.data import identity as data_identity
-from mlflow_gitops.gates.metrics import Accumulator, percentile
+from mlflow_gitops.gates.metrics import Accumulator, latency_summary
+from mlflow_gitops.gates.port import Evaluation, GateError, Side
 from mlflow_gitops.spec.model import TABLE_PREFIX, EvaluateSpec
 
 STREAM_ROWS = 65_536
 LATENCY_BATCHES = 20
-
-
-class GateError(GitopsError):
-    """Evidence could not be gathered; the gate fails with this message (never a crash)."""
-
-
-@dataclass(frozen=True)
-class Side:
-    """A model to evaluate: its URI and the run whose artifacts (preprocessor, metrics) it uses."""
-
-    uri: str
-    run_id: str | None
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """Metrics of candidate and baseline over the same rows, and their batch latencies."""
-
-    rows: int
-    candidate: dict[str, float]
-    baseline: dict[str, float] | None
-    latency_ms: dict[str, float] = field(default_factory=dict)  # p50/p95 of each side
-
-
-class Evidence(Protocol):
-    """What the gate runner needs from the outside world (a fake serves the unit tests)."""
-
-    def run_metric(self, run_id: str | None, key: str) -> float | None: ...
-
-    def model_size_mb(self, side: Side) -> float: ...
-
-    def has_signature(self, side: Side) -> bool: ...
-
-    def data_digest(self, data: str, folder: Path) -> str: ...
-
-    def evaluate(
-        self,
-        spec: EvaluateSpec,
-        folder: Path,
-        candidate: Side,
-        baseline: Side | None,
-        latency_rows: int | None,
-    ) -> Evaluation: ...
 
 
 def data_location(data: str, folder: Path) -> str:
@@ -237,16 +193,11 @@ class MlflowEvidence:
                 acc[name].add(y, predictions)
         if acc["candidate"].n == 0:
             raise GateError(f"the evaluation data {spec.data} has no rows left after preparation")
-        latency = {}
-        for name, values in timings.items():
-            if values:
-                latency[f"{name}_p50_ms"] = percentile(values, 50)
-                latency[f"{name}_p95_ms"] = percentile(values, 95)
         return Evaluation(
             rows=acc["candidate"].n,
             candidate=acc["candidate"].result(),
             baseline=acc["baseline"].result() if baseline else None,
-            latency_ms=latency,
+            latency_ms=latency_summary(timings),
         )
 
 

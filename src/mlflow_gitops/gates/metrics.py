@@ -10,7 +10,7 @@ scores are few, then a fixed histogram with a stated error bound, in bounded mem
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlflow_gitops.errors import GitopsError
@@ -304,6 +304,17 @@ class Accumulator:
         unit = Fraction(1, 1 << _UNIT_EXP)
         sst = self.sum_y2.units * unit - (self.sum_y.units * unit) ** 2 / self.n
         return 1 - self.sse.value() / float(sst) if sst else math.nan
+
+
+def latency_summary(timings: Mapping[str, list[float]]) -> dict[str, float]:
+    """`<side>_p50_ms` and `<side>_p95_ms` of each side's predict timings (in ms); a side that
+    was never timed is left out."""
+    out: dict[str, float] = {}
+    for side, values in timings.items():
+        if values:
+            out[f"{side}_p50_ms"] = percentile(values, 50)
+            out[f"{side}_p95_ms"] = percentile(values, 95)
+    return out
 
 
 def percentile(values: list[float], q: float) -> float:

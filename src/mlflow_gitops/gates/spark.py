@@ -29,16 +29,14 @@ from typing import TYPE_CHECKING, Any
 from mlflow_gitops.gates.evidence import (
     LATENCY_BATCHES,
     STREAM_ROWS,
-    Evaluation,
-    GateError,
-    Side,
     _load_hook,
     _predict,
     _split,
     _transform,
     data_location,
 )
-from mlflow_gitops.gates.metrics import Accumulator, percentile
+from mlflow_gitops.gates.metrics import Accumulator, latency_summary
+from mlflow_gitops.gates.port import Evaluation, GateError, Side
 from mlflow_gitops.spec.model import TABLE_PREFIX, EvaluateSpec, SparkSpec
 
 if TYPE_CHECKING:
@@ -304,22 +302,19 @@ def _latency(
     """p50/p95 of predict on up to LATENCY_BATCHES batches of the data's first rows."""
     head = frame.limit(LATENCY_BATCHES * rows).toPandas()
     x, _ = _split(head, spec, prepare)
-    out: dict[str, float] = {}
+    timings: dict[str, list[float]] = {}
     for name, side in sides:
         pre = evidence._preprocessor(side, spec.preprocessor)[0] if spec.preprocessor else None
         features = _transform(pre, x)
         total = features.shape[0]
-        timings: list[float] = []
+        timed = timings.setdefault(name, [])
         for start in range(0, total, rows):
-            if start + rows > total and timings:
+            if start + rows > total and timed:
                 break  # a short last batch would flatter the model
             t0 = time.perf_counter()
             models[name].predict(features[start : start + rows])
-            timings.append((time.perf_counter() - t0) * 1000)
-        if timings:
-            out[f"{name}_p50_ms"] = percentile(timings, 50)
-            out[f"{name}_p95_ms"] = percentile(timings, 95)
-    return out
+            timed.append((time.perf_counter() - t0) * 1000)
+    return latency_summary(timings)
 
 
 def _first_line(exc: Exception) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from mlflow_gitops.gates.result import Check
+from mlflow_gitops.plan.gates import Check
 from mlflow_gitops.spec.model import MetricThreshold
 
 # metrics where a larger value is better; every other metric (errors, latency, size) is smaller-better

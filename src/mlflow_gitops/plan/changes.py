@@ -6,7 +6,7 @@ from typing import Annotated, Literal, assert_never
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlflow_gitops.gates.result import GateResult
+from mlflow_gitops.plan.gates import GateResult
 
 PLAN_SCHEMA_VERSION = 1
 
@@ -174,6 +174,7 @@ class Plan(Frozen):
     unmanaged: dict[str, tuple[int, ...]] = Field(default_factory=dict)
     observed: dict[str, str] = Field(default_factory=dict)  # model -> digest of what was read
     gates: tuple[GateResult, ...] = ()
+    notes: tuple[str, ...] = ()  # worth knowing, blocks nothing (e.g. gate results not recorded)
 
     @property
     def models(self) -> list[str]:

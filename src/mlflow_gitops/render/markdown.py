@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import html
 
-from mlflow_gitops.gates.result import GateResult
 from mlflow_gitops.plan.changes import Plan
+from mlflow_gitops.plan.gates import GateResult
 from mlflow_gitops.render.common import SYMBOL, number, row, shorten, signed, summarize
 
 MARKER = "<!-- mlflow-gitops:plan -->"
@@ -31,6 +31,7 @@ def render_plan(plan: Plan, *, title: str = "mlflow-gitops plan") -> str:
             "(drift). Merging puts the registry back to what the file says.",
             "",
         ]
+    out += [f"> [!NOTE]\n> {escape(note, 400)}\n" for note in plan.notes]
     for model in sorted(set(plan.models) | set(plan.blocked)):
         changes = plan.changes_for(model)
         out.append(f"#### {escape(model, 120)}")

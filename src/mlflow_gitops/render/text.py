@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mlflow_gitops.apply import ApplyResult
 from mlflow_gitops.errors import DENIED
-from mlflow_gitops.gates.result import GateResult
 from mlflow_gitops.plan.changes import Plan
+from mlflow_gitops.plan.gates import GateResult
 from mlflow_gitops.record import AUDIT_EXPERIMENT
 from mlflow_gitops.render.common import SYMBOL, Row, number, row, shorten, signed, summarize
 
@@ -36,6 +36,7 @@ def render_plan(plan: Plan, *, color: bool = False, header: str = "") -> str:
                 )
             )
         lines.append("")
+    lines.extend(_paint(f"Note: {note}", "~", color) for note in plan.notes)
     lines.append(summarize(plan).sentence())
     return "\n".join(lines) + "\n"
 

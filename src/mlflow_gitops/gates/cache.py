@@ -1,0 +1,79 @@
+"""The gate record: a target's gate results, cached on the candidate version as one tag with a
+digest of their inputs, so that a later plan with the same inputs loads no model.
+
+The key and the JSON format are the three functions at the top; everything else goes through them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from mlflow_gitops.plan.gates import GateResult
+
+GATE_TAG_PREFIX = "mlflow_gitops.gate."
+MAX_TAG = 4900  # a version tag holds 5,000 characters on older servers
+
+
+def gate_record_key(target: str) -> str:
+    """The version tag that holds the gate results of `target` (`Production`, `alias:champion`)."""
+    return GATE_TAG_PREFIX + target
+
+
+def encode_gate_record(inputs: str, results: Sequence[GateResult], at: datetime) -> str:
+    """The tag value: the inputs digest, the overall verdict, when, and every result."""
+    payload = {
+        "inputs": inputs,
+        "verdict": "pass" if all(r.passed for r in results) else "fail",
+        "at": at.isoformat(timespec="seconds"),
+        "results": [r.model_dump(mode="json", exclude={"cached", "inputs"}) for r in results],
+    }
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def decode_gate_record(text: str) -> tuple[str, tuple[GateResult, ...]] | None:
+    """(inputs digest, results marked cached), or None for a value this tool cannot read."""
+    try:
+        data = json.loads(text)
+        inputs = data["inputs"]
+        results = tuple(
+            GateResult.model_validate({**r, "cached": True, "inputs": inputs})
+            for r in data["results"]
+        )
+    except (ValueError, TypeError, KeyError):
+        return None
+    return (inputs, results) if isinstance(inputs, str) else None
+
+
+@dataclass(frozen=True)
+class GateRecord:
+    """A gate record the run wants written: the orchestrator writes it (or says why it could not)."""
+
+    model: str
+    version: int
+    key: str
+    value: str
+
+
+def cached_results(
+    tags: Mapping[str, str], target: str, inputs: str
+) -> tuple[GateResult, ...] | None:
+    """The recorded results of `target` when they were computed from these very inputs."""
+    raw = tags.get(gate_record_key(target))
+    decoded = decode_gate_record(raw) if raw else None
+    if decoded is None or decoded[0] != inputs:
+        return None
+    return decoded[1]
+
+
+def gate_record(
+    model: str, version: int, target: str, inputs: str, results: Sequence[GateResult], at: datetime
+) -> GateRecord | None:
+    """The record to write, or None when it is too large for a tag (the gates simply run again
+    next time)."""
+    value = encode_gate_record(inputs, results, at)
+    if len(value) > MAX_TAG:
+        return None
+    return GateRecord(model, version, gate_record_key(target), value)
