@@ -135,7 +135,7 @@ def test_apply_request_shows_the_plan_before_it_is_refused(fake: Served, tmp_pat
 
     request = ApplyRequest(write_spec(tmp_path, SPEC), SERVER, NOW, "c0ffee", "alice", 7)
     with pytest.raises(PermissionDenied):
-        apply_request(request, planned=planned)
+        apply_request(request, on_plan=planned)
     assert shown == [(1, 0)]  # the plan, before any write
     assert not any(call[0] == "lock" for call in fake.calls)
 
@@ -184,7 +184,7 @@ def test_a_saved_plan_applies_to_its_registry_only_while_fresh(
     planned = plan_request(PlanRequest(write_spec(tmp_path, SPEC), SERVER, NOW, out))
     shown: list[PlanOutcome] = []
 
-    applied = apply_request(ApplyRequest(out, SERVER, NOW, "c0ffee"), planned=shown.append)
+    applied = apply_request(ApplyRequest(out, SERVER, NOW, "c0ffee"), on_plan=shown.append)
 
     assert [o.plan for o in shown] == [planned.plan]
     assert shown[0].folder == tmp_path.resolve()  # git is asked in the file's folder

@@ -191,8 +191,8 @@ def _lacking(model: str, operations: list[str], permission: str) -> str:
 # --- requests: what a command was given, sequenced; the CLI and the GitHub publisher render ---
 
 
-def _quiet(text: str) -> None:
-    """Progress nobody shows."""
+def _ignore(_: object) -> None:
+    """Progress (or a plan) nobody shows."""
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,7 @@ class ApplyOutcome:
         return self.result is None or self.result.ok
 
 
-def plan_request(request: PlanRequest, progress: Callable[[str], None] = _quiet) -> PlanOutcome:
+def plan_request(request: PlanRequest, progress: Callable[[str], None] = _ignore) -> PlanOutcome:
     """Load the file, find its registry, plan and gate; save the plan when asked."""
     outcome, _ = _plan_file(request, progress)
     return outcome
@@ -253,10 +253,10 @@ def plan_request(request: PlanRequest, progress: Callable[[str], None] = _quiet)
 
 def apply_request(
     request: ApplyRequest,
-    progress: Callable[[str], None] = _quiet,
-    planned: Callable[[PlanOutcome], None] = lambda outcome: None,
+    progress: Callable[[str], None] = _ignore,
+    on_plan: Callable[[PlanOutcome], None] = _ignore,
 ) -> ApplyOutcome:
-    """Plan the file (or check a saved plan fresh), then apply it. `planned` is told the plan
+    """Plan the file (or check a saved plan fresh), then apply it. `on_plan` is told the plan
     before anything is written, so the plan is shown even when the apply is refused."""
     if is_saved_plan(request.target):
         saved = load_plan(request.target)
@@ -268,7 +268,7 @@ def apply_request(
         outcome, registry = _plan_file(
             PlanRequest(request.target, request.tracking_uri, request.now), progress
         )
-    planned(outcome)
+    on_plan(outcome)
     if outcome.plan.is_empty:
         return ApplyOutcome(outcome.plan, outcome.uri, None)
     audit = from_environment(
