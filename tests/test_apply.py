@@ -237,3 +237,4 @@ def test_make_plan_measures_soak_time_by_the_clock_it_is_given(tmp_path: Path) -
     planned = make_plan(desired, fake, None, now)
     assert planned.plan.blocked == {}
     assert [type(c).__name__ for c in planned.plan.changes] == ["TransitionStage"]
+    assert planned.plan == plan(desired, fake.read(["m"]), now)

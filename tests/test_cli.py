@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,21 +95,37 @@ def test_default_file_is_registry_yaml_in_the_current_folder(tmp_path: Path) -> 
     assert "file not found" in missing.err
 
 
-@pytest.mark.parametrize("command", ["propose", "history"])
+REGISTRY_COMMANDS = {
+    "plan": ["plan"],
+    "apply": ["apply"],
+    "apply a saved plan": ["apply", "plan.json"],
+    "import": ["import"],
+    "import a model": ["import", "--model", "m"],
+    "history": ["history", "m"],
+    "rollback": ["rollback", "m"],
+    "propose": ["propose", "m", "--experiment", "trips"],
+    "comment": ["comment"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(REGISTRY_COMMANDS))
 def test_an_unreachable_registry_is_one_message_for_every_command(
     command: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from mlflow_gitops.plan.changes import Plan
+    from mlflow_gitops.reconcile import save_plan
     from tests.servers import free_port
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.chdir(tmp_path)
-    write_spec(tmp_path, "version: 1\nmodels: {}\n")
+    spec = write_spec(tmp_path, GOOD)
     down = f"http://127.0.0.1:{free_port()}"
-    args = ["--experiment", "trips"] if command == "propose" else []
-    result = run_cli(capsys, command, "m", *args, "--tracking-uri", down)
+    # a saved plan made against that registry: applying it re-reads the model it saw
+    save_plan(Plan(observed={"m": "digest"}), tmp_path / "plan.json", down, spec, datetime.now(UTC))
+    result = run_cli(capsys, *REGISTRY_COMMANDS[command], "--tracking-uri", down)
     assert result.code == 1, result
     assert "the registry is unreachable" in result.err
     assert "this is a bug" not in result.err

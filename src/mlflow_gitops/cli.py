@@ -20,7 +20,7 @@ from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.secrets import redact
 
 if TYPE_CHECKING:
-    from mlflow_gitops.registry.port import RegistryPort
+    from mlflow_gitops.plan.changes import Plan
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -88,6 +88,12 @@ class _Status:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
 
+    def __enter__(self) -> _Status:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done()
+
 
 # --- validate / schema: offline, no mlflow ---------------------------------------------------------
 
@@ -129,28 +135,16 @@ def plan(
     ] = False,
     tracking_uri: UriOpt = None,
     no_color: NoColorOpt = False,
-) -> None:
+) -> int:
     """Read the registry, compute the difference with the file, and show it."""
-    from mlflow_gitops.reconcile import make_plan, open_evidence, save_plan
-    from mlflow_gitops.spec.load import load
+    from mlflow_gitops.reconcile import PlanRequest, plan_request
 
-    loaded = load(file)
-    uri, registry = _registry(tracking_uri, loaded.spec.tracking_uri, loaded.folder)
-    status = _Status()
-    status(f"reading {len(loaded.spec.models)} models from {uri} and running gates ...")
-    try:
-        planned = make_plan(loaded, registry, open_evidence(uri), _now())
-    finally:
-        status.done()
-    if out is not None:
-        save_plan(planned.plan, out, uri, file, _now())
-    emit(_render_plan(planned.plan, fmt, uri, file, no_color))
+    with _Status() as status:
+        outcome = plan_request(PlanRequest(file, tracking_uri, _now(), out), status)
+    emit(_render_plan(outcome.plan, fmt, outcome.uri, file, no_color))
     if out is not None:
         emit(f"Saved the plan to {out}; apply it with `mlflow-gitops apply {out}`.\n", err=True)
-    if planned.plan.blocked:
-        raise typer.Exit(EXIT_BLOCKED)
-    if detailed_exitcode and not planned.plan.is_empty:
-        raise typer.Exit(EXIT_CHANGES)
+    return _exit_code(outcome.plan, detailed=detailed_exitcode)
 
 
 @app.command()
@@ -169,65 +163,29 @@ def apply(
     ] = 4,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
     no_color: NoColorOpt = False,
-) -> None:
+) -> int:
     """Apply the file (plan, then apply) or a saved plan (refused when the registry changed)."""
-    from mlflow_gitops.audit import from_environment
-    from mlflow_gitops.reconcile import (
-        apply_plan,
-        check_fresh,
-        is_saved_plan,
-        load_plan,
-        make_plan,
-        open_evidence,
-        open_registry,
-        saved_plan_uri,
-    )
+    from mlflow_gitops.reconcile import ApplyRequest, PlanOutcome, apply_request
     from mlflow_gitops.render import json as render_json
     from mlflow_gitops.render import text as render_text
-    from mlflow_gitops.spec.load import load
 
     status = _Status()
-    if is_saved_plan(target):
-        saved = load_plan(target)
-        folder = Path(saved.file).resolve().parent if saved.file else Path.cwd()
-        uri = saved_plan_uri(saved, tracking_uri)  # the plan's own registry, never a default
-        registry = open_registry(uri)
-        planned = check_fresh(saved, registry, open_evidence(uri))
-        cwd = folder
-    else:
-        loaded = load(target)
-        uri, registry = _registry(tracking_uri, loaded.spec.tracking_uri, loaded.folder)
-        status(f"reading {len(loaded.spec.models)} models from {uri} and running gates ...")
-        try:
-            planned = make_plan(loaded, registry, open_evidence(uri), _now())
-        finally:
-            status.done()
-        cwd = loaded.folder
-    color = _color(no_color)
-    if fmt is Format.text:
-        emit(_render_plan(planned.plan, Format.text, uri, target, no_color))
-    if planned.plan.is_empty:
-        raise typer.Exit(EXIT_BLOCKED if planned.plan.blocked else EXIT_OK)
-    audit = from_environment(cwd=cwd, commit=commit, actor=actor, pr=pr)
-    if uri.startswith("sqlite:"):
-        parallelism = 1  # SQLite serialises writers; parallel writes only add lock contention
-    result = apply_plan(
-        planned,
-        registry,
-        audit,
-        _now(),
-        parallelism=parallelism,
-        progress=lambda model, done, total: status(f"applied {done}/{total} models ({model})"),
-    )
-    status.done()
-    if fmt is Format.json:
-        emit(render_json.render_result(result))
-    else:
-        emit("\n" + render_text.render_result(result, color=color))
-    if not result.ok:
-        raise typer.Exit(EXIT_ERROR)
-    if planned.plan.blocked:
-        raise typer.Exit(EXIT_BLOCKED)
+
+    def show(planned: PlanOutcome) -> None:  # before any write, so a refused apply shows it too
+        status.done()
+        if fmt is Format.text:
+            emit(_render_plan(planned.plan, Format.text, planned.uri, target, no_color))
+
+    request = ApplyRequest(target, tracking_uri, _now(), commit, actor, pr, parallelism)
+    with status:
+        outcome = apply_request(request, status, show)
+    if outcome.result is not None:
+        emit(
+            render_json.render_result(outcome.result)
+            if fmt is Format.json
+            else "\n" + render_text.render_result(outcome.result, color=_color(no_color))
+        )
+    return _exit_code(outcome.plan, failed=not outcome.ok)
 
 
 @app.command("import")
@@ -248,17 +206,10 @@ def import_(
 ) -> None:
     """Print (or write) a registry.yaml that describes the live registry; plan on it is empty."""
     from mlflow_gitops.importer import render_registry
+    from mlflow_gitops.reconcile import connect, read_models
 
-    folder = out.resolve().parent if out else Path.cwd()
-    uri, registry = _registry(tracking_uri, None, folder)
-    state = registry.read(model or None)
-    if model:
-        missing = sorted(set(model) - set(state.models))
-        if missing:
-            raise GitopsError(
-                f"no registered model named {', '.join(missing)} at {uri}",
-                "check the names (they are case-sensitive)",
-            )
+    uri, registry = connect(tracking_uri, None, out.resolve().parent if out else Path.cwd())
+    state = read_models(registry, uri, model or None)
     mapping = {"Production": "champion", "Staging": "challenger"} if aliases_from_stages else None
     text = render_registry(state, redact(uri), _now(), mapping)
     if out is None:
@@ -289,7 +240,7 @@ def comment(
             "(never a local default: without one, the comment says so and the check fails).",
         ),
     ] = None,
-) -> None:
+) -> int:
     """In a pull_request job: plan, write the plan to the job summary, and post it as the pull
     request's one comment (updated in place). An invalid file or an unreachable registry is
     posted too, and exits 1. Needs GITHUB_TOKEN; never falls back to sqlite:///mlflow.db."""
@@ -308,11 +259,8 @@ def comment(
     published = publish(outcome, file, actions, out)
     emit((published.note or f"comment {published.action}: {published.url}") + "\n", err=True)
     if outcome.error is not None or outcome.plan is None:
-        raise typer.Exit(EXIT_ERROR)
-    if outcome.plan.blocked:
-        raise typer.Exit(EXIT_BLOCKED)
-    if detailed_exitcode and not outcome.plan.is_empty:
-        raise typer.Exit(EXIT_CHANGES)
+        return EXIT_ERROR
+    return _exit_code(outcome.plan, detailed=detailed_exitcode)
 
 
 # --- lifecycle: propose, history, rollback --------------------------------------------------------
@@ -343,11 +291,12 @@ def propose(
     """Show the best runs of an experiment and add one to registry.yaml (comments kept)."""
     from mlflow_gitops.propose import propose as add_run
     from mlflow_gitops.propose import registered_versions, runs_table
+    from mlflow_gitops.reconcile import connect, file_tracking_uri
     from mlflow_gitops.spec.load import read_text
     from mlflow_gitops.spec.model import canonical_stage
 
     text = read_text(file)
-    _, registry = _lifecycle_registry(tracking_uri, text, file)
+    _, registry = connect(tracking_uri, file_tracking_uri(text), file.resolve().parent)
     runs = registry.search_runs(experiment, filter_, [order_by] if order_by else [], max_results)
     if not runs:
         raise GitopsError(f"no run of {experiment!r} matches the filter {filter_!r}", "")
@@ -378,12 +327,11 @@ def history(
 ) -> None:
     """The promotion history of a model, newest first: when, what, commit, PR, actor, gate."""
     from mlflow_gitops import history as hist
+    from mlflow_gitops.reconcile import connect, file_tracking_uri, read_models
 
     text = file.read_text(encoding="utf-8") if file.exists() else ""
-    uri, registry = _lifecycle_registry(tracking_uri, text, file)
-    state = registry.read([model]).models.get(model)
-    if state is None:
-        raise GitopsError(f"no registered model named {model!r} at {uri}", "")
+    uri, registry = connect(tracking_uri, file_tracking_uri(text), file.resolve().parent)
+    state = read_models(registry, uri, [model]).models[model]
     found = hist.events(state, version, registry.read_records([model])[model])
     render = {
         Format.text: hist.render_text,
@@ -403,48 +351,35 @@ def rollback(
 ) -> None:
     """Edit registry.yaml so Production goes back to its previous holder (open a PR with it)."""
     from mlflow_gitops.propose import rollback as roll_back
+    from mlflow_gitops.reconcile import connect, file_tracking_uri, read_models
     from mlflow_gitops.spec.load import read_text
 
     text = read_text(file)
-    uri, registry = _lifecycle_registry(tracking_uri, text, file)
-    state = registry.read([model]).models.get(model)
-    if state is None:
-        raise GitopsError(f"no registered model named {model!r} at {uri}", "")
+    uri, registry = connect(tracking_uri, file_tracking_uri(text), file.resolve().parent)
+    state = read_models(registry, uri, [model]).models[model]
     edit = roll_back(text, file, model, state, registry.read_records([model])[model])
     file.write_text(edit.text, encoding="utf-8")
     emit(f"{edit.summary}:\n{edit.diff}")
 
 
-def _lifecycle_registry(flag: str | None, text: str, file: Path) -> tuple[str, RegistryPort]:
-    """The registry the file points at (its tracking_uri), without requiring a valid file."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(text) if text else None
-    except yaml.YAMLError:
-        data = None
-    file_uri = data.get("tracking_uri") if isinstance(data, dict) else None
-    return _registry(flag, file_uri if isinstance(file_uri, str) else None, file.resolve().parent)
-
-
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _registry(flag: str | None, file_uri: str | None, folder: Path) -> tuple[str, RegistryPort]:
-    from mlflow_gitops.reconcile import open_registry
-    from mlflow_gitops.settings import resolve_tracking_uri
+def _exit_code(plan_: Plan, *, failed: bool = False, detailed: bool = False) -> int:
+    """1 when something failed, 3 when a gate or policy blocked, 2 for pending changes when
+    asked (--detailed-exitcode), else 0."""
+    if failed:
+        return EXIT_ERROR
+    if plan_.blocked:
+        return EXIT_BLOCKED
+    return EXIT_CHANGES if detailed and not plan_.is_empty else EXIT_OK
 
-    uri = resolve_tracking_uri(flag, file_uri, folder)
-    return uri, open_registry(uri)
 
-
-def _render_plan(plan_: object, fmt: Format, uri: str, file: Path, no_color: bool) -> str:
-    from mlflow_gitops.plan.changes import Plan
+def _render_plan(plan_: Plan, fmt: Format, uri: str, file: Path, no_color: bool) -> str:
     from mlflow_gitops.render import json as render_json
     from mlflow_gitops.render import markdown as render_markdown
     from mlflow_gitops.render import text as render_text
 
-    assert isinstance(plan_, Plan)
     if fmt is Format.json:
         return render_json.render_plan(plan_, tracking_uri=redact(uri), file=str(file))
     if fmt is Format.markdown:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mlflow_gitops.apply import ApplyResult, Progress, apply, describe
-from mlflow_gitops.audit import AuditContext
+from mlflow_gitops.audit import AuditContext, from_environment
 from mlflow_gitops.errors import (
     DENIED,
     GitopsError,
@@ -33,7 +33,7 @@ from mlflow_gitops.record import AUDIT_EXPERIMENT
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.render.json import plan_document
 from mlflow_gitops.secrets import redact
-from mlflow_gitops.settings import registry_identity
+from mlflow_gitops.settings import NoTrackingUri, registry_identity, resolve_tracking_uri
 from mlflow_gitops.spec.load import LoadedSpec, format_loc, load, locate
 
 SAVED_PLAN_KIND = "mlflow-gitops-plan"
@@ -203,6 +203,156 @@ def _lacking(model: str, operations: list[str], permission: str) -> str:
     return f"{model}: {'; '.join(operations[:3])}{more}: needs {permission}"
 
 
+# --- requests: what a command was given, sequenced; the CLI and the GitHub publisher render ---
+
+
+def _ignore(_: object) -> None:
+    """Progress (or a plan) nobody shows."""
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What `plan` (or `comment`) was given. `now` is the clock of the whole command."""
+
+    file: Path
+    tracking_uri: str | None
+    now: datetime
+    out: Path | None = None  # also save the plan here, for `apply PLAN`
+    local_default: bool = True  # False: never sqlite:///mlflow.db (pull-request comments)
+
+
+@dataclass(frozen=True)
+class PlanOutcome:
+    """The plan, the registry it was made against, and the folder of its file."""
+
+    planned: Planned
+    uri: str
+    folder: Path
+
+    @property
+    def plan(self) -> Plan:
+        return self.planned.plan
+
+
+@dataclass(frozen=True)
+class ApplyRequest:
+    """What `apply` was given: a registry file or a saved plan, and the audit overrides."""
+
+    target: Path
+    tracking_uri: str | None
+    now: datetime
+    commit: str | None = None
+    actor: str | None = None
+    pr: int | None = None
+    parallelism: int = 4
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    """The plan that was applied, where, and the result (None: the plan was empty)."""
+
+    plan: Plan
+    uri: str
+    result: ApplyResult | None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is None or self.result.ok
+
+
+def plan_request(request: PlanRequest, progress: Callable[[str], None] = _ignore) -> PlanOutcome:
+    """Load the file, find its registry, plan and gate; save the plan when asked."""
+    outcome, _ = _plan_file(request, progress)
+    return outcome
+
+
+def apply_request(
+    request: ApplyRequest,
+    progress: Callable[[str], None] = _ignore,
+    on_plan: Callable[[PlanOutcome], None] = _ignore,
+) -> ApplyOutcome:
+    """Plan the file (or check a saved plan fresh), then apply it. `on_plan` is told the plan
+    before anything is written, so the plan is shown even when the apply is refused."""
+    if is_saved_plan(request.target):
+        saved = load_plan(request.target)
+        uri = saved_plan_uri(saved, request.tracking_uri)  # its own registry, never a default
+        registry = open_registry(uri)
+        folder = Path(saved.file).resolve().parent if saved.file else Path.cwd()
+        outcome = PlanOutcome(check_fresh(saved, registry, open_evidence(uri)), uri, folder)
+    else:
+        outcome, registry = _plan_file(
+            PlanRequest(request.target, request.tracking_uri, request.now), progress
+        )
+    on_plan(outcome)
+    if outcome.plan.is_empty:
+        return ApplyOutcome(outcome.plan, outcome.uri, None)
+    audit = from_environment(
+        cwd=outcome.folder, commit=request.commit, actor=request.actor, pr=request.pr
+    )
+    # SQLite serialises writers; parallel writes only add lock contention
+    parallelism = 1 if outcome.uri.startswith("sqlite:") else request.parallelism
+    result = apply_plan(
+        outcome.planned,
+        registry,
+        audit,
+        request.now,
+        parallelism=parallelism,
+        progress=lambda model, done, total: progress(f"applied {done}/{total} models ({model})"),
+    )
+    return ApplyOutcome(outcome.plan, outcome.uri, result)
+
+
+def _plan_file(
+    request: PlanRequest, progress: Callable[[str], None]
+) -> tuple[PlanOutcome, RegistryPort]:
+    loaded = load(request.file)
+    uri = resolve_tracking_uri(
+        request.tracking_uri,
+        loaded.spec.tracking_uri,
+        loaded.folder,
+        local_default=request.local_default,
+    )
+    registry = open_registry(uri)
+    progress(f"reading {len(loaded.spec.models)} models from {uri} and running gates ...")
+    planned = make_plan(loaded, registry, open_evidence(uri), request.now)
+    if request.out is not None:
+        save_plan(planned.plan, request.out, uri, request.file, request.now)
+    return PlanOutcome(planned, uri, loaded.folder), registry
+
+
+# --- the registry of a lifecycle command (import, history, rollback, propose) --------------------
+
+
+def connect(flag: str | None, file_uri: str | None, folder: Path) -> tuple[str, RegistryPort]:
+    """The registry URI (settings' precedence) and the adapter for it."""
+    uri = resolve_tracking_uri(flag, file_uri, folder)
+    return uri, open_registry(uri)
+
+
+def file_tracking_uri(text: str) -> str | None:
+    """The tracking_uri of a registry file's text, without requiring a valid file."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        return None
+    found = data.get("tracking_uri") if isinstance(data, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def read_models(registry: RegistryPort, uri: str, names: Sequence[str] | None) -> RegistryState:
+    """These models (None: all), read once; an error naming every one the registry lacks."""
+    state = registry.read(names)
+    missing = sorted(set(names or ()) - set(state.models))
+    if missing:
+        raise GitopsError(
+            f"no registered model named {', '.join(map(repr, missing))} at {redact(uri)}",
+            "check the names (they are case-sensitive)",
+        )
+    return state
+
+
 # --- saved plans ----------------------------------------------------------------------------------
 
 
@@ -271,15 +421,16 @@ def saved_plan_uri(saved: SavedPlan, flag: str | None) -> str:
             "mlflow-gitops wrote it); nothing was applied",
             "run `mlflow-gitops plan --out` again",
         )
-    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or saved.tracking_uri
-    if not uri:
+    try:
+        uri = resolve_tracking_uri(flag, saved.tracking_uri, None, local_default=False)
+    except NoTrackingUri:
         raise GitopsError(
             f"this plan was made against {saved.registry}, whose URI carried credentials and was "
             "not saved, and no tracking URI was given; nothing was applied",
             f"apply it with --tracking-uri {saved.registry} (or MLFLOW_TRACKING_URI), the "
             "credentials in MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or "
             "MLFLOW_TRACKING_TOKEN",
-        )
+        ) from None
     given = registry_identity(uri)
     if given != saved.registry:
         raise StalePlanError(

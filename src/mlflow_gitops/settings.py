@@ -5,18 +5,36 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mlflow_gitops.errors import RegistryError
+
 DEFAULT_URI = "sqlite:///mlflow.db"
 
 
-def resolve_tracking_uri(flag: str | None, file_uri: str | None, folder: Path) -> str:
+class NoTrackingUri(RegistryError):
+    """No URI was given where the embedded default must not be used (pull-request comments,
+    saved plans): planning against an empty local database would show every model as new."""
+
+
+def resolve_tracking_uri(
+    flag: str | None, file_uri: str | None, folder: Path | None, *, local_default: bool = True
+) -> str:
     """The first of flag, environment, file, default; relative sqlite paths from the file resolve
-    against the file's folder so the registry does not depend on the working directory."""
+    against the file's folder so the registry does not depend on the working directory. Without
+    `local_default` there is no default: NoTrackingUri. `folder` None takes `file_uri` as given
+    (a URI recorded already resolved, as in a saved plan)."""
     if flag:
         return flag
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    return _anchor(file_uri or DEFAULT_URI, folder)
+    if not file_uri and not local_default:
+        raise NoTrackingUri(
+            "no tracking URI: neither --tracking-uri, MLFLOW_TRACKING_URI nor the file's "
+            "tracking_uri is set",
+            "pass --tracking-uri, set MLFLOW_TRACKING_URI, or tracking_uri: in the file",
+        )
+    uri = file_uri or DEFAULT_URI
+    return uri if folder is None else _anchor(uri, folder)
 
 
 def _anchor(uri: str, folder: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,10 @@ import pytest
 from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.github.body import COMMENT_LIMIT
 from mlflow_gitops.github.context import Actions, PullRequest
-from mlflow_gitops.github.publish import Outcome, publish
+from mlflow_gitops.github.publish import FORK_HINT, NO_URI_HINT, Outcome, plan_for_comment, publish
 from mlflow_gitops.render.markdown import MARKER
 from tests.github.fake_github import TOKEN, FakeGitHub
+from tests.helpers import write_spec
 
 REPO, PR = "acme/reg", 8
 FILE = Path("registry.yaml")
@@ -95,3 +97,20 @@ def test_without_a_token_the_error_says_how_to_pass_it(github: FakeGitHub, tmp_p
     assert "GITHUB_TOKEN is not set" in caught.value.message
     assert "github.token" in caught.value.hint
     assert github.requests == []
+
+
+@pytest.mark.parametrize(("fork", "hint"), [(False, NO_URI_HINT), (True, FORK_HINT)])
+def test_without_a_tracking_uri_the_comment_says_so_never_a_local_plan(
+    fork: bool, hint: str, github: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    spec = write_spec(tmp_path, "version: 1\nmodels:\n  m: {}\n")
+    actions = _actions(github, tmp_path, pull_request=PullRequest(REPO, PR, from_fork=fork))
+    outcome = plan_for_comment(spec, None, actions, datetime.now(UTC))
+    assert outcome.plan is None
+    assert outcome.error is not None
+    assert outcome.error.message.startswith("no tracking URI: neither --tracking-uri")
+    assert outcome.error.message.endswith("(pull request from a fork: no secrets)") == fork
+    assert outcome.error.hint == hint
+    assert "no tracking URI" in outcome.body
+    assert not list(tmp_path.glob("*.db"))

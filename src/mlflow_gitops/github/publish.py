@@ -7,7 +7,6 @@ it cannot be lost (the job summary, an optional file) before it talks to GitHub.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from mlflow_gitops.github.client import Action, GitHub, GitHubError, upsert_comm
 from mlflow_gitops.github.context import Actions
 from mlflow_gitops.plan.changes import Plan
 from mlflow_gitops.secrets import redact
+from mlflow_gitops.settings import NoTrackingUri
 
 FORK_HINT = (
     "this pull request comes from a fork, and GitHub gives the workflows of fork pull requests no "
@@ -55,33 +55,24 @@ def plan_for_comment(
 
     Never plans against the embedded default registry: in CI a missing secret would otherwise
     plan against an empty local database and show every model as new."""
-    from mlflow_gitops.reconcile import make_plan, open_evidence, open_registry
+    from mlflow_gitops.reconcile import PlanRequest, plan_request
     from mlflow_gitops.render.markdown import render_plan
-    from mlflow_gitops.settings import resolve_tracking_uri
-    from mlflow_gitops.spec.load import load
 
     name = str(file)
     try:
-        loaded = load(file)
-    except SpecError as exc:
+        outcome = plan_request(PlanRequest(file, tracking_uri, now, local_default=False))
+    except SpecError as exc:  # the file, or a run: that does not exist in the tracking server
         return Outcome(bodies.invalid(name, exc.issues), error=exc)
-    if not (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or loaded.spec.tracking_uri):
+    except NoTrackingUri as exc:
         fork = actions.pull_request is not None and actions.pull_request.from_fork
         error = RegistryError(
-            "no tracking URI: neither --tracking-uri, MLFLOW_TRACKING_URI nor the file's "
-            "tracking_uri is set" + (" (pull request from a fork: no secrets)" if fork else ""),
+            exc.message + (" (pull request from a fork: no secrets)" if fork else ""),
             FORK_HINT if fork else NO_URI_HINT,
         )
         return Outcome(bodies.failed(name, error), error=error)
-    uri = resolve_tracking_uri(tracking_uri, loaded.spec.tracking_uri, loaded.folder)
-    try:
-        planned = make_plan(loaded, open_registry(uri), open_evidence(uri), now)
-    except SpecError as exc:  # a run: that does not exist in the tracking server
-        return Outcome(bodies.invalid(name, exc.issues), error=exc)
     except GitopsError as exc:
         return Outcome(bodies.failed(name, exc), error=exc)
-    body = render_plan(planned.plan, title=bodies.title(name))
-    return Outcome(body, plan=planned.plan)
+    return Outcome(render_plan(outcome.plan, title=bodies.title(name)), plan=outcome.plan)
 
 
 def publish(outcome: Outcome, file: Path, actions: Actions, out: Path | None) -> Published:
