@@ -65,6 +65,10 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Served:
     return registry
 
 
+def _clock() -> datetime:
+    return NOW
+
+
 def test_plan_request_plans_by_its_clock_and_saves_what_it_shows(
     fake: Served, tmp_path: Path
 ) -> None:
@@ -133,7 +137,7 @@ def test_apply_request_shows_the_plan_before_it_is_refused(fake: Served, tmp_pat
     def planned(outcome: PlanOutcome) -> None:
         shown.append((len(outcome.plan.changes), fake.writes))
 
-    request = ApplyRequest(write_spec(tmp_path, SPEC), SERVER, NOW, "c0ffee", "alice", 7)
+    request = ApplyRequest(write_spec(tmp_path, SPEC), SERVER, _clock, "c0ffee", "alice", 7)
     with pytest.raises(PermissionDenied):
         apply_request(request, on_plan=planned)
     assert shown == [(1, 0)]  # the plan, before any write
@@ -141,7 +145,7 @@ def test_apply_request_shows_the_plan_before_it_is_refused(fake: Served, tmp_pat
 
 
 def test_apply_request_records_what_it_was_given_at_its_clock(fake: Served, tmp_path: Path) -> None:
-    request = ApplyRequest(write_spec(tmp_path, SPEC), SERVER, NOW, "c0ffee", "alice", 7)
+    request = ApplyRequest(write_spec(tmp_path, SPEC), SERVER, _clock, "c0ffee", "alice", 7)
     outcome = apply_request(request)
     assert outcome.ok
     assert outcome.result is not None
@@ -154,7 +158,7 @@ def test_apply_request_records_what_it_was_given_at_its_clock(fake: Served, tmp_
 
 def test_an_empty_plan_applies_nothing_not_even_the_lock(fake: Served, tmp_path: Path) -> None:
     done = "version: 1\nmodels:\n  m:\n    versions:\n      - {version: 3, stage: Staging}\n"
-    outcome = apply_request(ApplyRequest(write_spec(tmp_path, done), SERVER, NOW))
+    outcome = apply_request(ApplyRequest(write_spec(tmp_path, done), SERVER, _clock))
     assert outcome.result is None
     assert outcome.ok
     assert outcome.plan.is_empty
@@ -173,7 +177,7 @@ def test_sqlite_is_applied_by_one_worker(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(reconcile, "apply_plan", apply_plan)
-    apply_request(ApplyRequest(write_spec(tmp_path, SPEC), uri, NOW, parallelism=6))
+    apply_request(ApplyRequest(write_spec(tmp_path, SPEC), uri, _clock, parallelism=6))
     assert given == [workers]
 
 
@@ -184,16 +188,16 @@ def test_a_saved_plan_applies_to_its_registry_only_while_fresh(
     planned = plan_request(PlanRequest(write_spec(tmp_path, SPEC), SERVER, NOW, out))
     shown: list[PlanOutcome] = []
 
-    applied = apply_request(ApplyRequest(out, SERVER, NOW, "c0ffee"), on_plan=shown.append)
+    applied = apply_request(ApplyRequest(out, SERVER, _clock, "c0ffee"), on_plan=shown.append)
 
     assert [o.plan for o in shown] == [planned.plan]
     assert shown[0].folder == tmp_path.resolve()  # git is asked in the file's folder
     assert applied.ok
     assert fake.models["m"].versions[0].stage == "Production"
     with pytest.raises(StalePlanError, match="registry changed since this plan was made"):
-        apply_request(ApplyRequest(out, SERVER, NOW, "c0ffee"))
+        apply_request(ApplyRequest(out, SERVER, _clock, "c0ffee"))
     with pytest.raises(StalePlanError, match="but the tracking URI points at"):
-        apply_request(ApplyRequest(out, "http://elsewhere:5000", NOW))
+        apply_request(ApplyRequest(out, "http://elsewhere:5000", _clock))
 
 
 def test_read_models_names_every_model_the_registry_lacks(fake: Served) -> None:

@@ -176,7 +176,7 @@ def apply(
         if fmt is Format.text:
             emit(_render_plan(planned.plan, Format.text, planned.uri, target, no_color))
 
-    request = ApplyRequest(target, tracking_uri, _now(), commit, actor, pr, parallelism)
+    request = ApplyRequest(target, tracking_uri, _now, commit, actor, pr, parallelism)
     with status:
         outcome = apply_request(request, status, show)
     if outcome.result is not None:

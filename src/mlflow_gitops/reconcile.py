@@ -236,11 +236,13 @@ class PlanOutcome:
 
 @dataclass(frozen=True)
 class ApplyRequest:
-    """What `apply` was given: a registry file or a saved plan, and the audit overrides."""
+    """What `apply` was given: a registry file or a saved plan, and the audit overrides.
+    `clock` is the command's one clock: read when planning starts and again when the first
+    write is made, so the annotations say when the change was made, not when gates began."""
 
     target: Path
     tracking_uri: str | None
-    now: datetime
+    clock: Callable[[], datetime]
     commit: str | None = None
     actor: str | None = None
     pr: int | None = None
@@ -278,10 +280,11 @@ def apply_request(
         uri = saved_plan_uri(saved, request.tracking_uri)  # its own registry, never a default
         registry = open_registry(uri)
         folder = Path(saved.file).resolve().parent if saved.file else Path.cwd()
-        outcome = PlanOutcome(check_fresh(saved, registry, open_evidence(uri)), uri, folder)
+        planned = check_fresh(saved, registry, open_evidence(uri), request.clock())
+        outcome = PlanOutcome(planned, uri, folder)
     else:
         outcome, registry = _plan_file(
-            PlanRequest(request.target, request.tracking_uri, request.now), progress
+            PlanRequest(request.target, request.tracking_uri, request.clock()), progress
         )
     on_plan(outcome)
     if outcome.plan.is_empty:
@@ -295,7 +298,7 @@ def apply_request(
         outcome.planned,
         registry,
         audit,
-        request.now,
+        request.clock(),
         parallelism=parallelism,
         progress=lambda model, done, total: progress(f"applied {done}/{total} models ({model})"),
     )
@@ -443,7 +446,10 @@ def saved_plan_uri(saved: SavedPlan, flag: str | None) -> str:
 
 
 def check_fresh(
-    saved: SavedPlan, registry: RegistryPort, evidence: Evidence | None = None
+    saved: SavedPlan,
+    registry: RegistryPort,
+    evidence: Evidence | None = None,
+    now: datetime | None = None,
 ) -> Planned:
     """Re-read the models the plan covers; refuse when any of them changed since (stale plan),
     or when a gate's inputs (data, gate spec, baseline) no longer give the recorded verdict."""
@@ -463,7 +469,7 @@ def check_fresh(
         loaded = load(saved.file)
         bare = saved.plan.model_copy(update={"gates": (), "notes": ()})
         again = _record_gates(
-            registry, run_gates(loaded, bare, observed, evidence, datetime.now(UTC))
+            registry, run_gates(loaded, bare, observed, evidence, now or datetime.now(UTC))
         )
         if _verdicts(again) != _verdicts(saved.plan):
             raise StalePlanError(
