@@ -507,14 +507,18 @@ def load_text(text: str, path: Path) -> LoadedSpec:
     """Parse, validate and check text as if it were the file at `path` (for edits before saving)."""
     from mlflow_gitops.spec.check import check
 
-    file = str(path)
-    data, positions = parse_yaml(text, file)
-    spec = validate_data(data, positions, file)
-    loaded = LoadedSpec(spec=spec, path=path.resolve(), positions=positions)
-    issues = check(loaded, file)
+    loaded = parse_file(text, path, str(path))
+    issues = check(loaded, str(path))
     if issues:
         raise SpecError(issues)
     return loaded
+
+
+def parse_file(text: str, path: Path, shown: str) -> LoadedSpec:
+    """Parse and validate one file against the schema (no semantic checks yet)."""
+    data, positions = parse_yaml(text, shown)
+    spec = validate_data(data, positions, shown)
+    return LoadedSpec(spec=spec, path=path.resolve(), positions=positions, shown=shown)
 
 
 def validate_data(data: Any, positions: dict[Loc, Mark], file: str) -> RegistrySpec:
@@ -552,7 +556,9 @@ _VOCABULARY = sorted(
         "max_size_mb", "latency", "batch_rows", "p50_ms", "p95_ms", "require_tags",
         "require_signature", "checks", "on_rollback", "deleted", "mirror_stages_to_aliases",
         "policy", "allowed_transitions", "min_time_in_staging", "protected_aliases",
-        "engine", "spark", "master", "remote", "conf",
+        "engine", "spark", "master", "remote", "conf", "registries", "default_registry",
+        "include", "registry", "copy_from", "tracking_uri_env", "username_env",
+        "password_env", "token_env",
     }
 )  # fmt: skip
 
@@ -597,6 +603,14 @@ def _issue_from_pydantic(err: Any, positions: dict[Loc, Mark], file: str) -> Spe
         keys = ", ".join(sorted(value)) if isinstance(value, dict) else repr(value)
         message = f"unknown gate ({keys})"
         hint = err["msg"]
+    elif kind == "string_pattern_mismatch" and str(path[-1]).endswith("_env"):
+        message = f"'{value}' is not an environment variable name"
+        hint = "use letters, digits and _, not starting with a digit"
+    elif kind == "string_pattern_mismatch" and (
+        path[:1] == ("registries",) or path in (("registry",), ("default_registry",))
+    ):
+        message = f"'{value}' is not a registry name"
+        hint = "use letters, digits, _ . and - (up to 64), starting with a letter or digit"
     elif kind == "string_too_short":
         message = "must not be empty"
     elif kind == "string_too_long":
