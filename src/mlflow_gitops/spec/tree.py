@@ -129,9 +129,8 @@ def load_tree(path: Path | str) -> LoadedTree:
             issues += exc.issues
             continue
         registry_of[loaded.path] = _file_registry(loaded, root, known, default, issues)
-        if "defaults" in loaded.spec.model_fields_set:
-            effective = merge_defaults(spec.defaults, loaded.spec.defaults)
-            loaded = replace(loaded, spec=loaded.spec.model_copy(update={"defaults": effective}))
+        effective = merge_defaults(spec.defaults, loaded.spec.defaults)  # without defaults:, the root's
+        loaded = replace(loaded, spec=loaded.spec.model_copy(update={"defaults": effective}))
         files.append(loaded)
     for loaded in files:
         issues += check(loaded, loaded.name)
