@@ -129,7 +129,8 @@ def load_tree(path: Path | str) -> LoadedTree:
             issues += exc.issues
             continue
         registry_of[loaded.path] = _file_registry(loaded, root, known, default, issues)
-        effective = merge_defaults(spec.defaults, loaded.spec.defaults)  # without defaults:, the root's
+        # a file without defaults: has the root's
+        effective = merge_defaults(spec.defaults, loaded.spec.defaults)
         loaded = replace(loaded, spec=loaded.spec.model_copy(update={"defaults": effective}))
         files.append(loaded)
     for loaded in files:
