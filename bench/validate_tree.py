@@ -85,7 +85,9 @@ def write_tree(folder: Path, n_models: int, n_files: int, n_versions: int) -> Pa
     for i in range(n_files):
         team, registry = f"team-{i // 2:03d}", ("dev", "prod")[i % 2]
         models = synthetic_models(per_file, n_versions, prefix=f"{team}-{registry}-model")
-        text = registry_yaml(models).replace("version: 1\n", f"version: 1\nregistry: {registry}\n", 1)
+        text = registry_yaml(models).replace(
+            "version: 1\n", f"version: 1\nregistry: {registry}\n", 1
+        )
         path = folder / "teams" / team / f"{registry}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -364,12 +364,12 @@ def test_problems_in_every_file_are_reported_at_once(tmp_path: Path) -> None:
     }
     with pytest.raises(SpecError) as err:
         load_tree(write_tree(tmp_path, files))
-    files_named = {issue.file for issue in err.value.issues}
-    assert files_named == {
+    files_named = list(dict.fromkeys(issue.file for issue in err.value.issues))
+    assert files_named == [  # file by file, in include order
+        str(tmp_path / "teams/ml/broken.yaml"),
         str(tmp_path / "teams/rides/dev.yaml"),
         str(tmp_path / "teams/rides/prod.yaml"),
-        str(tmp_path / "teams/ml/broken.yaml"),
-    }
+    ]
 
 
 def test_a_registry_is_resolved_from_its_own_variables(tmp_path: Path) -> None:

@@ -121,7 +121,8 @@ def load_tree(path: Path | str) -> LoadedTree:
         )
     files = [root]
     registry_of = {root.path: default}
-    for shown in _included(root, issues):
+    included = _included(root, issues)
+    for shown in included:
         full = Path(shown)
         try:
             loaded = parse_file(read_text(full), full, shown)
@@ -137,7 +138,8 @@ def load_tree(path: Path | str) -> LoadedTree:
         issues += check(loaded, loaded.name)
     models = _models(files, registry_of, known, issues)
     if issues:
-        raise SpecError(issues)
+        order = {name: i for i, name in enumerate([root.name, *included])}
+        raise SpecError(sorted(issues, key=lambda i: (order.get(i.file, 0), i.line, i.column)))
     return LoadedTree(
         root=root,
         files=tuple(files[1:]),
