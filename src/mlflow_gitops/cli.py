@@ -100,13 +100,14 @@ class _Status:
 
 @app.command()
 def validate(file: FileArg = Path("registry.yaml")) -> None:
-    """Check registry.yaml (schema and semantics) offline; never contacts the registry."""
-    from mlflow_gitops.spec.load import load
+    """Check registry.yaml and every file it includes (schema and semantics) offline; never
+    contacts a registry."""
+    from mlflow_gitops.spec.tree import load_tree
 
-    loaded = load(file)
-    models = loaded.spec.models
-    versions = sum(len(m.versions) for m in models.values())
-    emit(f"{file}: valid ({len(models)} models, {versions} version entries)\n")
+    tree = load_tree(file)
+    versions = sum(len(m.spec.versions) for m in tree.models.values())
+    more = f" in {len(tree.all_files)} files" if tree.files else ""
+    emit(f"{file}: valid ({len(tree.models)} models, {versions} version entries{more})\n")
 
 
 @app.command()

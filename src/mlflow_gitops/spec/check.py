@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import posixpath
 import re
@@ -12,12 +13,15 @@ from urllib.parse import urlsplit
 
 from mlflow_gitops.errors import SpecIssue
 from mlflow_gitops.spec.model import (
+    COPY_PREFIX,
+    DEFAULT_REGISTRY,
     RUN_PREFIX,
     SOURCE_PREFIX,
     STAGES,
     TOOL_TAG_PREFIX,
     EvaluateGate,
     ModelSpec,
+    parse_copy_ref,
     parse_run_ref,
     settings_for,
 )
@@ -54,9 +58,58 @@ def check(loaded: LoadedSpec, file: str) -> list[SpecIssue]:
             "the tracking URI carries credentials",
             "never commit secrets: set MLFLOW_TRACKING_USERNAME/PASSWORD or TOKEN instead",
         )
+    _check_registries(loaded, add)
     for name, model in spec.models.items():
         _check_model(name, model, add, settings_for(spec, model).max_per_stage)
     return sorted(issues, key=lambda i: (i.line, i.column))
+
+
+def _check_registries(loaded: LoadedSpec, add: _Add) -> None:
+    """`registries:` and `default_registry:` of a root file (an included file may name neither,
+    which the tree loader reports)."""
+    spec = loaded.spec
+    names = sorted(spec.registries or {})
+    if spec.registries is not None and spec.tracking_uri is not None:
+        add(
+            ("tracking_uri",),
+            "tracking_uri: and registries: are both given",
+            "move the URI under registries: (tracking_uri: names the URI of the single registry "
+            "of a file without registries:)",
+        )
+    for name, registry in (spec.registries or {}).items():
+        if registry.tracking_uri and _has_credentials(registry.tracking_uri):
+            add(
+                ("registries", name, "tracking_uri"),
+                f"the tracking URI of registry '{name}' carries credentials",
+                "never commit secrets: name the variables that hold them with username_env/"
+                "password_env or token_env",
+            )
+    if spec.registries is not None and not spec.registries:
+        add(("registries",), "registries: lists no registry", "name at least one, or remove it")
+    if spec.default_registry is not None:
+        known = names or [DEFAULT_REGISTRY]
+        if spec.default_registry not in known:
+            add(
+                ("default_registry",),
+                unknown_registry(spec.default_registry, known),
+                "name one of the registries under registries:",
+            )
+    elif len(names) > 1:
+        add(
+            ("registries",),
+            f"default_registry: is required when registries: lists more than one "
+            f"({', '.join(names)})",
+            "add default_registry: <name> (the registry of the root file's models and of "
+            "included files without registry:)",
+        )
+
+
+def unknown_registry(name: str, known: list[str]) -> str:
+    """`unknown registry 'prd' (declared: dev, prod; did you mean 'prod'?)`"""
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"unknown registry '{name}' (declared: {', '.join(known)}" + (
+        f"; did you mean '{close[0]}'?)" if close else ")"
+    )
 
 
 def _check_model(name: str, model: ModelSpec, add: _Add, max_per_stage: dict[str, int]) -> None:
@@ -133,7 +186,8 @@ def _check_model(name: str, model: ModelSpec, add: _Add, max_per_stage: dict[str
             add(
                 loc,
                 f"alias target '{target}' is not a version",
-                "use a version number, run:<run_id>[/<path>] or source:<uri>",
+                "use a version number, run:<run_id>[/<path>], source:<uri> or "
+                "copy_from:[registry:]model/version",
             )
         elif declared not in seen:
             add(
@@ -196,6 +250,11 @@ def _declared_key(target: str) -> str | None:
         return f"run {run_id}/{path}"
     if target.startswith(SOURCE_PREFIX):
         return f"source {target[len(SOURCE_PREFIX) :].strip()}"
+    if target.startswith(COPY_PREFIX):
+        try:
+            return f"copy_from {parse_copy_ref(target[len(COPY_PREFIX) :])}"
+        except ValueError:
+            return None
     return None
 
 

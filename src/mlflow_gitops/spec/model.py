@@ -11,7 +11,9 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainSerializer,
     Tag,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -23,6 +25,7 @@ MAX_DESCRIPTION = 5000  # MLflow's database column (varchar(5000) on PostgreSQL 
 StageCount = Annotated[int, Field(ge=0)]
 RUN_PREFIX = "run:"
 SOURCE_PREFIX = "source:"
+COPY_PREFIX = "copy_from:"
 
 
 def canonical_stage(value: object) -> object:
@@ -75,6 +78,87 @@ def parse_run_ref(ref: str) -> tuple[str, str]:
             f"'{ref}' is not a run reference: use <run_id> or <run_id>/<artifact_path>"
         )
     return match["run_id"], (match["path"] or "model").strip("/")
+
+
+# --- registries and copies across them ------------------------------------------------------
+
+DEFAULT_REGISTRY = "default"  # the one registry of a file without `registries:`
+REGISTRY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+RegistryName = Annotated[str, Field(pattern=REGISTRY_NAME_PATTERN)]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+
+
+class RegistryConnection(Strict):
+    """How to reach one named registry: a literal URI or the variable holding it, and the
+    variables holding its credentials (a registry gets only its own)."""
+
+    tracking_uri: str | None = Field(default=None, min_length=1)
+    tracking_uri_env: EnvName | None = None
+    username_env: EnvName | None = None
+    password_env: EnvName | None = None
+    token_env: EnvName | None = None
+
+    @model_validator(mode="after")
+    def _one_uri(self) -> RegistryConnection:
+        if (self.tracking_uri is None) == (self.tracking_uri_env is None):
+            raise ValueError(
+                "a registry names exactly one of tracking_uri: (a URI) or tracking_uri_env: "
+                "(the variable that holds it)"
+            )
+        return self
+
+
+_COPY_REF = re.compile(r"^(?:(?P<registry>[^:/\s]+):)?(?P<model>[^:/]+)/(?P<version>[0-9]+)$")
+_REGISTRY_NAME = re.compile(REGISTRY_NAME_PATTERN)
+
+
+class CopyFrom(Strict):
+    """`[registry:]model/version`: the version this entry is a copy of. Without a registry, the
+    source is in the registry of the file that declares the entry."""
+
+    registry: str | None
+    model: str
+    version: int
+
+    def __str__(self) -> str:
+        return f"{self.registry + ':' if self.registry else ''}{self.model}/{self.version}"
+
+    def in_registry(self, default: str) -> CopyFrom:
+        """The same reference with its registry filled in (`default` when it names none)."""
+        return self if self.registry else self.model_copy(update={"registry": default})
+
+
+def parse_copy_ref(value: object) -> object:
+    """`dev:nyc-taxi/3` -> CopyFrom(registry='dev', model='nyc-taxi', version=3)."""
+    if isinstance(value, CopyFrom):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("copy_from takes text: [registry:]model/version")
+    match = _COPY_REF.match(value.strip())
+    version = int(match["version"]) if match else 0
+    if match is None or not 1 <= version <= 2**31 - 1:
+        raise ValueError(
+            f"'{value}' is not a copy reference: use [registry:]model/version, "
+            "e.g. dev:nyc-taxi-regressor/3"
+        )
+    if match["registry"] is not None and not _REGISTRY_NAME.match(match["registry"]):
+        raise ValueError(f"'{match['registry']}' is not a registry name")
+    return CopyFrom(registry=match["registry"], model=match["model"], version=version)
+
+
+CopyRef = Annotated[
+    CopyFrom,
+    BeforeValidator(parse_copy_ref),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([A-Za-z0-9][A-Za-z0-9_.-]*:)?[^:/]+/[1-9][0-9]*$",
+            "description": "[registry:]model/version: this registry holds a copy of that "
+            "version (registry default: the registry of this file)",
+        }
+    ),
+]
 
 
 # --- gates (parsed and validated here; evaluated by mlflow_gitops.gates) ----------------------
@@ -265,6 +349,7 @@ class VersionSpec(Strict):
     version: int | None = Field(default=None, ge=1, le=2**31 - 1)
     run: str | None = None
     source: str | None = Field(default=None, min_length=1, max_length=500)
+    copy_from: CopyRef | None = None
     stage: Stage | None = None
     tags: Tags | None = None
     description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
@@ -280,21 +365,26 @@ class VersionSpec(Strict):
 
     @model_validator(mode="after")
     def _exactly_one_ref(self) -> VersionSpec:
-        named = [k for k in ("version", "run", "source") if getattr(self, k) is not None]
+        named = [
+            k for k in ("version", "run", "source", "copy_from") if getattr(self, k) is not None
+        ]
         if len(named) != 1:
             raise ValueError(
-                "a version entry names exactly one of version:, run: or source:"
+                "a version entry names exactly one of version:, run: or source: (or copy_from:)"
                 + (f" (found {', '.join(named)})" if named else "")
             )
         return self
 
     @property
     def key(self) -> str:
-        """The entry's identity in the file: `version 2`, `run abc/model`, `source models:/...`."""
+        """The entry's identity in the file: `version 2`, `run abc/model`, `source models:/...`,
+        `copy_from dev:m/3`."""
         if self.version is not None:
             return f"version {self.version}"
         if self.run is not None:
             return f"run {self.run}"
+        if self.copy_from is not None:
+            return f"copy_from {self.copy_from}"
         return f"source {self.source}"
 
 
@@ -362,10 +452,30 @@ class ModelSpec(Strict):
 
 
 class RegistrySpec(Strict):
-    """The whole registry.yaml."""
+    """One registry file: the root registry.yaml or a file it includes. The root may name
+    `registries`, `default_registry` and `include`; an included file may name its `registry`."""
 
     version: Literal[1]
     tracking_uri: str | None = None
+    registries: dict[RegistryName, RegistryConnection] | None = Field(
+        default=None,
+        description="Root file only: named registries (without it, one registry: default)",
+    )
+    default_registry: RegistryName | None = Field(
+        default=None,
+        description="Root file only: the registry of the root's models and of included files "
+        "without registry: (required when registries: lists more than one)",
+    )
+    include: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None,
+        description="Root file only: glob patterns, relative to the root file, of the files "
+        "that declare more models (one level: an included file includes nothing)",
+    )
+    registry: RegistryName | None = Field(
+        default=None,
+        description="Included file only: the registry of every model in this file "
+        "(default: default_registry)",
+    )
     defaults: Defaults = Field(default_factory=Defaults)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
 
@@ -401,6 +511,23 @@ def settings_for(spec: RegistrySpec, model: ModelSpec) -> Settings:
         },
         policy=_merge_policy(d.policy, model.policy),
     )
+
+
+def merge_defaults(base: Defaults, own: Defaults) -> Defaults:
+    """An included file's `defaults:` over the root's, the way a model's own settings combine
+    with the defaults: each key the file sets wins, except `max_per_stage`, merged stage by stage,
+    and `policy`, merged key by key; a key the file leaves out (or sets to null) is the root's."""
+    update: dict[str, Any] = {}
+    for key in own.model_fields_set:
+        value = getattr(own, key)
+        if value is None:
+            continue
+        if key == "max_per_stage":
+            value = {**base.max_per_stage, **value}
+        elif key == "policy":
+            value = _merge_policy(base.policy, value)
+        update[key] = value
+    return base.model_copy(update=update)
 
 
 def _merge_policy(default: Policy | None, own: Policy | None) -> Policy:

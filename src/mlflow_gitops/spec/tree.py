@@ -1,0 +1,413 @@
+"""A tree of registry files: the root registry.yaml and the files it includes, with each model,
+(registry, name), declared once; and, at plan time, where each registry is and its credentials.
+
+`load` still reads one file on its own; `load_tree` reads the root and everything it includes.
+A root without `include:` and `registries:` gives a tree of one file and one registry, `default`,
+that means exactly what `load` gives.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import NamedTuple
+
+from mlflow_gitops.errors import SpecError, SpecIssue
+from mlflow_gitops.spec.check import check, unknown_registry
+from mlflow_gitops.spec.load import LoadedSpec, Loc, format_loc, locate, parse_file, read_text
+from mlflow_gitops.spec.model import (
+    DEFAULT_REGISTRY,
+    CopyFrom,
+    ModelSpec,
+    RegistryConnection,
+    VersionSpec,
+    merge_defaults,
+)
+
+MAX_FILES = 10_000
+ROOT_ONLY = ("registries", "default_registry", "tracking_uri")
+# the variables MLflow's client reads, filled per registry from the variables that registry names
+CREDENTIALS = {
+    "username_env": "MLFLOW_TRACKING_USERNAME",
+    "password_env": "MLFLOW_TRACKING_PASSWORD",
+    "token_env": "MLFLOW_TRACKING_TOKEN",
+}
+
+
+class ModelKey(NamedTuple):
+    """A model's identity in a tree."""
+
+    registry: str
+    name: str
+
+
+@dataclass(frozen=True)
+class DeclaredModel:
+    """A model of the tree, the registry it lives in, and the file that declares it."""
+
+    registry: str
+    name: str
+    file: LoadedSpec
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.file.spec.models[self.name]
+
+    @property
+    def loc(self) -> Loc:
+        return ("models", self.name)
+
+    def where(self) -> str:
+        """`teams/rides/prod.yaml:4:3`: where the model is declared."""
+        return self.file.where(self.loc)
+
+    def copy_source(self, entry: VersionSpec) -> CopyFrom | None:
+        """The version an entry copies, its registry filled in (default: this model's)."""
+        return entry.copy_from.in_registry(self.registry) if entry.copy_from else None
+
+
+@dataclass(frozen=True)
+class LoadedTree:
+    """The root file, the files it includes (in include order) and every model, keyed by
+    (registry, name). Each included file's `spec.defaults` holds its effective defaults (its own
+    over the root's)."""
+
+    root: LoadedSpec
+    files: tuple[LoadedSpec, ...]
+    registries: dict[str, RegistryConnection]  # as declared; empty for a file without registries:
+    default_registry: str
+    file_registry: dict[Path, str]  # resolved path of every file -> the registry of its models
+    models: dict[ModelKey, DeclaredModel]
+
+    @property
+    def all_files(self) -> tuple[LoadedSpec, ...]:
+        return (self.root, *self.files)
+
+    @property
+    def registry_names(self) -> tuple[str, ...]:
+        return tuple(sorted(self.registries)) or (DEFAULT_REGISTRY,)
+
+    def registry_of(self, loaded: LoadedSpec) -> str:
+        return self.file_registry[loaded.path]
+
+    def files_in(self, registry: str) -> list[LoadedSpec]:
+        """The files whose models live in this registry, root first."""
+        return [f for f in self.all_files if self.file_registry[f.path] == registry]
+
+    def models_in(self, registry: str) -> list[DeclaredModel]:
+        """The models of one registry, in file order."""
+        return [m for m in self.models.values() if m.registry == registry]
+
+
+def load_tree(path: Path | str) -> LoadedTree:
+    """Read, validate and check the root file and every file it includes; every problem of
+    every file at once in one SpecError."""
+    path = Path(path)
+    root = parse_file(read_text(path), path, str(path))
+    issues: list[SpecIssue] = []
+    spec = root.spec
+    known = sorted(spec.registries or {}) or [DEFAULT_REGISTRY]
+    default = spec.default_registry or (known[0] if len(known) == 1 else "")
+    if spec.registry is not None:
+        issues.append(
+            _issue(
+                root,
+                ("registry",),
+                "registry: belongs in an included file",
+                "the root file's models live in default_registry",
+            )
+        )
+    files = [root]
+    registry_of = {root.path: default}
+    included = _included(root, issues)
+    for shown in included:
+        full = Path(shown)
+        try:
+            loaded = parse_file(read_text(full), full, shown)
+        except SpecError as exc:
+            issues += exc.issues
+            continue
+        registry_of[loaded.path] = _file_registry(loaded, root, known, default, issues)
+        # a file without defaults: has the root's
+        effective = merge_defaults(spec.defaults, loaded.spec.defaults)
+        loaded = replace(loaded, spec=loaded.spec.model_copy(update={"defaults": effective}))
+        files.append(loaded)
+    for loaded in files:
+        issues += check(loaded, loaded.name)
+    models = _models(files, registry_of, known, issues)
+    if issues:
+        order = {name: i for i, name in enumerate([root.name, *included])}
+        raise SpecError(sorted(issues, key=lambda i: (order.get(i.file, 0), i.line, i.column)))
+    return LoadedTree(
+        root=root,
+        files=tuple(files[1:]),
+        registries=dict(spec.registries or {}),
+        default_registry=default,
+        file_registry=registry_of,
+        models=models,
+    )
+
+
+def _included(root: LoadedSpec, issues: list[SpecIssue]) -> list[str]:
+    """The files the root's include: patterns match, as `folder/relative` paths, each once (a
+    file two patterns match is read once); a pattern that matches nothing, or the root, is an
+    error."""
+    folder = Path(root.shown).parent
+    seen = {root.path}
+    out: list[str] = []
+    for i, pattern in enumerate(root.spec.include or []):
+        loc: Loc = ("include", i)
+        if Path(pattern).is_absolute():
+            issues.append(
+                _issue(
+                    root,
+                    loc,
+                    f"include pattern '{pattern}' is absolute",
+                    f"write it relative to the folder of {Path(root.shown).name}",
+                )
+            )
+            continue
+        matches = [
+            folder / m
+            for m in sorted(glob.glob(pattern, root_dir=folder, recursive=True))
+            if (folder / m).is_file()
+        ]
+        if not matches:
+            issues.append(
+                _issue(
+                    root,
+                    loc,
+                    f"include pattern '{pattern}' matches no file",
+                    f"patterns are relative to the folder of {Path(root.shown).name}; fix the "
+                    "pattern or remove it",
+                )
+            )
+        for match in matches:
+            resolved = match.resolve()
+            if resolved == root.path:
+                issues.append(
+                    _issue(
+                        root,
+                        loc,
+                        f"include pattern '{pattern}' matches the root file itself",
+                        f"narrow the pattern so that it does not match {match}",
+                    )
+                )
+            elif resolved not in seen:
+                seen.add(resolved)
+                out.append(str(match))
+    if len(out) > MAX_FILES:
+        issues.append(
+            _issue(
+                root,
+                ("include",),
+                f"include: matches {len(out):,} files, more than {MAX_FILES:,}",
+                "narrow the patterns",
+            )
+        )
+        return []
+    return out
+
+
+def _file_registry(
+    loaded: LoadedSpec, root: LoadedSpec, known: list[str], default: str, issues: list[SpecIssue]
+) -> str:
+    """An included file's registry (its registry:, else the default), reporting the root-only
+    keys it may not use."""
+    spec = loaded.spec
+    for key in ROOT_ONLY:
+        if getattr(spec, key) is not None:
+            issues.append(
+                _issue(
+                    loaded,
+                    (key,),
+                    f"{key}: belongs in the root file ({root.name}), not in an included file",
+                    "declare registries once, in the root; an included file names its "
+                    "registry with registry:",
+                )
+            )
+    if spec.include is not None:
+        issues.append(
+            _issue(
+                loaded,
+                ("include",),
+                f"an included file cannot include others (only the root file, {root.name}, "
+                "includes: one level)",
+                f"move the pattern to the include: of {root.name}",
+            )
+        )
+    if spec.registry is not None and spec.registry not in known:
+        issues.append(
+            _issue(
+                loaded,
+                ("registry",),
+                unknown_registry(spec.registry, known),
+                f"declare it under registries: in {root.name}, or name a declared one",
+            )
+        )
+    return spec.registry or default
+
+
+def _models(
+    files: list[LoadedSpec],
+    registry_of: dict[Path, str],
+    known: list[str],
+    issues: list[SpecIssue],
+) -> dict[ModelKey, DeclaredModel]:
+    """Every model by (registry, name); a second declaration, and a copy_from naming an unknown
+    registry or the entry's own model, are errors."""
+    models: dict[ModelKey, DeclaredModel] = {}
+    for loaded in files:
+        registry = registry_of[loaded.path]
+        for name, model in loaded.spec.models.items():
+            declared = DeclaredModel(registry=registry, name=name, file=loaded)
+            key = ModelKey(registry, name)
+            first = models.get(key)
+            if first is not None:
+                issues.append(
+                    _issue(
+                        loaded,
+                        declared.loc,
+                        f"model '{name}' (registry '{registry}') is declared twice: at "
+                        f"{first.where()} and at {declared.where()}",
+                        "declare each model in one file: merge the two and delete one",
+                    )
+                )
+                continue
+            models[key] = declared
+            _check_copies(declared, model, known, issues)
+    return models
+
+
+def _check_copies(
+    declared: DeclaredModel, model: ModelSpec, known: list[str], issues: list[SpecIssue]
+) -> None:
+    sources: dict[CopyFrom, int] = {}
+    for i, entry in enumerate(model.versions):
+        source = declared.copy_source(entry)
+        if source is None or entry.copy_from is None:
+            continue
+        loc: Loc = (*declared.loc, "versions", i, "copy_from")
+        if entry.copy_from.registry is not None and entry.copy_from.registry not in known:
+            issues.append(
+                _issue(
+                    declared.file,
+                    loc,
+                    unknown_registry(entry.copy_from.registry, known),
+                    "declare it under registries: in the root file, or name a declared one",
+                )
+            )
+        elif (source.registry, source.model) == (declared.registry, declared.name):
+            issues.append(
+                _issue(
+                    declared.file,
+                    loc,
+                    f"copy_from names this model in its own registry ({source})",
+                    "copy from another registry (dev:model/N) or another model; to manage "
+                    "this model's own version, write version: N",
+                )
+            )
+        elif source in sources and str(model.versions[sources[source]].copy_from) != str(
+            entry.copy_from
+        ):  # the same text is a duplicate entry, which the file's own checks report
+            issues.append(
+                _issue(
+                    declared.file,
+                    loc,
+                    f"{source} is copied twice (also versions[{sources[source]}])",
+                    "each version appears once; merge the two entries",
+                )
+            )
+        sources.setdefault(source, i)
+
+
+def _issue(loaded: LoadedSpec, loc: Loc, message: str, hint: str) -> SpecIssue:
+    _, pos = locate(loc, loaded.positions)
+    return SpecIssue(loaded.name, pos.line, pos.column, format_loc(loc), message, hint)
+
+
+# --- at plan time: where a registry is --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedRegistry:
+    """A registry ready to connect to: its URI and the credential variables MLflow's client
+    reads, filled from this registry's own variables only (never shown: repr hides both)."""
+
+    name: str
+    uri: str = field(repr=False)
+    credentials: dict[str, str] = field(repr=False)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values to mask in any output (passwords and tokens; a username is not a secret)."""
+        return tuple(
+            v for k, v in self.credentials.items() if k != "MLFLOW_TRACKING_USERNAME" and v
+        )
+
+
+def resolve_registry(
+    tree: LoadedTree, name: str, environ: Mapping[str, str], *, flag: str | None = None
+) -> ResolvedRegistry:
+    """Where registry `name` is and its credentials, from `environ`; a variable the registry
+    names and `environ` lacks is a located error. Without registries: (one registry,
+    `default`) the URI is, as before, `flag`, $MLFLOW_TRACKING_URI, tracking_uri:, then
+    sqlite:///mlflow.db next to the file, and the credentials are MLFLOW_TRACKING_*'s."""
+    from mlflow_gitops.settings import DEFAULT_URI
+    from mlflow_gitops.settings import _anchor as anchor
+
+    root = tree.root
+    if name not in tree.registry_names:
+        raise SpecError(
+            [
+                _issue(
+                    root,
+                    ("registries",),
+                    unknown_registry(name, list(tree.registry_names)),
+                    "name a registry the root file declares",
+                )
+            ]
+        )
+    if not tree.registries:
+        uri = (
+            flag
+            or environ.get("MLFLOW_TRACKING_URI")
+            or anchor(root.spec.tracking_uri or DEFAULT_URI, root.folder)
+        )
+        known = {k: environ[k] for k in CREDENTIALS.values() if environ.get(k)}
+        return ResolvedRegistry(name=name, uri=uri, credentials=known)
+    connection = tree.registries[name]
+    issues: list[SpecIssue] = []
+
+    def variable(key: str) -> str:
+        var: str = getattr(connection, key)
+        value = environ.get(var, "")
+        if not value:
+            what = "URI" if key == "tracking_uri_env" else key.removesuffix("_env")
+            issues.append(
+                _issue(
+                    root,
+                    ("registries", name, key),
+                    f"registry '{name}' has no {what}: the variable {var} is not set",
+                    f"set {var} (in GitHub Actions, from a secret: "
+                    f"{var}: ${{{{ secrets.{var} }}}})",
+                )
+            )
+        return value
+
+    if flag:
+        uri = flag
+    elif connection.tracking_uri is not None:
+        uri = anchor(connection.tracking_uri, root.folder)
+    else:
+        uri = variable("tracking_uri_env")
+    credentials = {
+        target: variable(key)
+        for key, target in CREDENTIALS.items()
+        if getattr(connection, key) is not None
+    }
+    if issues:
+        raise SpecError(issues)
+    return ResolvedRegistry(name=name, uri=uri, credentials=credentials)
