@@ -1,0 +1,44 @@
+"""The plan of a tree of files over several registries: one Plan per registry, with the file
+that declares each model, so that every renderer can group by registry, then by file."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from mlflow_gitops.plan.changes import Frozen, Plan
+
+
+class RegistryPlan(Frozen):
+    """One registry's plan: its name in registry.yaml ("default" for a single file), its
+    identity (the URI without credentials), and the file each of its models is declared in."""
+
+    registry: str
+    identity: str
+    plan: Plan
+    files: dict[str, str] = Field(default_factory=dict)  # model -> file, as shown to the user
+
+    def file_of(self, model: str) -> str:
+        """The file that declares the model ("" for a model only the registry holds)."""
+        return self.files.get(model, "")
+
+
+class TreePlan(Frozen):
+    """Every selected registry's plan, in the order registry.yaml declares them."""
+
+    registries: tuple[RegistryPlan, ...] = ()
+    # --registry/--model restricted the plan: what was selected; the rest was neither read nor
+    # changed, and every renderer says the plan is partial
+    selected_registries: tuple[str, ...] = ()
+    selected_models: tuple[str, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.selected_registries or self.selected_models)
+
+    @property
+    def is_empty(self) -> bool:
+        return all(r.plan.is_empty for r in self.registries)
+
+    @property
+    def blocked(self) -> bool:
+        return any(r.plan.blocked for r in self.registries)
