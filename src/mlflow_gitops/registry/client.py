@@ -37,7 +37,10 @@ from mlflow_gitops.record import (
     model_filter,
     start_tags,
 )
+from mlflow_gitops.registry.copy import Credentials, SourceVersion, copy_version, describe_source
+from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.secrets import redact
+from mlflow_gitops.settings import registry_identity
 
 T = TypeVar("T")
 
@@ -88,7 +91,7 @@ _HTTP_DEFAULTS = {
 class MlflowRegistry:
     """RegistryPort over MlflowClient, for one tracking/registry URI."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, credentials: Credentials | None = None) -> None:
         for key, value in _HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
         logging.getLogger("mlflow").setLevel(logging.ERROR)
@@ -96,6 +99,9 @@ class MlflowRegistry:
         from mlflow import MlflowClient
 
         self.uri = uri
+        # this registry's own credentials, set around the calls of a copy (registry/copy.py);
+        # None: MLflow's variables as the process has them
+        self.credentials = credentials
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         with self._errors("connect to"):
@@ -106,6 +112,11 @@ class MlflowRegistry:
             self.writer = self.client._get_registry_client()  # type: ignore[no-untyped-call]
         self.calls = 0
         self._levels: dict[str, str] = {}  # model -> this user's MLflow permission, when told
+
+    @property
+    def identity(self) -> str:
+        """Which registry this is, without credentials (settings.registry_identity)."""
+        return registry_identity(self.uri)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -629,6 +640,18 @@ class MlflowRegistry:
             lambda: self.writer.delete_model_version(name, str(version)),
             version,
         )
+
+    # --- promotion across registries (registry/copy.py) ----------------------------------------
+
+    def describe_source(self, model: str, version: int) -> SourceVersion:
+        return describe_source(self, model, version)
+
+    def copy_version(
+        self, source: RegistryPort, src_model: str, src_version: int, dest_model: str
+    ) -> int:
+        if not isinstance(source, MlflowRegistry):
+            raise TypeError(f"a copy into MLflow needs an MLflow source, not {source!r}")
+        return copy_version(self, source, src_model, src_version, dest_model)
 
     # --- errors -------------------------------------------------------------------------------
 
