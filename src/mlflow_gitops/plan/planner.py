@@ -12,6 +12,7 @@ from mlflow_gitops.errors import SpecError, SpecIssue
 from mlflow_gitops.observed import ModelState, RegistryState, VersionState
 from mlflow_gitops.plan.changes import (
     Change,
+    CopyVersion,
     CreateModel,
     DeleteAlias,
     DeleteModelTag,
@@ -37,9 +38,11 @@ from mlflow_gitops.record import (
     split_block,
     text_altered,
 )
+from mlflow_gitops.registry.copy import SourceRef, find_copies
 from mlflow_gitops.spec.check import alias_key
 from mlflow_gitops.spec.load import LoadedSpec, Loc, format_loc, locate
 from mlflow_gitops.spec.model import (
+    DEFAULT_REGISTRY,
     GUARDED_STAGES,
     ModelSpec,
     Settings,
@@ -76,10 +79,17 @@ def plan(
     observed: RegistryState,
     now: datetime | None = None,
     records: Mapping[str, Sequence[AuditRun]] | None = None,
+    *,
+    registry: str = DEFAULT_REGISTRY,
+    identities: Mapping[str, str] | None = None,
+    file: str | None = None,
 ) -> Plan:
     """Every change that makes the registry match the file, sorted, with policy findings.
     `now` is the clock the soak-time policy measures against (injected in tests); `records` are
-    the audit runs of the models whose history blocks were altered (see history_drifted)."""
+    the audit runs of the models whose history blocks were altered (see history_drifted).
+    In a tree: `registry` is the name of the registry the file's models live in, `identities`
+    each registry's identity by name (a copy_from entry is matched to the version whose
+    provenance names its source), `file` the file as errors name it."""
     now = now or datetime.now(UTC)
     changes: list[Change] = []
     blocked: dict[str, tuple[str, ...]] = {}
@@ -93,6 +103,8 @@ def plan(
         limits[name] = settings.max_per_stage
         runs = tuple((records or {}).get(name, ()))
         planner = _ModelPlanner(desired, name, model, live, settings, now, runs)
+        planner.registry, planner.identities = registry, dict(identities or {})
+        planner.file = file or str(desired.path)
         changes.extend(planner.run())
         issues.extend(planner.issues)
         if planner.blocked:
@@ -133,6 +145,9 @@ class _ModelPlanner:
         self.duplicates: set[int] = set()  # copies of an interrupted registration, deleted
         self.out: list[Change] = []
         self.records = records  # the model's audit runs, when a history block needs rebuilding
+        self.registry = DEFAULT_REGISTRY  # the registry this model lives in (a tree's name)
+        self.identities: dict[str, str] = {}  # registry name -> identity, for copy_from
+        self.file = str(desired.path)  # the file as errors name it
 
     def run(self) -> list[Change]:
         if not self.exists:
@@ -175,6 +190,23 @@ class _ModelPlanner:
                 claimed[found.version] = i
             if (
                 found is None
+                and entry.copy_from is not None
+                and not entry.deleted
+                and not self._issue_at(i)
+            ):
+                source_ref = entry.copy_from.in_registry(self.registry)
+                self.out.append(
+                    CopyVersion(
+                        model=self.name,
+                        entry=entry.key,
+                        source_registry=source_ref.registry or self.registry,
+                        source_model=source_ref.model,
+                        source_version=source_ref.version,
+                        registry=self.registry,
+                    )
+                )
+            elif (
+                found is None
                 and entry.version is None
                 and not entry.deleted
                 and not self._issue_at(i)
@@ -203,6 +235,8 @@ class _ModelPlanner:
                     "name a version that exists, or register one with run: or source:",
                 )
             return found
+        if entry.copy_from is not None:
+            return self._copy(entry, loc)
         if entry.run is not None:
             run_id, path = parse_run_ref(entry.run)
             candidates = [v for v in self.live.versions if _matches_run(v, run_id, path)]
@@ -249,10 +283,26 @@ class _ModelPlanner:
             return None
         return candidates[0] if candidates else None
 
+    def _copy(self, entry: VersionSpec, loc: Loc) -> VersionState | None:
+        """The version of this model copied from the entry's source, by its provenance tags."""
+        assert entry.copy_from is not None
+        source = entry.copy_from.in_registry(self.registry)
+        identity = self.identities.get(source.registry or self.registry)
+        if identity is None:
+            self._issue(
+                (*loc, "copy_from"),
+                f"the registry of {source} is not known to this plan",
+                "plan the tree from its root file, where registries: declares it",
+            )
+            return None
+        ref = SourceRef(identity, source.model, source.version)
+        number = find_copies(self.live, [ref]).get(ref)
+        return self.live.version(number) if number is not None else None
+
     def _issue(self, loc: Loc, message: str, hint: str) -> None:
         _, pos = locate(loc, self.desired.positions)
         self.issues.append(
-            SpecIssue(str(self.desired.path), pos.line, pos.column, format_loc(loc), message, hint)
+            SpecIssue(self.file, pos.line, pos.column, format_loc(loc), message, hint)
         )
 
     def _issue_at(self, index: int) -> bool:

@@ -7,6 +7,7 @@ from typing import Literal, assert_never
 
 from mlflow_gitops.plan.changes import (
     Change,
+    CopyVersion,
     CreateModel,
     DeleteAlias,
     DeleteModelTag,
@@ -46,6 +47,8 @@ def row(change: Change) -> Row:
             return Row("add", "registered model", None, change.model)
         case RegisterVersion(entry=entry, source=source):
             return Row("add", "new version", None, source, f"from {entry}")
+        case CopyVersion():
+            return Row("add", "new version", None, change.text())
         case SetModelDescription(before=before, after=after):
             return Row(_set(before), "description", _q(before), _q(after))
         case SetModelTag(key=key, before=before, after=after):
