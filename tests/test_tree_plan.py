@@ -172,7 +172,8 @@ def test_apply_copies_once_and_manages_the_copy_like_any_version(
     outcome = apply_request(ApplyRequest(root, None, _clock))
     assert outcome.ok
     copy = fakes.prod.models[MODEL].version(1)
-    assert copy is not None and copy.stage == "Production"
+    assert copy is not None
+    assert copy.stage == "Production"
     ref = SourceRef(registry_identity(DEV), MODEL, 3)
     assert provenance_tags(ref, "r3").items() <= dict(copy.tags).items()
     assert "copy dev:nyc-taxi-regressor/3 -> prod" in copy.description  # the history line
@@ -199,7 +200,8 @@ def test_a_source_that_does_not_exist_is_located_and_nothing_is_applied(
         f"models.{MODEL}.versions[0].copy_from",
     )
     assert f"version 9 of model '{MODEL}' does not exist" in issue.message
-    assert fakes.dev.writes == 0 and fakes.prod.writes == 0
+    assert fakes.dev.writes == 0
+    assert fakes.prod.writes == 0
 
 
 def test_unreadable_source_files_are_located_too(fakes: Registries, tmp_path: Path) -> None:
@@ -214,7 +216,8 @@ def test_a_partial_plan_reads_only_what_is_selected(fakes: Registries, tmp_path:
     only_dev = plan_request(PlanRequest(root, None, NOW, registries=("dev",)))
     assert [r.registry for r in only_dev.tree.registries] == ["dev"]
     assert only_dev.tree.partial
-    assert fakes.prod.opened == 0 and fakes.prod.calls == []
+    assert fakes.prod.opened == 0
+    assert fakes.prod.calls == []
     assert "Partial plan (--registry dev)" in render_text(only_dev)
 
     other = plan_request(PlanRequest(root, None, NOW, models=("other",)))
@@ -252,7 +255,8 @@ def test_selection_errors_name_what_is_known(
     with pytest.raises(GitopsError) as caught:
         plan_request(PlanRequest(tree(tmp_path), uri, NOW, registries=registries, models=models))
     assert expected in caught.value.message
-    assert fakes.dev.calls == [] and fakes.prod.calls == []
+    assert fakes.dev.calls == []
+    assert fakes.prod.calls == []
 
 
 def test_tracking_uri_overrides_the_one_selected_registry(
@@ -273,7 +277,8 @@ def test_a_saved_plan_of_two_registries_is_refused_before_reading(
     with pytest.raises(GitopsError) as caught:
         plan_request(PlanRequest(tree(tmp_path), None, NOW, tmp_path / "p.json"))
     assert "a saved plan covers one registry, but 2 are selected" in caught.value.message
-    assert fakes.dev.calls == [] and not (tmp_path / "p.json").exists()
+    assert fakes.dev.calls == []
+    assert not (tmp_path / "p.json").exists()
 
 
 def test_a_failed_registry_stops_the_ones_after_it(fakes: Registries, tmp_path: Path) -> None:
@@ -285,8 +290,10 @@ def test_a_failed_registry_stops_the_ones_after_it(fakes: Registries, tmp_path: 
     outcome = apply_request(ApplyRequest(root, None, _clock))
     assert not outcome.ok
     dev, prod = outcome.registries
-    assert dev.result is not None and dev.result.count("failed") == 1
-    assert prod.skipped and prod.result is None
+    assert dev.result is not None
+    assert dev.result.count("failed") == 1
+    assert prod.skipped
+    assert prod.result is None
     assert fakes.prod.writes == 0
 
 
