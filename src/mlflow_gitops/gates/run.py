@@ -16,7 +16,7 @@ from mlflow_gitops.gates.result import Check, GateResult
 from mlflow_gitops.gates.verdict import bound_check, compare, decide
 from mlflow_gitops.observed import ModelState, RegistryState, VersionState
 from mlflow_gitops.plan.changes import Plan, RegisterVersion, SetAlias, Target, TransitionStage
-from mlflow_gitops.record import read_record
+from mlflow_gitops.record import GATE_TAG_PREFIX, read_record
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.spec.load import LoadedSpec
 from mlflow_gitops.spec.model import (
@@ -32,7 +32,6 @@ from mlflow_gitops.spec.model import (
     VersionSpec,
 )
 
-GATE_TAG_PREFIX = "mlflow_gitops.gate."
 MAX_TAG = 4900
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from mlflow_gitops.apply import ApplyResult
 from mlflow_gitops.errors import DENIED
 from mlflow_gitops.gates.result import GateResult
+from mlflow_gitops.outcome import ApplyResult
 from mlflow_gitops.plan.changes import Plan
 from mlflow_gitops.record import AUDIT_EXPERIMENT
 from mlflow_gitops.render.common import SYMBOL, Row, number, row, shorten, signed, summarize
