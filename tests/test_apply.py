@@ -9,10 +9,10 @@ import pytest
 
 from mlflow_gitops.apply import apply
 from mlflow_gitops.audit import AuditContext
-from mlflow_gitops.observed import HISTORY_MARKER, ModelState, VersionState
+from mlflow_gitops.observed import ModelState, VersionState
 from mlflow_gitops.plan.planner import plan
 from mlflow_gitops.reconcile import Planned, apply_plan, make_plan
-from mlflow_gitops.record import read_record
+from mlflow_gitops.record import HISTORY_MARKER, read_record
 from tests.fakes import FakeRegistry
 from tests.helpers import load_text
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlflow_gitops.apply import ApplyResult, Progress, apply, describe
+from mlflow_gitops.apply import Progress, apply
 from mlflow_gitops.audit import AuditContext, from_environment
 from mlflow_gitops.errors import (
     DENIED,
@@ -25,12 +25,14 @@ from mlflow_gitops.errors import (
 from mlflow_gitops.gates.port import Evidence
 from mlflow_gitops.gates.run import GateRun, run_gates
 from mlflow_gitops.observed import RegistryState
+from mlflow_gitops.outcome import ApplyResult
 from mlflow_gitops.permissions import WHAT_NEEDS, current_user, needed
 from mlflow_gitops.plan.changes import CreateModel, Plan, RegisterVersion
 from mlflow_gitops.plan.planner import history_drifted
 from mlflow_gitops.plan.planner import plan as compute_plan
 from mlflow_gitops.record import AUDIT_EXPERIMENT
 from mlflow_gitops.registry.port import RegistryPort
+from mlflow_gitops.render.common import describe
 from mlflow_gitops.render.json import plan_document
 from mlflow_gitops.secrets import redact
 from mlflow_gitops.settings import NoTrackingUri, registry_identity, resolve_tracking_uri

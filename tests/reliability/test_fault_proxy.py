@@ -26,8 +26,9 @@ from typing import Any
 
 import pytest
 
-from mlflow_gitops.observed import RegistryState, split_history
+from mlflow_gitops.observed import RegistryState
 from mlflow_gitops.reconcile import make_plan
+from mlflow_gitops.record import split_history
 from mlflow_gitops.spec.load import load
 from tests.cli_runner import run_cli
 from tests.reliability.invariants import convergence_problems

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,11 +29,14 @@ from mlflow_gitops.plan.changes import (
     sort_key,
 )
 from mlflow_gitops.record import (
+    REGISTRATION_TAG,
     AuditRun,
     history_altered,
+    last_move,
     read_record,
     rebuild_block,
-    split_block,
+    recorded_aliases,
+    split_history,
     text_altered,
 )
 from mlflow_gitops.spec.check import alias_key
@@ -49,7 +51,6 @@ from mlflow_gitops.spec.model import (
 )
 
 FULL_RUN_ID_LENGTH = 32
-REGISTRATION_TAG = "mlflow_gitops.registration"  # marks the copies of one registration
 
 
 @dataclass(frozen=True)
@@ -307,7 +308,7 @@ class _ModelPlanner:
         for v in self.live.versions:
             if v.version in deleted or not history_altered(v.description, v.tags):
                 continue
-            block = split_block(v.description)
+            block = split_history(v.description)[1]
             rebuilt = rebuild_block(self.records, v.version)
             if rebuilt and rebuilt != block:
                 self.out.append(
@@ -388,7 +389,7 @@ class _ModelPlanner:
     # --- aliases ---------------------------------------------------------------------------------
 
     def _aliases(self, slots: list[_Slot]) -> None:
-        applied = _parse_alias_tag(read_record(self.live.tags).get("aliases"))
+        applied = recorded_aliases(self.live.tags)
         by_key = {slot.entry.key: slot for slot in slots}
         for alias, value in (self.model.aliases or {}).items():
             before = self.live.aliases.get(alias)
@@ -634,22 +635,8 @@ def _stage_drifted(version: VersionState | None) -> bool:
     """The tool last moved this version to a stage it no longer holds: someone moved it by hand."""
     if version is None:
         return False
-    last = _LAST_MOVE.match(str(read_record(version.tags).get("change") or ""))
-    return last is not None and last["to"] != version.stage
-
-
-_LAST_MOVE = re.compile(r"^(?P<from>\w+) -> (?P<to>\w+)\b")
-
-
-def _parse_alias_tag(value: str | None) -> dict[str, int] | None:
-    if not value:
-        return None
-    out: dict[str, int] = {}
-    for pair in value.split(","):
-        alias, _, number = pair.partition("=")
-        if number.isdigit():
-            out[alias.strip()] = int(number)
-    return out
+    last = last_move(version.tags)
+    return last is not None and last[1] != version.stage
 
 
 def history_drifted(observed: RegistryState) -> list[str]:
