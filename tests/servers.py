@@ -21,12 +21,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """Terminate a server started in its own session, workers included (SIGKILL after `grace`)."""
+def stop_group(proc: subprocess.Popen[bytes], grace: float, *, kill: bool = False) -> None:
+    """Terminate a server started in its own session, workers included (SIGKILL after `grace`;
+    `kill`: SIGKILL at once)."""
     if proc.poll() is not None:
         return
     group = os.getpgid(proc.pid)
-    os.killpg(group, signal.SIGTERM)
+    os.killpg(group, signal.SIGKILL if kill else signal.SIGTERM)
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
@@ -56,12 +57,13 @@ class MlflowServer:
         workers: int = 2,
         extra_args: Sequence[str] = (),
         port: int | None = None,
+        log_name: str = "server.log",
     ) -> None:
         self.backend_uri, self.workdir = backend_uri, workdir
         self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / "server.log"
+        self.log_path = workdir / log_name
         args = [
             mlflow_bin or this_mlflow(), "server",
             "--backend-store-uri", backend_uri,
@@ -94,9 +96,10 @@ class MlflowServer:
         self.stop()
         raise RuntimeError(f"mlflow server did not become healthy in 180 s: {self.log_path}")
 
-    def stop(self) -> None:
-        """Terminate the server and its workers (SIGKILL after 20 s)."""
-        stop_group(self.proc, grace=20)
+    def stop(self, *, kill: bool = False) -> None:
+        """Terminate the server and its workers (SIGKILL after 20 s); `kill`: SIGKILL at once,
+        the way a crashed host or an OOM kill ends it."""
+        stop_group(self.proc, grace=20, kill=kill)
 
     def __enter__(self) -> MlflowServer:
         return self

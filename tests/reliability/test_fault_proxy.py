@@ -230,7 +230,7 @@ def test_fault_then_reapply_converges(
     hits = list(proxied.hits)
     proxied.hits.clear()
     assert hits, f"{case.id}: the fault was never dealt"
-    if server.proc is None:
+    if server.down:
         server.start()  # a lasting kill: the server comes back after the apply gave up
     elif case.restart_during:
         deadline = time.monotonic() + 60
