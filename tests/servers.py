@@ -1,17 +1,22 @@
 """One launcher for every real `mlflow server` the tests start: MLflow 3 from this venv or an
-MLflow 2.x venv, optionally with basic-auth, always on a free loopback port, always stopped."""
+MLflow 2.x venv, optionally with basic-auth, always on a free loopback port, always stopped; and
+the throwaway PostgreSQL databases the PostgreSQL-backed servers use."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
 
 def free_port() -> int:
@@ -106,3 +111,44 @@ class MlflowServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def postgres_database() -> tuple[str, str] | None:
+    """A new, empty database on the PostgreSQL server at 127.0.0.1:5432 (started if it is
+    installed and down): (its name, its SQLAlchemy URI); None when there is no PostgreSQL."""
+    try:
+        import psycopg2
+    except ImportError:
+        return None
+    try:
+        conn = psycopg2.connect(PG_DSN, connect_timeout=5)
+    except Exception:
+        if shutil.which("pg_ctlcluster") and os.path.isdir("/etc/postgresql"):
+            version = sorted(os.listdir("/etc/postgresql"))[-1]
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+                check=False, capture_output=True, timeout=60,
+            )  # fmt: skip
+            try:
+                conn = psycopg2.connect(PG_DSN, connect_timeout=10)
+            except Exception:
+                return None
+        else:
+            return None
+    name = f"mlflow_gitops_{uuid.uuid4().hex[:12]}"
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return name, f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_postgres_database(name: str) -> None:
+    """Drop a database made by postgres_database (its connections closed first)."""
+    import psycopg2
+
+    conn = psycopg2.connect(PG_DSN, connect_timeout=5)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
