@@ -126,6 +126,13 @@ def test_no_import_cycle_between_modules_and_folders() -> None:
     )
 
 
+def test_the_tool_never_imports_the_demo() -> None:
+    """demo/ ships in the wheel for `python -m mlflow_gitops.demo` and the example's evaluation
+    hook (docs/architecture.md): it may use the tool, the tool never uses it."""
+    graph = import_graph()
+    assert [graph[node]["demo"] for node in sorted(graph) if "demo" in graph[node]] == []
+
+
 def test_a_cycle_is_found_through_every_kind_of_import(tmp_path: Path) -> None:
     """The check itself: relative, function-local and `from package import module` imports make
     edges; a cycle is reported with its path and the import of each step."""
