@@ -1,6 +1,18 @@
-"""The applier's bounded concurrency against a sequential client loop making the same REST calls.
+"""The applier's writes and wall time, before and after, against a sequential client loop making
+the same REST calls.
 
-    .venv/bin/python bench/apply.py [--quick] [--repeats N] [--no-postgres]
+    .venv/bin/python bench/apply.py [--quick] [--before REV]      # before vs after, one server
+    .venv/bin/python bench/apply.py --matrix [--quick] [--repeats N] [--no-postgres]
+
+The default run compares, in one run against one server (SQLite, `mlflow server --workers 1`), the
+tool as it was before the single record tag (the parent of the commit that introduced
+RECORD_TAG in record.py, exported with `git archive` into bench/work/before) with this checkout:
+for each, the registry writes per stage transition and per touched version (the applier's own
+port calls, recorded), the REST requests and REST writes, and the wall time of apply_plan
+(parallelism 4) against the sequential loop replaying that side's writes. Each side runs in its own
+process with PYTHONPATH on its own source. Figures go to bench/results/apply-before-after.json.
+
+--matrix (this checkout only):
 
 50 models with 4 versions each (1 Production, 2 Staging, 3 and 4 None); registry.yaml promotes
 version 3 to Production and version 4 to Staging, so archive_previous archives 1 and 2: 4 stage
@@ -20,16 +32,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from _common import (
+    BENCH,
     HttpCounter,
     MlflowServer,
     ModelRow,
@@ -100,6 +115,24 @@ class Run:
     failed: int
     plan_empty_after: bool
     errors: list[str]
+    http_writes: int = 0
+    writes_by_endpoint: dict[str, int] = field(default_factory=dict)
+
+
+def is_write(request: Any) -> bool:
+    """A REST call that changes something: anything but GET, except MLflow's POST searches."""
+    return request.method != "GET" and not request.path.endswith(("search", "get-latest-versions"))
+
+
+def by_endpoint(requests: list[Any]) -> dict[str, int]:
+    """The writes per `METHOD path` (artifact uploads counted under one path)."""
+    out: dict[str, int] = {}
+    for r in requests:
+        if is_write(r):
+            path = "2.0/mlflow-artifacts/artifacts/..." if "mlflow-artifacts" in r.path else r.path
+            key = f"{r.method} {path}"
+            out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
 
 
 class _WritesWithoutPromptCheck:
@@ -159,6 +192,8 @@ def run_tool(url: str, file: Path, parallelism: int, proposed: bool = False) -> 
         failed=result.count("failed") + result.count("not applied"),
         plan_empty_after=after.plan.is_empty,
         errors=sorted({s.detail[:160] for s in result.steps if s.status == "failed"})[:3],
+        http_writes=sum(is_write(r) for r in http.requests),
+        writes_by_endpoint=by_endpoint(http.requests),
     )
 
 
@@ -259,6 +294,8 @@ def run_sequential(url: str, writes: list[tuple[str, tuple[Any, ...]]]) -> Run:
         failed=len(errors),
         plan_empty_after=False,
         errors=errors[:3],
+        http_writes=sum(is_write(r) for r in http.requests),
+        writes_by_endpoint=by_endpoint(http.requests),
     )
 
 
@@ -340,12 +377,8 @@ def keepalive_latency(url: str, n: int = 30) -> dict[str, float]:
     return {"keepalive_ms": kept, "new_connection_ms": median_ms(requests.get)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10 models, one repeat, SQLite only")
-    parser.add_argument("--repeats", type=int, default=None, help="runs per mode (default 1)")
-    parser.add_argument("--no-postgres", action="store_true", help="SQLite backend only")
-    args = parser.parse_args()
+def matrix(args: argparse.Namespace) -> None:
+    """This checkout on every server configuration: the concurrency against the loop."""
     quiet_mlflow()
     n_models = 10 if args.quick else 50
     repeats = args.repeats or 1
@@ -443,6 +476,184 @@ def report(r: dict[str, Any]) -> None:
         for s in config["summary"]:
             for error in s["errors"]:
                 print(f"  error ({config['server']}, {s['mode']} p={s['parallelism']}): {error}")
+
+
+# --- before and after, in one run ------------------------------------------------------------
+
+REPO = BENCH.parent
+WORK = BENCH / "work"
+SIDE_PARALLELISM = 4
+VERSION_WRITES = ("set_version", "delete_version", "transition_stage")
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def before_commit() -> str:
+    """The parent of the commit that introduced the single record tag (RECORD_TAG in record.py):
+    the last tool that wrote one tag per audit field."""
+    introduced = git(
+        "log", "--reverse", "--format=%H", "-SRECORD_TAG", "--", "src/mlflow_gitops/record.py"
+    )
+    return git("rev-parse", introduced.split()[0] + "^")
+
+
+def export(rev: str, dest: Path) -> Path:
+    """`git archive <rev> src | tar -x -C dest`; the source directory to put on PYTHONPATH."""
+    import shutil
+
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", rev, "src"], cwd=REPO, capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest / "src"
+
+
+def side(args: argparse.Namespace) -> None:
+    """One side in its own process (the tool on PYTHONPATH is that side's): the registry reset, the
+    applier's writes recorded, the sequential loop replaying them; reset again, apply_plan."""
+    quiet_mlflow()
+    import mlflow_gitops
+
+    rows = models(args.models)
+    file = Path(args.file)
+    write_registry(args.db, rows, replace=True)
+    writes = planned_writes(args.url, file)
+    loop = run_sequential(args.url, writes)
+    write_registry(args.db, rows, replace=True)
+    tool = run_tool(args.url, file, SIDE_PARALLELISM)
+    methods: dict[str, int] = {}
+    for method, _ in writes:
+        methods[method] = methods.get(method, 0) + 1
+    touched = {(a[0], a[1]) for method, a in writes if method.startswith(VERSION_WRITES)}
+    doc = {
+        "package": str(Path(mlflow_gitops.__file__).parent),
+        "transitions": tool.transitions,
+        "touched_versions": len(touched),
+        "models": len({a[0] for _, a in writes}),
+        "registry_writes": {"total": len(writes), "by_method": dict(sorted(methods.items()))},
+        "loop": loop.__dict__,
+        "tool": tool.__dict__,
+    }
+    print(json.dumps(doc))
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Before and after against one server, each side in its own process."""
+    quiet_mlflow()
+    n_models = 10 if args.quick else args.models
+    before = args.before or before_commit()
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--", "src"))
+    sides = {
+        "before": (git("rev-parse", "--short", before), export(before, WORK / "before")),
+        "after": (head + (" + uncommitted changes" if dirty else ""), REPO / "src"),
+    }
+    rows = models(n_models)
+    results: dict[str, Any] = {
+        "models": n_models,
+        "transitions": n_models * TRANSITIONS_PER_MODEL,
+        "parallelism": SIDE_PARALLELISM,
+        "sides": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-apply-") as tmp_name:
+        tmp = Path(tmp_name)
+        db_uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        create_schema(db_uri)
+        file = tmp / "registry.yaml"
+        file.write_text(desired(rows), encoding="utf-8")
+        with MlflowServer(db_uri, tmp, workers=1) as server:
+            results["server"] = f"sqlite, {server.label}"
+            for name, (rev, src) in sides.items():
+                print(f"{name} ({rev}) ...", flush=True)
+                cmd = [sys.executable, __file__, "--side", "--url", server.url, "--db", db_uri]
+                cmd += ["--file", str(file), "--models", str(n_models)]
+                env = {**os.environ, "PYTHONPATH": str(src)}
+                done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+                if done.returncode:
+                    raise SystemExit(f"the {name} side failed:\n{done.stderr[-4000:]}")
+                results["sides"][name] = {"rev": rev, **json.loads(done.stdout.splitlines()[-1])}
+    report_compare(results)
+    path = write_results("apply-before-after", results, args.quick)
+    print(f"\nwrote {path}")
+
+
+def report_compare(r: dict[str, Any]) -> None:
+    print(
+        f"\n{r['transitions']} stage transitions across {r['models']} models, {r['server']}; "
+        f"apply_plan at parallelism {r['parallelism']} against the sequential loop replaying the "
+        "same side's writes; apply time only\n"
+    )
+    rows = []
+    for name, s in r["sides"].items():
+        writes, loop, tool = s["registry_writes"]["total"], s["loop"], s["tool"]
+        s["writes_per_transition"] = writes / s["transitions"]
+        s["writes_per_touched_version"] = writes / s["touched_versions"]
+        s["loop_vs_tool"] = loop["wall_s"] / tool["wall_s"]
+        rows.append(
+            [
+                f"{name} ({s['rev']})",
+                writes,
+                f"{s['writes_per_transition']:.2f}",
+                f"{s['writes_per_touched_version']:.2f}",
+                f"{loop['http_writes']} / {tool['http_writes']}",
+                f"{loop['http_requests']} / {tool['http_requests']}",
+                loop["wall_s"],
+                tool["wall_s"],
+                f"{s['loop_vs_tool']:.2f}x",
+                "yes" if tool["plan_empty_after"] else "NO",
+                loop["failed"] + tool["failed"],
+            ]
+        )
+    headers = ["tool", "registry writes", "per transition", "per touched version"]
+    headers += ["REST writes loop / tool", "REST requests loop / tool", "loop s", "apply s"]
+    headers += ["loop / apply", "plan empty after", "failed"]
+    print(table(headers, rows))
+    for name, s in r["sides"].items():
+        print(f"\n{name}: registry writes by port method {s['registry_writes']['by_method']}")
+        print(f"  apply_plan's REST writes: {s['tool']['writes_by_endpoint']}")
+        for error in s["loop"]["errors"] + s["tool"]["errors"]:
+            print(f"  error: {error}")
+    before, after = r["sides"].get("before"), r["sides"].get("after")
+    if before and after:
+        r["after_vs_before"] = {
+            "registry_writes": after["registry_writes"]["total"]
+            / before["registry_writes"]["total"],
+            "apply_wall": after["tool"]["wall_s"] / before["tool"]["wall_s"],
+            "loop_wall": after["loop"]["wall_s"] / before["loop"]["wall_s"],
+        }
+        goal = after["writes_per_touched_version"] <= 3
+        print(
+            f"\nafter / before: registry writes {r['after_vs_before']['registry_writes']:.2f}, "
+            f"apply time {r['after_vs_before']['apply_wall']:.2f}; goal <= 3 writes per touched "
+            f"version: {'met' if goal else 'NOT met'} ({after['writes_per_touched_version']:.2f})"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10 models, one repeat, SQLite only")
+    parser.add_argument("--matrix", action="store_true", help="every server config, this checkout")
+    parser.add_argument("--repeats", type=int, default=None, help="--matrix: runs per mode")
+    parser.add_argument("--no-postgres", action="store_true", help="--matrix: SQLite only")
+    parser.add_argument("--before", help="the 'before' revision (default: found with git log)")
+    parser.add_argument("--models", type=int, default=50, help="models, 4 transitions each")
+    parser.add_argument("--side", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        side(args)
+    elif args.matrix:
+        matrix(args)
+    else:
+        compare(args)
 
 
 if __name__ == "__main__":

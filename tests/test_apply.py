@@ -9,10 +9,10 @@ import pytest
 
 from mlflow_gitops.apply import apply
 from mlflow_gitops.audit import AuditContext
-from mlflow_gitops.observed import HISTORY_MARKER, ModelState, VersionState
+from mlflow_gitops.observed import ModelState, VersionState
 from mlflow_gitops.plan.planner import plan
 from mlflow_gitops.reconcile import Planned, apply_plan, make_plan
-from mlflow_gitops.record import read_record
+from mlflow_gitops.record import HISTORY_MARKER, read_record
 from tests.fakes import FakeRegistry
 from tests.helpers import load_text
 
@@ -200,18 +200,6 @@ def test_each_model_hands_over_against_its_own_stages(tmp_path: Path) -> None:
     assert [getattr(c, "archive_others", False) for c in promotions] == [True, True, True]
     assert apply_plan(planned, fake, AUDIT, NOW).ok
     assert all(m.version(1).stage == "Archived" for m in fake.models.values())  # type: ignore[union-attr]
-
-
-def test_name_filters_fit_a_url_once_percent_encoded() -> None:
-    from urllib.parse import quote_plus
-
-    from mlflow_gitops.registry.client import MAX_FILTER_NAMES, MAX_FILTER_URL_CHARS, _in_chunks
-
-    names = [f"modèle prévision n°{i:04d}" for i in range(400)] + [f"m{i}" for i in range(4000)]
-    chunks = _in_chunks(names)
-    assert all(len(quote_plus(c)) <= MAX_FILTER_URL_CHARS + 40 for c in chunks)
-    assert all(c.count("', '") + 1 <= MAX_FILTER_NAMES for c in chunks)
-    assert sum(c.count("', '") + 1 for c in chunks) == len(names)
 
 
 def test_make_plan_measures_soak_time_by_the_clock_it_is_given(tmp_path: Path) -> None:

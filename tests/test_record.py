@@ -1,8 +1,10 @@
-"""The durable record of applies (one audit run per apply), history blocks edited by hand as
-drift, complete annotations per apply, and history read from the record: on the fake registry."""
+"""What the tool writes into MLflow reads back as written (each encoder beside its decoder); the
+durable record of applies, history blocks edited by hand as drift, complete annotations per apply,
+and history read from the record: on the fake registry."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,21 +13,63 @@ import pytest
 from mlflow_gitops import history as hist
 from mlflow_gitops.apply import AUDIT_RECORD
 from mlflow_gitops.audit import AuditContext
-from mlflow_gitops.observed import HISTORY_MARKER, ModelState, VersionState, split_history
+from mlflow_gitops.observed import ModelState, VersionState
 from mlflow_gitops.plan.changes import RestoreHistory, SetVersionDescription
 from mlflow_gitops.plan.planner import plan
 from mlflow_gitops.reconcile import apply_plan, make_plan
 from mlflow_gitops.record import (
+    CONTEXT_TAGS,
+    HISTORY_MARKER,
+    HOLDER_TAG,
+    KIND_TAG,
+    LEASE_TAG,
     LEGACY_TAGS,
+    LOCK_TAG,
+    MAX_DESCRIPTION,
+    MAX_TAG_VALUE,
+    PROBE_TAG,
     RECORD_TAG,
+    REGISTRATION_TAG,
+    RESULT_TAG,
+    TOOL_TAG_PREFIX,
+    USER_TAG,
     AuditRun,
+    GateRecord,
+    HistoryLine,
     RecordedChange,
+    RecordFinish,
+    RecordStart,
     bucket_tag,
+    changes_document,
+    changes_from_document,
+    context_from_tags,
+    context_tags,
+    decode_aliases,
     decode_bucket,
+    decode_gate_record,
+    digest,
+    encode_aliases,
     encode_buckets,
+    encode_gate_record,
+    gate_tag,
+    history_altered,
+    history_line,
+    history_lines,
+    join_history,
+    last_move,
     model_filter,
     model_key,
+    model_record,
+    read_history,
+    read_history_line,
     read_record,
+    rebuild_block,
+    recorded_aliases,
+    recorded_verdict,
+    split_history,
+    start_tags,
+    text_altered,
+    version_record,
 )
 from mlflow_gitops.render.markdown import render_plan as render_markdown
 from mlflow_gitops.render.text import render_plan, render_result
@@ -192,15 +236,21 @@ def test_each_apply_writes_a_complete_record_and_clears_what_it_does_not_know(
     assert (record["commit"], record["pr"], record["run_url"]) == (None, None, None)
     assert record["change"] == "Staging -> Production; description"
     assert record["stage_since"] == later.isoformat(timespec="seconds")
-    model = read_record(fake.models["m"].tags)
-    assert (model["actor"], model["commit"], model["audit_run"]) == ("bob", None, "run2")
-    # per touched version: the description and one record tag (besides the planned changes)
+    assert record["audit_run"] == "run2"
+    # per touched version: the description and one record tag (besides the planned changes); the
+    # model itself did not change, so its record still tells the apply that last changed it
     annotation = [c for c in fake.calls if c[0].startswith("set_version") and c[1:3] == ("m", "1")]
     assert annotation[-2:] == [
         ("set_version_description", "m", "1"),
         ("set_version_tag", "m", "1", RECORD_TAG),
     ]
-    assert [c[0] for c in fake.calls if c[0].startswith("set_model")] == ["set_model_tag"]
+    assert [c for c in fake.calls if c[0].startswith(("set_model", "delete_model"))] == []
+    model = read_record(fake.models["m"].tags)
+    assert (model["actor"], model["commit"], model["audit_run"]) == (
+        "alice",
+        "1a2b3c4d5e6f",
+        "run1",
+    )
 
 
 def test_history_prints_each_context_once_and_newest_first_within_a_day(tmp_path: Path) -> None:
@@ -320,3 +370,151 @@ def test_rollback_finds_the_previous_holder_in_the_record_after_a_hand_edit(
     file = tmp_path / "registry.yaml"
     edit = rollback(file.read_text(), file, "m", live, fake.read_records(["m"])["m"])
     assert edit.summary == "m: Production back to version 1"
+
+
+# --- each encoder beside its decoder: what the tool writes reads back as it was ----------------
+
+
+@pytest.mark.parametrize("context", [ALICE, BOB, AuditContext()])
+@pytest.mark.parametrize(
+    ("what", "note"),
+    [
+        ("Staging -> Production", "replaced by version 3"),
+        ("alias champion set", "was version 2"),
+        ("tag k set to 'a, b'", ""),
+        ("registered from s3://bucket/model", ""),
+        ("Production -> Archived", "replaced by version 3, 4"),
+    ],
+)
+def test_a_history_line_reads_back_as_written(context: AuditContext, what: str, note: str) -> None:
+    written = history_line("2026-11-27", what, note, context)
+    assert written.startswith("- 2026-11-27: ")
+    expected = HistoryLine(
+        "2026-11-27", what, note, context.short_commit, context.pr, context.actor
+    )
+    assert read_history_line(written) == expected
+    # and inside a description, after the user's text, as the applier writes it
+    description = join_history("GBR, 50 trees", "", [written, written])
+    assert split_history(description)[0] == "GBR, 50 trees"
+    assert read_history(description) == [expected, expected]
+
+
+def test_the_history_block_gives_way_line_by_line_within_mlflows_limit() -> None:
+    lines = [history_line("2026-11-27", f"tag k set to '{i}'", "", ALICE) for i in range(200)]
+    description = join_history("x" * 1000, "", lines)
+    assert len(description) <= MAX_DESCRIPTION
+    kept = read_history(description)
+    assert kept[-1].what == "tag k set to '199'"  # the newest stay, the oldest give way
+    assert 0 < len(kept) < 200
+    assert read_history("no block here") == []
+    assert read_history_line("- someone wrote this by hand") is None
+
+
+def test_a_version_record_reads_back_with_its_last_move_and_fingerprints() -> None:
+    description = join_history("text", "", [history_line("2026-11-27", "a", "", ALICE)])
+    raw = version_record(
+        ALICE,
+        "2026-11-27T09:00:00+00:00",
+        ["Staging -> Production", "description"],
+        stage_since="2026-11-27T09:00:00+00:00",
+        audit_run="run7",
+        description=description,
+    )
+    tags = {RECORD_TAG: raw}
+    assert read_record(tags) == {
+        "changed_at": "2026-11-27T09:00:00+00:00",
+        "change": "Staging -> Production; description",
+        "commit": "1a2b3c4d5e6f",
+        "pr": 12,
+        "actor": "alice",
+        "run_url": "https://ci/runs/1",
+        "stage_since": "2026-11-27T09:00:00+00:00",
+        "audit_run": "run7",
+        "text": digest("text"),
+        "history": digest(split_history(description)[1]),
+    }
+    assert len(raw) <= MAX_TAG_VALUE
+    assert last_move(tags) == ("Staging", "Production")
+    assert not history_altered(description, tags)
+    assert history_altered("text", tags)  # the block removed by hand
+    assert not text_altered("text", tags)
+    assert text_altered("edited", tags)
+    unmoved = version_record(BOB, "t", ["tag k"], stage_since=None, audit_run=None, description="")
+    assert last_move({RECORD_TAG: unmoved}) is None
+    long = version_record(
+        BOB, "t", ["x" * 3000] * 3, stage_since=None, audit_run=None, description=""
+    )
+    assert len(read_record({RECORD_TAG: long})["change"]) == 2000
+
+
+@pytest.mark.parametrize("aliases", [{"champion": 3}, {"champion": 3, "challenger": 12}, {}])
+def test_the_aliases_record_reads_back_as_written(aliases: dict[str, int]) -> None:
+    assert decode_aliases(encode_aliases(aliases)) == (aliases or None)
+    raw = model_record(ALICE, "t", aliases=aliases, audit_run="run1")
+    assert recorded_aliases({RECORD_TAG: raw}) == (aliases or None)
+    assert read_record({RECORD_TAG: raw})["audit_run"] == "run1"
+    assert (
+        recorded_aliases({RECORD_TAG: model_record(ALICE, "t", aliases=None, audit_run=None)})
+        is None
+    )
+    # an older release's aliases tag reads the same way
+    assert recorded_aliases({LEGACY_TAGS["aliases"]: encode_aliases(aliases)}) == (aliases or None)
+
+
+def test_a_gate_record_reads_back_as_written() -> None:
+    record = GateRecord(
+        inputs="0123abcd",
+        verdict="fail",
+        at="2026-11-27T09:00:00+00:00",
+        results=({"gate": "rmse", "verdict": "fail", "checks": [{"name": "rmse"}]},),
+    )
+    key = gate_tag("alias:champion")
+    assert key == "mlflow_gitops.gate.alias:champion"
+    tags = {key: encode_gate_record(record)}
+    assert decode_gate_record(tags[key]) == record
+    assert recorded_verdict(tags, "alias:champion") == "fail"
+    assert recorded_verdict(tags, "Production") is None
+    assert decode_gate_record("not json") is None
+    assert decode_gate_record('{"verdict": "pass"}') is None  # no results: not a record
+
+
+@pytest.mark.parametrize("context", [ALICE, BOB, AuditContext(pr=7)])
+def test_the_audit_runs_tags_read_back_as_written(context: AuditContext) -> None:
+    assert context_from_tags(context_tags(context)) == context
+    changes = (RecordedChange(2, "None -> Staging"), RecordedChange(1, "alias a set", "was 2"))
+    start = start_tags(RecordStart(context, NOW, ("m", "n")))
+    assert start[KIND_TAG] == "apply"
+    assert context_from_tags(start) == context
+    assert decode_bucket(start[bucket_tag("m")], "m") == (True, ())  # listed, no change yet
+    doc = changes_document(RecordFinish(ok=True, changes={"m": changes}))
+    assert changes_from_document(json.loads(json.dumps(doc)), "m") == changes
+    assert changes_from_document(doc, "n") == ()
+
+
+def test_the_audit_record_rebuilds_the_block_the_applier_wrote(tmp_path: Path) -> None:
+    fake = two_applies(tmp_path)
+    runs = fake.read_records(["m"])["m"]
+    assert rebuild_block(runs, 1) == split_history(v1(fake).description)[1]
+    assert [read_history_line(line) for line in history_lines(runs, 1)] == read_history(
+        v1(fake).description
+    )
+
+
+def test_every_tag_the_tool_writes_carries_the_reserved_prefix() -> None:
+    keys = [
+        RECORD_TAG,
+        gate_tag("Production"),
+        REGISTRATION_TAG,
+        LOCK_TAG,
+        HOLDER_TAG,
+        LEASE_TAG,
+        USER_TAG,
+        PROBE_TAG,
+        KIND_TAG,
+        RESULT_TAG,
+        bucket_tag("m"),
+        *CONTEXT_TAGS.values(),
+        *LEGACY_TAGS.values(),
+    ]
+    assert all(k.startswith(TOOL_TAG_PREFIX) for k in keys)
+    assert len(set(keys)) == len(keys) - len(CONTEXT_TAGS)  # the legacy tags reuse the context's

@@ -321,7 +321,9 @@ def test_the_planner_matches_a_copy_by_provenance_only(
                 "other": ModelState(name="other", versions=(VersionState(1, "Staging"),)),
             }
         )
-        result = compute_plan(prod, observed, NOW, registry="prod", identities=identities)
+        files = [reconcile.PlanFile(prod, prod.name)]
+        copies = reconcile.match_copies(files, observed, "prod", identities)
+        result = compute_plan(prod, observed, NOW, registry="prod", copies=copies)
         kinds = [type(c).__name__ for c in result.changes if not isinstance(c, TransitionStage)]
         assert kinds == expected, name
         stages = [c for c in result.changes if isinstance(c, TransitionStage)]

@@ -8,11 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, assert_never
+from typing import assert_never
 
 from mlflow_gitops.audit import AuditContext
 from mlflow_gitops.errors import GitopsError, LockError
-from mlflow_gitops.observed import ModelState, RegistryState, join_history, split_history
+from mlflow_gitops.observed import ModelState, RegistryState
+from mlflow_gitops.outcome import ApplyResult, Step
 from mlflow_gitops.plan.changes import (
     Change,
     CopyVersion,
@@ -40,42 +41,18 @@ from mlflow_gitops.record import (
     RecordedChange,
     RecordFinish,
     RecordStart,
-    line,
+    history_line,
+    join_history,
     model_record,
     read_record,
+    recorded_aliases,
+    split_history,
     version_record,
 )
 from mlflow_gitops.registry.port import RegistryPort
+from mlflow_gitops.render.common import describe
 
-Status = Literal["applied", "failed", "not applied", "blocked"]
 Progress = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class Step:
-    """What became of one change (or of the annotation of a model)."""
-
-    model: str
-    what: str
-    status: Status
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    """Every step, in plan order, with its outcome."""
-
-    steps: tuple[Step, ...] = ()
-    record: str | None = None  # the audit run of this apply
-
-    @property
-    def ok(self) -> bool:
-        """Nothing failed (blocked models are reported separately)."""
-        return all(s.status in ("applied", "blocked") for s in self.steps)
-
-    def count(self, status: Status) -> int:
-        """How many steps ended with that status."""
-        return sum(1 for s in self.steps if s.status == status)
 
 
 def apply(
@@ -261,11 +238,12 @@ class _ModelApplier:
                 steps.extend(Step(self.model, describe(c), "not applied") for c in changes[i + 1 :])
                 break
             steps.append(Step(self.model, describe(change), "applied"))
-        applied = [s for s in steps if s.status == "applied"]
+        applied = changes[: sum(s.status == "applied" for s in steps)]
         if applied:
             try:
                 self.annotate(
-                    alias_changed=any(isinstance(c, SetAlias | DeleteAlias) for c in changes)
+                    alias_changed=any(isinstance(c, SetAlias | DeleteAlias) for c in changes),
+                    model_changed=any(isinstance(c, _MODEL_CHANGES) for c in applied),
                 )
             except GitopsError as exc:
                 steps.append(Step(self.model, "annotate versions", "failed", exc.message))
@@ -389,13 +367,15 @@ class _ModelApplier:
             self.events[number].insert(0, summary)
         else:
             self.events[number].append(summary)
-        self.history[number].append(f"{self.now:%Y-%m-%d}: {line(what, note, self.audit)}")
+        self.history[number].append(history_line(f"{self.now:%Y-%m-%d}", what, note, self.audit))
         self.recorded.append(RecordedChange(number, what, note))
 
-    def annotate(self, alias_changed: bool) -> None:
-        """One record tag per touched version and on the model, complete for this apply (a field
-        it does not know is null, never an earlier apply's value), and a history line per change
-        in the version's description: two writes per version, one per model."""
+    def annotate(self, alias_changed: bool, model_changed: bool) -> None:
+        """One record tag per touched version, complete for this apply (a field it does not know
+        is null, never an earlier apply's value), and a history line per change in the version's
+        description: two writes per version. The model's record is written when the apply
+        changed the model itself (created it, or set its description, tags or aliases): the
+        versions' records and the audit run tell every apply that touched only versions."""
         stamp = self.now.isoformat(timespec="seconds")
         for number in sorted(set(self.events) - self.deleted):
             live = self.live.version(number)
@@ -407,7 +387,7 @@ class _ModelApplier:
             record = version_record(
                 self.audit,
                 stamp,
-                "; ".join(self.events[number])[:2000],
+                self.events[number],
                 stage_since=since,
                 audit_run=self.record,
                 description=text,
@@ -415,49 +395,26 @@ class _ModelApplier:
             self.registry.set_version_tag(self.model, number, RECORD_TAG, record)
             for key in sorted(set(LEGACY_TAGS.values()) & set(tags)):
                 self.registry.delete_version_tag(self.model, number, key)  # once, on upgrade
-        previous = read_record(self.live.tags).get("aliases")
-        aliases = ",".join(f"{a}={v}" for a, v in sorted(self.aliases.items()))
+        legacy = sorted(set(LEGACY_TAGS.values()) & set(self.live.tags))
+        if not (model_changed or legacy):
+            return
         record = model_record(
             self.audit,
             stamp,
-            aliases=aliases if alias_changed else previous,
+            aliases=self.aliases if alias_changed else recorded_aliases(self.live.tags),
             audit_run=self.record,
         )
         self.registry.set_model_tag(self.model, RECORD_TAG, record)
-        for key in sorted(set(LEGACY_TAGS.values()) & set(self.live.tags)):
+        for key in legacy:
             self.registry.delete_model_tag(self.model, key)
 
 
-def describe(change: Change) -> str:
-    """A one-line, plain description of a change, for results and logs."""
-    match change:
-        case CreateModel():
-            return "create model"
-        case RegisterVersion(source=source):
-            return f"register version from {source}"
-        case CopyVersion():
-            return change.text()
-        case SetModelDescription():
-            return "set model description"
-        case SetModelTag(key=key, after=after):
-            return f"set model tag {key}={after}"
-        case DeleteModelTag(key=key):
-            return f"delete model tag {key}"
-        case SetVersionDescription(target=t):
-            return f"set {t.label()} description"
-        case SetVersionTag(target=t, key=key, after=after):
-            return f"set {t.label()} tag {key}={after}"
-        case DeleteVersionTag(target=t, key=key):
-            return f"delete {t.label()} tag {key}"
-        case TransitionStage(target=t, before=before, after=after):
-            return f"{t.label()} {before} -> {after}"
-        case SetAlias(alias=alias, target=t):
-            return f"alias {alias} -> {t.label()}"
-        case DeleteAlias(alias=alias):
-            return f"delete alias {alias}"
-        case DeleteVersion(target=t):
-            return f"delete {t.label()}"
-        case RestoreHistory(target=t):
-            return f"restore {t.label()} history block"
-        case _:
-            assert_never(change)
+# the changes to the registered model itself, which its own record annotates
+_MODEL_CHANGES = (
+    CreateModel,
+    SetModelDescription,
+    SetModelTag,
+    DeleteModelTag,
+    SetAlias,
+    DeleteAlias,
+)

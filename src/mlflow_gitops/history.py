@@ -5,17 +5,13 @@ values in, events and strings out."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from mlflow_gitops.observed import ModelState, VersionState, split_history
-from mlflow_gitops.record import AuditRun
+from mlflow_gitops.observed import ModelState, VersionState
+from mlflow_gitops.record import AuditRun, read_history, read_move, recorded_verdict
 from mlflow_gitops.render.markdown import escape
-
-_LINE = re.compile(r"^- (?P<date>\d{4}-\d{2}-\d{2}): (?P<what>.*?)(?: \((?P<details>[^()]*)\))?$")
-_MOVE = re.compile(r"^(?P<before>\w+) -> (?P<after>\w+)$")
 
 
 @dataclass(frozen=True)
@@ -60,18 +56,18 @@ def _recorded(model: ModelState, runs: Sequence[AuditRun]) -> dict[int, list[Eve
             v = model.version(c.version)
             if v is None:
                 continue
-            move = _MOVE.match(c.what)
+            move = read_move(c.what)
             out.setdefault(c.version, []).append(
                 Event(
                     date=when.strftime("%Y-%m-%d"),
                     version=c.version,
                     change=f"{c.what} ({c.note})" if c.note else c.what,
-                    before=move["before"] if move else None,
-                    after=move["after"] if move else None,
+                    before=move[0] if move else None,
+                    after=move[1] if move else None,
                     commit=run.context.short_commit,
                     pr=run.context.pr,
                     actor=run.context.actor,
-                    gate=_gate_verdict(v, move["after"]) if move else None,
+                    gate=recorded_verdict(v.tags, move[1]) if move else None,
                     source="record",
                     order=i,
                     time=when.isoformat(timespec="milliseconds"),
@@ -82,56 +78,24 @@ def _recorded(model: ModelState, runs: Sequence[AuditRun]) -> dict[int, list[Eve
 
 
 def _annotated(v: VersionState) -> list[Event]:
-    _, block = split_history(v.description)
     out = []
-    for i, line in enumerate(block.splitlines()[1:]):
-        match = _LINE.match(line.strip())
-        if match is None:
-            continue
-        what, details = match["what"], match["details"] or ""
-        move = _MOVE.match(what)
-        commit, pr, actor, note = _details(details)
+    for i, line in enumerate(read_history(v.description)):
+        move = read_move(line.what)
         out.append(
             Event(
-                date=match["date"],
+                date=line.date,
                 version=v.version,
-                change=f"{what} ({note})" if note else what,
-                before=move["before"] if move else None,
-                after=move["after"] if move else None,
-                gate=_gate_verdict(v, move["after"]) if move else None,
+                change=f"{line.what} ({line.note})" if line.note else line.what,
+                before=move[0] if move else None,
+                after=move[1] if move else None,
+                gate=recorded_verdict(v.tags, move[1]) if move else None,
                 order=i,
-                commit=commit,
-                pr=pr,
-                actor=actor,
+                commit=line.commit,
+                pr=line.pr,
+                actor=line.actor,
             )
         )
     return out
-
-
-def _details(details: str) -> tuple[str | None, int | None, str | None, str]:
-    """(commit, pr, actor, the rest) from `replaced by version 3, commit 1a2b3c4, PR #12, by alice`."""
-    commit = pr = actor = None
-    rest = []
-    for part in (p.strip() for p in details.split(",")):
-        if part.startswith("commit "):
-            commit = part[len("commit ") :]
-        elif part.startswith("PR #") and part[4:].isdigit():
-            pr = int(part[4:])
-        elif part.startswith("by "):
-            actor = part[3:]
-        elif part:
-            rest.append(part)
-    return commit, pr, actor, ", ".join(rest)
-
-
-def _gate_verdict(v: VersionState, stage: str) -> str | None:
-    raw = v.tags.get(f"mlflow_gitops.gate.{stage}")
-    if not raw:
-        return None
-    try:
-        return str(json.loads(raw).get("verdict"))
-    except ValueError:
-        return None
 
 
 def _date(ms: int) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from mlflow_gitops.observed import ModelState, RegistryState
+from mlflow_gitops.record import split_history
 
 
 class _Dumper(yaml.SafeDumper):
@@ -34,7 +35,7 @@ def registry_document(
 
 def _model(model: ModelState, aliases_from_stages: dict[str, str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    user_description = model.description.split("<!-- mlflow-gitops history -->")[0].rstrip()
+    user_description = split_history(model.description)[0]
     if user_description:
         out["description"] = user_description
     if model.user_tags:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mlflow_gitops.spec.model import TOOL_TAG_PREFIX
-
-HISTORY_MARKER = "<!-- mlflow-gitops history -->"
+from mlflow_gitops.record import TOOL_TAG_PREFIX, split_history
 
 
 @dataclass(frozen=True)
@@ -84,34 +82,6 @@ class RegistryState:
         """The model's fingerprint, or `absent`."""
         model = self.models.get(name)
         return model.digest() if model else ABSENT_DIGEST
-
-
-def split_history(description: str | None) -> tuple[str, str]:
-    """(user text, history block); the user's text with trailing whitespace removed."""
-    text = description or ""
-    head, marker, tail = text.partition(HISTORY_MARKER)
-    return head.rstrip(), (marker + tail) if marker else ""
-
-
-MAX_DESCRIPTION = 5000  # MLflow's description column (varchar(5000) on PostgreSQL and MySQL)
-
-
-def join_history(user_text: str, history: str, new_lines: Sequence[str] = ()) -> str:
-    """The user's text, then the history block with any new lines appended; the oldest history
-    lines give way so the whole stays within MLflow's 5,000 characters (the user's text never)."""
-    block = history or (HISTORY_MARKER if new_lines else "")
-    if new_lines:
-        block = block.rstrip("\n") + "\n" + "\n".join(f"- {line}" for line in new_lines)
-    if not block:
-        return user_text
-    lines = block.split("\n")[1:]
-    room = MAX_DESCRIPTION - len(user_text) - 2 - len(HISTORY_MARKER)
-    while lines and sum(len(line) + 1 for line in lines) > room:
-        lines.pop(0)
-    if not lines:
-        return user_text
-    block = "\n".join([HISTORY_MARKER, *lines])
-    return f"{user_text}\n\n{block}" if user_text else block
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlflow_gitops.apply import ApplyResult, Progress, apply, describe
+from mlflow_gitops.apply import Progress, apply
 from mlflow_gitops.audit import AuditContext, from_environment
 from mlflow_gitops.errors import (
     DENIED,
@@ -27,14 +27,16 @@ from mlflow_gitops.errors import (
 from mlflow_gitops.gates.port import Evidence
 from mlflow_gitops.gates.run import GateRun, run_gates
 from mlflow_gitops.observed import RegistryState
+from mlflow_gitops.outcome import ApplyResult
 from mlflow_gitops.permissions import WHAT_NEEDS, current_user, needed
 from mlflow_gitops.plan.changes import CopyVersion, CreateModel, Plan, RegisterVersion
 from mlflow_gitops.plan.planner import history_drifted
 from mlflow_gitops.plan.planner import plan as compute_plan
 from mlflow_gitops.plan.tree import RegistryPlan, TreePlan
 from mlflow_gitops.record import AUDIT_EXPERIMENT
-from mlflow_gitops.registry.copy import Credentials
+from mlflow_gitops.registry.copy import Credentials, SourceRef, find_copies
 from mlflow_gitops.registry.port import RegistryPort
+from mlflow_gitops.render.common import describe
 from mlflow_gitops.render.json import plan_document
 from mlflow_gitops.secrets import redact, register_secrets
 from mlflow_gitops.settings import NoTrackingUri, registry_identity, resolve_tracking_uri
@@ -121,6 +123,7 @@ def plan_files(
     records = registry.read_records(drifted) if drifted else {}
     plans: list[tuple[PlanFile, Plan]] = []
     issues: list[SpecIssue] = []
+    copies = match_copies(files, observed, name, identities or {})
     for f in files:
         try:
             planned = compute_plan(
@@ -129,7 +132,7 @@ def plan_files(
                 now,
                 records=records,
                 registry=name,
-                identities=identities,
+                copies=copies,
                 file=f.shown,
             )
             _check_runs(planned, f, registry)
@@ -145,6 +148,32 @@ def plan_files(
             for f, p in plans
         ]
     return Planned(merge_plans([p for _, p in plans]), observed)
+
+
+def match_copies(
+    files: Sequence[PlanFile],
+    observed: RegistryState,
+    registry: str,
+    identities: Mapping[str, str],
+) -> dict[tuple[str, str], int]:
+    """The live version each copy_from entry was copied into, by (model, entry key): the
+    version whose provenance tags name the entry's source registry (by identity), model and
+    version. An entry whose registry has no identity here matches nothing."""
+    found: dict[tuple[str, str], int] = {}
+    for f in files:
+        for model, spec in f.loaded.spec.models.items():
+            for entry in spec.versions:
+                if entry.copy_from is None:
+                    continue
+                source = entry.copy_from.in_registry(registry)
+                identity = identities.get(source.registry or registry)
+                if identity is None:
+                    continue
+                ref = SourceRef(identity, source.model, source.version)
+                number = find_copies(observed.models.get(model), [ref]).get(ref)
+                if number is not None:
+                    found[(model, entry.key)] = number
+    return found
 
 
 def merge_plans(plans: Sequence[Plan]) -> Plan:

@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 import yaml
 
-from mlflow_gitops.gates.cache import GATE_TAG_PREFIX, GateRecord, decode_gate_record
+from mlflow_gitops.gates.cache import GateRecord, decode_gate_record
 from mlflow_gitops.gates.port import Evidence
 from mlflow_gitops.gates.run import GateRun, run_gates
 from mlflow_gitops.observed import RegistryState
 from mlflow_gitops.plan.gates import Check, GateResult
 from mlflow_gitops.plan.planner import plan
+from mlflow_gitops.record import GATE_TAG_PREFIX
 from mlflow_gitops.spec.load import LoadedSpec
 from tests.fakes import observed_from_data
 from tests.gates.fake_evidence import FakeEvidence

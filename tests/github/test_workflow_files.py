@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.github.conftest import ROOT, make_runner, pull_request_event
+from tests.github.harness import ROOT, make_runner, pull_request_event
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 PLAN_YML, APPLY_YML, ACTION = WORKFLOWS / "plan.yml", WORKFLOWS / "apply.yml", ROOT / "action.yml"

@@ -1,57 +1,16 @@
 """Real registries: a sqlite URI, `mlflow server` on loopback (sqlite backend), `mlflow server`
 backed by the PostgreSQL server on 127.0.0.1:5432, and an MLflow 2.22 server (its own venv, see
-tests/mlflow2.py). When CI is set, a missing PostgreSQL fails."""
+tests/mlflow2.py); the servers' fixtures are in tests/conftest.py. When CI is set, a missing
+PostgreSQL fails."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.mlflow_helpers import MLFLOW2_PYTHONS
-from tests.mlflow2 import mlflow2_bin, mlflow2_python
-
-# the helpers live in tests/postgres.py; the old names stay for the tests that import them here
-from tests.postgres import UNREACHABLE
-from tests.postgres import drop_postgres_database as _drop_postgres_database
-from tests.postgres import postgres_database as _postgres_database
-from tests.servers import MlflowServer
-
 BACKENDS = ["sqlite", "server", "postgres", "server2"]
 SERVERS = {"server": "sqlite_server", "postgres": "postgres_server", "server2": "mlflow2_server"}
-
-
-@pytest.fixture(scope="session")
-def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    work = tmp_path_factory.mktemp("server-sqlite")
-    server = MlflowServer(f"sqlite:///{work}/mlflow.db", work)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def mlflow2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    """`mlflow server` from MLflow 2.22.x (the last 2.x release) on a SQLite backend."""
-    work = tmp_path_factory.mktemp("server-mlflow2")
-    server = MlflowServer(f"sqlite:///{work}/mlflow.db", work, mlflow_bin=mlflow2_bin())
-    MLFLOW2_PYTHONS[server.uri] = mlflow2_python()  # log_regressor logs its runs with MLflow 2
-    yield server
-    server.stop()
-    MLFLOW2_PYTHONS.pop(server.uri, None)
-
-
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    db = _postgres_database()
-    if db is None:
-        # never skipped: the PostgreSQL-backed server is one of the three real registries
-        pytest.fail(UNREACHABLE)
-    name, uri = db
-    server = MlflowServer(uri, tmp_path_factory.mktemp("server-postgres"))
-    yield server
-    server.stop()
-    _drop_postgres_database(name)
 
 
 @pytest.fixture(scope="session")

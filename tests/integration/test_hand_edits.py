@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_gitops.observed import HISTORY_MARKER, split_history
-from mlflow_gitops.record import AUDIT_EXPERIMENT, read_record
+from mlflow_gitops.record import AUDIT_EXPERIMENT, HISTORY_MARKER, read_record, split_history
 from tests.cli_runner import run_cli
 from tests.helpers import write_spec
 from tests.integration.mlflow_helpers import client, log_regressor, register

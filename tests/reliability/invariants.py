@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow_gitops.errors import RegistryError
-from mlflow_gitops.observed import ModelState, RegistryState, split_history
+from mlflow_gitops.observed import ModelState, RegistryState
+from mlflow_gitops.record import split_history
 from tests.fakes import FakeRegistry
 from tests.reliability.scenarios import GUARDED, Expected, Key, Scenario
 

@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 from hypothesis import strategies as st
 
-from mlflow_gitops.observed import HISTORY_MARKER, ModelState, VersionState
+from mlflow_gitops.observed import ModelState, VersionState
+from mlflow_gitops.record import HISTORY_MARKER
 from tests.reliability.corpus_cases import run_id
 
 STAGES = ("None", "Staging", "Production", "Archived")

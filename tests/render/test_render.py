@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import json
+import typing
+
+import pytest
 
 from mlflow_gitops.plan.changes import (
+    Change,
+    CopyVersion,
     CreateModel,
     DeleteAlias,
+    DeleteModelTag,
+    DeleteVersion,
+    DeleteVersionTag,
     Plan,
+    RegisterVersion,
+    RestoreHistory,
+    SetAlias,
     SetModelDescription,
     SetModelTag,
+    SetVersionDescription,
     SetVersionTag,
     Target,
     TransitionStage,
 )
 from mlflow_gitops.render import json as render_json
 from mlflow_gitops.render import markdown, text
+from mlflow_gitops.render.common import describe
 
 PLAN = Plan(
     changes=(
@@ -102,3 +115,50 @@ def test_gates_form_one_markdown_table() -> None:
     out = markdown.render_plan(PLAN.model_copy(update={"gates": gates}))
     table = out[out.index("| gate |") :].split("\n\n")[0].splitlines()
     assert len(table) == 2 + 3  # header, rule, one row per check: no blank line splits it
+
+
+V2, NEW = Target(version=2), Target(entry="run " + "3f2a" * 8 + "/model")
+ONE_LINE = [
+    (CreateModel(model="m"), "create model"),
+    (RegisterVersion(model="m", entry="e", source="s3://b/m"), "register version from s3://b/m"),
+    (
+        CopyVersion(
+            model="m",
+            entry="copy_from dev:m/3",
+            source_registry="dev",
+            source_model="m",
+            source_version=3,
+            registry="prod",
+        ),
+        "copy dev:m/3 -> prod",
+    ),
+    (SetModelDescription(model="m", before=None, after="text"), "set model description"),
+    (SetModelTag(model="m", key="team", before="a", after="b"), "set model tag team=b"),
+    (DeleteModelTag(model="m", key="team", before="a"), "delete model tag team"),
+    (SetVersionDescription(model="m", target=V2, before="", after="x"), "set v2 description"),
+    (
+        RestoreHistory(model="m", target=V2, before="", after="<!--\n- a"),
+        "restore v2 history block",
+    ),
+    (SetVersionTag(model="m", target=V2, key="k", before=None, after="v"), "set v2 tag k=v"),
+    (DeleteVersionTag(model="m", target=V2, key="k", before="v"), "delete v2 tag k"),
+    (TransitionStage(model="m", target=V2, before="None", after="Staging"), "v2 None -> Staging"),
+    (
+        TransitionStage(model="m", target=NEW, before="None", after="Staging"),
+        "new version (run 3f2a3f2a/model) None -> Staging",
+    ),
+    (SetAlias(model="m", alias="champion", before=1, target=V2), "alias champion -> v2"),
+    (DeleteAlias(model="m", alias="old", before=1), "delete alias old"),
+    (DeleteVersion(model="m", target=V2, stage="Archived"), "delete v2"),
+]
+
+
+@pytest.mark.parametrize(("change", "line"), ONE_LINE)
+def test_each_kind_of_change_has_one_plain_line(change: Change, line: str) -> None:
+    """The line apply's results, its audit record and the permission messages show."""
+    assert describe(change) == line
+
+
+def test_the_one_line_table_covers_every_kind_of_change() -> None:
+    kinds = {type(c) for c, _ in ONE_LINE}
+    assert kinds == set(typing.get_args(typing.get_args(Change)[0]))

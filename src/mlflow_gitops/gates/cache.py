@@ -1,50 +1,52 @@
 """The gate record: a target's gate results, cached on the candidate version as one tag with a
 digest of their inputs, so that a later plan with the same inputs loads no model.
 
-The key and the JSON format are the three functions at the top; everything else goes through them.
+The tag's key and JSON format are record.py's (gate_tag, encode/decode_gate_record); the three
+functions at the top adapt them to GateResult, and everything else goes through those.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from mlflow_gitops import record
 from mlflow_gitops.plan.gates import GateResult
 
-GATE_TAG_PREFIX = "mlflow_gitops.gate."
-MAX_TAG = 4900  # a version tag holds 5,000 characters on older servers
+MAX_TAG = record.MAX_TAG_VALUE - 100  # a version tag holds 5,000 characters on older servers
 
 
 def gate_record_key(target: str) -> str:
     """The version tag that holds the gate results of `target` (`Production`, `alias:champion`)."""
-    return GATE_TAG_PREFIX + target
+    return record.gate_tag(target)
 
 
 def encode_gate_record(inputs: str, results: Sequence[GateResult], at: datetime) -> str:
     """The tag value: the inputs digest, the overall verdict, when, and every result."""
-    payload = {
-        "inputs": inputs,
-        "verdict": "pass" if all(r.passed for r in results) else "fail",
-        "at": at.isoformat(timespec="seconds"),
-        "results": [r.model_dump(mode="json", exclude={"cached", "inputs"}) for r in results],
-    }
-    return json.dumps(payload, separators=(",", ":"))
+    return record.encode_gate_record(
+        record.GateRecord(
+            inputs=inputs,
+            verdict="pass" if all(r.passed for r in results) else "fail",
+            at=at.isoformat(timespec="seconds"),
+            results=tuple(r.model_dump(mode="json", exclude={"cached", "inputs"}) for r in results),
+        )
+    )
 
 
 def decode_gate_record(text: str) -> tuple[str, tuple[GateResult, ...]] | None:
     """(inputs digest, results marked cached), or None for a value this tool cannot read."""
-    try:
-        data = json.loads(text)
-        inputs = data["inputs"]
-        results = tuple(
-            GateResult.model_validate({**r, "cached": True, "inputs": inputs})
-            for r in data["results"]
-        )
-    except (ValueError, TypeError, KeyError):
+    decoded = record.decode_gate_record(text)
+    if decoded is None or not decoded.inputs:
         return None
-    return (inputs, results) if isinstance(inputs, str) else None
+    try:
+        results = tuple(
+            GateResult.model_validate({**r, "cached": True, "inputs": decoded.inputs})
+            for r in decoded.results
+        )
+    except ValueError:
+        return None
+    return decoded.inputs, results
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,14 +30,16 @@ from mlflow_gitops.plan.changes import (
     sort_key,
 )
 from mlflow_gitops.record import (
+    REGISTRATION_TAG,
     AuditRun,
     history_altered,
+    last_move,
     read_record,
     rebuild_block,
-    split_block,
+    recorded_aliases,
+    split_history,
     text_altered,
 )
-from mlflow_gitops.registry.copy import SourceRef, find_copies
 from mlflow_gitops.spec.check import alias_key
 from mlflow_gitops.spec.load import LoadedSpec, Loc, format_loc, locate
 from mlflow_gitops.spec.model import (
@@ -52,7 +53,6 @@ from mlflow_gitops.spec.model import (
 )
 
 FULL_RUN_ID_LENGTH = 32
-REGISTRATION_TAG = "mlflow_gitops.registration"  # marks the copies of one registration
 
 
 @dataclass(frozen=True)
@@ -81,15 +81,16 @@ def plan(
     records: Mapping[str, Sequence[AuditRun]] | None = None,
     *,
     registry: str = DEFAULT_REGISTRY,
-    identities: Mapping[str, str] | None = None,
+    copies: Mapping[tuple[str, str], int] | None = None,
     file: str | None = None,
 ) -> Plan:
     """Every change that makes the registry match the file, sorted, with policy findings.
     `now` is the clock the soak-time policy measures against (injected in tests); `records` are
     the audit runs of the models whose history blocks were altered (see history_drifted).
-    In a tree: `registry` is the name of the registry the file's models live in, `identities`
-    each registry's identity by name (a copy_from entry is matched to the version whose
-    provenance names its source), `file` the file as errors name it."""
+    In a tree: `registry` is the name of the registry the file's models live in, `copies` the
+    live version each copy_from entry was copied into, by (model, entry key), as the shell
+    matched them by provenance (registry/copy.find_copies), and `file` the file as errors
+    name it."""
     now = now or datetime.now(UTC)
     changes: list[Change] = []
     blocked: dict[str, tuple[str, ...]] = {}
@@ -103,7 +104,8 @@ def plan(
         limits[name] = settings.max_per_stage
         runs = tuple((records or {}).get(name, ()))
         planner = _ModelPlanner(desired, name, model, live, settings, now, runs)
-        planner.registry, planner.identities = registry, dict(identities or {})
+        planner.registry = registry
+        planner.copies = {e: v for (m, e), v in (copies or {}).items() if m == name}
         planner.file = file or str(desired.path)
         changes.extend(planner.run())
         issues.extend(planner.issues)
@@ -146,7 +148,7 @@ class _ModelPlanner:
         self.out: list[Change] = []
         self.records = records  # the model's audit runs, when a history block needs rebuilding
         self.registry = DEFAULT_REGISTRY  # the registry this model lives in (a tree's name)
-        self.identities: dict[str, str] = {}  # registry name -> identity, for copy_from
+        self.copies: dict[str, int] = {}  # copy_from entry key -> the live version copied
         self.file = str(desired.path)  # the file as errors name it
 
     def run(self) -> list[Change]:
@@ -236,7 +238,7 @@ class _ModelPlanner:
                 )
             return found
         if entry.copy_from is not None:
-            return self._copy(entry, loc)
+            return self._copy(entry)
         if entry.run is not None:
             run_id, path = parse_run_ref(entry.run)
             candidates = [v for v in self.live.versions if _matches_run(v, run_id, path)]
@@ -283,20 +285,9 @@ class _ModelPlanner:
             return None
         return candidates[0] if candidates else None
 
-    def _copy(self, entry: VersionSpec, loc: Loc) -> VersionState | None:
-        """The version of this model copied from the entry's source, by its provenance tags."""
-        assert entry.copy_from is not None
-        source = entry.copy_from.in_registry(self.registry)
-        identity = self.identities.get(source.registry or self.registry)
-        if identity is None:
-            self._issue(
-                (*loc, "copy_from"),
-                f"the registry of {source} is not known to this plan",
-                "plan the tree from its root file, where registries: declares it",
-            )
-            return None
-        ref = SourceRef(identity, source.model, source.version)
-        number = find_copies(self.live, [ref]).get(ref)
+    def _copy(self, entry: VersionSpec) -> VersionState | None:
+        """The version of this model copied from the entry's source (matched by provenance)."""
+        number = self.copies.get(entry.key)
         return self.live.version(number) if number is not None else None
 
     def _issue(self, loc: Loc, message: str, hint: str) -> None:
@@ -357,7 +348,7 @@ class _ModelPlanner:
         for v in self.live.versions:
             if v.version in deleted or not history_altered(v.description, v.tags):
                 continue
-            block = split_block(v.description)
+            block = split_history(v.description)[1]
             rebuilt = rebuild_block(self.records, v.version)
             if rebuilt and rebuilt != block:
                 self.out.append(
@@ -438,7 +429,7 @@ class _ModelPlanner:
     # --- aliases ---------------------------------------------------------------------------------
 
     def _aliases(self, slots: list[_Slot]) -> None:
-        applied = _parse_alias_tag(read_record(self.live.tags).get("aliases"))
+        applied = recorded_aliases(self.live.tags)
         by_key = {slot.entry.key: slot for slot in slots}
         for alias, value in (self.model.aliases or {}).items():
             before = self.live.aliases.get(alias)
@@ -684,22 +675,8 @@ def _stage_drifted(version: VersionState | None) -> bool:
     """The tool last moved this version to a stage it no longer holds: someone moved it by hand."""
     if version is None:
         return False
-    last = _LAST_MOVE.match(str(read_record(version.tags).get("change") or ""))
-    return last is not None and last["to"] != version.stage
-
-
-_LAST_MOVE = re.compile(r"^(?P<from>\w+) -> (?P<to>\w+)\b")
-
-
-def _parse_alias_tag(value: str | None) -> dict[str, int] | None:
-    if not value:
-        return None
-    out: dict[str, int] = {}
-    for pair in value.split(","):
-        alias, _, number = pair.partition("=")
-        if number.isdigit():
-            out[alias.strip()] = int(number)
-    return out
+    last = last_move(version.tags)
+    return last is not None and last[1] != version.stage
 
 
 def history_drifted(observed: RegistryState) -> list[str]:

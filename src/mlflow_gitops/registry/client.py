@@ -24,7 +24,14 @@ from mlflow_gitops.record import (
     AUDIT_EXPERIMENT,
     CHANGES_ARTIFACT,
     GATES_ARTIFACT,
+    HOLDER_TAG,
+    LEASE_TAG,
+    LOCK_MODEL,
+    LOCK_TAG,
+    PROBE_TAG,
+    REGISTRATION_TAG,
     RESULT_TAG,
+    USER_TAG,
     AuditRun,
     RecordFinish,
     RecordStart,
@@ -60,29 +67,17 @@ MODELS_PAGE = 1000
 # MLflow 2.x servers refuse `name IN (...)`: up to this many models are read with one `name = '...'`
 # search each for models and for versions (2 calls a model); more are read by one unfiltered scan
 MAX_NAME_FILTERS = 5
-LOCK_MODEL = "mlflow-gitops.apply-lock"
 PROMPT_TAG = "mlflow.prompt.is_prompt"
 LOCK_WAIT_S = 120.0  # default deadline of a wait for the lock; WAIT_VARIABLE overrides it
 WAIT_VARIABLE = "MLFLOW_GITOPS_LOCK_WAIT_S"
 LOCK_PAUSE_S = 1.0  # between two tries: never a busy loop
 LOCK_LEASE_S = 30.0
-LOCK_TAG, HOLDER_TAG, LEASE_TAG, USER_TAG = (
-    "mlflow_gitops.lock",
-    "mlflow_gitops.holder",
-    "mlflow_gitops.lease",
-    "mlflow_gitops.holder_user",  # the MLflow user who made the lock (basic-auth: may delete it)
-)
-PROBE_TAG = (
-    "mlflow_gitops.permission-probe"  # never set: deleting it asks for EDIT, changes nothing
-)
 CREDENTIAL_VARIABLES = (
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_TRACKING_TOKEN",
 )
 VERSIONS_PAGE = 100_000
-# a one-off token on a version while it is registered: finds the copies a retried POST made
-REGISTRATION_TAG = "mlflow_gitops.registration"
 
 _HTTP_DEFAULTS = {
     # MLflow retries 5xx with exponential backoff for minutes by default; a reconciler in CI

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlflow_gitops.errors import RegistryError
-from mlflow_gitops.observed import ModelState, VersionState, split_history
+from mlflow_gitops.observed import ModelState, VersionState
+from mlflow_gitops.record import TOOL_TAG_PREFIX, split_history
 from mlflow_gitops.secrets import redact
 from mlflow_gitops.settings import registry_identity
-from mlflow_gitops.spec.model import TOOL_TAG_PREFIX
 
 if TYPE_CHECKING:
     from mlflow_gitops.registry.client import MlflowRegistry

@@ -38,26 +38,53 @@ class Row:
     after: str | None
     note: str = ""
     drift: bool = False
+    summary: str = ""  # one plain line, for apply's results and the audit record's steps
 
 
 def row(change: Change) -> Row:
-    """Subject, before and after of a change, as display strings (values quoted)."""
+    """Subject, before and after of a change, as display strings (values quoted), and its
+    one-line summary."""
     match change:
         case CreateModel():
-            return Row("add", "registered model", None, change.model)
+            return Row("add", "registered model", None, change.model, summary="create model")
         case RegisterVersion(entry=entry, source=source):
-            return Row("add", "new version", None, source, f"from {entry}")
+            return Row(
+                "add",
+                "new version",
+                None,
+                source,
+                f"from {entry}",
+                summary=f"register version from {source}",
+            )
         case CopyVersion():
-            return Row("add", "new version", None, change.text())
+            return Row("add", "new version", None, change.text(), summary=change.text())
         case SetModelDescription(before=before, after=after):
-            return Row(_set(before), "description", _q(before), _q(after))
+            return Row(
+                _set(before),
+                "description",
+                _q(before),
+                _q(after),
+                summary="set model description",
+            )
         case SetModelTag(key=key, before=before, after=after):
-            return Row(_set(before), f"tag {key}", _q(before), _q(after))
+            return Row(
+                _set(before),
+                f"tag {key}",
+                _q(before),
+                _q(after),
+                summary=f"set model tag {key}={after}",
+            )
         case DeleteModelTag(key=key, before=before):
-            return Row("delete", f"tag {key}", _q(before), None)
+            return Row("delete", f"tag {key}", _q(before), None, summary=f"delete model tag {key}")
         case SetVersionDescription(target=t, before=before, after=after):
             return Row(
-                _set(before), f"{t.label()} description", _q(before), _q(after), "", change.drift
+                _set(before),
+                f"{t.label()} description",
+                _q(before),
+                _q(after),
+                "",
+                change.drift,
+                summary=f"set {t.label()} description",
             )
         case RestoreHistory(target=t, before=before, after=after):
             lines = len(after.splitlines()) - 1
@@ -68,14 +95,33 @@ def row(change: Change) -> Row:
                 f"restored from the audit record ({lines} line{'s' if lines != 1 else ''})",
                 "",
                 change.drift,
+                summary=f"restore {t.label()} history block",
             )
         case SetVersionTag(target=t, key=key, before=before, after=after):
-            return Row(_set(before), f"{t.label()} tag {key}", _q(before), _q(after))
+            return Row(
+                _set(before),
+                f"{t.label()} tag {key}",
+                _q(before),
+                _q(after),
+                summary=f"set {t.label()} tag {key}={after}",
+            )
         case DeleteVersionTag(target=t, key=key, before=before):
-            return Row("delete", f"{t.label()} tag {key}", _q(before), None)
+            return Row(
+                "delete",
+                f"{t.label()} tag {key}",
+                _q(before),
+                None,
+                summary=f"delete {t.label()} tag {key}",
+            )
         case TransitionStage(target=t, before=before, after=after):
             return Row(
-                "change", f"{t.label()} stage", before, after, _stage_note(change), change.drift
+                "change",
+                f"{t.label()} stage",
+                before,
+                after,
+                _stage_note(change),
+                change.drift,
+                summary=f"{t.label()} {before} -> {after}",
             )
         case SetAlias(alias=alias, before=before, target=t):
             was = f"v{before}" if before is not None else None
@@ -86,13 +132,28 @@ def row(change: Change) -> Row:
                 t.label(),
                 f"mirrors {change.mirrors}" if change.mirrors else "",
                 change.drift,
+                summary=f"alias {alias} -> {t.label()}",
             )
         case DeleteAlias(alias=alias, before=before):
-            return Row("delete", f"alias {alias}", f"v{before}", None)
+            return Row(
+                "delete", f"alias {alias}", f"v{before}", None, summary=f"delete alias {alias}"
+            )
         case DeleteVersion(target=t, stage=stage):
-            return Row("delete", f"{t.label()}", stage, None, "deleted: true")
+            return Row(
+                "delete",
+                f"{t.label()}",
+                stage,
+                None,
+                "deleted: true",
+                summary=f"delete {t.label()}",
+            )
         case _:
             assert_never(change)
+
+
+def describe(change: Change) -> str:
+    """A one-line, plain description of a change, for results and logs."""
+    return row(change).summary
 
 
 def _set(before: str | None) -> Action:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlflow_gitops.apply import ApplyResult
+from mlflow_gitops.outcome import ApplyResult
 from mlflow_gitops.plan.changes import PLAN_SCHEMA_VERSION, Plan
 from mlflow_gitops.plan.tree import TreePlan
 from mlflow_gitops.render.common import summarize

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mlflow_gitops.apply import ApplyResult
 from mlflow_gitops.errors import DENIED
+from mlflow_gitops.outcome import ApplyResult
 from mlflow_gitops.plan.changes import Plan
 from mlflow_gitops.plan.gates import GateResult
 from mlflow_gitops.plan.tree import RegistryPlan, TreePlan

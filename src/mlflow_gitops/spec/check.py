@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from mlflow_gitops.errors import SpecIssue
+from mlflow_gitops.record import MAX_TAG_VALUE, TOOL_TAG_PREFIX
 from mlflow_gitops.spec.model import (
     COPY_PREFIX,
     DEFAULT_REGISTRY,
     RUN_PREFIX,
     SOURCE_PREFIX,
     STAGES,
-    TOOL_TAG_PREFIX,
     EvaluateGate,
     ModelSpec,
     parse_copy_ref,
@@ -36,7 +36,6 @@ ALIAS_PATTERN = re.compile(r"^[\w\-]*$")
 RESERVED_ALIAS = re.compile(r"^(latest|[vV]\d+)$", re.IGNORECASE)
 MAX_ALIAS_LENGTH = 255
 MAX_TAG_KEY_LENGTH = 250
-MAX_TAG_VALUE_LENGTH = 5000
 MAX_MODEL_NAME_LENGTH = 256
 TAG_KEY_PATTERN = re.compile(r"^[/\w.\- :]*$")
 
@@ -285,10 +284,10 @@ def gate_target_ok(target: str) -> bool:
 
 def _check_tags(tags: dict[str, str | None] | None, loc: Loc, add: _Add) -> None:
     for key, value in (tags or {}).items():
-        if value is not None and len(value) > MAX_TAG_VALUE_LENGTH:
+        if value is not None and len(value) > MAX_TAG_VALUE:
             add(
                 (*loc, key),
-                f"tag value is {len(value):,} characters, over MLflow's {MAX_TAG_VALUE_LENGTH:,}",
+                f"tag value is {len(value):,} characters, over MLflow's {MAX_TAG_VALUE:,}",
                 "",
             )
         if not TAG_KEY_PATTERN.match(key) or (key.strip() and _path_trick(key)):

@@ -18,10 +18,10 @@ from pydantic import (
     model_validator,
 )
 
+from mlflow_gitops.record import MAX_DESCRIPTION
+
 STAGES = ("None", "Staging", "Production", "Archived")
 GUARDED_STAGES = ("Staging", "Production")
-TOOL_TAG_PREFIX = "mlflow_gitops."
-MAX_DESCRIPTION = 5000  # MLflow's database column (varchar(5000) on PostgreSQL and MySQL)
 StageCount = Annotated[int, Field(ge=0)]
 RUN_PREFIX = "run:"
 SOURCE_PREFIX = "source:"
