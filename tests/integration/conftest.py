@@ -11,11 +11,7 @@ import pytest
 
 from tests.integration.mlflow_helpers import MLFLOW2_PYTHONS
 from tests.mlflow2 import mlflow2_bin, mlflow2_python
-
-# the helpers live in tests/postgres.py; the old names stay for the tests that import them here
-from tests.postgres import UNREACHABLE
-from tests.postgres import drop_postgres_database as _drop_postgres_database
-from tests.postgres import postgres_database as _postgres_database
+from tests.postgres import postgres_server as postgres_mlflow_server
 from tests.servers import MlflowServer
 
 BACKENDS = ["sqlite", "server", "postgres", "server2"]
@@ -43,15 +39,8 @@ def mlflow2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowS
 
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    db = _postgres_database()
-    if db is None:
-        # never skipped: the PostgreSQL-backed server is one of the three real registries
-        pytest.fail(UNREACHABLE)
-    name, uri = db
-    server = MlflowServer(uri, tmp_path_factory.mktemp("server-postgres"))
-    yield server
-    server.stop()
-    _drop_postgres_database(name)
+    with postgres_mlflow_server(tmp_path_factory.mktemp("server-postgres")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,10 @@ from tests.cli_runner import run_cli
 from tests.github.conftest import PR, REPOSITORY, make_runner, pull_request_event
 from tests.github.fake_github import TOKEN, FakeGitHub, serve
 from tests.helpers import write_spec
-from tests.integration.conftest import _drop_postgres_database, _postgres_database
 from tests.integration.mlflow_helpers import MLFLOW2_PYTHONS, client, log_regressor, register
 from tests.mlflow2 import mlflow2_bin, mlflow2_python, mlflow29_bin, mlflow29_python
+from tests.postgres import drop_postgres_database as _drop_postgres_database
+from tests.postgres import postgres_database as _postgres_database
 from tests.servers import MlflowServer, free_port, this_mlflow
 
 pytestmark = [pytest.mark.integration]

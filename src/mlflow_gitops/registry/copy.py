@@ -355,7 +355,8 @@ def _log_copy_run(dest: MlflowRegistry, ref: SourceRef, files: _Files) -> tuple[
         run_tags = user_tags | run_tags
         run_tags[FROM + "experiment_id"] = str(run.info.experiment_id)
     with dest._errors(f"create the run that holds the copy (experiment {COPIES_EXPERIMENT}) at"):
-        experiment = _experiment(dest)
+        experiment = dest._experiment(COPIES_EXPERIMENT, "the copies' experiment", create=True)
+        assert experiment is not None
         dest.calls += 1
         created = dest.client.create_run(
             experiment,
@@ -390,29 +391,6 @@ def _log_copy_run(dest: MlflowRegistry, ref: SourceRef, files: _Files) -> tuple[
         dest.client.set_terminated(new, RunStatus.to_string(RunStatus.FINISHED))
         root = str(created.info.artifact_uri).rstrip("/")
     return new, f"{root}/{files.model_path}"
-
-
-def _experiment(dest: MlflowRegistry) -> str:
-    """The id of COPIES_EXPERIMENT in the destination, created when absent (or restored)."""
-    from mlflow.exceptions import MlflowException
-
-    dest.calls += 1
-    found = dest.client.get_experiment_by_name(COPIES_EXPERIMENT)
-    if found is not None:
-        if found.lifecycle_stage != "active":
-            dest.calls += 1
-            dest.client.restore_experiment(found.experiment_id)
-        return str(found.experiment_id)
-    try:
-        dest.calls += 1
-        return str(dest.client.create_experiment(COPIES_EXPERIMENT))
-    except MlflowException as exc:
-        if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
-            raise
-    dest.calls += 1
-    again = dest.client.get_experiment_by_name(COPIES_EXPERIMENT)
-    assert again is not None
-    return str(again.experiment_id)
 
 
 def _create_version(
