@@ -7,6 +7,11 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.servers import MlflowServer
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
@@ -56,3 +61,20 @@ UNREACHABLE = (
     "PostgreSQL on 127.0.0.1:5432 (trust auth, database test) could not be reached or started; "
     "start it with `pg_ctlcluster --skip-systemctl-redirect <version> main start`"
 )
+
+
+@contextmanager
+def postgres_server(workdir: Path) -> Iterator[MlflowServer]:
+    """An `mlflow server` on a fresh database, stopped and dropped afterwards; a PostgreSQL out
+    of reach fails the test (it is one of the real registries, never skipped)."""
+    import pytest
+
+    db = postgres_database()
+    if db is None:
+        pytest.fail(UNREACHABLE)
+    name, uri = db
+    try:
+        with MlflowServer(uri, workdir) as server:
+            yield server
+    finally:
+        drop_postgres_database(name)

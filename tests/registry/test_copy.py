@@ -27,7 +27,7 @@ from mlflow_gitops.registry.copy import (
 )
 from mlflow_gitops.settings import registry_identity
 from tests.integration.mlflow_helpers import client
-from tests.postgres import UNREACHABLE, drop_postgres_database, postgres_database
+from tests.postgres import postgres_server
 from tests.servers import MlflowServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,15 +45,8 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
 
 @pytest.fixture(scope="module")
 def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    db = postgres_database()
-    if db is None:
-        pytest.fail(UNREACHABLE)
-    name, uri = db
-    try:
-        with MlflowServer(uri, tmp_path_factory.mktemp("prod")) as server:
-            yield server
-    finally:
-        drop_postgres_database(name)
+    with postgres_server(tmp_path_factory.mktemp("prod")) as server:
+        yield server
 
 
 @dataclass(frozen=True)

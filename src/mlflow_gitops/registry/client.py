@@ -827,14 +827,19 @@ class MlflowRegistry:
         return out
 
     def _audit_experiment(self, create: bool) -> str | None:
+        return self._experiment(AUDIT_EXPERIMENT, "the audit experiment", create)
+
+    def _experiment(self, name: str, what: str, create: bool) -> str | None:
+        """The id of the experiment the tool writes its runs to (created when absent and asked
+        to); a deleted one is an error that says how to restore it."""
         from mlflow.exceptions import MlflowException
 
         self.calls += 1
-        found = self.client.get_experiment_by_name(AUDIT_EXPERIMENT)
+        found = self.client.get_experiment_by_name(name)
         if found is not None:
             if found.lifecycle_stage != "active":
                 raise RegistryError(
-                    f"the audit experiment {AUDIT_EXPERIMENT} is deleted",
+                    f"{what} {name} is deleted",
                     f"restore it (`mlflow experiments restore --experiment-id "
                     f"{found.experiment_id}`); nothing was applied",
                 )
@@ -843,12 +848,12 @@ class MlflowRegistry:
             return None
         try:
             self.calls += 1
-            return str(self.client.create_experiment(AUDIT_EXPERIMENT))
+            return str(self.client.create_experiment(name))
         except MlflowException as exc:
             if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
                 raise
         self.calls += 1
-        again = self.client.get_experiment_by_name(AUDIT_EXPERIMENT)
+        again = self.client.get_experiment_by_name(name)
         assert again is not None
         return str(again.experiment_id)
 

@@ -25,15 +25,15 @@ import threading
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow_gitops.errors import RegistryError
+from mlflow_gitops.errors import DENIED, PermissionDenied, RegistryError
 from mlflow_gitops.observed import ModelState, VersionState
-from mlflow_gitops.record import TOOL_TAG_PREFIX, split_history
+from mlflow_gitops.permissions import current_user
+from mlflow_gitops.record import TOOL_TAG_PREFIX
 from mlflow_gitops.secrets import redact
-from mlflow_gitops.settings import registry_identity
 
 if TYPE_CHECKING:
     from mlflow_gitops.registry.client import MlflowRegistry
@@ -159,14 +159,14 @@ def _set_variables(values: Mapping[str, str | None]) -> None:
 
 def same_server(a: MlflowRegistry, b: MlflowRegistry) -> bool:
     """Whether two adapters reach the same registry (same identity, credentials aside)."""
-    return registry_identity(a.uri) == registry_identity(b.uri)
+    return a.identity == b.identity
 
 
 def describe_source(registry: MlflowRegistry, model: str, version: int) -> SourceVersion:
     """The version's run id and source, and whether its files can be read: the model's files are
     listed (an MLmodel must be among them) and so is the root of its run. A missing version or
     unreadable files come back as `problem`; an unreachable registry or a refusal raises."""
-    ref = SourceRef(registry_identity(registry.uri), model, version)
+    ref = SourceRef(registry.identity, model, version)
     where = redact(registry.uri)
     with credentials_env(registry.credentials):
         mv = _model_version(registry, model, version)
@@ -181,14 +181,8 @@ def describe_source(registry: MlflowRegistry, model: str, version: int) -> Sourc
         found = SourceVersion(ref, run_id, str(mv.source or ""), location)
         problem = _unreadable(registry, location, run_id)
     if problem:
-        return SourceVersion(
-            ref,
-            run_id,
-            found.source,
-            location,
-            problem=f"the files of version {version} of model '{model}' at {where} cannot be "
-            f"read: {problem}",
-        )
+        cannot = f"the files of version {version} of model '{model}' at {where} cannot be read"
+        return replace(found, problem=f"{cannot}: {problem}")
     return found
 
 
@@ -223,7 +217,7 @@ def copy_version(
     version number. A copy made before (same provenance) is returned and nothing is registered.
     The registered model is created when absent. The copy carries the source version's own tags
     and description (not the tool's annotations nor its history) and the provenance tags."""
-    ref = SourceRef(registry_identity(source.uri), src_model, src_version)
+    ref = SourceRef(source.identity, src_model, src_version)
     with credentials_env(dest.credentials):
         before = dest.read([dest_model]).models.get(dest_model)
     made = find_copies(before, [ref]).get(ref)
@@ -237,11 +231,12 @@ def copy_version(
             f"'{src_model}' does not exist at {redact(source.uri)}",
             "check the `copy_from:` entry (model/version) and the source registry",
         )
-    run_id = mv.run_id or None
-    tags = {
-        k: v for k, v in (mv.tags or {}).items() if not k.startswith(TOOL_TAG_PREFIX)
-    } | provenance_tags(ref, run_id)
-    description = split_history(mv.description)[0]
+    from mlflow_gitops.registry.client import _version
+
+    origin = _version(mv)
+    run_id = origin.run_id
+    tags = origin.user_tags | provenance_tags(ref, run_id)
+    description = origin.user_description
     if same_server(dest, source):
         with credentials_env(dest.credentials):
             if before is None:
@@ -259,9 +254,10 @@ def copy_version(
         with tempfile.TemporaryDirectory(prefix="mlflow-gitops-copy-") as folder:
             files = _download(source, src_model, src_version, run_id, Path(folder))
             with credentials_env(dest.credentials):
+                # the run first: a user who may not write it leaves the registry untouched
+                new_run, model_source = _upload(dest, ref, files)
                 if before is None:
                     dest.create_model(dest_model)
-                new_run, model_source = _upload(dest, ref, files, dest_model)
                 number = _create_version(
                     dest, dest_model, model_source, new_run, tags, description, model_id=None
                 )
@@ -335,9 +331,21 @@ def _download(
     return _Files(run, run_folder, model_folder, path)
 
 
-def _upload(dest: MlflowRegistry, ref: SourceRef, files: _Files, model: str) -> tuple[str, str]:
+def _upload(dest: MlflowRegistry, ref: SourceRef, files: _Files) -> tuple[str, str]:
     """A run in COPIES_EXPERIMENT with the source run's params, metrics, tags and files, and the
-    model's files; returns (run id, the model's URI inside it)."""
+    model's files; returns (run id, the model's URI inside it). A 403 names the experiment."""
+    try:
+        return _log_copy_run(dest, ref, files)
+    except PermissionDenied as exc:
+        raise PermissionDenied(
+            f"{DENIED}: {current_user()} may not write the run that holds the copy of {ref} in "
+            f"the experiment {COPIES_EXPERIMENT} at {redact(dest.uri)}",
+            f"ask an MLflow admin to grant EDIT on the experiment {COPIES_EXPERIMENT} (whoever "
+            "creates it holds MANAGE), or copy as a user who holds it; nothing was registered",
+        ) from exc
+
+
+def _log_copy_run(dest: MlflowRegistry, ref: SourceRef, files: _Files) -> tuple[str, str]:
     from mlflow.entities import Metric, Param, RunStatus
 
     run = files.run
@@ -347,7 +355,8 @@ def _upload(dest: MlflowRegistry, ref: SourceRef, files: _Files, model: str) -> 
         run_tags = user_tags | run_tags
         run_tags[FROM + "experiment_id"] = str(run.info.experiment_id)
     with dest._errors(f"create the run that holds the copy (experiment {COPIES_EXPERIMENT}) at"):
-        experiment = _experiment(dest)
+        experiment = dest._experiment(COPIES_EXPERIMENT, "the copies' experiment", create=True)
+        assert experiment is not None
         dest.calls += 1
         created = dest.client.create_run(
             experiment,
@@ -382,29 +391,6 @@ def _upload(dest: MlflowRegistry, ref: SourceRef, files: _Files, model: str) -> 
         dest.client.set_terminated(new, RunStatus.to_string(RunStatus.FINISHED))
         root = str(created.info.artifact_uri).rstrip("/")
     return new, f"{root}/{files.model_path}"
-
-
-def _experiment(dest: MlflowRegistry) -> str:
-    """The id of COPIES_EXPERIMENT in the destination, created when absent (or restored)."""
-    from mlflow.exceptions import MlflowException
-
-    dest.calls += 1
-    found = dest.client.get_experiment_by_name(COPIES_EXPERIMENT)
-    if found is not None:
-        if found.lifecycle_stage != "active":
-            dest.calls += 1
-            dest.client.restore_experiment(found.experiment_id)
-        return str(found.experiment_id)
-    try:
-        dest.calls += 1
-        return str(dest.client.create_experiment(COPIES_EXPERIMENT))
-    except MlflowException as exc:
-        if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
-            raise
-    dest.calls += 1
-    again = dest.client.get_experiment_by_name(COPIES_EXPERIMENT)
-    assert again is not None
-    return str(again.experiment_id)
 
 
 def _create_version(
