@@ -1,0 +1,316 @@
+"""A tree of files over two real registries: dev (`mlflow server` on SQLite) and prod (`mlflow
+server` on PostgreSQL). A real scikit-learn model with its DictVectorizer is trained into dev, the
+tree promotes it to prod with copy_from, and the copy loads from prod and predicts exactly as the
+source does. Partial plans read only what they select; each registry gets its own credentials."""
+
+from __future__ import annotations
+
+import pickle
+import textwrap
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.auth.harness import AuthServer, start_auth_server
+from tests.cli_runner import run_cli
+from tests.integration.mlflow_helpers import client
+from tests.postgres import postgres_server
+from tests.servers import MlflowServer, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PREPROCESSOR = "preprocessor/preprocessor.b"
+ROOT = """
+version: 1
+registries:
+  dev:
+    tracking_uri_env: TREE_DEV_URI
+  prod:
+    tracking_uri_env: TREE_PROD_URI
+default_registry: dev
+include:
+  - teams/*/*.yaml
+"""
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    work = tmp_path_factory.mktemp("dev")
+    with MlflowServer(f"sqlite:///{work}/mlflow.db", work) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    with postgres_server(tmp_path_factory.mktemp("prod")) as server:
+        yield server
+
+
+@dataclass(frozen=True)
+class Trained:
+    model: str
+    run_id: str
+    version: int
+    valid: Path  # the month the model is scored on
+
+
+@pytest.fixture(scope="module")
+def trained(dev: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """The demo's gradient-boosting run (model, DictVectorizer, params, metrics) in dev."""
+    from mlflow_gitops.demo.taxi import write_months
+    from mlflow_gitops.demo.train import register_runs, train_and_log
+
+    folder = tmp_path_factory.mktemp("data")
+    train, valid, _ = write_months(folder, rows=2000)
+    runs = train_and_log(train, valid, "taxi", dev.uri)
+    boosted = next(r for r in runs if r.model_type == "GradientBoostingRegressor")
+    [version] = register_runs([boosted], "nyc-taxi-regressor", dev.uri)
+    return Trained("nyc-taxi-regressor", boosted.run_id, version, valid)
+
+
+def write(folder: Path, name: str, text: str) -> None:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+
+
+def tree(folder: Path, model: str, version: int, prod_model: str) -> None:
+    write(folder, "registry.yaml", ROOT)
+    write(
+        folder,
+        "teams/a/dev.yaml",
+        f"""
+        version: 1
+        registry: dev
+        models:
+          {model}:
+            versions:
+              - {{version: {version}, stage: Staging}}
+        """,
+    )
+    write(
+        folder,
+        "teams/a/prod.yaml",
+        f"""
+        version: 1
+        registry: prod
+        models:
+          {prod_model}:
+            description: served by the rides team
+            versions:
+              - copy_from: dev:{model}/{version}
+                stage: Production
+        """,
+    )
+
+
+def predictions(uri: str, model: str, version: int, valid: Path, tmp: Path) -> Any:
+    """Load models:/<model>/<version> from `uri` and predict the validation month, through the
+    DictVectorizer of the version's own run, downloaded from the same server."""
+    import mlflow
+
+    from mlflow_gitops.demo.taxi import prepare, read_trips
+
+    mv = client(uri).get_model_version(model, str(version))
+    path = client(uri).download_artifacts(mv.run_id, PREPROCESSOR, str(tmp))
+    with open(path, "rb") as fh:
+        vectorizer = pickle.load(fh)
+    dicts, _ = prepare(read_trips(valid))
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    loaded = mlflow.pyfunc.load_model(f"models:/{model}/{version}")
+    return np.asarray(loaded.predict(vectorizer.transform(dicts)))
+
+
+def test_a_tree_promotes_a_model_from_dev_to_prod(
+    dev: MlflowServer,
+    prod: MlflowServer,
+    trained: Trained,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prod_model = f"taxi-prod-{uuid.uuid4().hex[:6]}"
+    tree(tmp_path, trained.model, trained.version, prod_model)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TREE_DEV_URI", dev.uri)
+    monkeypatch.setenv("TREE_PROD_URI", prod.uri)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    planned = run_cli(capsys, "plan", "registry.yaml", "--no-color")
+    assert planned.code == 0, planned.err
+    assert f"Registry dev ({dev.uri})\n  teams/a/dev.yaml\n    {trained.model}\n" in planned.out
+    assert f"Registry prod ({prod.uri})\n  teams/a/prod.yaml\n    {prod_model}\n" in planned.out
+    copy_line = f"+ new version: copy dev:{trained.model}/{trained.version} -> prod"
+    assert copy_line in planned.out
+    assert "in registries dev, prod." in planned.out
+
+    applied = run_cli(capsys, "apply", "registry.yaml", "--no-color")
+    assert applied.code == 0, applied.out + applied.err
+    assert f"Registry dev ({dev.uri}): applied" in applied.out
+    assert f"Registry prod ({prod.uri}): applied" in applied.out
+
+    again = run_cli(capsys, "plan", "registry.yaml", "--no-color", "--detailed-exitcode")
+    assert again.code == 0, again.out
+    assert "No changes. Every registry matches the files." in again.out
+
+    [copy] = client(prod.uri).search_model_versions(f"name = '{prod_model}'")
+    assert copy.current_stage == "Production"
+    assert client(dev.uri).get_model_version(trained.model, str(trained.version)).current_stage == (
+        "Staging"
+    )
+    source = predictions(dev.uri, trained.model, trained.version, trained.valid, tmp_path / "s")
+    copied = predictions(prod.uri, prod_model, int(copy.version), trained.valid, tmp_path / "c")
+    assert source.shape == copied.shape
+    assert np.array_equal(source, copied)  # exactly, row for row
+
+    history = run_cli(capsys, "history", prod_model, "--tracking-uri", prod.uri)
+    assert history.code == 0, history.err
+    assert f"copy dev:{trained.model}/{trained.version} -> prod" in history.out
+
+
+def test_a_model_declared_twice_names_both_places(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree(tmp_path, "m", 1, "served")
+    write(
+        tmp_path,
+        "teams/b/prod.yaml",
+        """
+        version: 1
+        registry: prod
+        models:
+          served:
+            description: again
+        """,
+    )
+    monkeypatch.chdir(tmp_path)
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("TREE_DEV_URI", unreachable)
+    monkeypatch.setenv("TREE_PROD_URI", unreachable)
+    failed = run_cli(capsys, "plan", "registry.yaml")
+    assert failed.code == 1
+    assert (
+        "teams/b/prod.yaml:4:3: models.served: model 'served' (registry 'prod') is declared "
+        "twice: at teams/a/prod.yaml:4:3 and at teams/b/prod.yaml:4:3"
+    ) in failed.err
+
+
+def test_a_partial_plan_reads_only_what_it_selects(
+    dev: MlflowServer,
+    trained: Trained,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tree(tmp_path, trained.model, trained.version, "never-read")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TREE_DEV_URI", dev.uri)
+    # nothing listens there: a request to prod would fail the plan
+    monkeypatch.setenv("TREE_PROD_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+
+    whole = run_cli(capsys, "plan", "registry.yaml")
+    assert whole.code == 1  # the proof that prod is out of reach
+    assert "cannot read the registry at http://127.0.0.1:" in whole.err
+
+    for selection in (["--registry", "dev"], ["--model", trained.model]):
+        partial = run_cli(capsys, "plan", "registry.yaml", "--no-color", *selection)
+        assert partial.code == 0, partial.err
+        assert f"Partial plan ({' '.join(selection)}): the rest of the tree was neither read " in (
+            partial.out
+        )
+        assert "Registry prod" not in partial.out
+
+    unknown = run_cli(capsys, "plan", "registry.yaml", "--registry", "qa")
+    assert unknown.code == 1
+    assert "unknown registry 'qa' (--registry); registry.yaml declares: dev, prod" in unknown.err
+
+
+@pytest.fixture(scope="module")
+def two_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AuthServer, AuthServer]]:
+    a = start_auth_server(tmp_path_factory.mktemp("auth-dev"), "MANAGE")
+    try:
+        b = start_auth_server(tmp_path_factory.mktemp("auth-prod"), "MANAGE")
+    except BaseException:
+        a.server.stop()
+        raise
+    try:
+        yield a, b
+    finally:
+        a.server.stop()
+        b.server.stop()
+
+
+def test_each_registry_gets_its_own_credentials(
+    two_auth: tuple[AuthServer, AuthServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dev, prod = two_auth
+    # one user on each server only: a credential sent to the other server gets a 401
+    servers = {"A": dev, "B": prod}
+    users = {"A": ("dev-bot", uuid.uuid4().hex), "B": ("prod-bot", uuid.uuid4().hex)}
+    for prefix, (user, password) in users.items():
+        status = servers[prefix].rest(
+            "admin", "POST", "/api/2.0/mlflow/users/create",
+            {"username": user, "password": password},
+        )  # fmt: skip
+        assert status == 200
+    name = f"cred-{uuid.uuid4().hex[:6]}"
+    write(
+        tmp_path,
+        "registry.yaml",
+        """
+        version: 1
+        registries:
+          dev:
+            tracking_uri_env: A_URI
+            username_env: A_USER
+            password_env: A_PASSWORD
+          prod:
+            tracking_uri_env: B_URI
+            username_env: B_USER
+            password_env: B_PASSWORD
+        default_registry: dev
+        include: [teams/*.yaml]
+        """,
+    )
+    for registry in ("dev", "prod"):
+        write(
+            tmp_path,
+            f"teams/{registry}.yaml",
+            f"""
+            version: 1
+            registry: {registry}
+            models:
+              {name}:
+                description: owned by {registry}
+            """,
+        )
+    monkeypatch.chdir(tmp_path)
+    for prefix, server in servers.items():
+        monkeypatch.setenv(f"{prefix}_URI", server.uri)
+        monkeypatch.setenv(f"{prefix}_USER", users[prefix][0])
+        monkeypatch.setenv(f"{prefix}_PASSWORD", users[prefix][1])
+    # MLflow's own variables name a user neither server knows: anything sent with them fails
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "nobody")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-a-password")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    applied = run_cli(capsys, "apply", "registry.yaml", "--no-color")
+    assert applied.code == 0, applied.out + applied.err
+    for server, registry in ((dev, "dev"), (prod, "prod")):
+        with server.as_user("admin"):
+            model = server.client().get_registered_model(name)
+        assert model.description == f"owned by {registry}"
+    for _, password in users.values():
+        assert password not in applied.out + applied.err
+    again = run_cli(capsys, "plan", "registry.yaml", "--no-color")
+    assert "No changes. Every registry matches the files." in again.out
