@@ -14,17 +14,16 @@ import numpy as np
 import pytest
 
 from mlflow_gitops.errors import RegistryError
-from mlflow_gitops.registry.client import MlflowRegistry
-from mlflow_gitops.registry.copy import (
+from mlflow_gitops.record import (
     COPIES_EXPERIMENT,
     COPY_MODEL_TAG,
     COPY_REGISTRY_TAG,
     COPY_RUN_TAG,
     COPY_VERSION_TAG,
-    Credentials,
     SourceRef,
-    find_copies,
 )
+from mlflow_gitops.registry.client import MlflowRegistry
+from mlflow_gitops.registry.copy import Credentials, find_copies
 from mlflow_gitops.settings import registry_identity
 from tests.integration.mlflow_helpers import client
 from tests.servers import MlflowServer, free_port, postgres_server
