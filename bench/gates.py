@@ -501,7 +501,7 @@ def threshold_equivalence() -> list[dict[str, Any]]:
             ("1 ulp better", math.nextafter(base, -math.inf)),
             ("1 ulp worse", math.nextafter(base, math.inf)),
         ):
-            [check] = tool_compare("rmse", ours, cand, base)
+            [judged] = tool_compare("rmse", ours, cand, base)
             try:
                 validate_evaluation_results(
                     {"root_mean_squared_error": theirs},
@@ -516,7 +516,7 @@ def threshold_equivalence() -> list[dict[str, Any]]:
                     "case": label,
                     "baseline": base,
                     "candidate": cand,
-                    "tool": check.verdict,
+                    "tool": judged.check.verdict,
                     "mlflow": mlflow_verdict,
                     "mlflow_refuses_zero": zero_refused,
                 }
