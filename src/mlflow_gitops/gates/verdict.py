@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from mlflow_gitops.plan.gates import Check
+from mlflow_gitops.plan.gates import Check, Verdict
 from mlflow_gitops.spec.model import MetricThreshold
 
 # metrics where a larger value is better; every other metric (errors, latency, size) is smaller-better
@@ -59,6 +59,14 @@ def _failed(name: str, candidate: float, baseline: float | None, bound: str, p: 
     return f"{name} {_fmt(candidate, p)}{base} not {bound}"
 
 
+def _bounded(
+    name: str, candidate: float, baseline: float | None, bound: str, ok: bool, p: int
+) -> Judged:
+    verdict: Verdict = "pass" if ok else "fail"
+    check = Check(name=name, candidate=candidate, baseline=baseline, bound=bound, verdict=verdict)
+    return Judged(check, _failed(name, candidate, baseline, bound, p))
+
+
 def plain(check: Check) -> Judged:
     """A check decided without a threshold: its message (or its values) say why it did not pass."""
     if check.message or check.candidate is None:
@@ -85,15 +93,7 @@ def compare(
         t = exact(spec.threshold)
         ok = c >= t if up else c <= t
         p = 6 if ok else digits(c, t)
-        bound = f"{op} {_fmt(t, p)}"
-        check = Check(
-            name=name,
-            candidate=candidate,
-            baseline=baseline,
-            bound=bound,
-            verdict="pass" if ok else "fail",
-        )
-        judged.append(Judged(check, _failed(name, candidate, baseline, bound, p)))
+        judged.append(_bounded(name, candidate, baseline, f"{op} {_fmt(t, p)}", ok, p))
     for kind in ("min_absolute_change", "min_relative_change"):
         change = getattr(spec, kind)
         if change is None:
@@ -116,16 +116,9 @@ def compare(
         what = _fmt(change) if kind == "min_absolute_change" else f"{float(change):.4g}x|baseline|"
         label = " (not worse)" if change == 0 else ""
         bound = f"{op} baseline {sign} {what}{label}"
-        check = Check(
-            name=name,
-            candidate=candidate,
-            baseline=baseline,
-            bound=bound,
-            verdict="pass" if ok else "fail",
-        )
         # the limit is not printed: enough digits of candidate and baseline to tell it apart
         p = 6 if ok else digits(c, limit)
-        judged.append(Judged(check, _failed(name, candidate, baseline, bound, p)))
+        judged.append(_bounded(name, candidate, baseline, bound, ok, p))
     return judged
 
 
@@ -150,15 +143,7 @@ def bound_check(
     p = max((digits(v, exact(b)) for b in crossed), default=6)
     parts = [f"<= {_fmt(maximum, p)}"] if maximum is not None else []
     parts += [f">= {_fmt(minimum, p)}"] if minimum is not None else []
-    bound = " and ".join(parts)
-    check = Check(
-        name=name,
-        candidate=value,
-        baseline=baseline,
-        bound=bound,
-        verdict="fail" if crossed else "pass",
-    )
-    return Judged(check, _failed(name, value, baseline, bound, p))
+    return _bounded(name, value, baseline, " and ".join(parts), not crossed, p)
 
 
 def decide(checks: list[Check]) -> str:
