@@ -192,17 +192,17 @@ def timed_evidence(uri: str) -> Any:
                 "digest": 0.0,
             }
 
-        def _model(self, side: Any) -> Any:
+        def load_model(self, side: Any) -> Any:
             started = time.perf_counter()
             try:
-                return super()._model(side)
+                return super().load_model(side)
             finally:
                 self.seconds["load_models"] += time.perf_counter() - started
 
-        def _preprocessor(self, side: Any, artifact: str) -> Any:
+        def load_preprocessor(self, side: Any, artifact: str) -> Any:
             started = time.perf_counter()
             try:
-                return super()._preprocessor(side, artifact)
+                return super().load_preprocessor(side, artifact)
             finally:
                 self.seconds["fetch_preprocessors"] += time.perf_counter() - started
 
