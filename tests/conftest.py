@@ -14,7 +14,8 @@ from contextlib import contextmanager
 import pytest
 
 from tests.mlflow2 import mlflow2_bin, mlflow2_python
-from tests.servers import MlflowServer, drop_postgres_database, postgres_database
+from tests.servers import MlflowServer
+from tests.servers import postgres_server as postgres_mlflow_server
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -83,15 +84,5 @@ def mlflow2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowS
 
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    db = postgres_database()
-    if db is None:
-        # never skipped: the PostgreSQL-backed server is one of the three real registries
-        pytest.fail(
-            "PostgreSQL on 127.0.0.1:5432 (trust auth, database test) could not be reached or "
-            "started; start it with `pg_ctlcluster --skip-systemctl-redirect <version> main start`"
-        )
-    name, uri = db
-    server = MlflowServer(uri, tmp_path_factory.mktemp("server-postgres"))
-    yield server
-    server.stop()
-    drop_postgres_database(name)
+    with postgres_mlflow_server(tmp_path_factory.mktemp("server-postgres")) as server:
+        yield server

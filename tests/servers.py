@@ -13,7 +13,8 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
@@ -152,3 +153,23 @@ def drop_postgres_database(name: str) -> None:
     with conn.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     conn.close()
+
+
+@contextmanager
+def postgres_server(workdir: Path) -> Iterator[MlflowServer]:
+    """An `mlflow server` on a fresh PostgreSQL database, stopped and dropped afterwards; a
+    PostgreSQL out of reach fails the test (it is one of the real registries, never skipped)."""
+    import pytest
+
+    db = postgres_database()
+    if db is None:
+        pytest.fail(
+            "PostgreSQL on 127.0.0.1:5432 (trust auth, database test) could not be reached or "
+            "started; start it with `pg_ctlcluster --skip-systemctl-redirect <version> main start`"
+        )
+    name, uri = db
+    try:
+        with MlflowServer(uri, workdir) as server:
+            yield server
+    finally:
+        drop_postgres_database(name)

@@ -24,6 +24,7 @@ from mlflow_gitops.errors import (
     SpecIssue,
     StalePlanError,
 )
+from mlflow_gitops.gates.cache import not_recorded
 from mlflow_gitops.gates.port import Evidence
 from mlflow_gitops.gates.run import GateRun, run_gates
 from mlflow_gitops.observed import RegistryState
@@ -33,8 +34,8 @@ from mlflow_gitops.plan.changes import CopyVersion, CreateModel, Plan, RegisterV
 from mlflow_gitops.plan.planner import history_drifted
 from mlflow_gitops.plan.planner import plan as compute_plan
 from mlflow_gitops.plan.tree import RegistryPlan, TreePlan
-from mlflow_gitops.record import AUDIT_EXPERIMENT
-from mlflow_gitops.registry.copy import Credentials, SourceRef, find_copies
+from mlflow_gitops.record import AUDIT_EXPERIMENT, SourceRef
+from mlflow_gitops.registry.copy import Credentials, find_copies
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.render.common import describe
 from mlflow_gitops.render.json import plan_document
@@ -198,10 +199,7 @@ def _record_gates(registry: RegistryPort, run: GateRun) -> Plan:
         try:
             registry.set_version_tag(record.model, record.version, record.key, record.value)
         except RegistryError as exc:
-            notes.append(
-                f"gate results not recorded at {record.model}/{record.version}: {exc.message}; "
-                "the next plan will evaluate again"
-            )
+            notes.append(not_recorded(record, exc.message))
     return run.plan.model_copy(update={"notes": (*run.plan.notes, *notes)}) if notes else run.plan
 
 

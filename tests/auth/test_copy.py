@@ -10,9 +10,10 @@ import uuid
 import pytest
 
 from mlflow_gitops.errors import DENIED, PermissionDenied
+from mlflow_gitops.record import COPIES_EXPERIMENT, COPY_RUN_TAG, COPY_VERSION_TAG
 from mlflow_gitops.registry.client import MlflowRegistry
-from mlflow_gitops.registry.copy import COPIES_EXPERIMENT, RUN_TAG, VERSION_TAG, Credentials
-from tests.auth.conftest import AuthServer
+from mlflow_gitops.registry.copy import Credentials
+from tests.auth.harness import AuthServer
 from tests.integration.mlflow_helpers import register
 from tests.integration.train_regressor import train_and_log
 
@@ -40,7 +41,7 @@ def test_each_side_of_a_copy_gets_its_own_credentials(
     assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "not-a-password"
     with prod.as_user("editor"):
         copied = prod.client().get_model_version(f"{name}-prod", str(number))
-        assert (copied.tags[VERSION_TAG], copied.tags[RUN_TAG]) == (str(version), run_id)
+        assert (copied.tags[COPY_VERSION_TAG], copied.tags[COPY_RUN_TAG]) == (str(version), run_id)
         files = {f.path for f in prod.client().list_artifacts(copied.run_id, "model")}
     assert "model/MLmodel" in files
 

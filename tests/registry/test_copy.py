@@ -14,21 +14,19 @@ import numpy as np
 import pytest
 
 from mlflow_gitops.errors import RegistryError
-from mlflow_gitops.registry.client import MlflowRegistry
-from mlflow_gitops.registry.copy import (
+from mlflow_gitops.record import (
     COPIES_EXPERIMENT,
-    MODEL_TAG,
-    REGISTRY_TAG,
-    RUN_TAG,
-    VERSION_TAG,
-    Credentials,
+    COPY_MODEL_TAG,
+    COPY_REGISTRY_TAG,
+    COPY_RUN_TAG,
+    COPY_VERSION_TAG,
     SourceRef,
-    find_copies,
 )
+from mlflow_gitops.registry.client import MlflowRegistry
+from mlflow_gitops.registry.copy import Credentials, find_copies
 from mlflow_gitops.settings import registry_identity
 from tests.integration.mlflow_helpers import client
-from tests.postgres import postgres_server
-from tests.servers import MlflowServer, free_port
+from tests.servers import MlflowServer, free_port, postgres_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -105,15 +103,18 @@ def test_a_copy_to_another_server_predicts_like_the_source(
     number = dest.copy_version(src, MODEL, source.version, "taxi-prod")
 
     copied = client(prod.uri).get_model_version("taxi-prod", str(number))
-    assert copied.tags[REGISTRY_TAG] == registry_identity(dev.uri) == dev.uri
-    assert (copied.tags[MODEL_TAG], copied.tags[VERSION_TAG]) == (MODEL, str(source.version))
-    assert copied.tags[RUN_TAG] == source.run_id
+    assert copied.tags[COPY_REGISTRY_TAG] == registry_identity(dev.uri) == dev.uri
+    assert (copied.tags[COPY_MODEL_TAG], copied.tags[COPY_VERSION_TAG]) == (
+        MODEL,
+        str(source.version),
+    )
+    assert copied.tags[COPY_RUN_TAG] == source.run_id
     assert copied.tags["validated_by"] == "alice"  # the version's own tags travel with it
     # the copy's run lives in prod and carries the source run's id, params and metrics
     assert copied.run_id
     assert copied.run_id != source.run_id
     run, original = client(prod.uri).get_run(copied.run_id), client(dev.uri).get_run(source.run_id)
-    assert run.data.tags[RUN_TAG] == source.run_id
+    assert run.data.tags[COPY_RUN_TAG] == source.run_id
     assert run.data.params == original.data.params
     assert run.data.metrics == original.data.metrics
     assert run.data.tags["model_type"] == "GradientBoostingRegressor"
@@ -142,8 +143,8 @@ def test_a_copy_on_the_same_server_uses_the_registry_copy(
     copied = client(dev.uri).get_model_version("taxi-same", str(number))
     assert copied.source == f"models:/{MODEL}/{source.version}"  # no file was copied
     assert copied.run_id == source.run_id
-    assert copied.tags[REGISTRY_TAG] == registry_identity(dev.uri)
-    assert copied.tags[VERSION_TAG] == str(source.version)
+    assert copied.tags[COPY_REGISTRY_TAG] == registry_identity(dev.uri)
+    assert copied.tags[COPY_VERSION_TAG] == str(source.version)
     x = features(dev.uri, source.run_id, source.valid, tmp_path)
     assert np.array_equal(
         predict(dev.uri, "taxi-same", number, x), predict(dev.uri, MODEL, source.version, x)
@@ -208,8 +209,8 @@ def test_copies_through_an_mlflow_2_22_server_keep_the_predictions(
         on_old = predict(old.uri, "taxi-v2", first, x)
 
     copied = client(prod.uri).get_model_version("taxi-from-v2", str(last))
-    assert copied.tags[REGISTRY_TAG] == registry_identity(old.uri)
-    assert copied.tags[RUN_TAG] == described.run_id
+    assert copied.tags[COPY_REGISTRY_TAG] == registry_identity(old.uri)
+    assert copied.tags[COPY_RUN_TAG] == described.run_id
     x = features(prod.uri, copied.run_id, source.valid, tmp_path / "b")
     expected = predict(dev.uri, MODEL, source.version, x)
     assert np.array_equal(on_old, expected)

@@ -32,21 +32,18 @@ from typing import TYPE_CHECKING, Any
 from mlflow_gitops.errors import DENIED, PermissionDenied, RegistryError
 from mlflow_gitops.observed import ModelState, VersionState
 from mlflow_gitops.permissions import current_user
-from mlflow_gitops.record import TOOL_TAG_PREFIX
+from mlflow_gitops.record import (
+    COPIES_EXPERIMENT,
+    COPY_EXPERIMENT_TAG,
+    SourceRef,
+    provenance_tags,
+    read_provenance,
+)
 from mlflow_gitops.secrets import redact
 
 if TYPE_CHECKING:
     from mlflow_gitops.registry.client import MlflowRegistry
 
-# provenance on the copy (version tags, and the same tags on the copy's run)
-FROM = TOOL_TAG_PREFIX + "copied_from."
-REGISTRY_TAG, MODEL_TAG, VERSION_TAG, RUN_TAG = (
-    FROM + "registry",  # registry_identity() of the source: scheme://host:port/path, no user
-    FROM + "model",
-    FROM + "version",
-    FROM + "run_id",
-)
-COPIES_EXPERIMENT = "mlflow-gitops-copies"  # the destination's runs that hold copied artifacts
 MODEL_FOLDER = "model"  # where a model that lived outside its run goes in the copy's run
 # MLflow's log_batch limits
 PARAMS_PER_BATCH, METRICS_PER_BATCH = 100, 900  # 1,000 entities a request in all
@@ -57,33 +54,9 @@ CREDENTIAL_VARIABLES = (
 )
 
 
-@dataclass(frozen=True, order=True)
-class SourceRef:
-    """A version of a registry, the registry named by its identity (never by credentials)."""
-
-    registry: str  # settings.registry_identity(uri)
-    model: str
-    version: int
-
-    def __str__(self) -> str:
-        return f"{self.model}/{self.version} at {self.registry}"
-
-
-def provenance_tags(ref: SourceRef, run_id: str | None) -> dict[str, str]:
-    """The tags that tell a copy's origin."""
-    tags = {REGISTRY_TAG: ref.registry, MODEL_TAG: ref.model, VERSION_TAG: str(ref.version)}
-    if run_id:
-        tags[RUN_TAG] = run_id
-    return tags
-
-
 def source_of(version: VersionState) -> SourceRef | None:
     """The version a copy was made from, read from its provenance tags; None for no copy."""
-    tags = version.tags
-    try:
-        return SourceRef(tags[REGISTRY_TAG], tags[MODEL_TAG], int(tags[VERSION_TAG]))
-    except (KeyError, ValueError):
-        return None
+    return read_provenance(version.tags)
 
 
 def find_copies(model: ModelState | None, sources: Iterable[SourceRef]) -> dict[SourceRef, int]:
@@ -353,7 +326,7 @@ def _log_copy_run(dest: MlflowRegistry, ref: SourceRef, files: _Files) -> tuple[
     if run is not None:
         user_tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
         run_tags = user_tags | run_tags
-        run_tags[FROM + "experiment_id"] = str(run.info.experiment_id)
+        run_tags[COPY_EXPERIMENT_TAG] = str(run.info.experiment_id)
     with dest._errors(f"create the run that holds the copy (experiment {COPIES_EXPERIMENT}) at"):
         experiment = dest._experiment(COPIES_EXPERIMENT, "the copies' experiment", create=True)
         assert experiment is not None
