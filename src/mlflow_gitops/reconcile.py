@@ -589,7 +589,10 @@ def _plan_tree(request: PlanRequest, progress: Callable[[str], None]) -> PlanOut
         )
         return Opened(name, uri, opened[name], planned)
 
-    done = _concurrently(plan_one, list(chosen))
+    # gate evidence loads models through MLflow's process-wide tracking URI: registries whose
+    # models have gates are planned one after the other, the others concurrently
+    gated = [n for n, models in chosen.items() if any(m.spec.gates for m in models)]
+    done = _concurrently(plan_one, list(chosen), one_at_a_time=len(gated) > 1)
     copies = [
         (o.name, c) for o in done for c in o.planned.plan.changes if isinstance(c, CopyVersion)
     ]
@@ -664,12 +667,15 @@ def _files(tree: LoadedTree, models: Sequence[DeclaredModel]) -> list[PlanFile]:
     return out
 
 
-def _concurrently(fn: Callable[[str], Opened], names: list[str]) -> list[Opened]:
+def _concurrently(
+    fn: Callable[[str], Opened], names: list[str], *, one_at_a_time: bool = False
+) -> list[Opened]:
     """fn over every registry at once (one thread each), results in the given order; the
     located problems of every registry in one SpecError, else the first failure."""
     if len(names) == 1:
         return [fn(names[0])]
-    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="registry") as pool:
+    workers = 1 if one_at_a_time else len(names)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry") as pool:
         futures = [pool.submit(fn, n) for n in names]
     issues: list[SpecIssue] = []
     out: list[Opened] = []

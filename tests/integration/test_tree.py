@@ -19,8 +19,7 @@ import pytest
 from tests.auth.harness import AuthServer, start_auth_server
 from tests.cli_runner import run_cli
 from tests.integration.mlflow_helpers import client
-from tests.postgres import postgres_server
-from tests.servers import MlflowServer, free_port
+from tests.servers import MlflowServer, free_port, postgres_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
