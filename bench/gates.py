@@ -192,17 +192,17 @@ def timed_evidence(uri: str) -> Any:
                 "digest": 0.0,
             }
 
-        def _model(self, side: Any) -> Any:
+        def load_model(self, side: Any) -> Any:
             started = time.perf_counter()
             try:
-                return super()._model(side)
+                return super().load_model(side)
             finally:
                 self.seconds["load_models"] += time.perf_counter() - started
 
-        def _preprocessor(self, side: Any, artifact: str) -> Any:
+        def load_preprocessor(self, side: Any, artifact: str) -> Any:
             started = time.perf_counter()
             try:
-                return super()._preprocessor(side, artifact)
+                return super().load_preprocessor(side, artifact)
             finally:
                 self.seconds["fetch_preprocessors"] += time.perf_counter() - started
 
@@ -501,7 +501,7 @@ def threshold_equivalence() -> list[dict[str, Any]]:
             ("1 ulp better", math.nextafter(base, -math.inf)),
             ("1 ulp worse", math.nextafter(base, math.inf)),
         ):
-            [check] = tool_compare("rmse", ours, cand, base)
+            [judged] = tool_compare("rmse", ours, cand, base)
             try:
                 validate_evaluation_results(
                     {"root_mean_squared_error": theirs},
@@ -516,7 +516,7 @@ def threshold_equivalence() -> list[dict[str, Any]]:
                     "case": label,
                     "baseline": base,
                     "candidate": cand,
-                    "tool": check.verdict,
+                    "tool": judged.check.verdict,
                     "mlflow": mlflow_verdict,
                     "mlflow_refuses_zero": zero_refused,
                 }

@@ -96,7 +96,8 @@ def measure(engine: str, data: str, state: dict[str, Any]) -> dict[str, Any]:
     """One evaluation in this (fresh) process: its wall time and memory."""
     quiet_mlflow()
     from mlflow_gitops.gates import evidence
-    from mlflow_gitops.gates.evidence import MlflowEvidence, Side
+    from mlflow_gitops.gates.evidence import MlflowEvidence
+    from mlflow_gitops.gates.port import Side
     from mlflow_gitops.spec.model import EvaluateSpec
 
     single = evidence.stream_frames
@@ -119,9 +120,7 @@ def measure(engine: str, data: str, state: dict[str, Any]) -> dict[str, Any]:
     ev = MlflowEvidence(state["uri"])
     candidate = Side("models:/bench-spark/2", state["candidate"])
     baseline = Side("models:/bench-spark/1", state["baseline"])
-    for side in (candidate, baseline):  # loaded once per process, outside the timing
-        ev._model(side)
-        ev._preprocessor(side, "preprocessor/preprocessor.b")
+    ev.load_sides(gate, candidate, baseline)  # loaded once per process, outside the timing
     start_s = 0.0
     if engine == "spark":
         from mlflow_gitops.gates import spark

@@ -1,14 +1,21 @@
 """Settings for every test: no call leaves the machine (MLflow's usage telemetry is off for the
-tests and for every server and child process they start), and no test leaves its registry URI
-behind for the next one (mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI into os.environ)."""
+tests and for every server and child process they start), and no test or test module leaves its
+registry URI behind for the next one (mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI into
+os.environ). And the real servers shared by the integration and reliability tests, started on
+first use and stopped at the end of the session."""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+
+from tests.mlflow2 import mlflow2_bin, mlflow2_python
+from tests.servers import MlflowServer
+from tests.servers import postgres_server as postgres_mlflow_server
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -20,9 +27,9 @@ _URI_GLOBALS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _registry_uris_restored() -> Iterator[None]:
-    """The process's MLflow URIs (variables and MLflow's globals) as they were before the test."""
+@contextmanager
+def _uris_restored() -> Iterator[None]:
+    """The process's MLflow URIs (variables and MLflow's globals) as they were before the block."""
     variables = {key: os.environ.get(key) for key in _URI_VARIABLES}
     globals_ = {
         (module, name): getattr(sys.modules[module], name)
@@ -38,3 +45,44 @@ def _registry_uris_restored() -> Iterator[None]:
     for module, name in _URI_GLOBALS:
         if module in sys.modules:
             setattr(sys.modules[module], name, globals_.get((module, name)))
+
+
+@pytest.fixture(autouse=True)
+def _registry_uris_restored() -> Iterator[None]:
+    """Each test leaves the MLflow URIs as it found them."""
+    with _uris_restored():
+        yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_registry_uris_restored() -> Iterator[None]:
+    """So does each module, for what its module-scoped fixtures set (MlflowRegistry sets both)."""
+    with _uris_restored():
+        yield
+
+
+@pytest.fixture(scope="session")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    work = tmp_path_factory.mktemp("server-sqlite")
+    server = MlflowServer(f"sqlite:///{work}/mlflow.db", work)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """`mlflow server` from MLflow 2.22.x (the last 2.x release) on a SQLite backend."""
+    work = tmp_path_factory.mktemp("server-mlflow2")
+    from tests.integration.mlflow_helpers import MLFLOW2_PYTHONS
+
+    server = MlflowServer(f"sqlite:///{work}/mlflow.db", work, mlflow_bin=mlflow2_bin())
+    MLFLOW2_PYTHONS[server.uri] = mlflow2_python()  # log_regressor logs its runs with MLflow 2
+    yield server
+    server.stop()
+    MLFLOW2_PYTHONS.pop(server.uri, None)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    with postgres_mlflow_server(tmp_path_factory.mktemp("server-postgres")) as server:
+        yield server

@@ -1,17 +1,23 @@
 """One launcher for every real `mlflow server` the tests start: MLflow 3 from this venv or an
-MLflow 2.x venv, optionally with basic-auth, always on a free loopback port, always stopped."""
+MLflow 2.x venv, optionally with basic-auth, always on a free loopback port, always stopped; and
+the throwaway PostgreSQL databases the PostgreSQL-backed servers use."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
 
 def free_port() -> int:
@@ -21,12 +27,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """Terminate a server started in its own session, workers included (SIGKILL after `grace`)."""
+def stop_group(proc: subprocess.Popen[bytes], grace: float, *, kill: bool = False) -> None:
+    """Terminate a server started in its own session, workers included (SIGKILL after `grace`;
+    `kill`: SIGKILL at once)."""
     if proc.poll() is not None:
         return
     group = os.getpgid(proc.pid)
-    os.killpg(group, signal.SIGTERM)
+    os.killpg(group, signal.SIGKILL if kill else signal.SIGTERM)
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
@@ -56,12 +63,13 @@ class MlflowServer:
         workers: int = 2,
         extra_args: Sequence[str] = (),
         port: int | None = None,
+        log_name: str = "server.log",
     ) -> None:
         self.backend_uri, self.workdir = backend_uri, workdir
         self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / "server.log"
+        self.log_path = workdir / log_name
         args = [
             mlflow_bin or this_mlflow(), "server",
             "--backend-store-uri", backend_uri,
@@ -94,12 +102,74 @@ class MlflowServer:
         self.stop()
         raise RuntimeError(f"mlflow server did not become healthy in 180 s: {self.log_path}")
 
-    def stop(self) -> None:
-        """Terminate the server and its workers (SIGKILL after 20 s)."""
-        stop_group(self.proc, grace=20)
+    def stop(self, *, kill: bool = False) -> None:
+        """Terminate the server and its workers (SIGKILL after 20 s); `kill`: SIGKILL at once,
+        the way a crashed host or an OOM kill ends it."""
+        stop_group(self.proc, grace=20, kill=kill)
 
     def __enter__(self) -> MlflowServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def postgres_database() -> tuple[str, str] | None:
+    """A new, empty database on the PostgreSQL server at 127.0.0.1:5432 (started if it is
+    installed and down): (its name, its SQLAlchemy URI); None when there is no PostgreSQL."""
+    try:
+        import psycopg2
+    except ImportError:
+        return None
+    try:
+        conn = psycopg2.connect(PG_DSN, connect_timeout=5)
+    except Exception:
+        if shutil.which("pg_ctlcluster") and os.path.isdir("/etc/postgresql"):
+            version = sorted(os.listdir("/etc/postgresql"))[-1]
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+                check=False, capture_output=True, timeout=60,
+            )  # fmt: skip
+            try:
+                conn = psycopg2.connect(PG_DSN, connect_timeout=10)
+            except Exception:
+                return None
+        else:
+            return None
+    name = f"mlflow_gitops_{uuid.uuid4().hex[:12]}"
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return name, f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_postgres_database(name: str) -> None:
+    """Drop a database made by postgres_database (its connections closed first)."""
+    import psycopg2
+
+    conn = psycopg2.connect(PG_DSN, connect_timeout=5)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+@contextmanager
+def postgres_server(workdir: Path) -> Iterator[MlflowServer]:
+    """An `mlflow server` on a fresh PostgreSQL database, stopped and dropped afterwards; a
+    PostgreSQL out of reach fails the test (it is one of the real registries, never skipped)."""
+    import pytest
+
+    db = postgres_database()
+    if db is None:
+        pytest.fail(
+            "PostgreSQL on 127.0.0.1:5432 (trust auth, database test) could not be reached or "
+            "started; start it with `pg_ctlcluster --skip-systemctl-redirect <version> main start`"
+        )
+    name, uri = db
+    try:
+        with MlflowServer(uri, workdir) as server:
+            yield server
+    finally:
+        drop_postgres_database(name)

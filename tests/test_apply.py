@@ -202,18 +202,6 @@ def test_each_model_hands_over_against_its_own_stages(tmp_path: Path) -> None:
     assert all(m.version(1).stage == "Archived" for m in fake.models.values())  # type: ignore[union-attr]
 
 
-def test_name_filters_fit_a_url_once_percent_encoded() -> None:
-    from urllib.parse import quote_plus
-
-    from mlflow_gitops.registry.client import MAX_FILTER_NAMES, MAX_FILTER_URL_CHARS, _in_chunks
-
-    names = [f"modèle prévision n°{i:04d}" for i in range(400)] + [f"m{i}" for i in range(4000)]
-    chunks = _in_chunks(names)
-    assert all(len(quote_plus(c)) <= MAX_FILTER_URL_CHARS + 40 for c in chunks)
-    assert all(c.count("', '") + 1 <= MAX_FILTER_NAMES for c in chunks)
-    assert sum(c.count("', '") + 1 for c in chunks) == len(names)
-
-
 def test_make_plan_measures_soak_time_by_the_clock_it_is_given(tmp_path: Path) -> None:
     # two days in Staging at `now`, under min_time_in_staging: 1d; by the wall clock (2026) the
     # version entered Staging in the future, which once blocked it with a negative duration

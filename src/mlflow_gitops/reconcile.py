@@ -22,6 +22,7 @@ from mlflow_gitops.errors import (
     SpecIssue,
     StalePlanError,
 )
+from mlflow_gitops.gates.cache import not_recorded
 from mlflow_gitops.gates.port import Evidence
 from mlflow_gitops.gates.run import GateRun, run_gates
 from mlflow_gitops.observed import RegistryState
@@ -105,10 +106,7 @@ def _record_gates(registry: RegistryPort, run: GateRun) -> Plan:
         try:
             registry.set_version_tag(record.model, record.version, record.key, record.value)
         except RegistryError as exc:
-            notes.append(
-                f"gate results not recorded at {record.model}/{record.version}: {exc.message}; "
-                "the next plan will evaluate again"
-            )
+            notes.append(not_recorded(record, exc.message))
     return run.plan.model_copy(update={"notes": (*run.plan.notes, *notes)}) if notes else run.plan
 
 

@@ -62,6 +62,16 @@ CONTEXT_TAGS = {
 }
 CHANGES_ARTIFACT = "changes.json"
 GATES_ARTIFACT = "gates.json"
+# provenance on a version copied from another registry (and on the copy's run)
+COPIED_FROM = TOOL_TAG_PREFIX + "copied_from."
+COPY_REGISTRY_TAG = COPIED_FROM + "registry"  # registry_identity() of the source: no user
+COPY_MODEL_TAG = COPIED_FROM + "model"
+COPY_VERSION_TAG = COPIED_FROM + "version"
+COPY_RUN_TAG = COPIED_FROM + "run_id"
+COPY_EXPERIMENT_TAG = (
+    COPIED_FROM + "experiment_id"
+)  # on the copy's run: the source run's experiment
+COPIES_EXPERIMENT = "mlflow-gitops-copies"  # the destination's runs that hold copied artifacts
 # the one-field-per-tag annotations of earlier releases: read as a fallback, deleted when the
 # version or model is next annotated (a record never mixes two applies)
 LEGACY_TAGS = {
@@ -337,6 +347,38 @@ def recorded_verdict(tags: Mapping[str, str], target: str) -> str | None:
     except ValueError:
         return None
     return str(data.get("verdict")) if isinstance(data, dict) else None
+
+
+# --- provenance of a version copied from another registry -----------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class SourceRef:
+    """A version of a registry, the registry named by its identity (never by credentials)."""
+
+    registry: str  # settings.registry_identity(uri)
+    model: str
+    version: int
+
+    def __str__(self) -> str:
+        return f"{self.model}/{self.version} at {self.registry}"
+
+
+def provenance_tags(ref: SourceRef, run_id: str | None) -> dict[str, str]:
+    """The tags that tell a copy's origin."""
+    tags = {COPY_REGISTRY_TAG: ref.registry, COPY_MODEL_TAG: ref.model}
+    tags[COPY_VERSION_TAG] = str(ref.version)
+    if run_id:
+        tags[COPY_RUN_TAG] = run_id
+    return tags
+
+
+def read_provenance(tags: Mapping[str, str]) -> SourceRef | None:
+    """The version a copy was made from, read back from its provenance tags; None for no copy."""
+    try:
+        return SourceRef(tags[COPY_REGISTRY_TAG], tags[COPY_MODEL_TAG], int(tags[COPY_VERSION_TAG]))
+    except (KeyError, ValueError):
+        return None
 
 
 # --- the audit run of each apply ---------------------------------------------------------------

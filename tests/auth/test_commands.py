@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.auth.conftest import AuthServer
+from tests.auth.harness import AuthServer
 from tests.cli_runner import run_cli
-from tests.github.conftest import PR, REPOSITORY, make_runner, pull_request_event
 from tests.github.fake_github import TOKEN, FakeGitHub, serve
+from tests.github.harness import PR, REPOSITORY, make_runner, pull_request_event
 from tests.helpers import write_spec
 from tests.integration.mlflow_helpers import log_regressor
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.auth.conftest import AuthServer
+from tests.auth.harness import AuthServer
 from tests.cli_runner import run_cli
 from tests.helpers import write_spec
 

@@ -10,7 +10,7 @@ import pytest
 
 from mlflow_gitops.errors import PermissionDenied
 from mlflow_gitops.registry.client import MlflowRegistry
-from tests.auth.conftest import AuthServer
+from tests.auth.harness import AuthServer
 from tests.cli_runner import run_cli
 from tests.helpers import write_spec
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlflow_gitops.record import AUDIT_EXPERIMENT, read_record
-from tests.auth.conftest import AuthServer
+from tests.auth.harness import AuthServer
 from tests.cli_runner import run_cli
 from tests.helpers import write_spec
 from tests.integration.mlflow_helpers import log_regressor

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.cli_runner import run_cli
-from tests.gates.test_gates_integration import HOOK, Trained, plan_with_gates, registered, spec
+from tests.gates.harness import HOOK, Trained, plan_with_gates, registered, spec
 from tests.integration.mlflow_helpers import client
 from tests.s3server import MotoServer
 from tests.servers import free_port

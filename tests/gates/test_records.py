@@ -3,6 +3,7 @@ said in the plan instead of being swallowed."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from mlflow_gitops.gates.cache import (
     encode_gate_record,
     gate_record,
     gate_record_key,
+    oversize,
 )
 from mlflow_gitops.observed import ModelState, VersionState
 from mlflow_gitops.plan.gates import Check, GateResult
@@ -59,11 +61,13 @@ def test_a_record_round_trips_and_is_reused_only_for_the_same_inputs() -> None:
         assert decode_gate_record(unreadable) is None, unreadable
 
 
-def test_a_record_too_large_for_a_tag_is_not_written() -> None:
+def test_a_record_too_large_for_a_tag_says_so() -> None:
     many = [RESULT.model_copy(update={"message": "x" * 500}) for _ in range(10)]
-    assert len(encode_gate_record("abc", many, NOW)) > MAX_TAG
-    assert gate_record("m", 3, "Production", "abc", many, NOW) is None
-    assert gate_record("m", 3, "Production", "abc", [RESULT], NOW) is not None
+    size = len(encode_gate_record("abc", many, NOW))
+    assert size > MAX_TAG
+    why = oversize(gate_record("m", 3, "Production", "abc", many, NOW))
+    assert why == f"the record is {size:,} characters, over the 4,900 a version tag holds"
+    assert oversize(gate_record("m", 3, "Production", "abc", [RESULT], NOW)) is None
 
 
 def _registry() -> FakeRegistry:
@@ -115,3 +119,27 @@ def test_a_refused_record_is_said_in_the_plan(tmp_path: Path) -> None:
     again = make_plan(loaded, registry, evidence, NOW).plan
     assert [g.cached for g in again.gates] == [False]
     assert evidence.loads == 1
+
+
+def test_a_record_too_large_for_a_tag_is_said_in_the_plan(tmp_path: Path) -> None:
+    tags = ", ".join(f"reviewed_by_the_team_number_{i:02d}" for i in range(50))
+    loaded = load_text(tmp_path, SPEC + f"        - {{require_tags: [{tags}]}}\n")
+    registry = _registry()
+    plan = make_plan(loaded, registry, _evidence(), NOW).plan
+    assert [(g.gate, g.verdict) for g in plan.gates] == [
+        ("max_size_mb", "pass"),
+        ("require_tags", "fail"),
+    ]
+    assert not [c for c in registry.calls if c[0] == "set_version_tag"]
+    [note] = plan.notes
+    assert re.fullmatch(
+        r"gate results not recorded at m/3: the record is \d,\d{3} characters, over the 4,900 "
+        r"a version tag holds; the next plan will evaluate again",
+        note,
+    )
+    assert f"Note: {note}" in text.render_plan(plan)
+    evidence = _evidence()
+    again = make_plan(loaded, registry, evidence, NOW).plan
+    assert [g.cached for g in again.gates] == [False, False]
+    assert evidence.loads == 1
+    assert again.notes == plan.notes

@@ -18,8 +18,7 @@ from mlflow_gitops.gates import spark as engine
 from mlflow_gitops.gates.evidence import MlflowEvidence
 from mlflow_gitops.gates.port import Side
 from mlflow_gitops.spec.model import EvaluateSpec, SparkSpec
-from tests.gates import test_gates_integration as gates
-from tests.gates.test_gates_integration import (
+from tests.gates.harness import (
     EVALUATE,
     Trained,
     plan_with_gates,
@@ -29,7 +28,6 @@ from tests.gates.test_gates_integration import (
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-trained = gates.trained  # the same registry and models as the local engine's tests
 
 DATA = "data/green_tripdata_2021-03.parquet"
 LOCAL2 = SparkSpec(master="local[2]")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlflow_gitops.gates.verdict import bound_check, compare, decide
+from mlflow_gitops.gates.verdict import Judged, bound_check, compare, decide
 from mlflow_gitops.spec.model import MetricThreshold
 
 
@@ -15,7 +15,8 @@ def verdicts(
     baseline: float | None,
     missing: str = "pass",
 ) -> list[str]:
-    return [c.verdict for c in compare(name, MetricThreshold(**spec), candidate, baseline, missing)]  # type: ignore[arg-type]
+    threshold = MetricThreshold(**spec)  # type: ignore[arg-type]
+    return [j.check.verdict for j in compare(name, threshold, candidate, baseline, missing)]
 
 
 @pytest.mark.parametrize(
@@ -67,15 +68,46 @@ def test_missing_baseline_can_fail() -> None:
 
 
 def test_decide_and_bounds() -> None:
-    assert bound_check("rmse", 7.0, maximum=7.0).verdict == "pass"
-    assert bound_check("rmse", 7.01, maximum=7.0).verdict == "fail"
-    assert bound_check("r2", 0.2, minimum=0.3).verdict == "fail"
-    assert bound_check("x", None, maximum=1).verdict == "error"
+    assert bound_check("rmse", 7.0, maximum=7.0).check.verdict == "pass"
+    assert bound_check("rmse", 7.01, maximum=7.0).check.verdict == "fail"
+    assert bound_check("r2", 0.2, minimum=0.3).check.verdict == "fail"
+    assert bound_check("x", None, maximum=1).check.verdict == "error"
     no_baseline = compare("rmse", MetricThreshold(min_absolute_change=0), 5.0, None)
-    assert decide(no_baseline) == "pass"
-    assert decide([bound_check("x", None, maximum=1)]) == "fail"
+    assert decide([j.check for j in no_baseline]) == "pass"
+    assert decide([bound_check("x", None, maximum=1).check]) == "fail"
 
 
 def test_spec_needs_a_bound() -> None:
     with pytest.raises(ValueError, match="at least one of"):
         MetricThreshold()
+
+
+@pytest.mark.parametrize(
+    ("judged", "why"),
+    [
+        # a hair over the bound: as many digits as it takes to see it
+        (bound_check("rmse", 7.1000000001, maximum=7.1), "rmse 7.1000000001 not <= 7.1"),
+        (bound_check("r2", 0.79999999, minimum=0.8), "r2 0.79999999 not >= 0.8"),
+        (
+            bound_check("mae", 0.1234568, maximum=0.1234567, minimum=0),
+            "mae 0.1234568 not <= 0.1234567 and >= 0",
+        ),
+        (
+            compare("rmse", MetricThreshold(threshold=7), 7.000000001, 6.5)[0],
+            "rmse 7.000000001 (baseline 6.5) not <= 7",
+        ),
+        # the limit (baseline - 0.5) is not printed: candidate and baseline carry the digits
+        (
+            compare("rmse", MetricThreshold(min_absolute_change=0.5), 5.5000001, 6)[0],
+            "rmse 5.5000001 (baseline 6) not <= baseline - 0.5",
+        ),
+        # far from the bound: 6 significant digits, as always
+        (bound_check("rmse", 8.123456789, maximum=7), "rmse 8.12346 not <= 7"),
+        (bound_check("size_mb", 0.1 + 0.2, maximum=0.3), "size_mb 0.30000000000000004 not <= 0.3"),
+    ],
+)
+def test_a_failure_shows_enough_digits_to_tell_value_and_bound_apart(
+    judged: Judged, why: str
+) -> None:
+    assert judged.check.verdict == "fail"
+    assert judged.why == why

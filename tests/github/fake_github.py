@@ -118,5 +118,6 @@ def serve(fake: FakeGitHub) -> ThreadingHTTPServer:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # shutdown() waits out the serve loop's poll (0.5 s by default): every test stops one
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     return server

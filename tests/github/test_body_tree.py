@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from mlflow_gitops.github.body import COMMENT_LIMIT
 from mlflow_gitops.github.context import Actions, PullRequest
 from mlflow_gitops.github.publish import publish, tree_outcome
@@ -134,26 +132,16 @@ def test_a_single_file_against_one_registry_renders_exactly_as_before() -> None:
     assert render_tree(tree, title="t") == render_plan(plan, title="t")
 
 
-@pytest.fixture
-def fake_github() -> object:
-    from tests.github.fake_github import serve
-
-    fake = FakeGitHub()
-    server = serve(fake)
-    yield fake
-    server.shutdown()
-
-
 def test_a_tree_of_200_files_fits_a_comment_and_names_every_file_with_changes(
-    fake_github: FakeGitHub, tmp_path: Path
+    github: FakeGitHub, tmp_path: Path
 ) -> None:
     tree = _tree(100)  # 100 files per registry: 200 files with changes
     outcome = tree_outcome(tree, ROOT)
     assert len(outcome.body) > 3 * COMMENT_LIMIT  # far too long to post whole
 
-    publish(outcome, ROOT, _actions(fake_github, tmp_path), tmp_path / "plan.md")
+    publish(outcome, ROOT, _actions(github, tmp_path), tmp_path / "plan.md")
 
-    (comment,) = fake_github.comments[(REPO, PR)]
+    (comment,) = github.comments[(REPO, PR)]
     text = comment["body"]
     assert len(text) <= COMMENT_LIMIT
     for reg in tree.registries:  # every file with changes, in its registry's table, counted
@@ -172,20 +160,20 @@ def test_a_tree_of_200_files_fits_a_comment_and_names_every_file_with_changes(
     assert (tmp_path / "plan.md").read_text(encoding="utf-8").startswith(outcome.body)
 
 
-def test_a_tree_that_fits_is_posted_whole(fake_github: FakeGitHub, tmp_path: Path) -> None:
+def test_a_tree_that_fits_is_posted_whole(github: FakeGitHub, tmp_path: Path) -> None:
     outcome = tree_outcome(_tree(3), ROOT)
-    publish(outcome, ROOT, _actions(fake_github, tmp_path), None)
-    (comment,) = fake_github.comments[(REPO, PR)]
+    publish(outcome, ROOT, _actions(github, tmp_path), None)
+    (comment,) = github.comments[(REPO, PR)]
     assert comment["body"].startswith(outcome.body)
     assert "too long" not in comment["body"]
 
 
 def test_thousands_of_files_cut_even_the_list_of_files_and_say_so(
-    fake_github: FakeGitHub, tmp_path: Path
+    github: FakeGitHub, tmp_path: Path
 ) -> None:
     tree = TreePlan(registries=(_registry("dev", 1500, models_per_file=1, tags=0),))
-    publish(tree_outcome(tree, ROOT), ROOT, _actions(fake_github, tmp_path), None)
-    (comment,) = fake_github.comments[(REPO, PR)]
+    publish(tree_outcome(tree, ROOT), ROOT, _actions(github, tmp_path), None)
+    (comment,) = github.comments[(REPO, PR)]
     text = comment["body"]
     assert len(text) <= COMMENT_LIMIT
     rows = len(re.findall(r"^\| teams", text, flags=re.MULTILINE))

@@ -13,7 +13,7 @@ import yaml
 
 from mlflow_gitops.spec.tree import load_tree
 from tests.cli_runner import run_cli
-from tests.github.conftest import ROOT, make_runner, pull_request_event
+from tests.github.harness import ROOT, make_runner, pull_request_event
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 PLAN_YML, APPLY_YML, ACTION = WORKFLOWS / "plan.yml", WORKFLOWS / "apply.yml", ROOT / "action.yml"

@@ -13,7 +13,8 @@ import pytest
 from mlflow_gitops.record import read_record
 from mlflow_gitops.render.markdown import MARKER
 from tests.cli_runner import run_cli
-from tests.github.conftest import (
+from tests.github.fake_github import TOKEN, FakeGitHub
+from tests.github.harness import (
     APPLIED,
     HEAD_SHA,
     MODEL,
@@ -26,7 +27,6 @@ from tests.github.conftest import (
     pull_request_event,
     push_event,
 )
-from tests.github.fake_github import TOKEN, FakeGitHub
 from tests.integration.mlflow_helpers import client
 from tests.servers import free_port
 

@@ -1,97 +1,16 @@
 """Real registries: a sqlite URI, `mlflow server` on loopback (sqlite backend), `mlflow server`
 backed by the PostgreSQL server on 127.0.0.1:5432, and an MLflow 2.22 server (its own venv, see
-tests/mlflow2.py). When CI is set, a missing PostgreSQL fails."""
+tests/mlflow2.py); the servers' fixtures are in tests/conftest.py. When CI is set, a missing
+PostgreSQL fails."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.mlflow_helpers import MLFLOW2_PYTHONS
-from tests.mlflow2 import mlflow2_bin, mlflow2_python
-from tests.servers import MlflowServer
-
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 BACKENDS = ["sqlite", "server", "postgres", "server2"]
 SERVERS = {"server": "sqlite_server", "postgres": "postgres_server", "server2": "mlflow2_server"}
-
-
-def _postgres_database() -> tuple[str, str] | None:
-    try:
-        import psycopg2
-    except ImportError:
-        return None
-    try:
-        conn = psycopg2.connect(PG_DSN, connect_timeout=5)
-    except Exception:
-        if shutil.which("pg_ctlcluster") and os.path.isdir("/etc/postgresql"):
-            version = sorted(os.listdir("/etc/postgresql"))[-1]
-            subprocess.run(
-                ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-                check=False, capture_output=True, timeout=60,
-            )  # fmt: skip
-            try:
-                conn = psycopg2.connect(PG_DSN, connect_timeout=10)
-            except Exception:
-                return None
-        else:
-            return None
-    name = f"mlflow_gitops_{uuid.uuid4().hex[:12]}"
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return name, f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-
-
-def _drop_postgres_database(name: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(PG_DSN, connect_timeout=5)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
-
-
-@pytest.fixture(scope="session")
-def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    work = tmp_path_factory.mktemp("server-sqlite")
-    server = MlflowServer(f"sqlite:///{work}/mlflow.db", work)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def mlflow2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    """`mlflow server` from MLflow 2.22.x (the last 2.x release) on a SQLite backend."""
-    work = tmp_path_factory.mktemp("server-mlflow2")
-    server = MlflowServer(f"sqlite:///{work}/mlflow.db", work, mlflow_bin=mlflow2_bin())
-    MLFLOW2_PYTHONS[server.uri] = mlflow2_python()  # log_regressor logs its runs with MLflow 2
-    yield server
-    server.stop()
-    MLFLOW2_PYTHONS.pop(server.uri, None)
-
-
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    db = _postgres_database()
-    if db is None:
-        # never skipped: the PostgreSQL-backed server is one of the three real registries
-        pytest.fail(
-            "PostgreSQL on 127.0.0.1:5432 (trust auth, database test) could not be reached or "
-            "started; start it with `pg_ctlcluster --skip-systemctl-redirect <version> main start`"
-        )
-    name, uri = db
-    server = MlflowServer(uri, tmp_path_factory.mktemp("server-postgres"))
-    yield server
-    server.stop()
-    _drop_postgres_database(name)
 
 
 @pytest.fixture(scope="session")

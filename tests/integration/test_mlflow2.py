@@ -1,15 +1,13 @@
 """MLflow 2.x servers: the test harness itself, the reader's filters and what each server
-generation costs in REST calls, a read/plan/apply on MLflow 2.9, and refusals that are errors."""
+generation costs in REST calls, a read/plan/apply on MLflow 2.9, and refusals that are errors
+(a refusal the reader does not know: tests/registry/test_client_filters.py)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,13 +15,17 @@ import pytest
 from mlflow_gitops.registry import client as adapter
 from mlflow_gitops.registry.client import MlflowRegistry
 from tests.cli_runner import run_cli
-from tests.github.conftest import PR, REPOSITORY, make_runner, pull_request_event
 from tests.github.fake_github import TOKEN, FakeGitHub, serve
+from tests.github.harness import PR, REPOSITORY, make_runner, pull_request_event
 from tests.helpers import write_spec
-from tests.integration.conftest import _drop_postgres_database, _postgres_database
 from tests.integration.mlflow_helpers import MLFLOW2_PYTHONS, client, log_regressor, register
 from tests.mlflow2 import mlflow2_bin, mlflow2_python, mlflow29_bin, mlflow29_python
-from tests.servers import MlflowServer, free_port, this_mlflow
+from tests.servers import (
+    MlflowServer,
+    drop_postgres_database,
+    postgres_database,
+    this_mlflow,
+)
 
 pytestmark = [pytest.mark.integration]
 
@@ -69,9 +71,9 @@ def generation_server(
     work = tmp_path_factory.mktemp(f"server-{request.param}")
     backend, database = f"sqlite:///{work}/mlflow.db", None
     if kind == "postgres":
-        created = _postgres_database()
+        created = postgres_database()
         if created is None:
-            pytest.fail("PostgreSQL on 127.0.0.1:5432 could not be reached (see conftest.py)")
+            pytest.fail("PostgreSQL on 127.0.0.1:5432 could not be reached (see tests/servers.py)")
         database, backend = created
     # written straight into the database by that MLflow before the server starts: 400 requests
     # through the server would take minutes on a loaded machine
@@ -81,7 +83,7 @@ def generation_server(
     )  # fmt: skip
     if seeded.returncode != 0:
         if database is not None:
-            _drop_postgres_database(database)
+            drop_postgres_database(database)
         pytest.fail(f"seeding {backend} with the cost- models failed:\n{seeded.stderr[-3000:]}")
     server = MlflowServer(backend, work, mlflow_bin=mlflow_bin())
     if python is not None:
@@ -92,7 +94,7 @@ def generation_server(
         MLFLOW2_PYTHONS.pop(server.uri, None)
         server.stop()
         if database is not None:
-            _drop_postgres_database(database)
+            drop_postgres_database(database)
 
 
 def test_mlflow2_server_is_2_22_and_takes_runs_and_registrations(
@@ -189,46 +191,6 @@ def test_every_command_on_every_generation(
         int(v.version): v.current_stage for v in c.search_model_versions(f"name = '{model_name}'")
     }
     assert stages == {1: "Production", 2: "Archived"}
-
-
-@pytest.fixture
-def refusing_server() -> Iterator[tuple[str, list[str]]]:
-    """A loopback server answering every search with another INVALID_PARAMETER_VALUE."""
-    paths: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            paths.append(self.path)
-            body = json.dumps(
-                {"error_code": "INVALID_PARAMETER_VALUE", "message": "Invalid clause 'name IN'"}
-            ).encode()
-            self.send_response(400)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", paths
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def test_another_refusal_is_an_error_not_a_fallback(
-    refusing_server: tuple[str, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    uri, paths = refusing_server
-    spec = write_spec(tmp_path, "version: 1\nmodels:\n  m:\n    versions:\n      - {version: 1}\n")
-    result = run_cli(capsys, "plan", str(spec), "--tracking-uri", uri)
-    assert result.code == 1
-    assert "Invalid clause 'name IN'" in result.err
-    assert len(paths) == 1  # one search, no second try with other filters
-    assert "name+IN" in paths[0] or "name%20IN" in paths[0]
 
 
 def test_comment_posts_the_plan_of_an_mlflow2_registry(

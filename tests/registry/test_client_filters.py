@@ -1,6 +1,13 @@
-"""Which filters the reader sends to each server generation, and which refusal switches them."""
+"""Which filters the reader sends to each server generation, and which refusal switches them:
+only the one MLflow 2.x gives for `name IN`; another is an error, not a fallback."""
 
 from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +16,9 @@ from mlflow_gitops.registry.client import (
     _filters,
     _refuses_name_in,
 )
+from tests.cli_runner import run_cli
+from tests.helpers import write_spec
+from tests.servers import free_port
 
 REFUSAL = (
     "INVALID_PARAMETER_VALUE: Only the 'run_id' attribute supports comparison with a list of "
@@ -56,3 +66,55 @@ def test_filters_per_server_generation(
 )
 def test_only_mlflow2s_refusal_of_name_in_switches_filters(error: Exception, refusal: bool) -> None:
     assert _refuses_name_in(error) is refusal
+
+
+def test_name_filters_fit_a_url_once_percent_encoded() -> None:
+    from urllib.parse import quote_plus
+
+    from mlflow_gitops.registry.client import MAX_FILTER_NAMES, MAX_FILTER_URL_CHARS, _in_chunks
+
+    names = [f"modèle prévision n°{i:04d}" for i in range(400)] + [f"m{i}" for i in range(4000)]
+    chunks = _in_chunks(names)
+    assert all(len(quote_plus(c)) <= MAX_FILTER_URL_CHARS + 40 for c in chunks)
+    assert all(c.count("', '") + 1 <= MAX_FILTER_NAMES for c in chunks)
+    assert sum(c.count("', '") + 1 for c in chunks) == len(names)
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[tuple[str, list[str]]]:
+    """A loopback server answering every search with another INVALID_PARAMETER_VALUE."""
+    paths: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            paths.append(self.path)
+            body = json.dumps(
+                {"error_code": "INVALID_PARAMETER_VALUE", "message": "Invalid clause 'name IN'"}
+            ).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", paths
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_another_refusal_is_an_error_not_a_fallback(
+    refusing_server: tuple[str, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri, paths = refusing_server
+    spec = write_spec(tmp_path, "version: 1\nmodels:\n  m:\n    versions:\n      - {version: 1}\n")
+    result = run_cli(capsys, "plan", str(spec), "--tracking-uri", uri)
+    assert result.code == 1
+    assert "Invalid clause 'name IN'" in result.err
+    assert len(paths) == 1  # one search, no second try with other filters
+    assert "name+IN" in paths[0] or "name%20IN" in paths[0]

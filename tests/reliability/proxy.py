@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -29,61 +25,46 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Literal
 
+from tests.servers import MlflowServer
+
 Fault = Literal["status", "slow", "drop", "drop_after", "kill"]
 WRITES = frozenset({"POST", "PATCH", "DELETE", "PUT"})
 
 
 class Server:
-    """`mlflow server` on a fixed loopback port; stop() and start() keep port and backend."""
+    """`mlflow server` (tests/servers.MlflowServer) on a fixed loopback port; stop() and start()
+    keep port and backend, so a killed server comes back where the proxy forwards."""
 
     def __init__(self, backend_uri: str, workdir: Path, port: int) -> None:
         self.backend_uri, self.workdir, self.port = backend_uri, workdir, port
         self.uri = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.running: MlflowServer | None = None
         self.starts = 0
-        workdir.mkdir(parents=True, exist_ok=True)
+        self.starting = False
+
+    @property
+    def down(self) -> bool:
+        """Neither running nor on its way up (a restart may be under way in another thread)."""
+        return self.running is None and not self.starting
 
     def start(self) -> None:
-        """Start and wait until /health answers."""
-        mlflow_bin = str(Path(sys.executable).parent / "mlflow")
-        log = (self.workdir / f"server-{self.starts}.log").open("w")
+        """Start and wait until /health answers (one log file per start)."""
+        log_name = f"server-{self.starts}.log"
         self.starts += 1
-        self.proc = subprocess.Popen(
-            [
-                mlflow_bin, "server",
-                "--backend-store-uri", self.backend_uri,
-                "--artifacts-destination", str(self.workdir / "artifacts"),
-                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-            ],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True,
-        )  # fmt: skip
-        log.close()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited (see {self.workdir})")
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("mlflow server did not become healthy in 120 s")
+        self.starting = True
+        try:
+            self.running = MlflowServer(
+                self.backend_uri, self.workdir, port=self.port, workers=1, log_name=log_name
+            )
+        finally:
+            self.starting = False
 
     def stop(self, kill: bool = False) -> None:
         """Terminate (or SIGKILL) the server and its workers."""
-        if self.proc is None:
+        if self.running is None:
             return
-        # its own session: the signal reaches the server's workers too (they hold the port)
-        group = os.getpgid(self.proc.pid)
-        os.killpg(group, signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(group, signal.SIGKILL)
-            self.proc.wait()
-        self.proc = None
+        self.running.stop(kill=kill)
+        self.running = None
         # the uvicorn/gunicorn workers may outlive a SIGKILLed parent for a moment
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -136,7 +117,7 @@ class Proxy:
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._http.daemon_threads = True
         self.uri = f"http://127.0.0.1:{self._http.server_address[1]}"
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        threading.Thread(target=self._http.serve_forever, args=(0.05,), daemon=True).start()
 
     def close(self) -> None:
         self._http.shutdown()

@@ -26,14 +26,11 @@ from mlflow_gitops.apply import STALE, ApplyResult
 from mlflow_gitops.observed import ModelState
 from mlflow_gitops.reconcile import apply_plan, make_plan
 from mlflow_gitops.spec.load import load
-from tests.integration.conftest import postgres_server
-from tests.reliability.test_convergence import AUDIT, NOW
-from tests.reliability.test_convergence_mlflow import _restore_mlflow_uris
+from tests.reliability.harness import AUDIT, NOW
 from tests.servers import MlflowServer
 
 pytestmark = [pytest.mark.integration]
 
-__all__ = ["_restore_mlflow_uris", "postgres_server"]
 
 ROUNDS = 3
 REVISION = """\

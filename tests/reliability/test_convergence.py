@@ -6,22 +6,19 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 
 from mlflow_gitops.apply import ApplyResult
-from mlflow_gitops.audit import AuditContext
 from mlflow_gitops.observed import ModelState, RegistryState, VersionState
 from mlflow_gitops.reconcile import Planned, apply_plan, make_plan
 from mlflow_gitops.spec.load import LoadedSpec, load
+from tests.reliability.harness import AUDIT, NOW
 from tests.reliability.invariants import CheckedRegistry, Watch, convergence_problems
 from tests.reliability.scenarios import ModelDecl, Scenario, VersionDecl, scenarios
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-AUDIT = AuditContext(commit="1a2b3c4d5e6f", pr=6, actor="reliability")
 EXAMPLES = 600
 
 

@@ -31,15 +31,14 @@ from mlflow_gitops.reconcile import make_plan
 from mlflow_gitops.record import split_history
 from mlflow_gitops.spec.load import load
 from tests.cli_runner import run_cli
+from tests.reliability.harness import RICH, seed
 from tests.reliability.invariants import convergence_problems
 from tests.reliability.proxy import Fault, Proxy, Server
 from tests.reliability.scenarios import Scenario
-from tests.reliability.test_convergence_mlflow import RICH, _restore_mlflow_uris, seed
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.integration]
 
-__all__ = ["_restore_mlflow_uris"]  # the fixture puts MLflow's URIs back after this module
 
 # bounded retries: 2 retries after 0 and 2 s of backoff (urllib3), 1 s per request
 RETRY_ENV = {
@@ -231,7 +230,7 @@ def test_fault_then_reapply_converges(
     hits = list(proxied.hits)
     proxied.hits.clear()
     assert hits, f"{case.id}: the fault was never dealt"
-    if server.proc is None:
+    if server.down:
         server.start()  # a lasting kill: the server comes back after the apply gave up
     elif case.restart_during:
         deadline = time.monotonic() + 60

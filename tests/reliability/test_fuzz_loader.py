@@ -4,15 +4,13 @@ the in-memory registry, where again only SpecError may escape."""
 
 from __future__ import annotations
 
-import os
-import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, event, given, reject, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlflow_gitops.audit import AuditContext
@@ -36,32 +34,15 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fuzz")
 
 
-def known_bug(exc: BaseException) -> str | None:
-    """The bug this crash is an instance of, when it is one the corpus already shows as a strict
-    xfail; None for a new bug. The fuzzers count known bugs (hypothesis events) and go on.
-    (The ReaderError, RecursionError and negative max_per_stage crashes that the corpus and
-    these fuzzers found are fixed: they would now fail the fuzzers like any new bug.)"""
-    files = [frame.filename for frame in traceback.extract_tb(exc.__traceback__)]
-    if any(f.endswith(os.path.join("yaml", "constructor.py")) for f in files):
-        return "a PyYAML constructor error escapes the walker (corpus: value-*)"
-    return None
-
-
 def load_or_refuse(folder: Path, data: bytes) -> LoadedSpec | None:
     """Load the bytes as registry.yaml: a spec, or None for a SpecError with located issues.
-    Anything else is a bug: a known one rejects the example, a new one fails the test."""
+    Anything else is a bug and fails the test."""
     path = folder / "registry.yaml"
     path.write_bytes(data)
     try:
         return load(path)
     except SpecError as exc:
         error = exc
-    except Exception as exc:
-        bug = known_bug(exc)
-        if bug is None:
-            raise
-        event(f"known bug: {bug}")
-        reject()
     lines = len(data.decode("utf-8", "replace").splitlines()) + 2  # YAML also breaks at NEL, LS
     assert error.issues
     for issue in error.issues:

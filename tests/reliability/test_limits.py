@@ -9,8 +9,8 @@ from pathlib import Path
 from mlflow_gitops.observed import ModelState, VersionState
 from mlflow_gitops.reconcile import apply_plan, make_plan
 from tests.helpers import load_text
+from tests.reliability.harness import AUDIT, NOW
 from tests.reliability.invariants import MAX_DESCRIPTION, LimitedRegistry
-from tests.reliability.test_convergence import AUDIT, NOW
 
 FLIPS = 80  # two promotions a day for six weeks
 

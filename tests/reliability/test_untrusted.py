@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlflow_gitops.gates.evidence import GateError, _load_hook
+from mlflow_gitops.gates.evidence import GateError, load_hook
 
 pytestmark = [pytest.mark.integration]
 
@@ -39,7 +39,7 @@ def test_a_hook_outside_the_folder_is_refused_and_never_run(
         (outside / f"{name}.py").write_text(HOOK.format(marker=str(marker)))
     (repo / "evil.py").symlink_to(outside / "evil.py")  # a symlink inside that points outside
     with pytest.raises(GateError) as raised:
-        _load_hook(ref, repo)
+        load_hook(ref, repo)
     assert not marker.exists()
     text = raised.value.message + " " + raised.value.hint
     assert "not module:function" in text or "inside the folder of registry.yaml" in text
@@ -49,7 +49,7 @@ def test_a_hook_inside_the_folder_runs(repo: Path, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     (repo / "features").mkdir()
     (repo / "features" / "prep.py").write_text(HOOK.format(marker=str(marker)))
-    assert callable(_load_hook("features.prep:f", repo))
+    assert callable(load_hook("features.prep:f", repo))
     assert marker.exists()
 
 

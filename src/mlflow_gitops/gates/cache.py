@@ -72,10 +72,25 @@ def cached_results(
 
 def gate_record(
     model: str, version: int, target: str, inputs: str, results: Sequence[GateResult], at: datetime
-) -> GateRecord | None:
-    """The record to write, or None when it is too large for a tag (the gates simply run again
-    next time)."""
-    value = encode_gate_record(inputs, results, at)
-    if len(value) > MAX_TAG:
+) -> GateRecord:
+    """The record of `target`'s results on the candidate version."""
+    return GateRecord(
+        model, version, gate_record_key(target), encode_gate_record(inputs, results, at)
+    )
+
+
+def oversize(record: GateRecord) -> str | None:
+    """Why the record cannot be written as a tag, or None when it fits."""
+    if len(record.value) <= MAX_TAG:
         return None
-    return GateRecord(model, version, gate_record_key(target), value)
+    return (
+        f"the record is {len(record.value):,} characters, over the {MAX_TAG:,} a version tag holds"
+    )
+
+
+def not_recorded(record: GateRecord, why: str) -> str:
+    """The plan's note for a record that was not written: the verdicts stand, uncached."""
+    return (
+        f"gate results not recorded at {record.model}/{record.version}: {why}; "
+        "the next plan will evaluate again"
+    )

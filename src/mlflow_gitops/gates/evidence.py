@@ -8,19 +8,17 @@ import importlib.util
 import pickle
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mlflow_gitops.gates.data import DataError, batches, open_source
 from mlflow_gitops.gates.data import identity as data_identity
-from mlflow_gitops.gates.metrics import Accumulator, latency_summary
 from mlflow_gitops.gates.port import Evaluation, GateError, Side
+from mlflow_gitops.gates.predict import Hook, Loaded, Scoring, named
 from mlflow_gitops.spec.model import TABLE_PREFIX, EvaluateSpec
 
 STREAM_ROWS = 65_536
-LATENCY_BATCHES = 20
 
 
 def data_location(data: str, folder: Path) -> str:
@@ -43,7 +41,7 @@ class MlflowEvidence:
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         self.evaluations: dict[tuple[str, ...], Evaluation] = {}
         self.models: dict[str, Any] = {}
-        self.preprocessors: dict[tuple[str | None, str], tuple[Any, str]] = {}
+        self.preprocessors: dict[tuple[str | None, str], tuple[Any, bytes]] = {}
         self.loads = 0  # how many models were loaded: 0 when every verdict came from the cache
 
     def run_metric(self, run_id: str | None, key: str) -> float | None:
@@ -55,7 +53,8 @@ class MlflowEvidence:
             raise GateError(f"cannot read run {run_id}: {str(exc)[:200]}") from None
         return metrics.get(key)
 
-    def _download(self, side: Side) -> Path:
+    def download(self, side: Side) -> Path:
+        """The model's artifact folder, downloaded through the registry."""
         import mlflow
 
         try:
@@ -68,7 +67,7 @@ class MlflowEvidence:
             raise GateError(f"cannot download the model {side.uri}: {str(exc)[:300]}") from None
 
     def model_size_mb(self, side: Side) -> float:
-        folder = self._download(side)
+        folder = self.download(side)
         return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
 
     def has_signature(self, side: Side) -> bool:
@@ -92,7 +91,8 @@ class MlflowEvidence:
         except DataError as exc:
             raise GateError(exc.message, exc.hint) from None
 
-    def _model(self, side: Side) -> Any:
+    def load_model(self, side: Side) -> Any:
+        """The side's pyfunc model, through the configured registry only."""
         if side.uri not in self.models:
             import mlflow.pyfunc
 
@@ -106,8 +106,8 @@ class MlflowEvidence:
             self.loads += 1
         return self.models[side.uri]
 
-    def _preprocessor(self, side: Side, artifact: str) -> tuple[Any, str]:
-        """The unpickled preprocessor and the sha256 of its file."""
+    def load_preprocessor(self, side: Side, artifact: str) -> tuple[Any, bytes]:
+        """The unpickled preprocessor and its file's bytes, from the side's run only."""
         key = (side.run_id, artifact)
         if key not in self.preprocessors:
             if not side.run_id:
@@ -126,8 +126,24 @@ class MlflowEvidence:
                 loaded = pickle.loads(raw)  # a run of the configured registry only
             except Exception as exc:
                 raise GateError(f"cannot unpickle {artifact} of run {side.run_id}: {exc}") from None
-            self.preprocessors[key] = (loaded, hashlib.sha256(raw).hexdigest())
+            self.preprocessors[key] = (loaded, raw)
         return self.preprocessors[key]
+
+    def load_sides(
+        self, spec: EvaluateSpec, candidate: Side, baseline: Side | None
+    ) -> tuple[Loaded, ...]:
+        """Candidate and baseline ready to predict: every model first (a model that cannot load
+        fails before any preprocessor is fetched), then each run's preprocessor."""
+        sides = named(candidate, baseline)
+        models = {name: self.load_model(side) for name, side in sides}
+        if not spec.preprocessor:
+            return tuple(Loaded(name, models[name]) for name, _ in sides)
+        loaded = []
+        for name, side in sides:
+            preprocessor, raw = self.load_preprocessor(side, spec.preprocessor)
+            digest = hashlib.sha256(raw).hexdigest()
+            loaded.append(Loaded(name, models[name], preprocessor, digest))
+        return tuple(loaded)
 
     def evaluate(
         self,
@@ -146,59 +162,18 @@ class MlflowEvidence:
         )
         if key in self.evaluations:
             return self.evaluations[key]
+        prepare = load_hook(spec.prepare, folder) if spec.prepare else None
+        sides = self.load_sides(spec, candidate, baseline)  # a model that cannot load fails here
+        scoring = Scoring(spec, prepare, sides, latency_rows or 0)
         if spec.engine == "spark":
             from mlflow_gitops.gates import spark
 
-            result = spark.evaluate(self, spec, folder, candidate, baseline, latency_rows)
+            spark.score(self, scoring, folder, named(candidate, baseline))
         else:
-            result = self._evaluate(spec, folder, candidate, baseline, latency_rows)
-        self.evaluations[key] = result
-        return result
-
-    def _evaluate(
-        self,
-        spec: EvaluateSpec,
-        folder: Path,
-        candidate: Side,
-        baseline: Side | None,
-        latency_rows: int | None,
-    ) -> Evaluation:
-        sides = [("candidate", candidate)] + ([("baseline", baseline)] if baseline else [])
-        prepare = _load_hook(spec.prepare, folder) if spec.prepare else None
-        models = {name: self._model(side) for name, side in sides}
-        pre: dict[str, tuple[Any, str]] = {
-            name: self._preprocessor(side, spec.preprocessor) if spec.preprocessor else (None, "")
-            for name, side in sides
-        }
-        acc = {name: Accumulator(set(spec.metrics)) for name, _ in sides}
-        timings: dict[str, list[float]] = {name: [] for name, _ in sides}
-        location = data_location(spec.data, folder)
-        for frame in stream_frames(location, STREAM_ROWS):
-            x, y = _split(frame, spec, prepare)
-            if len(y) == 0:
-                continue  # prepare dropped the whole batch (e.g. a partition it filters out)
-            transformed: dict[str, Any] = {}  # one transform when both runs logged the same file
-            for name, _ in sides:
-                preprocessor, digest = pre[name]
-                if digest not in transformed:
-                    transformed[digest] = _transform(preprocessor, x)
-                features = transformed[digest]
-                wanted = LATENCY_BATCHES - len(timings[name]) if latency_rows else 0
-                # the latency gate times the evaluation's own first predictions: nothing is
-                # read or predicted twice
-                predictions, timed = _predict_timed(
-                    models[name], features, name, latency_rows or 0, wanted
-                )
-                timings[name].extend(timed)
-                acc[name].add(y, predictions)
-        if acc["candidate"].n == 0:
-            raise GateError(f"the evaluation data {spec.data} has no rows left after preparation")
-        return Evaluation(
-            rows=acc["candidate"].n,
-            candidate=acc["candidate"].result(),
-            baseline=acc["baseline"].result() if baseline else None,
-            latency_ms=latency_summary(timings),
-        )
+            for frame in stream_frames(data_location(spec.data, folder), STREAM_ROWS):
+                scoring.add(frame)
+        self.evaluations[key] = scoring.evaluation()
+        return self.evaluations[key]
 
 
 def stream_frames(location: str, rows: int) -> Iterator[Any]:
@@ -212,7 +187,7 @@ def stream_frames(location: str, rows: int) -> Iterator[Any]:
         raise GateError(exc.message, exc.hint) from None
 
 
-def _load_hook(ref: str, folder: Path) -> Callable[[Any], tuple[Any, Any]]:
+def load_hook(ref: str, folder: Path) -> Hook:
     """`module:function` from a file inside the registry's folder, never from elsewhere."""
     module, _, function = ref.partition(":")
     parts = module.split(".")
@@ -241,73 +216,3 @@ def _load_hook(ref: str, folder: Path) -> Callable[[Any], tuple[Any, Any]]:
     if not callable(fn):
         raise GateError(f"{path.name} has no function {function}")
     return fn  # type: ignore[no-any-return]
-
-
-def _split(
-    frame: Any, spec: EvaluateSpec, prepare: Callable[[Any], tuple[Any, Any]] | None
-) -> tuple[Any, Any]:
-    import numpy as np
-
-    if prepare is not None:
-        try:
-            x, y = prepare(frame)
-        except Exception as exc:
-            raise GateError(
-                f"prepare hook {spec.prepare} failed: {type(exc).__name__}: {exc}"
-            ) from None
-        return x, np.asarray(y, dtype=float)
-    assert spec.target is not None
-    if spec.target not in frame.columns:
-        raise GateError(
-            f"the evaluation data has no column {spec.target!r}", "set target: or prepare:"
-        )
-    return frame.drop(columns=[spec.target]), frame[spec.target].to_numpy(dtype=float)
-
-
-def _transform(preprocessor: Any, x: Any) -> Any:
-    if preprocessor is None:
-        return x
-    try:
-        if hasattr(preprocessor, "vocabulary_") and hasattr(x, "to_dict"):
-            return preprocessor.transform(x.to_dict(orient="records"))  # a DictVectorizer
-        return preprocessor.transform(x)  # transform only: never fit on evaluation data
-    except Exception as exc:
-        raise GateError(
-            f"the preprocessor failed to transform the data: {type(exc).__name__}: {exc}"
-        ) from None
-
-
-def _predict(model: Any, features: Any, side: str) -> Any:
-    import numpy as np
-
-    try:
-        return np.asarray(model.predict(features), dtype=float).reshape(-1)
-    except Exception as exc:
-        raise GateError(
-            f"the {side} model failed to predict: {type(exc).__name__}: {str(exc)[:300]}"
-        ) from None
-
-
-def _predict_timed(
-    model: Any, features: Any, side: str, rows: int, most: int
-) -> tuple[Any, list[float]]:
-    """Predictions for every row and the milliseconds of up to `most` predict calls on
-    `rows`-row slices (the first full slices of these features; the rest in one call)."""
-    import numpy as np
-
-    total = features.shape[0]
-    if rows <= 0 or most <= 0 or total == 0:
-        return _predict(model, features, side), []
-    if total < rows:  # fewer rows than a latency batch: this one call is the measurement
-        t0 = time.perf_counter()
-        predictions = _predict(model, features, side)
-        return predictions, [(time.perf_counter() - t0) * 1000]
-    timed = min(most, total // rows)
-    parts, out = [], []
-    for start in range(0, timed * rows, rows):
-        t0 = time.perf_counter()
-        parts.append(_predict(model, features[start : start + rows], side))
-        out.append((time.perf_counter() - t0) * 1000)
-    if timed * rows < total:
-        parts.append(_predict(model, features[timed * rows :], side))
-    return np.concatenate(parts), out

@@ -8,7 +8,7 @@ from typing import assert_never
 
 from mlflow_gitops.gates.port import Evaluation, GateError
 from mlflow_gitops.gates.select import Candidate
-from mlflow_gitops.gates.verdict import bound_check, compare, decide
+from mlflow_gitops.gates.verdict import Judged, bound_check, compare, decide, plain
 from mlflow_gitops.observed import VersionState
 from mlflow_gitops.plan.gates import Check, GateResult
 from mlflow_gitops.spec.model import (
@@ -51,8 +51,9 @@ def kind(gate: Gate) -> str:
             assert_never(gate)
 
 
-def checks(candidate: Candidate, gate: Gate, seen: Observed) -> list[Check]:
-    """Every check of one gate; GateError when the evidence cannot decide it."""
+def checks(candidate: Candidate, gate: Gate, seen: Observed) -> list[Judged]:
+    """Every check of one gate, with what the message says if it fails; GateError when the
+    evidence cannot decide it."""
     match gate:
         case MetricGate(metric=metric, max=maximum, min=minimum):
             if seen.metric is None:
@@ -75,44 +76,47 @@ def checks(candidate: Candidate, gate: Gate, seen: Observed) -> list[Check]:
                         spec.on_missing_baseline,
                     )
                 )
-            out.append(
-                Check(name="rows", candidate=float(result.rows), bound="evaluated", verdict="pass")
-            )
+            rows = float(result.rows)
+            out.append(plain(Check(name="rows", candidate=rows, bound="evaluated", verdict="pass")))
             return out
         case SizeGate(max_size_mb=size_limit):
             return [bound_check("size_mb", seen.size_mb, maximum=size_limit)]
         case LatencyGate(latency=spec):
             lat = _evaluation(seen).latency_ms
-            out = []
+            timed = []
             for q, limit in (("p50", spec.p50_ms), ("p95", spec.p95_ms)):
                 measured = lat.get(f"candidate_{q}_ms")
-                check = (
-                    bound_check(f"{q}_ms", measured, maximum=limit)
+                base = lat.get(f"baseline_{q}_ms")
+                timed.append(
+                    bound_check(f"{q}_ms", measured, maximum=limit, baseline=base)
                     if limit
-                    else Check(name=f"{q}_ms", candidate=measured, verdict="pass")
+                    else plain(Check(name=f"{q}_ms", candidate=measured, baseline=base))
                 )
-                out.append(check.model_copy(update={"baseline": lat.get(f"baseline_{q}_ms")}))
-            return out
+            return timed
         case RequireTagsGate(require_tags=keys):
             have = candidate.tags()
             return [
-                Check(
-                    name=f"tag {k}",
-                    bound="present",
-                    verdict="pass" if have.get(k) else "fail",
-                    message="" if have.get(k) else "missing",
+                plain(
+                    Check(
+                        name=f"tag {k}",
+                        bound="present",
+                        verdict="pass" if have.get(k) else "fail",
+                        message="" if have.get(k) else "missing",
+                    )
                 )
                 for k in keys
             ]
         case RequireSignatureGate(require_signature=required):
             if not required:
-                return [Check(name="signature", verdict="pass", bound="not required")]
+                return [plain(Check(name="signature", verdict="pass", bound="not required"))]
             return [
-                Check(
-                    name="signature",
-                    bound="present",
-                    verdict="pass" if seen.signature else "fail",
-                    message="" if seen.signature else "the model has no signature",
+                plain(
+                    Check(
+                        name="signature",
+                        bound="present",
+                        verdict="pass" if seen.signature else "fail",
+                        message="" if seen.signature else "the model has no signature",
+                    )
                 )
             ]
         case _:
@@ -126,19 +130,20 @@ def _evaluation(seen: Observed) -> Evaluation:
 
 
 def result(
-    candidate: Candidate, gate: Gate, found: list[Check], base: VersionState | None
+    candidate: Candidate, gate: Gate, found: list[Judged], base: VersionState | None
 ) -> GateResult:
     """The gate's result: it fails when any check failed or errored, and says which and why."""
-    failed = [c for c in found if c.verdict in ("fail", "error")]
+    checks = [j.check for j in found]
+    failed = [j.why for j in found if j.check.verdict in ("fail", "error")]
     return GateResult(
         model=candidate.model,
         target=candidate.target,
         version=candidate.label,
         gate=kind(gate),
-        verdict="pass" if decide(found) == "pass" else "fail",
-        checks=tuple(found),
+        verdict="pass" if decide(checks) == "pass" else "fail",
+        checks=tuple(checks),
         baseline_version=base.version if base else None,
-        message="; ".join(_explain(c) for c in failed) if failed else "passed",
+        message="; ".join(failed) if failed else "passed",
     )
 
 
@@ -169,10 +174,3 @@ def rollback_skipped(candidate: Candidate) -> GateResult:
             f"{candidate.label} held {candidate.target} before: gates skipped (on_rollback: skip)"
         ),
     )
-
-
-def _explain(c: Check) -> str:
-    if c.message:
-        return f"{c.name}: {c.message}"
-    base = f" (baseline {c.baseline:.6g})" if c.baseline is not None else ""
-    return f"{c.name} {c.candidate:.6g}{base} not {c.bound}"

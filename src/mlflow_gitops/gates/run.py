@@ -13,7 +13,13 @@ from datetime import datetime
 from typing import assert_never
 
 from mlflow_gitops.gates import judge
-from mlflow_gitops.gates.cache import GateRecord, cached_results, gate_record
+from mlflow_gitops.gates.cache import (
+    GateRecord,
+    cached_results,
+    gate_record,
+    not_recorded,
+    oversize,
+)
 from mlflow_gitops.gates.judge import Observed
 from mlflow_gitops.gates.port import Evidence, GateError, Side
 from mlflow_gitops.gates.select import (
@@ -43,8 +49,9 @@ from mlflow_gitops.spec.model import (
 
 @dataclass(frozen=True)
 class GateRun:
-    """The plan with gate results (models whose gates failed blocked), and the gate records the
-    orchestrator should write so that the next plan with the same inputs reuses them."""
+    """The plan with gate results (models whose gates failed blocked, a note for each record too
+    large for a tag), and the gate records the orchestrator should write so that the next plan
+    with the same inputs reuses them."""
 
     plan: Plan
     records: tuple[GateRecord, ...] = ()
@@ -56,12 +63,16 @@ def run_gates(
     """Gate every gated change of the plan; `now` dates the records."""
     results: list[GateResult] = []
     records: list[GateRecord] = []
+    notes: list[str] = []
     blocked = {m: list(r) for m, r in plan.blocked.items()}
     for candidate, gate_set in gated(loaded, plan, observed):
         live = observed.models.get(candidate.model) or ModelState(name=candidate.model)
         gate_results, record = _run_set(loaded, candidate, gate_set, live, evidence, now)
         results.extend(gate_results)
-        records.extend([record] if record else [])
+        if record is not None and (too_large := oversize(record)):
+            notes.append(not_recorded(record, too_large))  # the verdicts stand, uncached
+        elif record is not None:
+            records.append(record)
         for r in gate_results:
             if not r.passed:
                 blocked.setdefault(candidate.model, []).append(
@@ -71,6 +82,7 @@ def run_gates(
         update={
             "gates": tuple(results),
             "blocked": {m: tuple(r) for m, r in sorted(blocked.items())},
+            "notes": (*plan.notes, *notes),
         }
     )
     return GateRun(gated_plan, tuple(records))

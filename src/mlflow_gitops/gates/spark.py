@@ -1,14 +1,14 @@
 """`engine: spark`: the evaluate gate's per-batch evaluation run in Spark tasks, merged exactly.
 
-Spark reads the data; every task runs the local engine's batch step (the `prepare` hook, each
-run's preprocessor with `transform` only, both models' `predict`) and returns its partial sums
-as JSON; the driver merges them exactly (`metrics.Accumulator`), so the metrics are the local
-engine's. Models and preprocessors are loaded on the driver through the configured registry
-only (the local engine's trust rule) and reach the tasks as those same bytes: the model's
-artifact folder as a tar archive, the preprocessor as the run's artifact. Latency is timed on
-the driver, on the first rows of the data, with the models the driver loaded: the same
-measurement the local engine makes, and never one skewed by tasks sharing an executor.
-pyspark is imported only here, and only when a gate runs on Spark.
+Spark reads the data; every task runs the local engine's batch step (`predict.Scoring`: the
+`prepare` hook, each run's preprocessor with `transform` only, both models' `predict`) and
+returns its partial sums as JSON; the driver merges them exactly (`metrics.Accumulator`), so
+the metrics are the local engine's. Models and preprocessors are loaded on the driver through
+the configured registry only (the local engine's trust rule) and reach the tasks as those same
+bytes: the model's artifact folder as a tar archive, the preprocessor as the run's artifact.
+Latency is timed on the driver, on the first rows of the data, with the models the driver
+loaded: the same measurement the local engine makes, and never one skewed by tasks sharing an
+executor. pyspark is imported only here, and only when a gate runs on Spark.
 """
 
 from __future__ import annotations
@@ -20,23 +20,15 @@ import os
 import sys
 import tarfile
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow_gitops.gates.evidence import (
-    LATENCY_BATCHES,
-    STREAM_ROWS,
-    _load_hook,
-    _predict,
-    _split,
-    _transform,
-    data_location,
-)
-from mlflow_gitops.gates.metrics import Accumulator, latency_summary
-from mlflow_gitops.gates.port import Evaluation, GateError, Side
+from mlflow_gitops.gates.evidence import STREAM_ROWS, data_location
+from mlflow_gitops.gates.metrics import Accumulator
+from mlflow_gitops.gates.port import GateError, Side
+from mlflow_gitops.gates.predict import LATENCY_BATCHES, Loaded, Scoring
 from mlflow_gitops.spec.model import TABLE_PREFIX, EvaluateSpec, SparkSpec
 
 if TYPE_CHECKING:
@@ -159,22 +151,16 @@ def table_digest(data: str) -> str:
     return hashlib.sha256(json.dumps([data, files]).encode()).hexdigest()
 
 
-def evaluate(
-    evidence: MlflowEvidence,
-    spec: EvaluateSpec,
-    folder: Path,
-    candidate: Side,
-    baseline: Side | None,
-    latency_rows: int | None,
-) -> Evaluation:
-    """The evaluate gate on Spark: the local engine's metrics, from exact partial sums."""
-    sides = [("candidate", candidate)] + ([("baseline", baseline)] if baseline else [])
-    prepare = _load_hook(spec.prepare, folder) if spec.prepare else None
-    models = {name: evidence._model(side) for name, side in sides}  # fails early, on the driver
+def score(
+    evidence: MlflowEvidence, scoring: Scoring, folder: Path, sides: list[tuple[str, Side]]
+) -> None:
+    """The evaluate gate's sums from Spark tasks, merged exactly into `scoring` (so the metrics
+    are the local engine's); latency timed on the driver."""
+    spec = scoring.spec
     shipped = tuple(_ship(evidence, spec, name, side) for name, side in sides)
     spark = session(spec.spark)
     frame = read(spark, spec.data, folder)
-    task = Task(spec=spec, prepare=prepare, sides=shipped)
+    task = Task(spec=spec, prepare=scoring.prepare, sides=shipped)
 
     def run(batches: Iterator[Any]) -> Iterator[Any]:
         return evaluate_partition(task, batches)
@@ -183,44 +169,26 @@ def evaluate(
         rows = frame.mapInPandas(run, schema="state string").collect()
     except Exception as exc:
         raise GateError(f"the Spark evaluation failed: {_first_line(exc)}") from None
-    totals = {name: Accumulator(set(spec.metrics)) for name, _ in sides}
     for row in rows:
         state = json.loads(row["state"])
         if "error" in state:
             raise GateError(state["error"], state.get("hint", ""))
         for name, part in state["sides"].items():
-            totals[name].merge(Accumulator.from_state(part))
-    if totals["candidate"].n == 0:
-        raise GateError(f"the evaluation data {spec.data} has no rows left after preparation")
-    latency = (
-        _latency(frame, spec, prepare, sides, models, evidence, latency_rows)
-        if latency_rows
-        else {}
-    )
-    return Evaluation(
-        rows=totals["candidate"].n,
-        candidate=totals["candidate"].result(),
-        baseline=totals["baseline"].result() if baseline else None,
-        latency_ms=latency,
-    )
+            scoring.sums[name].merge(Accumulator.from_state(part))
+    if scoring.latency_rows:
+        # the driver's models on the data's first rows: never skewed by tasks sharing an executor
+        scoring.time(frame.limit(LATENCY_BATCHES * scoring.latency_rows).toPandas())
 
 
 def _ship(evidence: MlflowEvidence, spec: EvaluateSpec, name: str, side: Side) -> Shipped:
-    """The side's model folder, downloaded through the registry, and its preprocessor bytes."""
-    folder = evidence._download(side)
+    """The side's model folder, downloaded through the registry, and its preprocessor's bytes
+    (the ones the driver unpickled)."""
+    folder = evidence.download(side)
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:
         tar.add(folder, arcname="model")
-    raw = _preprocessor_bytes(evidence, side, spec.preprocessor) if spec.preprocessor else None
+    raw = evidence.load_preprocessor(side, spec.preprocessor)[1] if spec.preprocessor else None
     return Shipped(name=name, model_tar=archive.getvalue(), preprocessor=raw)
-
-
-def _preprocessor_bytes(evidence: MlflowEvidence, side: Side, artifact: str) -> bytes:
-    evidence._preprocessor(side, artifact)  # the driver's own checks and messages first
-    assert side.run_id is not None  # _preprocessor refused a side without a run
-    with tempfile.TemporaryDirectory() as tmp:
-        local = evidence.client.download_artifacts(side.run_id, artifact, tmp)
-        return Path(local).read_bytes()
 
 
 # --- in the Spark task -----------------------------------------------------------------------
@@ -240,21 +208,14 @@ def evaluate_partition(task: Task, batches: Iterator[Any]) -> Iterator[Any]:
 
 
 def _partition_sums(task: Task, batches: Iterator[Any]) -> dict[str, Any]:
-    spec = task.spec
-    models = {s.name: _task_model(s.model_tar) for s in task.sides}
-    pre = {s.name: _task_preprocessor(s.preprocessor) for s in task.sides}
-    acc = {s.name: Accumulator(set(spec.metrics)) for s in task.sides}
+    sides = tuple(
+        Loaded(s.name, _task_model(s.model_tar), *_task_preprocessor(s.preprocessor))
+        for s in task.sides
+    )
+    scoring = Scoring(task.spec, task.prepare, sides)
     for frame in batches:
-        x, y = _split(frame, spec, task.prepare)
-        if len(y) == 0:
-            continue  # prepare dropped the whole batch: nothing to predict
-        transformed: dict[str, Any] = {}  # one transform when both runs logged the same file
-        for s in task.sides:
-            preprocessor, digest = pre[s.name]
-            if digest not in transformed:
-                transformed[digest] = _transform(preprocessor, x)
-            acc[s.name].add(y, _predict(models[s.name], transformed[digest], s.name))
-    return {name: a.to_state() for name, a in acc.items()}
+        scoring.add(frame)
+    return {name: a.to_state() for name, a in scoring.sums.items()}
 
 
 def _task_model(archive: bytes) -> Any:
@@ -285,36 +246,6 @@ def _task_preprocessor(raw: bytes | None) -> tuple[Any, str]:
     if key not in _LOADED:
         _LOADED[key] = pickle.loads(raw)  # the bytes the driver downloaded from the registry
     return _LOADED[key], digest
-
-
-# --- on the driver again ---------------------------------------------------------------------
-
-
-def _latency(
-    frame: Any,
-    spec: EvaluateSpec,
-    prepare: Any,
-    sides: list[tuple[str, Side]],
-    models: dict[str, Any],
-    evidence: MlflowEvidence,
-    rows: int,
-) -> dict[str, float]:
-    """p50/p95 of predict on up to LATENCY_BATCHES batches of the data's first rows."""
-    head = frame.limit(LATENCY_BATCHES * rows).toPandas()
-    x, _ = _split(head, spec, prepare)
-    timings: dict[str, list[float]] = {}
-    for name, side in sides:
-        pre = evidence._preprocessor(side, spec.preprocessor)[0] if spec.preprocessor else None
-        features = _transform(pre, x)
-        total = features.shape[0]
-        timed = timings.setdefault(name, [])
-        for start in range(0, total, rows):
-            if start + rows > total and timed:
-                break  # a short last batch would flatter the model
-            t0 = time.perf_counter()
-            models[name].predict(features[start : start + rows])
-            timed.append((time.perf_counter() - t0) * 1000)
-    return latency_summary(timings)
 
 
 def _first_line(exc: Exception) -> str:

@@ -44,7 +44,10 @@ from mlflow_gitops.record import (
     model_filter,
     start_tags,
 )
+from mlflow_gitops.registry.copy import Credentials, SourceVersion, copy_version, describe_source
+from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.secrets import redact
+from mlflow_gitops.settings import registry_identity
 
 T = TypeVar("T")
 
@@ -83,7 +86,7 @@ _HTTP_DEFAULTS = {
 class MlflowRegistry:
     """RegistryPort over MlflowClient, for one tracking/registry URI."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, credentials: Credentials | None = None) -> None:
         for key, value in _HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
         logging.getLogger("mlflow").setLevel(logging.ERROR)
@@ -91,6 +94,9 @@ class MlflowRegistry:
         from mlflow import MlflowClient
 
         self.uri = uri
+        # this registry's own credentials, set around the calls of a copy (registry/copy.py);
+        # None: MLflow's variables as the process has them
+        self.credentials = credentials
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         with self._errors("connect to"):
@@ -101,6 +107,11 @@ class MlflowRegistry:
             self.writer = self.client._get_registry_client()  # type: ignore[no-untyped-call]
         self.calls = 0
         self._levels: dict[str, str] = {}  # model -> this user's MLflow permission, when told
+
+    @property
+    def identity(self) -> str:
+        """Which registry this is, without credentials (settings.registry_identity)."""
+        return registry_identity(self.uri)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -625,6 +636,18 @@ class MlflowRegistry:
             version,
         )
 
+    # --- promotion across registries (registry/copy.py) ----------------------------------------
+
+    def describe_source(self, model: str, version: int) -> SourceVersion:
+        return describe_source(self, model, version)
+
+    def copy_version(
+        self, source: RegistryPort, src_model: str, src_version: int, dest_model: str
+    ) -> int:
+        if not isinstance(source, MlflowRegistry):
+            raise TypeError(f"a copy into MLflow needs an MLflow source, not {source!r}")
+        return copy_version(self, source, src_model, src_version, dest_model)
+
     # --- errors -------------------------------------------------------------------------------
 
     def _call(self, what: str, name: str, fn: Callable[[], T], version: int | None = None) -> T:
@@ -721,14 +744,19 @@ class MlflowRegistry:
         return out
 
     def _audit_experiment(self, create: bool) -> str | None:
+        return self._experiment(AUDIT_EXPERIMENT, "the audit experiment", create)
+
+    def _experiment(self, name: str, what: str, create: bool) -> str | None:
+        """The id of the experiment the tool writes its runs to (created when absent and asked
+        to); a deleted one is an error that says how to restore it."""
         from mlflow.exceptions import MlflowException
 
         self.calls += 1
-        found = self.client.get_experiment_by_name(AUDIT_EXPERIMENT)
+        found = self.client.get_experiment_by_name(name)
         if found is not None:
             if found.lifecycle_stage != "active":
                 raise RegistryError(
-                    f"the audit experiment {AUDIT_EXPERIMENT} is deleted",
+                    f"{what} {name} is deleted",
                     f"restore it (`mlflow experiments restore --experiment-id "
                     f"{found.experiment_id}`); nothing was applied",
                 )
@@ -737,12 +765,12 @@ class MlflowRegistry:
             return None
         try:
             self.calls += 1
-            return str(self.client.create_experiment(AUDIT_EXPERIMENT))
+            return str(self.client.create_experiment(name))
         except MlflowException as exc:
             if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
                 raise
         self.calls += 1
-        again = self.client.get_experiment_by_name(AUDIT_EXPERIMENT)
+        again = self.client.get_experiment_by_name(name)
         assert again is not None
         return str(again.experiment_id)
 

@@ -9,10 +9,17 @@ from typing import Protocol
 from mlflow_gitops.observed import RegistryState, RunSummary
 from mlflow_gitops.permissions import Permission
 from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart
+from mlflow_gitops.registry.copy import SourceVersion
 
 
 class RegistryPort(Protocol):
     """Implemented by the MLflow adapter and by the in-memory fake the unit tests use."""
+
+    @property
+    def identity(self) -> str:
+        """Which registry this is, without credentials (settings.registry_identity); copies are
+        matched by it (registry/copy.py find_copies, a pure function over the read state)."""
+        ...
 
     def read(self, names: Sequence[str] | None = None) -> RegistryState:
         """The live state of those models (all models when None) in as few calls as possible."""
@@ -85,4 +92,18 @@ class RegistryPort(Protocol):
 
     def read_records(self, names: Sequence[str]) -> dict[str, tuple[AuditRun, ...]]:
         """The audit runs that touched each model, oldest first: one search per model."""
+        ...
+
+    def describe_source(self, model: str, version: int) -> SourceVersion:
+        """A version about to be copied out of this registry: its run id, its source and where
+        its files are; `problem` says why it cannot be copied (absent, files unreadable).
+        An unreachable registry or a refusal raises RegistryError."""
+        ...
+
+    def copy_version(
+        self, source: RegistryPort, src_model: str, src_version: int, dest_model: str
+    ) -> int:
+        """Make dest_model here hold a copy of that version of `source` (same server: a version
+        whose source is models:/<model>/<version>; other server: the run's and the model's files
+        copied into a run here); returns its number. A copy made before is returned as is."""
         ...
