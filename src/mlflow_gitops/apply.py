@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
@@ -16,6 +16,7 @@ from mlflow_gitops.observed import ModelState, RegistryState
 from mlflow_gitops.outcome import ApplyResult, Step
 from mlflow_gitops.plan.changes import (
     Change,
+    CopyVersion,
     CreateModel,
     DeleteAlias,
     DeleteModelTag,
@@ -64,10 +65,12 @@ def apply(
     parallelism: int = 4,
     progress: Progress | None = None,
     recheck: bool = True,
+    sources: Mapping[str, RegistryPort] | None = None,
 ) -> ApplyResult:
     """Apply every model that is not blocked: each model's steps in order, models concurrently.
     With `recheck`, the apply holds the registry's apply lock (one apply at a time) and first reads
-    the models again in one batch: a model that changed since the plan is refused."""
+    the models again in one batch: a model that changed since the plan is refused. `sources` are
+    the registries copies come from, by their names in registry.yaml."""
     models = plan.models
     runnable = [m for m in models if m not in plan.blocked]
     results: dict[str, list[Step]] = {
@@ -118,7 +121,7 @@ def apply(
         if model in fresh and fresh[model] != plan.observed[model]:
             return model, _refused(model, changes, STALE)
         live = observed.models.get(model) or ModelState(name=model)
-        applier = _ModelApplier(model, live, registry, audit, now, record)
+        applier = _ModelApplier(model, live, registry, audit, now, record, dict(sources or {}))
         steps = applier.run(changes)
         recorded[model] = tuple(applier.recorded)
         return model, steps
@@ -211,6 +214,7 @@ class _ModelApplier:
     audit: AuditContext
     now: datetime
     record: str | None = None  # the audit run of this apply
+    sources: dict[str, RegistryPort] = field(default_factory=dict)  # copies come from these
     numbers: dict[str, int] = field(default_factory=dict)  # file entry -> registered version
     descriptions: dict[int, str] = field(default_factory=dict)
     events: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
@@ -261,6 +265,20 @@ class _ModelApplier:
                 self.numbers[entry] = number
                 self.descriptions[number] = ""
                 self._event(number, f"registered from {source}", f"registered from {source}")
+            case CopyVersion(entry=entry):
+                origin = self.sources.get(change.source_registry)
+                if origin is None:
+                    raise GitopsError(
+                        f"cannot {change.text()}: registry '{change.source_registry}' is not open",
+                        "apply the whole tree, or select the source registry too",
+                    )
+                number = r.copy_version(origin, change.source_model, change.source_version, name)
+                self.numbers[entry] = number
+                # the copy carries the source's description: the annotation keeps it
+                made = r.read([name]).models.get(name)
+                copied = made.version(number) if made else None
+                self.descriptions[number] = copied.description if copied else ""
+                self._event(number, change.text(), change.text())
             case SetModelDescription(after=after):
                 r.set_model_description(name, after)
             case SetModelTag(key=key, after=after):

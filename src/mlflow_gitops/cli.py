@@ -21,6 +21,7 @@ from mlflow_gitops.secrets import redact
 
 if TYPE_CHECKING:
     from mlflow_gitops.plan.changes import Plan
+    from mlflow_gitops.reconcile import ApplyOutcome, PlanOutcome, RegistryResult
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -53,6 +54,21 @@ UriOpt = Annotated[
     ),
 ]
 NoColorOpt = Annotated[bool, typer.Option("--no-color", help="Plain output even on a terminal.")]
+RegistryOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--registry",
+        help="Only this registry of the tree (repeatable); the others are neither read nor "
+        "changed.",
+    ),
+]
+ModelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        help="Only this model (repeatable); the others are neither read nor changed.",
+    ),
+]
 
 
 def emit(text: str, *, err: bool = False, verbatim: bool = False) -> None:
@@ -135,14 +151,19 @@ def plan(
         typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none."),
     ] = False,
     tracking_uri: UriOpt = None,
+    registry: RegistryOpt = None,
+    model: ModelOpt = None,
     no_color: NoColorOpt = False,
 ) -> int:
-    """Read the registry, compute the difference with the file, and show it."""
+    """Read the registries, compute the difference with the files, and show it."""
     from mlflow_gitops.reconcile import PlanRequest, plan_request
 
+    request = PlanRequest(
+        file, tracking_uri, _now(), out, registries=tuple(registry or ()), models=tuple(model or ())
+    )
     with _Status() as status:
-        outcome = plan_request(PlanRequest(file, tracking_uri, _now(), out), status)
-    emit(_render_plan(outcome.plan, fmt, outcome.uri, file, no_color))
+        outcome = plan_request(request, status)
+    emit(_render_outcome(outcome, fmt, file, no_color))
     if out is not None:
         emit(f"Saved the plan to {out}; apply it with `mlflow-gitops apply {out}`.\n", err=True)
     return _exit_code(outcome.plan, detailed=detailed_exitcode)
@@ -163,10 +184,12 @@ def apply(
         int, typer.Option(min=1, max=32, help="Models applied at once (sqlite: always 1).")
     ] = 4,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    registry: RegistryOpt = None,
+    model: ModelOpt = None,
     no_color: NoColorOpt = False,
 ) -> int:
     """Apply the file (plan, then apply) or a saved plan (refused when the registry changed)."""
-    from mlflow_gitops.reconcile import ApplyRequest, PlanOutcome, apply_request
+    from mlflow_gitops.reconcile import ApplyRequest, apply_request
     from mlflow_gitops.render import json as render_json
     from mlflow_gitops.render import text as render_text
 
@@ -175,12 +198,24 @@ def apply(
     def show(planned: PlanOutcome) -> None:  # before any write, so a refused apply shows it too
         status.done()
         if fmt is Format.text:
-            emit(_render_plan(planned.plan, Format.text, planned.uri, target, no_color))
+            emit(_render_outcome(planned, Format.text, target, no_color))
 
-    request = ApplyRequest(target, tracking_uri, _now, commit, actor, pr, parallelism)
+    request = ApplyRequest(
+        target,
+        tracking_uri,
+        _now,
+        commit,
+        actor,
+        pr,
+        parallelism,
+        registries=tuple(registry or ()),
+        models=tuple(model or ()),
+    )
     with status:
         outcome = apply_request(request, status, show)
-    if outcome.result is not None:
+    if len(outcome.registries) > 1:
+        emit(_render_results(outcome, fmt, no_color))
+    elif outcome.result is not None:
         emit(
             render_json.render_result(outcome.result)
             if fmt is Format.json
@@ -482,6 +517,73 @@ def _exit_code(plan_: Plan, *, failed: bool = False, detailed: bool = False) -> 
     if plan_.blocked:
         return EXIT_BLOCKED
     return EXIT_CHANGES if detailed and not plan_.is_empty else EXIT_OK
+
+
+def _render_outcome(outcome: PlanOutcome, fmt: Format, file: Path, no_color: bool) -> str:
+    """A file without registries: (and no selection) renders as it always did; a tree by
+    registry, then by file."""
+    from mlflow_gitops.render import json as render_json
+    from mlflow_gitops.render import markdown as render_markdown
+    from mlflow_gitops.render import text as render_text
+    from mlflow_gitops.spec.model import DEFAULT_REGISTRY
+
+    tree = outcome.tree
+    if (
+        len(tree.registries) == 1
+        and tree.registries[0].registry == DEFAULT_REGISTRY
+        and not tree.partial
+    ):
+        return _render_plan(outcome.plan, fmt, outcome.uri, file, no_color)
+    if fmt is Format.json:
+        return render_json.render_tree(tree, file=str(file))
+    if fmt is Format.markdown:  # the tree's comment is render/markdown's (grouped there)
+        return render_markdown.render_plan(outcome.plan)
+    return render_text.render_tree(tree, color=_color(no_color), header=f"Tree {file}")
+
+
+def _render_results(outcome: ApplyOutcome, fmt: Format, no_color: bool) -> str:
+    """Each registry's result, in apply order: applied, nothing to do, or not applied because
+    an earlier registry failed."""
+    import json
+
+    from mlflow_gitops.render import json as render_json
+    from mlflow_gitops.render import text as render_text
+
+    if fmt is Format.json:
+        data = {
+            "schema_version": 1,
+            "ok": outcome.ok,
+            "registries": [
+                {
+                    "registry": r.name,
+                    "status": status,
+                    "result": json.loads(render_json.render_result(r.result)) if r.result else None,
+                }
+                for r, status in _statuses(outcome)
+            ],
+        }
+        return json.dumps(data, indent=2) + "\n"
+    lines = []
+    for r, status in _statuses(outcome):
+        lines.append(f"\nRegistry {r.name} ({redact(r.uri)}): {status}")
+        if r.result is not None:
+            lines.append(render_text.render_result(r.result, color=_color(no_color)).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _statuses(outcome: ApplyOutcome) -> list[tuple[RegistryResult, str]]:
+    out = []
+    for r in outcome.registries:
+        if r.skipped:
+            status = "NOT APPLIED: an earlier registry failed; nothing was changed here"
+        elif r.result is None:
+            status = "no changes"
+        elif r.result.ok:
+            status = "applied"
+        else:
+            status = "FAILED (below: what was applied and what was not)"
+        out.append((r, status))
+    return out
 
 
 def _render_plan(plan_: Plan, fmt: Format, uri: str, file: Path, no_color: bool) -> str:

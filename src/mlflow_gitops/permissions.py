@@ -13,6 +13,7 @@ from typing import Literal, assert_never
 
 from mlflow_gitops.plan.changes import (
     Change,
+    CopyVersion,
     CreateModel,
     DeleteAlias,
     DeleteModelTag,
@@ -69,6 +70,7 @@ def needed(change: Change) -> Permission | None:
             return "MANAGE"
         case (
             RegisterVersion()
+            | CopyVersion()
             | SetModelDescription()
             | SetModelTag()
             | DeleteModelTag()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,16 +30,20 @@ from mlflow_gitops.gates.run import GateRun, run_gates
 from mlflow_gitops.observed import RegistryState
 from mlflow_gitops.outcome import ApplyResult
 from mlflow_gitops.permissions import WHAT_NEEDS, current_user, needed
-from mlflow_gitops.plan.changes import CreateModel, Plan, RegisterVersion
+from mlflow_gitops.plan.changes import CopyVersion, CreateModel, Plan, RegisterVersion
 from mlflow_gitops.plan.planner import history_drifted
 from mlflow_gitops.plan.planner import plan as compute_plan
-from mlflow_gitops.record import AUDIT_EXPERIMENT
+from mlflow_gitops.plan.tree import RegistryPlan, TreePlan
+from mlflow_gitops.record import AUDIT_EXPERIMENT, SourceRef
+from mlflow_gitops.registry.copy import Credentials, find_copies
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.render.common import describe
 from mlflow_gitops.render.json import plan_document
-from mlflow_gitops.secrets import redact
+from mlflow_gitops.secrets import redact, register_secrets
 from mlflow_gitops.settings import NoTrackingUri, registry_identity, resolve_tracking_uri
 from mlflow_gitops.spec.load import LoadedSpec, format_loc, load, locate
+from mlflow_gitops.spec.model import DEFAULT_REGISTRY
+from mlflow_gitops.spec.tree import DeclaredModel, LoadedTree, ModelKey, load_tree, resolve_registry
 
 SAVED_PLAN_KIND = "mlflow-gitops-plan"
 
@@ -50,11 +56,12 @@ class Planned:
     observed: RegistryState
 
 
-def open_registry(uri: str) -> RegistryPort:
-    """The MLflow adapter; imported here so that validate, schema and --help never load mlflow."""
+def open_registry(uri: str, credentials: Credentials | None = None) -> RegistryPort:
+    """The MLflow adapter; imported here so that validate, schema and --help never load mlflow.
+    `credentials`: this registry's own (a tree's named registry); None: MLflow's variables."""
     from mlflow_gitops.registry.client import MlflowRegistry
 
-    return MlflowRegistry(uri)
+    return MlflowRegistry(uri, credentials)
 
 
 def open_evidence(uri: str) -> Evidence:
@@ -79,6 +86,14 @@ class _LazyEvidence:
         return getattr(self.real, name)
 
 
+@dataclass(frozen=True)
+class PlanFile:
+    """A file whose models one registry plan covers, and the name errors give it."""
+
+    loaded: LoadedSpec
+    shown: str
+
+
 def make_plan(
     loaded: LoadedSpec,
     registry: RegistryPort,
@@ -87,16 +102,94 @@ def make_plan(
 ) -> Planned:
     """Read the managed models once, plan, check that runs to register exist, run the gates.
     `now` is the one clock of the plan: the soak-time policy and the gates both measure by it."""
+    return plan_files([PlanFile(loaded, str(loaded.path))], registry, evidence, now)
+
+
+def plan_files(
+    files: Sequence[PlanFile],
+    registry: RegistryPort,
+    evidence: Evidence | None = None,
+    now: datetime | None = None,
+    *,
+    name: str = DEFAULT_REGISTRY,
+    identities: Mapping[str, str] | None = None,
+) -> Planned:
+    """make_plan over the files of one registry (a tree's): one read of all their models, each
+    file planned with its own defaults, one Plan. `name` is the registry's name in the tree and
+    `identities` every registry's identity by name (copies are matched by provenance)."""
     now = now or datetime.now(UTC)
-    observed = registry.read(list(loaded.spec.models))
+    observed = registry.read([m for f in files for m in f.loaded.spec.models])
     # the audit record is read only for models whose history block was removed or edited
     drifted = history_drifted(observed)
     records = registry.read_records(drifted) if drifted else {}
-    plan = compute_plan(loaded, observed, now, records=records)
-    _check_runs(plan, loaded, registry)
+    plans: list[tuple[PlanFile, Plan]] = []
+    issues: list[SpecIssue] = []
+    copies = match_copies(files, observed, name, identities or {})
+    for f in files:
+        try:
+            planned = compute_plan(
+                f.loaded,
+                observed,
+                now,
+                records=records,
+                registry=name,
+                copies=copies,
+                file=f.shown,
+            )
+            _check_runs(planned, f, registry)
+        except SpecError as exc:
+            issues += exc.issues
+            continue
+        plans.append((f, planned))
+    if issues:
+        raise SpecError(issues)
     if evidence is not None:
-        plan = _record_gates(registry, run_gates(loaded, plan, observed, evidence, now))
-    return Planned(plan, observed)
+        plans = [
+            (f, _record_gates(registry, run_gates(f.loaded, p, observed, evidence, now)))
+            for f, p in plans
+        ]
+    return Planned(merge_plans([p for _, p in plans]), observed)
+
+
+def match_copies(
+    files: Sequence[PlanFile],
+    observed: RegistryState,
+    registry: str,
+    identities: Mapping[str, str],
+) -> dict[tuple[str, str], int]:
+    """The live version each copy_from entry was copied into, by (model, entry key): the
+    version whose provenance tags name the entry's source registry (by identity), model and
+    version. An entry whose registry has no identity here matches nothing."""
+    found: dict[tuple[str, str], int] = {}
+    for f in files:
+        for model, spec in f.loaded.spec.models.items():
+            for entry in spec.versions:
+                if entry.copy_from is None:
+                    continue
+                source = entry.copy_from.in_registry(registry)
+                identity = identities.get(source.registry or registry)
+                if identity is None:
+                    continue
+                ref = SourceRef(identity, source.model, source.version)
+                number = find_copies(observed.models.get(model), [ref]).get(ref)
+                if number is not None:
+                    found[(model, entry.key)] = number
+    return found
+
+
+def merge_plans(plans: Sequence[Plan]) -> Plan:
+    """One Plan of the plans of several files of one registry (their models are distinct):
+    changes by model, each model's in its planned order."""
+    if len(plans) == 1:
+        return plans[0]
+    return Plan(
+        changes=tuple(sorted((c for p in plans for c in p.changes), key=lambda c: c.model)),
+        blocked={k: v for p in plans for k, v in p.blocked.items()},
+        unmanaged={k: v for p in plans for k, v in p.unmanaged.items()},
+        observed={k: v for p in plans for k, v in p.observed.items()},
+        gates=tuple(g for p in plans for g in p.gates),
+        notes=tuple(n for p in plans for n in p.notes),
+    )
 
 
 def _record_gates(registry: RegistryPort, run: GateRun) -> Plan:
@@ -110,7 +203,8 @@ def _record_gates(registry: RegistryPort, run: GateRun) -> Plan:
     return run.plan.model_copy(update={"notes": (*run.plan.notes, *notes)}) if notes else run.plan
 
 
-def _check_runs(plan: Plan, loaded: LoadedSpec, registry: RegistryPort) -> None:
+def _check_runs(plan: Plan, file: PlanFile, registry: RegistryPort) -> None:
+    loaded = file.loaded
     new = [c for c in plan.changes if isinstance(c, RegisterVersion) and c.run_id]
     missing = registry.missing_runs(sorted({c.run_id for c in new if c.run_id}))
     if not missing:
@@ -125,7 +219,7 @@ def _check_runs(plan: Plan, loaded: LoadedSpec, registry: RegistryPort) -> None:
         _, pos = locate(loc, loaded.positions)
         issues.append(
             SpecIssue(
-                str(loaded.path),
+                file.shown,
                 pos.line,
                 pos.column,
                 format_loc(loc),
@@ -144,11 +238,14 @@ def apply_plan(
     *,
     parallelism: int = 4,
     progress: Progress | None = None,
+    sources: Mapping[str, RegistryPort] | None = None,
+    checked: bool = False,
 ) -> ApplyResult:
     """Apply a plan that was just computed (or checked fresh) against this registry, after
     checking that this user may make every change (nothing is written, not even the lock, when
-    it may not)."""
-    check_permissions(planned.plan, registry)
+    it may not; `checked`: the caller did). `sources`: the registries copies come from."""
+    if not checked:
+        check_permissions(planned.plan, registry)
     return apply(
         planned.plan,
         planned.observed,
@@ -157,6 +254,7 @@ def apply_plan(
         now,
         parallelism=parallelism,
         progress=progress,
+        sources=sources,
     )
 
 
@@ -212,26 +310,54 @@ def _ignore(_: object) -> None:
 
 @dataclass(frozen=True)
 class PlanRequest:
-    """What `plan` (or `comment`) was given. `now` is the clock of the whole command."""
+    """What `plan` (or `comment`) was given. `now` is the clock of the whole command.
+    `registries` and `models` (empty: all) restrict the plan to part of the tree."""
 
     file: Path
     tracking_uri: str | None
     now: datetime
     out: Path | None = None  # also save the plan here, for `apply PLAN`
     local_default: bool = True  # False: never sqlite:///mlflow.db (pull-request comments)
+    registries: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Opened:
+    """One selected registry of the tree: where it is, its adapter, and its plan."""
+
+    name: str
+    uri: str
+    registry: RegistryPort
+    planned: Planned
 
 
 @dataclass(frozen=True)
 class PlanOutcome:
-    """The plan, the registry it was made against, and the folder of its file."""
+    """The plan of every selected registry (in declared order), the TreePlan every renderer
+    takes, and the folder of the root file."""
 
-    planned: Planned
-    uri: str
+    opened: tuple[Opened, ...]
+    tree: TreePlan
     folder: Path
+    sources: dict[str, RegistryPort] = field(default_factory=dict)  # every registry opened
+
+    @property
+    def planned(self) -> Planned:
+        """The plan of the first (for a file without registries:, the only) registry."""
+        return self.opened[0].planned
+
+    @property
+    def uri(self) -> str:
+        return self.opened[0].uri
 
     @property
     def plan(self) -> Plan:
-        return self.planned.plan
+        """The one registry's plan; over several registries, all their changes (use `tree`
+        to tell the registries apart)."""
+        if len(self.opened) == 1:
+            return self.planned.plan
+        return merge_plans([o.planned.plan for o in self.opened])
 
 
 @dataclass(frozen=True)
@@ -247,25 +373,43 @@ class ApplyRequest:
     actor: str | None = None
     pr: int | None = None
     parallelism: int = 4
+    registries: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RegistryResult:
+    """What became of one registry's plan: None when it was empty, or not applied because an
+    earlier registry failed (`skipped`)."""
+
+    name: str
+    uri: str
+    result: ApplyResult | None
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
 class ApplyOutcome:
-    """The plan that was applied, where, and the result (None: the plan was empty)."""
+    """The plan that was applied, where, and the result (None: the plan was empty); over a
+    tree, each registry's result in apply order."""
 
     plan: Plan
     uri: str
     result: ApplyResult | None
+    registries: tuple[RegistryResult, ...] = ()
+    tree: TreePlan | None = None
 
     @property
     def ok(self) -> bool:
-        return self.result is None or self.result.ok
+        return all(r.result is None or r.result.ok for r in self.registries) and (
+            self.result is None or self.result.ok
+        )
 
 
 def plan_request(request: PlanRequest, progress: Callable[[str], None] = _ignore) -> PlanOutcome:
-    """Load the file, find its registry, plan and gate; save the plan when asked."""
-    outcome, _ = _plan_file(request, progress)
-    return outcome
+    """Load the tree, read and plan each selected registry (concurrently), check the sources
+    of copies; save the plan when asked."""
+    return _plan_tree(request, progress)
 
 
 def apply_request(
@@ -273,54 +417,323 @@ def apply_request(
     progress: Callable[[str], None] = _ignore,
     on_plan: Callable[[PlanOutcome], None] = _ignore,
 ) -> ApplyOutcome:
-    """Plan the file (or check a saved plan fresh), then apply it. `on_plan` is told the plan
+    """Plan the tree (or check a saved plan fresh), then apply it registry by registry, in
+    declared order; a registry that fails stops the ones after it. `on_plan` is told the plan
     before anything is written, so the plan is shown even when the apply is refused."""
     if is_saved_plan(request.target):
+        if request.registries or request.models:
+            raise GitopsError(
+                "--registry and --model select part of a tree to plan; a saved plan applies "
+                "as it was saved",
+                "drop them, or run `plan --out` with them",
+            )
         saved = load_plan(request.target)
         uri = saved_plan_uri(saved, request.tracking_uri)  # its own registry, never a default
         registry = open_registry(uri)
         folder = Path(saved.file).resolve().parent if saved.file else Path.cwd()
         planned = check_fresh(saved, registry, open_evidence(uri), request.clock())
-        outcome = PlanOutcome(planned, uri, folder)
+        opened = Opened(DEFAULT_REGISTRY, uri, registry, planned)
+        outcome = PlanOutcome((opened,), _tree_plan([opened], {}, ((), ())), folder)
     else:
-        outcome, registry = _plan_file(
-            PlanRequest(request.target, request.tracking_uri, request.clock()), progress
+        outcome = _plan_tree(
+            PlanRequest(
+                request.target,
+                request.tracking_uri,
+                request.clock(),
+                registries=request.registries,
+                models=request.models,
+            ),
+            progress,
         )
     on_plan(outcome)
-    if outcome.plan.is_empty:
-        return ApplyOutcome(outcome.plan, outcome.uri, None)
+    if outcome.tree.is_empty:
+        return ApplyOutcome(outcome.plan, outcome.uri, None, tree=outcome.tree)
+    # every registry's permissions first: a refusal anywhere changes nothing anywhere
+    for o in outcome.opened:
+        check_permissions(o.planned.plan, o.registry)
     audit = from_environment(
         cwd=outcome.folder, commit=request.commit, actor=request.actor, pr=request.pr
     )
-    # SQLite serialises writers; parallel writes only add lock contention
-    parallelism = 1 if outcome.uri.startswith("sqlite:") else request.parallelism
-    result = apply_plan(
-        outcome.planned,
-        registry,
-        audit,
-        request.clock(),
-        parallelism=parallelism,
-        progress=lambda model, done, total: progress(f"applied {done}/{total} models ({model})"),
-    )
-    return ApplyOutcome(outcome.plan, outcome.uri, result)
+    results: list[RegistryResult] = []
+    failed = False
+    for o in outcome.opened:
+        if o.planned.plan.is_empty:
+            results.append(RegistryResult(o.name, o.uri, None))
+            continue
+        if failed:
+            results.append(RegistryResult(o.name, o.uri, None, skipped=True))
+            continue
+        # SQLite serialises writers; parallel writes only add lock contention
+        parallelism = 1 if o.uri.startswith("sqlite:") else request.parallelism
+        where = f" in {o.name}" if len(outcome.opened) > 1 else ""
+
+        def told(model: str, done: int, total: int, where: str = where) -> None:
+            progress(f"applied {done}/{total} models{where} ({model})")
+
+        result = apply_plan(
+            o.planned,
+            o.registry,
+            audit,
+            request.clock(),
+            parallelism=parallelism,
+            progress=told,
+            sources=outcome.sources,
+            checked=True,
+        )
+        results.append(RegistryResult(o.name, o.uri, result))
+        failed = not result.ok
+    single = results[0].result if len(results) == 1 else _merged(results)
+    return ApplyOutcome(outcome.plan, outcome.uri, single, tuple(results), outcome.tree)
 
 
-def _plan_file(
-    request: PlanRequest, progress: Callable[[str], None]
-) -> tuple[PlanOutcome, RegistryPort]:
-    loaded = load(request.file)
-    uri = resolve_tracking_uri(
-        request.tracking_uri,
-        loaded.spec.tracking_uri,
-        loaded.folder,
-        local_default=request.local_default,
-    )
-    registry = open_registry(uri)
-    progress(f"reading {len(loaded.spec.models)} models from {uri} and running gates ...")
-    planned = make_plan(loaded, registry, open_evidence(uri), request.now)
+def _merged(results: Sequence[RegistryResult]) -> ApplyResult | None:
+    done = [r.result for r in results if r.result is not None]
+    if not done:
+        return None
+    return ApplyResult(steps=tuple(s for r in done for s in r.steps))
+
+
+# --- a tree: selection, registries, concurrent reads ----------------------------------------------
+
+
+def select(
+    tree: LoadedTree, registries: Sequence[str], models: Sequence[str]
+) -> dict[str, list[DeclaredModel]]:
+    """The selected registries (declared order) and their selected models; an unknown name is
+    an error that lists the known ones. With --model, a registry without any of the models is
+    not selected (it is neither read nor changed)."""
+    order = list(tree.registries) or [DEFAULT_REGISTRY]
+    unknown = [r for r in registries if r not in order]
+    if unknown:
+        raise GitopsError(
+            f"unknown registry {', '.join(map(repr, unknown))} (--registry); "
+            f"{tree.root.name} declares: {', '.join(order)}",
+            "name a registry declared under registries: (a file without registries: has one, "
+            f"'{DEFAULT_REGISTRY}')",
+        )
+    chosen = [r for r in order if not registries or r in registries]
+    out: dict[str, list[DeclaredModel]] = {}
+    for r in chosen:
+        declared = tree.models_in(r)
+        if models:
+            declared = [m for m in declared if m.name in models]
+            if not declared:
+                continue
+        out[r] = declared
+    if models:
+        found = {m.name for ms in out.values() for m in ms}
+        missing = [m for m in models if m not in found]
+        if missing:
+            known = sorted({m.name for r in chosen for m in tree.models_in(r)})
+            listed = ", ".join(known[:20]) + (
+                f" and {len(known) - 20} more" if len(known) > 20 else ""
+            )
+            raise GitopsError(
+                f"no model {', '.join(map(repr, missing))} (--model) in "
+                f"{'registry ' + ', '.join(chosen) if registries else tree.root.name}; "
+                f"declared: {listed or 'none'}",
+                "name a model the tree declares (names are case-sensitive)",
+            )
+    return out
+
+
+def _plan_tree(request: PlanRequest, progress: Callable[[str], None]) -> PlanOutcome:
+    tree = load_tree(request.file)
+    chosen = select(tree, request.registries, request.models)
+    if request.tracking_uri and len(chosen) > 1:
+        raise GitopsError(
+            f"--tracking-uri names one registry, but {len(chosen)} are selected "
+            f"({', '.join(chosen)})",
+            "select one with --registry NAME, or drop --tracking-uri (each registry's URI comes "
+            "from registries: in the root file)",
+        )
+    if request.out is not None and len(chosen) > 1:
+        raise GitopsError(
+            f"a saved plan covers one registry, but {len(chosen)} are selected "
+            f"({', '.join(chosen)}); nothing was read",
+            "save one plan per registry (plan --registry NAME --out NAME.json), or apply the "
+            "tree directly",
+        )
+    # the sources of copies: registries the selected models copy from
+    sources = {
+        source.registry
+        for models in chosen.values()
+        for m in models
+        for entry in m.spec.versions
+        if (source := m.copy_source(entry)) is not None and source.registry
+    }
+    where = {
+        name: _resolve(tree, name, request, flag=request.tracking_uri if name in chosen else None)
+        for name in [*chosen, *sorted(sources - set(chosen))]
+    }
+    identities = {name: registry_identity(uri) for name, (uri, _) in where.items()}
+    opened: dict[str, RegistryPort] = {}
+    for name, (uri, credentials) in where.items():
+        if name in chosen:  # a source registry is opened only when a copy needs it
+            opened[name] = _open(uri, credentials)
+
+    def plan_one(name: str) -> Opened:
+        uri, _ = where[name]
+        files = _files(tree, chosen[name])
+        progress(
+            f"reading {sum(len(f.loaded.spec.models) for f in files)} models from {uri} and "
+            "running gates ..."
+        )
+        planned = plan_files(
+            files,
+            opened[name],
+            open_evidence(uri),
+            request.now,
+            name=name,
+            identities=identities,
+        )
+        return Opened(name, uri, opened[name], planned)
+
+    done = _concurrently(plan_one, list(chosen))
+    copies = [
+        (o.name, c) for o in done for c in o.planned.plan.changes if isinstance(c, CopyVersion)
+    ]
+    for _, change in copies:
+        if change.source_registry not in opened:
+            uri, credentials = where[change.source_registry]
+            opened[change.source_registry] = _open(uri, credentials)
+    _check_sources(tree, copies, opened)
     if request.out is not None:
-        save_plan(planned.plan, request.out, uri, request.file, request.now)
-    return PlanOutcome(planned, uri, loaded.folder), registry
+        if copies:
+            raise GitopsError(
+                "this plan copies versions from another registry, and a saved plan holds one "
+                "registry; nothing was saved",
+                "apply the tree directly (mlflow-gitops apply registry.yaml)",
+            )
+        only = done[0]
+        save_plan(only.planned.plan, request.out, only.uri, request.file, request.now)
+    selected = (tuple(request.registries), tuple(request.models))
+    return PlanOutcome(
+        tuple(done), _tree_plan(done, chosen, selected), tree.root.folder, dict(opened)
+    )
+
+
+def _resolve(
+    tree: LoadedTree, name: str, request: PlanRequest, flag: str | None
+) -> tuple[str, Credentials | None]:
+    """A registry's URI and credentials; a file without registries: resolves as it always did
+    (--tracking-uri, $MLFLOW_TRACKING_URI, tracking_uri:, the local default) with MLflow's own
+    variables. A named registry's password and token are masked in all output from now on."""
+    if not tree.registries:
+        root = tree.root
+        uri = resolve_tracking_uri(
+            flag, root.spec.tracking_uri, root.folder, local_default=request.local_default
+        )
+        return uri, None
+    resolved = resolve_registry(tree, name, os.environ, flag=flag)
+    register_secrets(resolved.secrets)
+    values = resolved.credentials
+    credentials = Credentials(
+        username=values.get("MLFLOW_TRACKING_USERNAME"),
+        password=values.get("MLFLOW_TRACKING_PASSWORD"),
+        token=values.get("MLFLOW_TRACKING_TOKEN"),
+    )
+    return resolved.uri, credentials
+
+
+def _open(uri: str, credentials: Credentials | None) -> RegistryPort:
+    return open_registry(uri) if credentials is None else open_registry(uri, credentials)
+
+
+def _files(tree: LoadedTree, models: Sequence[DeclaredModel]) -> list[PlanFile]:
+    """The files of these models, in tree order, each restricted to them (errors name the root
+    as they always did, an included file by its path from the root's folder)."""
+    names: dict[Path, list[str]] = {}
+    for m in models:
+        names.setdefault(m.file.path, []).append(m.name)
+    out = []
+    for whole in tree.all_files:
+        if whole.path not in names:
+            continue
+        keep = names[whole.path]
+        f = whole
+        if len(keep) != len(whole.spec.models):
+            models_of = {n: whole.spec.models[n] for n in keep}
+            f = LoadedSpec(
+                whole.spec.model_copy(update={"models": models_of}),
+                whole.path,
+                whole.positions,
+                whole.shown,
+            )
+        out.append(PlanFile(f, str(f.path) if f.path == tree.root.path else f.name))
+    return out
+
+
+def _concurrently(fn: Callable[[str], Opened], names: list[str]) -> list[Opened]:
+    """fn over every registry at once (one thread each), results in the given order; the
+    located problems of every registry in one SpecError, else the first failure."""
+    if len(names) == 1:
+        return [fn(names[0])]
+    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="registry") as pool:
+        futures = [pool.submit(fn, n) for n in names]
+    issues: list[SpecIssue] = []
+    out: list[Opened] = []
+    for future in futures:
+        exc = future.exception()
+        if isinstance(exc, SpecError):
+            issues += exc.issues
+        elif exc is not None:
+            raise exc
+        else:
+            out.append(future.result())
+    if issues:
+        raise SpecError(issues)
+    return out
+
+
+def _check_sources(
+    tree: LoadedTree, copies: Sequence[tuple[str, CopyVersion]], opened: Mapping[str, RegistryPort]
+) -> None:
+    """Every version about to be copied exists and its files can be read, asked of its own
+    registry before anything is applied; each problem located at its copy_from."""
+    issues = []
+    for registry, change in copies:
+        found = opened[change.source_registry].describe_source(
+            change.source_model, change.source_version
+        )
+        if found.ok:
+            continue
+        declared = tree.models[ModelKey(registry, change.model)]
+        index = next(i for i, v in enumerate(declared.spec.versions) if v.key == change.entry)
+        loc = (*declared.loc, "versions", index, "copy_from")
+        _, pos = locate(loc, declared.file.positions)
+        issues.append(
+            SpecIssue(
+                declared.file.name,
+                pos.line,
+                pos.column,
+                format_loc(loc),
+                f"cannot {change.text()}: {found.problem}",
+                "fix the copy_from entry (registry:model/version), or make the source version "
+                "readable; nothing was applied",
+            )
+        )
+    if issues:
+        raise SpecError(issues)
+
+
+def _tree_plan(
+    done: Sequence[Opened],
+    chosen: Mapping[str, Sequence[DeclaredModel]],
+    selected: tuple[tuple[str, ...], tuple[str, ...]],
+) -> TreePlan:
+    registries = tuple(
+        RegistryPlan(
+            registry=o.name,
+            identity=registry_identity(o.uri),
+            plan=o.planned.plan,
+            files={m.name: m.file.name for m in chosen.get(o.name, ())},
+        )
+        for o in done
+    )
+    return TreePlan(
+        registries=registries, selected_registries=selected[0], selected_models=selected[1]
+    )
 
 
 # --- the registry of a lifecycle command (import, history, rollback, propose) --------------------

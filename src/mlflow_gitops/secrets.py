@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 
 SECRET_VARIABLES = (
     "MLFLOW_TRACKING_PASSWORD",
@@ -35,10 +36,21 @@ _QUERY_SECRET = re.compile(
 )
 
 
+# secrets the process learnt from elsewhere: each registry's password and token, read from the
+# variables registry.yaml names for it (DEV_MLFLOW_TRACKING_PASSWORD, ...)
+_EXTRA: set[str] = set()
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Mask these values too in every output from now on (values under 3 characters are not
+    masked: they would mask ordinary text)."""
+    _EXTRA.update(v for v in values if len(v) >= 3)
+
+
 def secret_values(env: dict[str, str] | None = None) -> list[str]:
-    """The values of credential variables set now, longest first."""
+    """The values of credential variables set now, and the registered ones, longest first."""
     source = os.environ if env is None else env
-    values = {source[k] for k in SECRET_VARIABLES if len(source.get(k, "")) >= 3}
+    values = {source[k] for k in SECRET_VARIABLES if len(source.get(k, "")) >= 3} | _EXTRA
     return sorted(values, key=len, reverse=True)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from mlflow_gitops.plan.changes import (
     Change,
+    CopyVersion,
     CreateModel,
     DeleteAlias,
     DeleteModelTag,
@@ -120,6 +121,17 @@ V2, NEW = Target(version=2), Target(entry="run " + "3f2a" * 8 + "/model")
 ONE_LINE = [
     (CreateModel(model="m"), "create model"),
     (RegisterVersion(model="m", entry="e", source="s3://b/m"), "register version from s3://b/m"),
+    (
+        CopyVersion(
+            model="m",
+            entry="copy_from dev:m/3",
+            source_registry="dev",
+            source_model="m",
+            source_version=3,
+            registry="prod",
+        ),
+        "copy dev:m/3 -> prod",
+    ),
     (SetModelDescription(model="m", before=None, after="text"), "set model description"),
     (SetModelTag(model="m", key="team", before="a", after="b"), "set model tag team=b"),
     (DeleteModelTag(model="m", key="team", before="a"), "delete model tag team"),

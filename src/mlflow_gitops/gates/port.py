@@ -21,6 +21,9 @@ class Side:
 
     uri: str
     run_id: str | None
+    # the registry (its name in registry.yaml) that holds the model, when not the one planned:
+    # the source of a copy not made yet
+    registry: str | None = None
 
 
 @dataclass(frozen=True)

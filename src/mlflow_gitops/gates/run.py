@@ -108,6 +108,15 @@ def _run_set(
             "register the version first (without a gated stage), then promote it in a second change",
         )
         return [judge.error(candidate, "evaluate", untrusted, None)], None
+    if candidate.version is None and candidate.side.registry is not None:
+        # the source lives in another registry, whose credentials the gates' evidence lacks
+        not_yet = GateError(
+            f"the gates evaluate a copy once it exists; {candidate.side.uri} is in registry "
+            f"'{candidate.side.registry}' and not copied yet",
+            "copy it first (the copy_from entry without the gated stage or alias), then promote "
+            "the copy in a second change",
+        )
+        return [judge.error(candidate, "evaluate", not_yet, None)], None
     base = baseline(live, candidate, gate_set)
     try:
         digests = {d: evidence.data_digest(d, loaded.folder) for d in data_of(gate_set)}

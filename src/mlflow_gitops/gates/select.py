@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 from mlflow_gitops.gates.port import Side
 from mlflow_gitops.observed import ModelState, RegistryState, VersionState
-from mlflow_gitops.plan.changes import Plan, RegisterVersion, SetAlias, Target, TransitionStage
+from mlflow_gitops.plan.changes import (
+    CopyVersion,
+    Plan,
+    RegisterVersion,
+    SetAlias,
+    Target,
+    TransitionStage,
+)
 from mlflow_gitops.record import read_record
 from mlflow_gitops.spec.load import LoadedSpec
 from mlflow_gitops.spec.model import (
@@ -96,8 +103,13 @@ def _side(model: str, where: Target, version: VersionState | None, plan: Plan) -
     register = next(
         c
         for c in plan.changes
-        if isinstance(c, RegisterVersion) and c.model == model and c.entry == where.entry
+        if isinstance(c, RegisterVersion | CopyVersion)
+        and c.model == model
+        and c.entry == where.entry
     )
+    if isinstance(register, CopyVersion):  # before the copy exists: the source version
+        source = f"models:/{register.source_model}/{register.source_version}"
+        return Side(source, None, register.source_registry)
     return Side(register.source, register.run_id)
 
 

@@ -45,6 +45,29 @@ class RegisterVersion(Frozen):
     run_id: str | None = None
 
 
+class CopyVersion(Frozen):
+    """Register, in this registry, a copy of a version of another registry (or of another model
+    of this one): `copy dev:nyc-taxi-regressor/3 -> prod`. A copy is found again by its
+    provenance tags, so a second apply registers nothing."""
+
+    kind: Literal["copy_version"] = "copy_version"
+    model: str
+    entry: str  # `copy_from dev:nyc-taxi-regressor/3`, the entry's key in the file
+    source_registry: str  # the source's registry name in registry.yaml
+    source_model: str
+    source_version: int
+    registry: str  # the destination's registry name
+
+    @property
+    def source(self) -> str:
+        """`dev:nyc-taxi-regressor/3`"""
+        return f"{self.source_registry}:{self.source_model}/{self.source_version}"
+
+    def text(self) -> str:
+        """`copy dev:nyc-taxi-regressor/3 -> prod`: the change as plans and history show it."""
+        return f"copy {self.source} -> {self.registry}"
+
+
 class SetModelDescription(Frozen):
     kind: Literal["set_model_description"] = "set_model_description"
     model: str
@@ -150,6 +173,7 @@ class DeleteVersion(Frozen):
 Change = Annotated[
     CreateModel
     | RegisterVersion
+    | CopyVersion
     | SetModelDescription
     | SetModelTag
     | DeleteModelTag
@@ -202,7 +226,7 @@ def phase(change: Change) -> tuple[int, int]:
     match change:
         case CreateModel():
             return (0, 0)
-        case RegisterVersion():
+        case RegisterVersion() | CopyVersion():
             return (1, 0)
         case SetModelDescription() | SetModelTag() | DeleteModelTag():
             return (2, 0)

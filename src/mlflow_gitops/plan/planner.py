@@ -11,6 +11,7 @@ from mlflow_gitops.errors import SpecError, SpecIssue
 from mlflow_gitops.observed import ModelState, RegistryState, VersionState
 from mlflow_gitops.plan.changes import (
     Change,
+    CopyVersion,
     CreateModel,
     DeleteAlias,
     DeleteModelTag,
@@ -42,6 +43,7 @@ from mlflow_gitops.record import (
 from mlflow_gitops.spec.check import alias_key
 from mlflow_gitops.spec.load import LoadedSpec, Loc, format_loc, locate
 from mlflow_gitops.spec.model import (
+    DEFAULT_REGISTRY,
     GUARDED_STAGES,
     ModelSpec,
     Settings,
@@ -77,10 +79,18 @@ def plan(
     observed: RegistryState,
     now: datetime | None = None,
     records: Mapping[str, Sequence[AuditRun]] | None = None,
+    *,
+    registry: str = DEFAULT_REGISTRY,
+    copies: Mapping[tuple[str, str], int] | None = None,
+    file: str | None = None,
 ) -> Plan:
     """Every change that makes the registry match the file, sorted, with policy findings.
     `now` is the clock the soak-time policy measures against (injected in tests); `records` are
-    the audit runs of the models whose history blocks were altered (see history_drifted)."""
+    the audit runs of the models whose history blocks were altered (see history_drifted).
+    In a tree: `registry` is the name of the registry the file's models live in, `copies` the
+    live version each copy_from entry was copied into, by (model, entry key), as the shell
+    matched them by provenance (registry/copy.find_copies), and `file` the file as errors
+    name it."""
     now = now or datetime.now(UTC)
     changes: list[Change] = []
     blocked: dict[str, tuple[str, ...]] = {}
@@ -94,6 +104,9 @@ def plan(
         limits[name] = settings.max_per_stage
         runs = tuple((records or {}).get(name, ()))
         planner = _ModelPlanner(desired, name, model, live, settings, now, runs)
+        planner.registry = registry
+        planner.copies = {e: v for (m, e), v in (copies or {}).items() if m == name}
+        planner.file = file or str(desired.path)
         changes.extend(planner.run())
         issues.extend(planner.issues)
         if planner.blocked:
@@ -134,6 +147,9 @@ class _ModelPlanner:
         self.duplicates: set[int] = set()  # copies of an interrupted registration, deleted
         self.out: list[Change] = []
         self.records = records  # the model's audit runs, when a history block needs rebuilding
+        self.registry = DEFAULT_REGISTRY  # the registry this model lives in (a tree's name)
+        self.copies: dict[str, int] = {}  # copy_from entry key -> the live version copied
+        self.file = str(desired.path)  # the file as errors name it
 
     def run(self) -> list[Change]:
         if not self.exists:
@@ -176,6 +192,23 @@ class _ModelPlanner:
                 claimed[found.version] = i
             if (
                 found is None
+                and entry.copy_from is not None
+                and not entry.deleted
+                and not self._issue_at(i)
+            ):
+                source_ref = entry.copy_from.in_registry(self.registry)
+                self.out.append(
+                    CopyVersion(
+                        model=self.name,
+                        entry=entry.key,
+                        source_registry=source_ref.registry or self.registry,
+                        source_model=source_ref.model,
+                        source_version=source_ref.version,
+                        registry=self.registry,
+                    )
+                )
+            elif (
+                found is None
                 and entry.version is None
                 and not entry.deleted
                 and not self._issue_at(i)
@@ -204,6 +237,8 @@ class _ModelPlanner:
                     "name a version that exists, or register one with run: or source:",
                 )
             return found
+        if entry.copy_from is not None:
+            return self._copy(entry)
         if entry.run is not None:
             run_id, path = parse_run_ref(entry.run)
             candidates = [v for v in self.live.versions if _matches_run(v, run_id, path)]
@@ -250,10 +285,15 @@ class _ModelPlanner:
             return None
         return candidates[0] if candidates else None
 
+    def _copy(self, entry: VersionSpec) -> VersionState | None:
+        """The version of this model copied from the entry's source (matched by provenance)."""
+        number = self.copies.get(entry.key)
+        return self.live.version(number) if number is not None else None
+
     def _issue(self, loc: Loc, message: str, hint: str) -> None:
         _, pos = locate(loc, self.desired.positions)
         self.issues.append(
-            SpecIssue(str(self.desired.path), pos.line, pos.column, format_loc(loc), message, hint)
+            SpecIssue(self.file, pos.line, pos.column, format_loc(loc), message, hint)
         )
 
     def _issue_at(self, index: int) -> bool:

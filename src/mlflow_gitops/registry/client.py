@@ -44,7 +44,13 @@ from mlflow_gitops.record import (
     model_filter,
     start_tags,
 )
-from mlflow_gitops.registry.copy import Credentials, SourceVersion, copy_version, describe_source
+from mlflow_gitops.registry.copy import (
+    Credentials,
+    SourceVersion,
+    copy_version,
+    credentials_env,
+    describe_source,
+)
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.secrets import redact
 from mlflow_gitops.settings import registry_identity
@@ -105,8 +111,64 @@ class MlflowRegistry:
             # (one extra GET per write, half of all requests of an apply); the reader already
             # refuses prompts among the managed models, so writes go to the registry client
             self.writer = self.client._get_registry_client()  # type: ignore[no-untyped-call]
+            if credentials is not None and uri.startswith(("http://", "https://")):
+                self._own_credentials()
         self.calls = 0
         self._levels: dict[str, str] = {}  # model -> this user's MLflow permission, when told
+
+    def _own_credentials(self) -> None:
+        """Send this registry's credentials, and only them: MLflow's REST stores take a
+        function for the host's credentials, which by default reads the process's
+        MLFLOW_TRACKING_* variables at every request; several registries read concurrently each
+        get stores over their own (artifact transfers still read the variables: copy.py sets
+        them around those calls)."""
+        from mlflow.store.model_registry.rest_store import RestStore as RegistryStore
+        from mlflow.store.tracking.rest_store import RestStore as TrackingStore
+        from mlflow.tracking._model_registry.client import ModelRegistryClient
+        from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+        tracking_store = TrackingStore(self._host_creds)  # type: ignore[no-untyped-call]
+        registry_store = RegistryStore(self._host_creds)  # type: ignore[no-untyped-call]
+        tracking = _with_store(TrackingServiceClient, tracking_store)
+        registry = _with_store(ModelRegistryClient, registry_store)
+        self.client._tracking_client = tracking(self.uri)
+        self.writer = registry(self.uri, self.uri)
+        # MlflowClient keeps its registry client under this name, made on first use
+        setattr(self.client, "_registry_client_lazy", self.writer)  # noqa: B010
+
+    def _host_creds(self) -> Any:
+        """MLflow's host credentials for this registry: its own user, password and token; the
+        TLS and auth-plugin settings as the process has them."""
+        from mlflow.utils.credentials import get_default_host_creds
+        from mlflow.utils.rest_utils import MlflowHostCreds
+
+        base = get_default_host_creds(self.uri)  # type: ignore[no-untyped-call]
+        if self.credentials is None:
+            return base
+        own = self.credentials
+        return MlflowHostCreds(  # type: ignore[no-untyped-call]
+            host=self.uri,
+            username=own.username,
+            password=own.password,
+            token=own.token,
+            aws_sigv4=base.aws_sigv4,
+            auth=base.auth,
+            ignore_tls_verification=base.ignore_tls_verification,
+            client_cert_path=base.client_cert_path,
+            server_cert_path=base.server_cert_path,
+        )
+
+    def _username(self) -> str | None:
+        """The user this adapter acts as (not a secret)."""
+        if self.credentials is not None:
+            return self.credentials.username
+        return os.environ.get("MLFLOW_TRACKING_USERNAME")
+
+    def _sends_credentials(self) -> bool:
+        if self.credentials is not None:
+            own = self.credentials
+            return bool(own.username or own.token) or "@" in self.uri.split("/")[2]
+        return _has_credentials(self.uri)
 
     @property
     def identity(self) -> str:
@@ -255,7 +317,7 @@ class MlflowRegistry:
         token = uuid.uuid4().hex
         deadline = time.monotonic() + lock_wait_s()
         tags = {LOCK_TAG: token, HOLDER_TAG: holder[:200]}
-        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        user = self._username()
         if user:
             tags[USER_TAG] = user[:200]  # who may delete it besides an admin (basic-auth)
         while True:
@@ -412,9 +474,9 @@ class MlflowRegistry:
         checks before the store runs them: READ gets the model, EDIT deletes a model tag no one
         sets (a no-op in MLflow's stores, and no webhook), MANAGE reads the model's permission
         list (MLflow 2.x: MANAGE only). True where the registry has no permissions."""
-        if not self.uri.startswith(("http://", "https://")) or not _has_credentials(self.uri):
+        if not self.uri.startswith(("http://", "https://")) or not self._sends_credentials():
             return True  # without credentials a server with authentication refuses everything
-        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        user = self._username()
         if user and name not in self._levels:
             answer = self._http(
                 "GET",
@@ -454,9 +516,9 @@ class MlflowRegistry:
         """Whether this user may create runs in the audit experiment (EDIT on it). Asked where
         basic-auth answers a user's own permission (MLflow 3); an experiment that does not exist
         yet is created by this apply, and its creator may write it."""
-        if not self.uri.startswith(("http://", "https://")) or not _has_credentials(self.uri):
+        if not self.uri.startswith(("http://", "https://")) or not self._sends_credentials():
             return True
-        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        user = self._username()
         if not user:
             return True
         from mlflow.exceptions import MlflowException
@@ -482,13 +544,12 @@ class MlflowRegistry:
     def _http(self, method: str, path: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """One raw REST call with MLflow's credentials: (status, JSON object or {}). A 401 is an
         error."""
-        from mlflow.utils.credentials import get_default_host_creds
         from mlflow.utils.rest_utils import http_request
 
         try:
             self.calls += 1
             answer = http_request(  # type: ignore[no-untyped-call]
-                get_default_host_creds(self.uri),  # type: ignore[no-untyped-call]
+                self._host_creds(),
                 path,
                 method,
                 params=params,
@@ -524,13 +585,17 @@ class MlflowRegistry:
         number: int | None = None
         denied: PermissionDenied | None = None
         try:
-            mv = self._call(
-                "register version",
-                name,
-                lambda: mlflow.register_model(
-                    source, name, await_registration_for=300, tags={REGISTRATION_TAG: token}
-                ),
-            )
+
+            def register() -> Any:
+                # mlflow.register_model talks to the global registry with the variables' creds
+                with credentials_env(self.credentials):
+                    mlflow.set_tracking_uri(self.uri)
+                    mlflow.set_registry_uri(self.uri)
+                    return mlflow.register_model(
+                        source, name, await_registration_for=300, tags={REGISTRATION_TAG: token}
+                    )
+
+            mv = self._call("register version", name, register)
             number = int(mv.version)
         except PermissionDenied as exc:
             # MLflow 3 then links the new version on the run's logged model, which needs EDIT on
@@ -678,6 +743,12 @@ class MlflowRegistry:
     # --- the audit record: one run per apply in the audit experiment ---------------------------
 
     def start_record(self, start: RecordStart) -> str:
+        # the audit run's files travel through MLflow's artifact repositories, which read the
+        # credential variables: this registry's own are set around the call
+        with credentials_env(self.credentials):
+            return self._start_record(start)
+
+    def _start_record(self, start: RecordStart) -> str:
         """Create the audit run with its context and one tag per model it may touch, so the run is
         found by `history` even if the apply is cut off before it finishes."""
         doing = f"write the audit record (experiment {AUDIT_EXPERIMENT}) at"
@@ -695,6 +766,12 @@ class MlflowRegistry:
         return str(run.info.run_id)
 
     def finish_record(self, run_id: str, finish: RecordFinish) -> None:
+        # the audit run's files travel through MLflow's artifact repositories, which read the
+        # credential variables: this registry's own are set around the call
+        with credentials_env(self.credentials):
+            self._finish_record(run_id, finish)
+
+    def _finish_record(self, run_id: str, finish: RecordFinish) -> None:
         """Each model's changes as its tag, changes.json and gates.json, then end the run."""
         from mlflow.entities import RunStatus
 
@@ -718,6 +795,12 @@ class MlflowRegistry:
             self.client.set_terminated(run_id, RunStatus.to_string(status))
 
     def read_records(self, names: Sequence[str]) -> dict[str, tuple[AuditRun, ...]]:
+        # the audit run's files travel through MLflow's artifact repositories, which read the
+        # credential variables: this registry's own are set around the call
+        with credentials_env(self.credentials):
+            return self._read_records(names)
+
+    def _read_records(self, names: Sequence[str]) -> dict[str, tuple[AuditRun, ...]]:
         """One paged search_runs per model, filtered on the model's tag (MLflow 2.x and 3)."""
         out: dict[str, tuple[AuditRun, ...]] = dict.fromkeys(names, ())
         with self._errors(f"read the audit record (experiment {AUDIT_EXPERIMENT}) at"):
@@ -857,6 +940,12 @@ def _permission_denied(
         f"ask an MLflow admin to grant {need or 'it'} on '{model}', or apply as a user who "
         f"holds it ({WHAT_NEEDS}); applying again as the same user will not help",
     )
+
+
+def _with_store(cls: type[T], store: Any) -> type[T]:
+    """A subclass of an MLflow client whose `store` is this one (MLflow resolves it from the
+    URI at every access, with the process's credentials)."""
+    return type(cls.__name__, (cls,), {"store": property(lambda _: store)})
 
 
 def _has_credentials(uri: str) -> bool:

@@ -7,6 +7,7 @@ from typing import Literal, assert_never
 
 from mlflow_gitops.plan.changes import (
     Change,
+    CopyVersion,
     CreateModel,
     DeleteAlias,
     DeleteModelTag,
@@ -55,6 +56,8 @@ def row(change: Change) -> Row:
                 f"from {entry}",
                 summary=f"register version from {source}",
             )
+        case CopyVersion():
+            return Row("add", "new version", None, change.text(), summary=change.text())
         case SetModelDescription(before=before, after=after):
             return Row(
                 _set(before),

@@ -6,8 +6,18 @@ from mlflow_gitops.errors import DENIED
 from mlflow_gitops.outcome import ApplyResult
 from mlflow_gitops.plan.changes import Plan
 from mlflow_gitops.plan.gates import GateResult
+from mlflow_gitops.plan.tree import RegistryPlan, TreePlan
 from mlflow_gitops.record import AUDIT_EXPERIMENT
-from mlflow_gitops.render.common import SYMBOL, Row, number, row, shorten, signed, summarize
+from mlflow_gitops.render.common import (
+    SYMBOL,
+    Row,
+    Summary,
+    number,
+    row,
+    shorten,
+    signed,
+    summarize,
+)
 
 _COLORS = {"+": "32", "~": "33", "-": "31", "!": "1;31", "drift": "35", "dim": "2", "bold": "1"}
 
@@ -19,26 +29,92 @@ def _paint(text: str, style: str, color: bool) -> str:
 def render_plan(plan: Plan, *, color: bool = False, header: str = "") -> str:
     """`+ ~ -` per change with before -> after, grouped by model, then the summary line."""
     lines = [header, ""] if header else []
-    for model in sorted(set(plan.models) | set(plan.blocked) | set(plan.unmanaged)):
+    lines.extend(_models(plan, _shown(plan), color, ""))
+    lines.extend(_paint(f"Note: {note}", "~", color) for note in plan.notes)
+    lines.append(summarize(plan).sentence())
+    return "\n".join(lines) + "\n"
+
+
+def render_tree(tree: TreePlan, *, color: bool = False, header: str = "") -> str:
+    """A tree's plan: by registry (declared order), then by file, then by model; a partial plan
+    says what was selected and that the rest was neither read nor changed."""
+    lines = [header, ""] if header else []
+    if tree.partial:
+        lines += [_paint(partial_note(tree), "~", color), ""]
+    for rp in tree.registries:
+        plan = rp.plan
+        lines.append(_paint(f"Registry {rp.registry} ({rp.identity})", "bold", color))
+        shown = _shown(plan)
+        if not shown:
+            lines += ["  No changes.", ""]
+        files = sorted({rp.file_of(m) for m in shown}, key=lambda f: _file_order(rp, f))
+        for file in files:
+            lines.append(_paint(f"  {file or '(not declared in any file)'}", "bold", color))
+            lines.extend(_models(plan, [m for m in shown if rp.file_of(m) == file], color, "    "))
+        lines.extend(_paint(f"  Note: {note}", "~", color) for note in plan.notes)
+        if shown:
+            lines += [f"  {summarize(plan).sentence()}", ""]
+    lines.append(tree_sentence(tree))
+    return "\n".join(lines) + "\n"
+
+
+def partial_note(tree: TreePlan) -> str:
+    """What a partial plan covers."""
+    parts = [f"--registry {r}" for r in tree.selected_registries]
+    parts += [f"--model {m}" for m in tree.selected_models]
+    return f"Partial plan ({' '.join(parts)}): the rest of the tree was neither read nor changed."
+
+
+def tree_sentence(tree: TreePlan) -> str:
+    """The summary line of a tree: every registry's counts added up."""
+    counts = [summarize(r.plan) for r in tree.registries]
+    total = Summary(*(sum(getattr(c, f) for c in counts) for f in _FIELDS))
+    text = total.sentence()
+    if total.total:
+        named = [r.registry for r in tree.registries if not r.plan.is_empty]
+        text = text.rstrip(".") + f", in registr{'ies' if len(named) != 1 else 'y'} "
+        text += ", ".join(named) + "."
+    elif len(tree.registries) > 1:
+        text = "No changes. Every registry matches the files."
+    return text
+
+
+_FIELDS = ("add", "change", "delete", "models", "blocked", "drift")
+
+
+def _file_order(rp: RegistryPlan, file: str) -> tuple[int, str]:
+    order = list(dict.fromkeys(rp.files.values()))
+    return (order.index(file), file) if file in order else (len(order), file)
+
+
+def _shown(plan: Plan) -> list[str]:
+    """The models a plan shows: with changes, blocked, or with unmanaged versions and changes."""
+    return [
+        m
+        for m in sorted(set(plan.models) | set(plan.blocked) | set(plan.unmanaged))
+        if plan.changes_for(m) or m in plan.blocked
+    ]
+
+
+def _models(plan: Plan, models: list[str], color: bool, indent: str) -> list[str]:
+    lines = []
+    for model in models:
         changes = plan.changes_for(model)
-        if not changes and model not in plan.blocked:
-            continue
-        lines.append(_paint(shorten(model, 120), "bold", color))
-        lines.extend(f"  {_line(row(c), color)}" for c in changes)
-        lines.extend(_gates([g for g in plan.gates if g.model == model], color))
+        lines.append(indent + _paint(shorten(model, 120), "bold", color))
+        lines.extend(f"{indent}  {_line(row(c), color)}" for c in changes)
+        lines.extend(indent + g for g in _gates([g for g in plan.gates if g.model == model], color))
         for reason in plan.blocked.get(model, ()):
-            lines.append("  " + _paint(f"! blocked: {reason}", "!", color))
+            lines.append(indent + "  " + _paint(f"! blocked: {reason}", "!", color))
         if plan.unmanaged.get(model):
             listed = ", ".join(f"v{v}" for v in plan.unmanaged[model])
             lines.append(
-                _paint(
+                indent
+                + _paint(
                     f"  unmanaged versions (not in the file, left alone): {listed}", "dim", color
                 )
             )
         lines.append("")
-    lines.extend(_paint(f"Note: {note}", "~", color) for note in plan.notes)
-    lines.append(summarize(plan).sentence())
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _gates(results: list[GateResult], color: bool) -> list[str]:

@@ -1,0 +1,330 @@
+"""A tree over two registries, planned and applied through reconcile against fake registries:
+selection, copies matched by provenance, source checks, per-registry apply and its failures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mlflow_gitops import reconcile
+from mlflow_gitops.errors import GitopsError, SpecError
+from mlflow_gitops.observed import ModelState, VersionState
+from mlflow_gitops.plan.changes import CopyVersion, TransitionStage
+from mlflow_gitops.plan.planner import plan as compute_plan
+from mlflow_gitops.reconcile import ApplyRequest, PlanRequest, apply_request, plan_request
+from mlflow_gitops.registry.copy import Credentials, SourceRef, provenance_tags
+from mlflow_gitops.render.json import tree_document
+from mlflow_gitops.render.text import render_tree
+from mlflow_gitops.secrets import redact
+from mlflow_gitops.settings import registry_identity
+from mlflow_gitops.spec.tree import load_tree
+from tests.fakes import FakeRegistry
+from tests.helpers import write_spec
+
+NOW = datetime(2031, 1, 1, tzinfo=UTC)
+DEV, PROD = "http://dev.example:5000", "http://prod.example:5000"
+MODEL = "nyc-taxi-regressor"
+
+ROOT = f"""
+version: 1
+registries:
+  dev:
+    tracking_uri: {DEV}
+  prod:
+    tracking_uri: {PROD}
+    username_env: PROD_USER
+    password_env: PROD_PASSWORD
+default_registry: dev
+include:
+  - teams/*/*.yaml
+"""
+DEV_FILE = f"""
+version: 1
+registry: dev
+models:
+  {MODEL}:
+    versions:
+      - {{version: 3, stage: Staging}}
+"""
+PROD_FILE = f"""
+version: 1
+registry: prod
+models:
+  {MODEL}:
+    versions:
+      - copy_from: dev:{MODEL}/3
+        stage: Production
+  other:
+    versions:
+      - {{version: 1, stage: Staging}}
+"""
+
+
+@dataclass
+class Served(FakeRegistry):
+    """A fake registry at one URI, with the credentials reconcile opened it with."""
+
+    uri: str = ""
+    credentials: Credentials | None = None
+    opened: int = 0
+
+    @property
+    def identity(self) -> str:  # type: ignore[override]
+        return registry_identity(self.uri)
+
+
+@dataclass
+class Registries:
+    by_uri: dict[str, Served] = field(default_factory=dict)
+
+    @property
+    def dev(self) -> Served:
+        return self.by_uri[DEV]
+
+    @property
+    def prod(self) -> Served:
+        return self.by_uri[PROD]
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Registries:
+    served = Registries(
+        {
+            DEV: Served(
+                models={
+                    MODEL: ModelState(
+                        name=MODEL,
+                        versions=(VersionState(3, "Staging", "runs:/r3/model", "r3"),),
+                    )
+                },
+                runs={"r3"},
+                uri=DEV,
+            ),
+            PROD: Served(
+                models={"other": ModelState(name="other", versions=(VersionState(1, "Staging"),))},
+                uri=PROD,
+            ),
+        }
+    )
+
+    def open_registry(uri: str, credentials: Credentials | None = None) -> Served:
+        if uri not in served.by_uri:
+            raise AssertionError(f"opened a registry nobody selected: {uri}")
+        fake = served.by_uri[uri]
+        fake.credentials, fake.opened = credentials, fake.opened + 1
+        return fake
+
+    monkeypatch.setattr(reconcile, "open_registry", open_registry)
+    monkeypatch.setattr(reconcile, "open_evidence", lambda uri: None)
+    monkeypatch.setenv("PROD_USER", "prod-user")
+    monkeypatch.setenv("PROD_PASSWORD", "s3cr3t-prod-password")
+    monkeypatch.chdir(tmp_path)  # files are named as from the root's folder: teams/a/prod.yaml
+    return served
+
+
+def tree(tmp_path: Path) -> Path:
+    (tmp_path / "teams" / "a").mkdir(parents=True)
+    write_spec(tmp_path / "teams" / "a", DEV_FILE, "dev.yaml")
+    write_spec(tmp_path / "teams" / "a", PROD_FILE, "prod.yaml")
+    write_spec(tmp_path, ROOT)
+    return Path("registry.yaml")
+
+
+def _clock() -> datetime:
+    return NOW
+
+
+def test_the_plan_shows_the_copy_as_one_change_by_registry_then_file(
+    fakes: Registries, tmp_path: Path
+) -> None:
+    outcome = plan_request(PlanRequest(tree(tmp_path), None, NOW))
+    assert [r.registry for r in outcome.tree.registries] == ["dev", "prod"]
+    prod = outcome.tree.registries[1]
+    copies = [c for c in prod.plan.changes if isinstance(c, CopyVersion)]
+    assert [c.text() for c in copies] == [f"copy dev:{MODEL}/3 -> prod"]
+    assert prod.files == {MODEL: "teams/a/prod.yaml", "other": "teams/a/prod.yaml"}
+    text = render_tree(outcome.tree)
+    assert "Registry dev (http://dev.example:5000)\n  No changes." in text
+    assert (
+        "Registry prod (http://prod.example:5000)\n  teams/a/prod.yaml\n"
+        f"    {MODEL}\n      + registered model: {MODEL}\n"
+        f"      + new version: copy dev:{MODEL}/3 -> prod\n"
+    ) in text
+    assert "in registry prod." in text
+    doc = tree_document(outcome.tree)
+    assert [r["registry"] for r in doc["registries"]] == ["dev", "prod"]
+    assert doc["partial"] is False
+    # the source was asked, of its own registry, whether it can be copied
+    assert ("describe_source", MODEL, "3") in fakes.dev.calls
+    # each registry got its own credentials: dev names none, prod its own variables
+    assert fakes.dev.credentials == Credentials()
+    assert fakes.prod.credentials == Credentials("prod-user", "s3cr3t-prod-password")
+    assert redact("refused s3cr3t-prod-password") == "refused ***"
+
+
+def test_apply_copies_once_and_manages_the_copy_like_any_version(
+    fakes: Registries, tmp_path: Path
+) -> None:
+    root = tree(tmp_path)
+    outcome = apply_request(ApplyRequest(root, None, _clock))
+    assert outcome.ok
+    copy = fakes.prod.models[MODEL].version(1)
+    assert copy is not None
+    assert copy.stage == "Production"
+    ref = SourceRef(registry_identity(DEV), MODEL, 3)
+    assert provenance_tags(ref, "r3").items() <= dict(copy.tags).items()
+    assert "copy dev:nyc-taxi-regressor/3 -> prod" in copy.description  # the history line
+    assert [r.name for r in outcome.registries] == ["dev", "prod"]
+    assert outcome.registries[0].result is None  # dev had nothing to do
+    again = plan_request(PlanRequest(root, None, NOW))
+    assert again.tree.is_empty
+    assert len(fakes.prod.models[MODEL].versions) == 1
+
+
+def test_a_source_that_does_not_exist_is_located_and_nothing_is_applied(
+    fakes: Registries, tmp_path: Path
+) -> None:
+    root = tree(tmp_path)
+    (tmp_path / "teams/a/prod.yaml").write_text(
+        PROD_FILE.replace(f"dev:{MODEL}/3", f"dev:{MODEL}/9"), encoding="utf-8"
+    )
+    with pytest.raises(SpecError) as caught:
+        apply_request(ApplyRequest(root, None, _clock))
+    (issue,) = caught.value.issues
+    assert (issue.file, issue.line, issue.path) == (
+        "teams/a/prod.yaml",
+        7,
+        f"models.{MODEL}.versions[0].copy_from",
+    )
+    assert f"version 9 of model '{MODEL}' does not exist" in issue.message
+    assert fakes.dev.writes == 0
+    assert fakes.prod.writes == 0
+
+
+def test_unreadable_source_files_are_located_too(fakes: Registries, tmp_path: Path) -> None:
+    fakes.dev.unreadable = frozenset({(MODEL, 3)})  # type: ignore[attr-defined]
+    with pytest.raises(SpecError) as caught:
+        plan_request(PlanRequest(tree(tmp_path), None, NOW))
+    assert "cannot be read" in caught.value.issues[0].message
+
+
+def test_a_partial_plan_reads_only_what_is_selected(fakes: Registries, tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    only_dev = plan_request(PlanRequest(root, None, NOW, registries=("dev",)))
+    assert [r.registry for r in only_dev.tree.registries] == ["dev"]
+    assert only_dev.tree.partial
+    assert fakes.prod.opened == 0
+    assert fakes.prod.calls == []
+    assert "Partial plan (--registry dev)" in render_text(only_dev)
+
+    other = plan_request(PlanRequest(root, None, NOW, models=("other",)))
+    assert [r.registry for r in other.tree.registries] == ["prod"]
+    assert fakes.dev.calls == [("read",)]  # from the first plan only
+    assert other.plan.models == []
+
+
+def render_text(outcome: reconcile.PlanOutcome) -> str:
+    return render_tree(outcome.tree)
+
+
+@pytest.mark.parametrize(
+    ("registries", "models", "uri", "expected"),
+    [
+        (
+            ("qa",),
+            (),
+            None,
+            "unknown registry 'qa' (--registry); registry.yaml declares: dev, prod",
+        ),
+        ((), ("nope",), None, "no model 'nope' (--model) in registry.yaml; declared: "),
+        (("dev",), ("other",), None, "no model 'other' (--model) in registry dev"),
+        ((), (), "http://x:5000", "--tracking-uri names one registry, but 2 are selected"),
+    ],
+)
+def test_selection_errors_name_what_is_known(
+    fakes: Registries,
+    tmp_path: Path,
+    registries: tuple[str, ...],
+    models: tuple[str, ...],
+    uri: str | None,
+    expected: str,
+) -> None:
+    with pytest.raises(GitopsError) as caught:
+        plan_request(PlanRequest(tree(tmp_path), uri, NOW, registries=registries, models=models))
+    assert expected in caught.value.message
+    assert fakes.dev.calls == []
+    assert fakes.prod.calls == []
+
+
+def test_tracking_uri_overrides_the_one_selected_registry(
+    fakes: Registries, tmp_path: Path
+) -> None:
+    fakes.by_uri["http://other:5000"] = Served(
+        models=dict(fakes.dev.models), uri="http://other:5000"
+    )
+    outcome = plan_request(
+        PlanRequest(tree(tmp_path), "http://other:5000", NOW, registries=("dev",))
+    )
+    assert outcome.uri == "http://other:5000"
+
+
+def test_a_saved_plan_of_two_registries_is_refused_before_reading(
+    fakes: Registries, tmp_path: Path
+) -> None:
+    with pytest.raises(GitopsError) as caught:
+        plan_request(PlanRequest(tree(tmp_path), None, NOW, tmp_path / "p.json"))
+    assert "a saved plan covers one registry, but 2 are selected" in caught.value.message
+    assert fakes.dev.calls == []
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_a_failed_registry_stops_the_ones_after_it(fakes: Registries, tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    (tmp_path / "teams/a/dev.yaml").write_text(
+        DEV_FILE.replace("Staging", "Production"), encoding="utf-8"
+    )
+    fakes.dev.fail_on = 1
+    outcome = apply_request(ApplyRequest(root, None, _clock))
+    assert not outcome.ok
+    dev, prod = outcome.registries
+    assert dev.result is not None
+    assert dev.result.count("failed") == 1
+    assert prod.skipped
+    assert prod.result is None
+    assert fakes.prod.writes == 0
+
+
+def test_the_planner_matches_a_copy_by_provenance_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    root = tree(tmp_path)
+    loaded = load_tree(root)
+    prod = loaded.files_in("prod")[0]
+    identities = {"dev": registry_identity(DEV), "prod": registry_identity(PROD)}
+    ref = SourceRef(registry_identity(DEV), MODEL, 3)
+    elsewhere = SourceRef("http://elsewhere:80", MODEL, 3)
+    cases = {
+        "copied": (VersionState(4, "Staging", tags=provenance_tags(ref, "r3")), []),
+        "copied from another registry": (
+            VersionState(4, "Staging", tags=provenance_tags(elsewhere, "r3")),
+            ["CopyVersion"],
+        ),
+    }
+    for name, (version, expected) in cases.items():
+        observed = reconcile.RegistryState(
+            models={
+                MODEL: ModelState(name=MODEL, versions=(version,)),
+                "other": ModelState(name="other", versions=(VersionState(1, "Staging"),)),
+            }
+        )
+        files = [reconcile.PlanFile(prod, prod.name)]
+        copies = reconcile.match_copies(files, observed, "prod", identities)
+        result = compute_plan(prod, observed, NOW, registry="prod", copies=copies)
+        kinds = [type(c).__name__ for c in result.changes if not isinstance(c, TransitionStage)]
+        assert kinds == expected, name
+        stages = [c for c in result.changes if isinstance(c, TransitionStage)]
+        assert [c.after for c in stages if c.reason == "declared"] == ["Production"], name
