@@ -52,18 +52,26 @@ class Published:
 
 
 def plan_for_comment(
-    file: Path, tracking_uri: str | None, actions: Actions, now: datetime
+    file: Path,
+    tracking_uri: str | None,
+    actions: Actions,
+    now: datetime,
+    *,
+    registries: tuple[str, ...] = (),
+    models: tuple[str, ...] = (),
 ) -> Outcome:
     """Load, plan and gate like `plan`; failures become a comment body instead of an exception.
 
     Never plans against the embedded default registry: in CI a missing secret would otherwise
     plan against an empty local database and show every model as new."""
     from mlflow_gitops.reconcile import PlanRequest, plan_request
-    from mlflow_gitops.render.markdown import render_plan
 
     name = str(file)
+    request = PlanRequest(
+        file, tracking_uri, now, local_default=False, registries=registries, models=models
+    )
     try:
-        outcome = plan_request(PlanRequest(file, tracking_uri, now, local_default=False))
+        outcome = plan_request(request)
     except SpecError as exc:  # the file, or a run: that does not exist in the tracking server
         return Outcome(bodies.invalid(name, exc.issues), error=exc)
     except NoTrackingUri as exc:
@@ -75,15 +83,16 @@ def plan_for_comment(
         return Outcome(bodies.failed(name, error), error=error)
     except GitopsError as exc:
         return Outcome(bodies.failed(name, exc), error=exc)
-    return Outcome(render_plan(outcome.plan, title=bodies.title(name)), plan=outcome.plan)
+    return tree_outcome(outcome.tree, file, outcome.plan)
 
 
-def tree_outcome(tree: TreePlan, file: Path) -> Outcome:
+def tree_outcome(tree: TreePlan, file: Path, plan: Plan | None = None) -> Outcome:
     """The comment of a tree's plan (several files, several registries): grouped by registry,
-    then by file; a single file against one registry reads exactly as before."""
+    then by file; a single file against one registry reads exactly as before. `plan` is what
+    the exit code is decided by (all the tree's changes)."""
     from mlflow_gitops.render.markdown import render_tree
 
-    return Outcome(render_tree(tree, title=bodies.title(str(file))), tree=tree)
+    return Outcome(render_tree(tree, title=bodies.title(str(file))), plan=plan, tree=tree)
 
 
 def publish(outcome: Outcome, file: Path, actions: Actions, out: Path | None) -> Published:
