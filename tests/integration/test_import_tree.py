@@ -1,10 +1,7 @@
 """`import --tree` against two real `mlflow server`s (dev and prod): the command, run as a child
 process, writes a file per registry (and, with --split, per model), and the imported tree plans
-empty in both registries.
-
-`plan` does not take a tree yet on this branch, so emptiness is checked with load_tree and
-make_plan per registry; once `plan registry.yaml` plans a tree, run it here with
---detailed-exitcode (exit 0)."""
+empty in both registries: `plan --detailed-exitcode` on the root exits 0, and make_plan per
+file says the same."""
 
 from __future__ import annotations
 
@@ -115,6 +112,9 @@ def test_the_imported_tree_plans_empty_in_both_registries(
     assert f"# Imported from registry 'prod' ({servers['prod']})" in prod.read_text()
 
     root.write_text(ROOT.replace("models: {}", f"include: ['{pattern}']\nmodels: {{}}"))
+    plan = run_process("plan", str(root), "--detailed-exitcode", env=_env(servers))
+    assert plan.code == 0, plan.out + plan.err
+    assert "No changes. Every registry matches the files." in plan.out
     _plans_empty(root, servers)
 
 
