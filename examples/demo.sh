@@ -4,6 +4,7 @@
 #   bash examples/demo.sh --data ../shared/data/nyc-green-taxi   # the real TLC files
 #   bash examples/demo.sh --reset                                 # start from an empty registry
 #   bash examples/demo.sh --s3       # the PR's gate reads March from s3:// (moto on loopback)
+#   bash examples/demo.sh --promote  # the second demo: a version promoted from dev to prod
 set -euo pipefail
 export MLFLOW_DISABLE_TELEMETRY="${MLFLOW_DISABLE_TELEMETRY:-true}"  # the demo calls nothing but its registry
 cd "$(dirname "$0")/.."

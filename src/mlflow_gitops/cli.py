@@ -239,20 +239,128 @@ def import_(
         ),
     ] = False,
     tracking_uri: UriOpt = None,
+    tree: Annotated[
+        bool,
+        typer.Option(
+            "--tree",
+            help="Write a tree for the root file's registries: registries/<name>.yaml per "
+            "registry (each read once), and print the include: lines the root needs.",
+        ),
+    ] = False,
+    root: Annotated[
+        Path, typer.Option("--root", help="With --tree: the root file that names registries:.")
+    ] = Path("registry.yaml"),
+    split: Annotated[
+        bool,
+        typer.Option("--split", help="With --tree: one file per model, <registry>/<model>.yaml."),
+    ] = False,
+    registry: Annotated[
+        list[str] | None,
+        typer.Option("--registry", "-r", help="With --tree: only this registry (repeatable)."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out-dir", help="With --tree: write here (default: registries/ next to the root)."
+        ),
+    ] = None,
 ) -> None:
-    """Print (or write) a registry.yaml that describes the live registry; plan on it is empty."""
+    """Print (or write) a registry.yaml that describes the live registry; plan on it is empty.
+    With --tree, write a file per registry of the root (or per model) instead."""
     from mlflow_gitops.importer import render_registry
+
+    mapping = {"Production": "champion", "Staging": "challenger"} if aliases_from_stages else None
+    if tree:
+        if out is not None:
+            raise GitopsError("--out writes one file; --tree writes several", "use --out-dir")
+        _import_tree(root, registry or [], model or [], split, out_dir, tracking_uri, mapping)
+        return
+    if split or registry or out_dir is not None:
+        raise GitopsError(
+            "--split, --registry and --out-dir need --tree",
+            "add --tree (and --root if the root is not ./registry.yaml)",
+        )
     from mlflow_gitops.reconcile import connect, read_models
 
-    uri, registry = connect(tracking_uri, None, out.resolve().parent if out else Path.cwd())
-    state = read_models(registry, uri, model or None)
-    mapping = {"Production": "champion", "Staging": "challenger"} if aliases_from_stages else None
+    uri, reg = connect(tracking_uri, None, out.resolve().parent if out else Path.cwd())
+    state = read_models(reg, uri, model or None)
     text = render_registry(state, redact(uri), _now(), mapping)
     if out is None:
         emit(text, verbatim=True)  # the registry's data exactly, as --out writes it
     else:
         out.write_text(text, encoding="utf-8")
         emit(f"Wrote {len(state.models)} models to {out}.\n", err=True)
+
+
+def _import_tree(
+    root: Path,
+    registries: list[str],
+    models: list[str],
+    split: bool,
+    out_dir: Path | None,
+    tracking_uri: str | None,
+    mapping: dict[str, str] | None,
+) -> None:
+    """Read each selected registry once, with its own credentials, and write its files; the
+    models the tree already declares elsewhere are left to their files."""
+    from mlflow_gitops.importer import (
+        TREE_FOLDER,
+        credentials_of,
+        declared_elsewhere,
+        include_patterns,
+        tree_files,
+    )
+    from mlflow_gitops.reconcile import open_registry
+    from mlflow_gitops.settings import registry_identity
+    from mlflow_gitops.spec.tree import load_tree, resolve_registry
+
+    loaded = load_tree(root)
+    names = registries or list(loaded.registry_names)
+    if tracking_uri is not None and len(names) != 1:
+        raise GitopsError(
+            f"--tracking-uri names one registry, and {len(names)} are selected",
+            "select one with --registry NAME, or set each registry's variable",
+        )
+    folder = out_dir if out_dir is not None else root.parent / TREE_FOLDER
+    if not folder.resolve().is_relative_to(root.resolve().parent):
+        raise GitopsError(
+            f"--out-dir {folder} is outside the folder of {root}",
+            "include: patterns are relative to the root's folder: write the tree inside it",
+        )
+    states, identities = {}, {}
+    for name in names:
+        resolved = resolve_registry(loaded, name, os.environ, flag=tracking_uri)
+        with credentials_of(resolved):
+            states[name] = open_registry(resolved.uri).read(models or None)
+        identities[name] = redact(registry_identity(resolved.uri))
+    found = {m for state in states.values() for m in state.models}
+    missing = sorted(set(models) - found)
+    if missing:
+        raise GitopsError(
+            f"no registered model named {', '.join(map(repr, missing))} in {', '.join(names)}",
+            "check the names (they are case-sensitive)",
+        )
+    now = _now()
+    planned = tree_files(states, identities, folder, now, split=split, aliases_from_stages=mapping)
+    elsewhere = declared_elsewhere(loaded, [f.path for f in planned])
+    for name, state in states.items():
+        left = {m: w for m, w in elsewhere.get(name, {}).items() if m in state.models}
+        for model, where in sorted(left.items()):
+            emit(f"{name}: {model} is declared at {where}; left there.\n", err=True)
+        keep = {m: s for m, s in state.models.items() if m not in left}
+        states[name] = type(state)(keep)
+    files = tree_files(states, identities, folder, now, split=split, aliases_from_stages=mapping)
+    for file in files:
+        file.path.parent.mkdir(parents=True, exist_ok=True)
+        file.path.write_text(file.text, encoding="utf-8")
+    count = sum(len(f.models) for f in files)
+    emit(f"Wrote {count} models in {len(files)} files under {folder}.\n", err=True)
+    needed = include_patterns(root, loaded.root.spec.include or [], [f.path for f in files])
+    if needed:
+        lines = "".join(f"  - {p}\n" for p in needed)
+        emit(f"Add to the include: of {root}:\ninclude:\n{lines}", err=True)
+    else:
+        emit(f"{root} already includes them.\n", err=True)
 
 
 # --- comment: the plan on a GitHub pull request ----------------------------------------------------

@@ -1,15 +1,25 @@
-"""`import`: a registry.yaml that describes the live registry, so that plan on it is empty."""
+"""`import`: a registry.yaml that describes the live registry, so that plan on it is empty; or,
+with --tree, a file per registry (or per model) for a root that names several registries."""
 
 from __future__ import annotations
 
+import glob
+import os
+import re
 from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.observed import ModelState, RegistryState
 from mlflow_gitops.record import split_history
+from mlflow_gitops.spec.tree import CREDENTIALS, LoadedTree, ResolvedRegistry
 
 
 class _Dumper(yaml.SafeDumper):
@@ -76,12 +86,142 @@ def render_registry(
         "# yaml-language-server: $schema=registry.schema.json\n"
         f"# Imported from {source} by mlflow-gitops on {now:%Y-%m-%d}.\n"
     )
-    body = yaml.dump(
-        registry_document(state, aliases_from_stages),
+    return header + _dump(registry_document(state, aliases_from_stages))
+
+
+# --- a tree: one file per registry, or one per model ------------------------------------------
+
+TREE_FOLDER = (
+    "registries"  # under the root's folder: registries/<name>.yaml, or <name>/<model>.yaml
+)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class TreeFile:
+    """A file `import --tree` writes: where, its text, and the models it declares."""
+
+    path: Path
+    text: str
+    registry: str
+    models: tuple[str, ...]
+
+
+def tree_files(
+    states: Mapping[str, RegistryState],
+    identities: Mapping[str, str],
+    folder: Path,
+    now: datetime,
+    *,
+    split: bool = False,
+    aliases_from_stages: dict[str, str] | None = None,
+) -> list[TreeFile]:
+    """The files of a tree for these registries' models: `folder/<registry>.yaml` with
+    `registry: <registry>`, or with `split` `folder/<registry>/<model>.yaml`, one per model. A
+    model whose file name would collide with another's is an error that names both."""
+    out: list[TreeFile] = []
+    for registry, state in states.items():
+        source = f"registry '{registry}' ({identities[registry]})"
+        if not split:
+            text = _tree_text(state, registry, source, now, aliases_from_stages)
+            path = folder / f"{_file_name(registry)}.yaml"
+            out.append(TreeFile(path, text, registry, tuple(sorted(state.models))))
+            continue
+        taken: dict[str, str] = {}
+        for name in sorted(state.models):
+            stem = _file_name(name)
+            if stem.lower() in taken:
+                raise GitopsError(
+                    f"models '{taken[stem.lower()]}' and '{name}' of registry '{registry}' would "
+                    f"both be written to {folder / registry / stem}.yaml",
+                    "import them without --split (one file per registry), or with --model",
+                )
+            taken[stem.lower()] = name
+            one = RegistryState({name: state.models[name]})
+            text = _tree_text(one, registry, source, now, aliases_from_stages)
+            path = folder / _file_name(registry) / f"{stem}.yaml"
+            out.append(TreeFile(path, text, registry, (name,)))
+    return out
+
+
+def _file_name(name: str) -> str:
+    """A model or registry name as a file name: characters other than letters, digits, `.`,
+    `_` and `-` become `_`."""
+    return _UNSAFE.sub("_", name).strip(".") or "_"
+
+
+def _tree_text(
+    state: RegistryState,
+    registry: str,
+    source: str,
+    now: datetime,
+    aliases_from_stages: dict[str, str] | None,
+) -> str:
+    document = registry_document(state, aliases_from_stages)
+    document = {"version": 1, "registry": registry, "models": document["models"]}
+    header = f"# Imported from {source} by mlflow-gitops on {now:%Y-%m-%d}.\n"
+    return header + _dump(document)
+
+
+def _dump(document: dict[str, Any]) -> str:
+    return yaml.dump(
+        document,
         Dumper=_Dumper,
         sort_keys=False,
         allow_unicode=True,
         width=100,
         default_flow_style=False,
     )
-    return header + body
+
+
+def include_patterns(root: Path, patterns: Sequence[str], written: Sequence[Path]) -> list[str]:
+    """The include: patterns the root needs so that it includes every written file: none when
+    its own patterns already match them all, else one per folder written to (`registries/*.yaml`,
+    `registries/*/*.yaml`), relative to the root's folder."""
+    folder = root.resolve().parent
+    matched = {
+        (folder / m).resolve()
+        for pattern in patterns
+        for m in glob.glob(pattern, root_dir=folder, recursive=True)
+    }
+    needed: list[str] = []
+    for path in written:
+        if path.resolve() in matched:
+            continue
+        relative = path.resolve().parent.relative_to(folder)
+        pattern = (relative / "*.yaml").as_posix()
+        if len(relative.parts) > 1 and relative.parts[0] == TREE_FOLDER:
+            pattern = (Path(*relative.parts[:-1]) / "*" / "*.yaml").as_posix()
+        if pattern not in needed:
+            needed.append(pattern)
+    return needed
+
+
+def declared_elsewhere(tree: LoadedTree, written: Sequence[Path]) -> dict[str, dict[str, str]]:
+    """The models the tree already declares in files import does not rewrite, by registry:
+    model -> where (file:line:col). Import leaves them to their file (a second declaration
+    would make the tree invalid)."""
+    rewritten = {p.resolve() for p in written}
+    out: dict[str, dict[str, str]] = {}
+    for key, declared in tree.models.items():
+        if declared.file.path not in rewritten:
+            out.setdefault(key.registry, {})[key.name] = declared.where()
+    return out
+
+
+@contextmanager
+def credentials_of(resolved: ResolvedRegistry) -> Iterator[None]:
+    """MLflow's client reads its credentials from MLFLOW_TRACKING_* at each request: set them to
+    this registry's own (and only those) while it is read, then put back what was there."""
+    saved = {k: os.environ.get(k) for k in CREDENTIALS.values()}
+    for key in CREDENTIALS.values():
+        os.environ.pop(key, None)
+    os.environ.update(resolved.credentials)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

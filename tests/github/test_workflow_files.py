@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from mlflow_gitops.spec.tree import load_tree
+from tests.cli_runner import run_cli
 from tests.github.harness import ROOT, make_runner, pull_request_event
 
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -45,7 +47,8 @@ def test_plan_runs_on_pull_request_only_with_the_least_permissions() -> None:
 
 def test_apply_runs_after_merge_one_at_a_time_in_an_environment() -> None:
     apply = _load(APPLY_YML)
-    assert apply["on"]["push"] == {"branches": ["main"], "paths": ["registry.yaml"]}
+    assert apply["on"]["push"]["branches"] == ["main"]
+    assert "registry.yaml" in apply["on"]["push"]["paths"]
     assert "pull_request" not in apply["on"]
     assert apply["concurrency"]["cancel-in-progress"] is False
     assert "${{" not in apply["concurrency"]["group"]  # one group for the whole repository
@@ -89,3 +92,85 @@ def test_the_plan_check_passes_on_0_and_2_and_fails_on_1_and_3(
     assert job.ok is passes
     argv = (tmp_path / "argv").read_text(encoding="utf-8").split()
     assert argv[:3] == ["comment", "registry.yaml", "--detailed-exitcode"]
+
+
+# --- the tree: the workflows trigger on every file of it, each registry has its own secrets ----
+
+ORG = ROOT / "examples" / "org"  # laid out as a repository of its own: its root is the repo's
+
+
+def _github_glob(pattern: str) -> re.Pattern[str]:
+    """GitHub's filter pattern as a regex: `*` stays within a folder, `**` crosses folders."""
+    out = ""
+    for part in re.split(r"(\*\*/?|\*|\?)", pattern):
+        if part in ("**", "**/"):
+            out += ".*"
+        elif part == "*":
+            out += "[^/]*"
+        elif part == "?":
+            out += "[^/]"
+        else:
+            out += re.escape(part)
+    return re.compile(out)
+
+
+def uncovered(paths: list[str], filters: list[str]) -> list[str]:
+    """The paths that none of the workflow's path filters match."""
+    return [p for p in paths if not any(_github_glob(f).fullmatch(p) for f in filters)]
+
+
+def _tree_paths(root: Path) -> list[str]:
+    """Every file of the tree, relative to the root's folder, and for every include: pattern a
+    file a new team would add (each `*` a new name), so the filters cover more than today."""
+    tree = load_tree(root)
+    paths = [str(f.path.relative_to(root.parent.resolve())) for f in tree.all_files]
+    for pattern in tree.root.spec.include or []:
+        paths.append(pattern.replace("**", "new/deeper").replace("*", "new-team"))
+    return paths
+
+
+@pytest.mark.parametrize("workflow", [PLAN_YML, APPLY_YML], ids=lambda p: p.name)
+def test_every_file_of_the_example_tree_triggers_the_workflow(workflow: Path) -> None:
+    (event,) = {"pull_request"} if workflow == PLAN_YML else {"push"}
+    filters = _load(workflow)["on"][event]["paths"]
+    paths = _tree_paths(ORG / "registry.yaml")
+    assert "teams/rides/prod.yaml" in paths
+    assert "teams/new-team/new-team.yaml" in paths
+    assert uncovered(paths, filters) == []
+    # what import --tree writes, in both layouts
+    assert uncovered(["registries/dev.yaml", "registries/prod/fraud.yaml"], filters) == []
+
+
+def test_a_file_outside_the_filters_is_reported() -> None:
+    filters = ["registry.yaml", "teams/**/*.yaml"]
+    assert uncovered(["registry.yaml", "teams/a/b/c.yaml", "models/x.yaml"], filters) == [
+        "models/x.yaml"
+    ]
+    assert uncovered(["teams/a.yml"], ["teams/*.yaml"]) == ["teams/a.yml"]
+    assert uncovered(["teams/a/b.yaml"], ["teams/*.yaml"]) == ["teams/a/b.yaml"]
+
+
+@pytest.mark.parametrize("workflow", [PLAN_YML, APPLY_YML], ids=lambda p: p.name)
+def test_each_registry_of_the_example_reads_its_own_secrets(workflow: Path) -> None:
+    tree = load_tree(ORG / "registry.yaml")
+    variables = [
+        getattr(connection, key)
+        for connection in tree.registries.values()
+        for key in ("tracking_uri_env", "username_env", "password_env", "token_env")
+        if getattr(connection, key) is not None
+    ]
+    assert len(variables) == 5
+    env = {
+        name: value
+        for job in _load(workflow)["jobs"].values()
+        for step in job["steps"]
+        for name, value in step.get("env", {}).items()
+    }
+    for name in [*variables, "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN"]:
+        assert env[name] == f"${{{{ secrets.{name} }}}}"
+
+
+def test_the_example_tree_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "validate", str(ORG / "registry.yaml"))
+    assert result.code == 0, result.err
+    assert "valid (4 models, 5 version entries in 5 files)" in result.out

@@ -1,6 +1,10 @@
 """The demo, end to end: data, three trained regressors, then validate, plan, apply, plan.
 
     python -m mlflow_gitops.demo [--data DIR] [--rows N] [--reset] [--s3] [--file registry.yaml]
+    python -m mlflow_gitops.demo --promote [--data DIR] [--rows N] [--reset]
+
+--promote runs the second demo instead: a promotion from a dev registry to a prod registry (two
+SQLite files) through a tree whose prod file copies dev's version (demo/promote.py).
 
 It uses the embedded default registry, sqlite:///mlflow.db next to the registry file. With --s3
 the pull request's gate reads the March data from a bucket: an S3-compatible server (moto, from
@@ -74,8 +78,19 @@ def main() -> int:
     parser.add_argument(
         "--s3", action="store_true", help="gate the pull request on March data in an S3 bucket"
     )
+    parser.add_argument(
+        "--promote",
+        action="store_true",
+        help="the second demo: promote a version from a dev registry to a prod registry",
+    )
     args = parser.parse_args()
     folder = args.file.resolve().parent
+    if args.promote:
+        from mlflow_gitops.demo import promote
+
+        _say("1. Data: NYC green taxi trips, January to March 2021")
+        data = _data(folder, args.data, args.rows)
+        return promote.run(folder, data, MONTHS, args.reset, _say)
     db, artifacts = folder / "mlflow.db", folder / "mlartifacts"
     uri = f"sqlite:///{db}"
     if args.reset:

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable, Sequence
 
 from mlflow_gitops.errors import GitopsError, RegistryError, SpecIssue
-from mlflow_gitops.render.markdown import MARKER, escape
+from mlflow_gitops.render.markdown import MARKER, MODEL_HEADING, escape
 
 COMMENT_LIMIT = 65_536  # characters: GitHub refuses a longer issue comment
 SUMMARY_LIMIT = 1_000_000  # bytes: GitHub drops a step summary above 1 MiB
@@ -87,19 +87,30 @@ def fenced(text: str) -> str:
     return f"{fence}text\n{text}\n{fence}"
 
 
+def is_model(line: str) -> bool:
+    """A model's heading in a single file's plan."""
+    return line.startswith("#### ")
+
+
+def is_tree_model(line: str) -> bool:
+    """A model's heading in a tree's plan (a file is ####)."""
+    return line.startswith(MODEL_HEADING + " ")
+
+
 def fit(
     body: str,
     limit: int,
     note: Callable[[int, int], str],
     measure: Callable[[str], int] = len,
+    unit: Callable[[str], bool] = is_model,
 ) -> str:
-    """The body, or its head cut at a line boundary with `note(shown, total)` models appended,
-    so that the result measures at most `limit`. Cuts outside code blocks where it can (a cut
-    mermaid chart shows as an error), else closes the block it cut."""
+    """The body, or its head cut at a line boundary with `note(shown, total)` units (models)
+    appended, so that the result measures at most `limit`. Cuts outside code blocks where it
+    can (a cut mermaid chart shows as an error), else closes the block it cut."""
     if measure(body) <= limit:
         return body
     lines = body.split("\n")
-    total = sum(line.startswith("#### ") for line in lines)
+    total = sum(map(unit, lines))
     budget = limit - measure(note(total, total)) - 16  # the note with the largest counts, a fence
     kept: list[str] = []
     used = 0
@@ -122,7 +133,7 @@ def fit(
         kept = kept[:safe]  # half a chart renders as an error box: drop it
     elif fence:
         kept.append(fence)  # half a list of problems is still worth reading: close the block
-    shown = sum(line.startswith("#### ") for line in kept)
+    shown = sum(map(unit, kept))
     return "\n".join(kept) + "\n\n" + note(shown, total)
 
 
@@ -135,6 +146,52 @@ def comment_note(full_length: int, run_url: str | None) -> Callable[[int, int], 
             f"> [!NOTE]\n> This plan is too long for a comment ({full_length:,} characters; "
             f"GitHub allows {COMMENT_LIMIT:,}), so it stops after {shown} of {total} models. "
             f"The full plan is in the {where} and in the `{ARTIFACT}` artifact.\n"
+        )
+
+    return note
+
+
+def tree_comment(full: str, overview: str, details: str, limit: int, run_url: str | None) -> str:
+    """The comment of a tree's plan: `full` when it fits; else the `overview` (every file with
+    changes and its counts, which always stays whole unless it alone is too long), a note
+    saying where the full plan is, then the `details` as far as they fit."""
+    if len(full) <= limit:
+        return full
+    where = f"[job summary]({run_url})" if run_url else "job summary"
+    lead = (
+        f"> [!NOTE]\n> This plan is too long for a comment ({len(full):,} characters; GitHub "
+        f"allows {COMMENT_LIMIT:,}). Above: every file with changes and its counts. Below: the "
+        f"changes, as far as they fit. The full plan is in the {where} and in the "
+        f"`{ARTIFACT}` artifact.\n"
+    )
+    head = overview + "\n" + lead + "\n"
+    if len(head) + 200 > limit:  # thousands of files: even the overview is cut, and says so
+        return fit(overview, limit, _files_note(where), unit=is_file_row)
+    return head + fit(details, limit - len(head), _details_note(where), unit=is_tree_model)
+
+
+def is_file_row(line: str) -> bool:
+    """A file's row in a tree's overview table."""
+    return line.startswith("| ") and not line.startswith("| file |")
+
+
+def _files_note(where: str) -> Callable[[int, int], str]:
+    def note(shown: int, total: int) -> str:
+        return (
+            f"> [!NOTE]\n> This plan is too long for a comment, even as a list of files: it "
+            f"stops after {shown} of {total} files. The full plan is in the {where} and in "
+            f"the `{ARTIFACT}` artifact.\n"
+        )
+
+    return note
+
+
+def _details_note(where: str) -> Callable[[int, int], str]:
+    def note(shown: int, total: int) -> str:
+        return (
+            f"> [!NOTE]\n> The changes stop here, after {shown} of {total} models; every file "
+            f"is counted above. The full plan is in the {where} and in the `{ARTIFACT}` "
+            "artifact.\n"
         )
 
     return note

@@ -7,6 +7,7 @@ it cannot be lost (the job summary, an optional file) before it talks to GitHub.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from mlflow_gitops.github import body as bodies
 from mlflow_gitops.github.client import Action, GitHub, GitHubError, upsert_comment
 from mlflow_gitops.github.context import Actions
 from mlflow_gitops.plan.changes import Plan
+from mlflow_gitops.plan.tree import TreePlan
 from mlflow_gitops.secrets import redact
 from mlflow_gitops.settings import NoTrackingUri
 
@@ -37,6 +39,7 @@ class Outcome:
     body: str
     plan: Plan | None = None
     error: GitopsError | None = None
+    tree: TreePlan | None = None  # the plan of a tree, grouped by registry then file
 
 
 @dataclass(frozen=True)
@@ -49,18 +52,26 @@ class Published:
 
 
 def plan_for_comment(
-    file: Path, tracking_uri: str | None, actions: Actions, now: datetime
+    file: Path,
+    tracking_uri: str | None,
+    actions: Actions,
+    now: datetime,
+    *,
+    registries: tuple[str, ...] = (),
+    models: tuple[str, ...] = (),
 ) -> Outcome:
     """Load, plan and gate like `plan`; failures become a comment body instead of an exception.
 
     Never plans against the embedded default registry: in CI a missing secret would otherwise
     plan against an empty local database and show every model as new."""
     from mlflow_gitops.reconcile import PlanRequest, plan_request
-    from mlflow_gitops.render.markdown import render_plan
 
     name = str(file)
+    request = PlanRequest(
+        file, tracking_uri, now, local_default=False, registries=registries, models=models
+    )
     try:
-        outcome = plan_request(PlanRequest(file, tracking_uri, now, local_default=False))
+        outcome = plan_request(request)
     except SpecError as exc:  # the file, or a run: that does not exist in the tracking server
         return Outcome(bodies.invalid(name, exc.issues), error=exc)
     except NoTrackingUri as exc:
@@ -72,7 +83,16 @@ def plan_for_comment(
         return Outcome(bodies.failed(name, error), error=error)
     except GitopsError as exc:
         return Outcome(bodies.failed(name, exc), error=exc)
-    return Outcome(render_plan(outcome.plan, title=bodies.title(name)), plan=outcome.plan)
+    return tree_outcome(outcome.tree, file, outcome.plan)
+
+
+def tree_outcome(tree: TreePlan, file: Path, plan: Plan | None = None) -> Outcome:
+    """The comment of a tree's plan (several files, several registries): grouped by registry,
+    then by file; a single file against one registry reads exactly as before. `plan` is what
+    the exit code is decided by (all the tree's changes)."""
+    from mlflow_gitops.render.markdown import render_tree
+
+    return Outcome(render_tree(tree, title=bodies.title(str(file))), plan=plan, tree=tree)
 
 
 def publish(outcome: Outcome, file: Path, actions: Actions, out: Path | None) -> Published:
@@ -88,6 +108,7 @@ def publish(outcome: Outcome, file: Path, actions: Actions, out: Path | None) ->
             bodies.SUMMARY_LIMIT - len(foot.encode()),
             bodies.summary_note,
             lambda s: len(s.encode()),
+            _unit(outcome),
         )
         _write(actions.summary, summary + foot, "a")
     saved = "the job summary" if actions.summary else str(out) if out else ""
@@ -110,8 +131,7 @@ def publish(outcome: Outcome, file: Path, actions: Actions, out: Path | None) ->
             f"GITHUB_TOKEN is not set, so the plan cannot be posted{where}",
             "pass the job's token: env: GITHUB_TOKEN: ${{ github.token }}",
         )
-    note = bodies.comment_note(len(full), actions.run_url)
-    text = bodies.fit(full, bodies.COMMENT_LIMIT - len(foot), note) + foot
+    text = _comment(outcome, name, full, bodies.COMMENT_LIMIT - len(foot), actions.run_url) + foot
     github = GitHub(actions.api_url, actions.token)
     try:
         action, comment = upsert_comment(
@@ -120,6 +140,31 @@ def publish(outcome: Outcome, file: Path, actions: Actions, out: Path | None) ->
     except GitHubError as exc:
         raise GitopsError(exc.message + where, exc.hint) from None
     return Published(action, comment.url)
+
+
+def _unit(outcome: Outcome) -> Callable[[str], bool]:
+    """What a cut counts: a model's heading, in a single file's plan or in a tree's."""
+    from mlflow_gitops.render.markdown import is_single
+
+    tree = outcome.tree
+    return bodies.is_tree_model if tree is not None and not is_single(tree) else bodies.is_model
+
+
+def _comment(outcome: Outcome, file: str, full: str, limit: int, run_url: str | None) -> str:
+    """The comment: the whole plan when it fits; a tree's too long plan becomes every file's
+    counts, then its changes as far as they fit; a single file's is cut after a model. Both
+    say where the full plan is."""
+    from mlflow_gitops.render.markdown import (
+        is_single,
+        render_tree_details,
+        render_tree_overview,
+    )
+
+    tree = outcome.tree
+    if tree is None or is_single(tree):
+        return bodies.fit(full, limit, bodies.comment_note(len(full), run_url))
+    overview = redact(render_tree_overview(tree, title=bodies.title(file)))
+    return bodies.tree_comment(full, overview, redact(render_tree_details(tree)), limit, run_url)
 
 
 def _write(path: Path, text: str, mode: str) -> None:
