@@ -22,6 +22,7 @@ from mlflow_gitops.render.text import render_tree
 from mlflow_gitops.secrets import redact
 from mlflow_gitops.settings import registry_identity
 from mlflow_gitops.spec.tree import load_tree
+from tests.cli_runner import run_cli
 from tests.fakes import FakeRegistry
 from tests.helpers import write_spec
 
@@ -329,3 +330,21 @@ def test_the_planner_matches_a_copy_by_provenance_only(
         assert kinds == expected, name
         stages = [c for c in result.changes if isinstance(c, TransitionStage)]
         assert [c.after for c in stages if c.reason == "declared"] == ["Production"], name
+
+
+def test_comment_and_markdown_plan_of_part_of_the_tree(
+    fakes: Registries, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tree(tmp_path)
+    shown = run_cli(capsys, "comment", str(root), "--registry", "dev")
+    assert "no pull request to comment on" in shown.err  # outside Actions: printed, not posted
+    assert "Partial plan" in shown.out
+    assert "Registry dev" in shown.out
+    assert fakes.prod.opened == 0  # prod neither read nor changed
+
+    markdown = run_cli(capsys, "plan", str(root), "--format", "markdown", "--model", MODEL)
+    assert markdown.code == 0, markdown.err
+    # by registry, then by file: the copy under prod, in prod's file
+    assert "Partial plan" in markdown.out
+    assert markdown.out.index("Registry prod") < markdown.out.index(r"teams/a/prod\.yaml")
+    assert r"copy dev:nyc\-taxi\-regressor/3" in markdown.out

@@ -384,6 +384,8 @@ def comment(
             "(never a local default: without one, the comment says so and the check fails).",
         ),
     ] = None,
+    registry: RegistryOpt = None,
+    model: ModelOpt = None,
 ) -> int:
     """In a pull_request job: plan, write the plan to the job summary, and post it as the pull
     request's one comment (updated in place). An invalid file or an unreachable registry is
@@ -394,7 +396,14 @@ def comment(
     from mlflow_gitops.github.publish import plan_for_comment, publish
 
     actions = actions_context()
-    outcome = plan_for_comment(file, tracking_uri, actions, _now())
+    outcome = plan_for_comment(
+        file,
+        tracking_uri,
+        actions,
+        _now(),
+        registries=tuple(registry or ()),
+        models=tuple(model or ()),
+    )
     emit(bodies.inert(outcome.body) if actions.active else outcome.body)
     if isinstance(outcome.error, SpecError) and actions.active:
         emit("".join(line + "\n" for line in bodies.error_annotations(outcome.error.issues)))
@@ -536,8 +545,8 @@ def _render_outcome(outcome: PlanOutcome, fmt: Format, file: Path, no_color: boo
         return _render_plan(outcome.plan, fmt, outcome.uri, file, no_color)
     if fmt is Format.json:
         return render_json.render_tree(tree, file=str(file))
-    if fmt is Format.markdown:  # the tree's comment is render/markdown's (grouped there)
-        return render_markdown.render_plan(outcome.plan)
+    if fmt is Format.markdown:
+        return render_markdown.render_tree(tree)
     return render_text.render_tree(tree, color=_color(no_color), header=f"Tree {file}")
 
 

@@ -182,7 +182,7 @@ def partial_notice(tree: TreePlan) -> str:
     return (
         "> [!IMPORTANT]\n> **Partial plan**: only "
         + " and ".join(parts)
-        + ". The rest of the tree was neither read nor planned; merging applies only this part."
+        + ". The rest of the tree was neither read nor planned."
     )
 
 
