@@ -8,7 +8,8 @@ from dataclasses import dataclass, field, replace
 
 from mlflow_gitops.errors import LockError, RegistryError
 from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, VersionState
-from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart
+from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart, SourceRef, provenance_tags
+from mlflow_gitops.registry.copy import SourceVersion, find_copies
 
 
 @dataclass
@@ -27,6 +28,7 @@ class FakeRegistry:
     record_error: str | None = None  # "start" or "finish": that audit call fails
     unlock_error: str | None = None  # deleting the apply lock fails with this message
     lacking: set[tuple[str, str]] = field(default_factory=set)  # (model, permission) not held
+    unreadable: frozenset[tuple[str, int]] = frozenset()
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -195,6 +197,62 @@ class FakeRegistry:
             out[name] = tuple(runs)
         return out
 
+    # --- promotion across registries --------------------------------------------------------
+    # `identity` names the fake registry (two fakes with the same identity are "the same
+    # server"); `unreadable` holds (model, version) pairs whose files cannot be read
+
+    identity = "fake://registry"
+
+    def describe_source(self, model: str, version: int) -> SourceVersion:
+        self.calls.append(("describe_source", model, str(version)))
+        ref = SourceRef(self.identity, model, version)
+        state = self.models.get(model)
+        found = state.version(version) if state else None
+        if found is None:
+            return SourceVersion(
+                ref,
+                problem=f"version {version} of model '{model}' does not exist at {ref.registry}",
+            )
+        problem = ""
+        if (model, version) in self.unreadable:
+            problem = (
+                f"the files of version {version} of model '{model}' at {ref.registry} cannot be "
+                f"read: injected"
+            )
+        return SourceVersion(ref, found.run_id, found.source, found.source, problem)
+
+    def copy_version(
+        self, source: FakeRegistry, src_model: str, src_version: int, dest_model: str
+    ) -> int:
+        """The adapter's contract: an earlier copy is returned; otherwise one new version with the
+        source's own tags and description and the provenance tags (source: models:/ on the same
+        server, a new run's model elsewhere)."""
+        ref = SourceRef(source.identity, src_model, src_version)
+        made = find_copies(self.models.get(dest_model), [ref]).get(ref)
+        if made is not None:
+            return made
+        described = source.describe_source(src_model, src_version)
+        if not described.ok:
+            raise RegistryError(f"cannot copy {src_model}/{src_version}: {described.problem}", "")
+        origin = source.models[src_model].version(src_version)
+        assert origin is not None
+        self._write("copy_version", dest_model, f"{ref.registry}:{src_model}/{src_version}")
+        if dest_model not in self.models:
+            self.models[dest_model] = ModelState(name=dest_model)
+        same = ref.registry == self.identity
+        run_id = origin.run_id if same else f"copy{self.writes}"
+        model = self.models[dest_model]
+        number = max((v.version for v in model.versions), default=0) + 1
+        new = VersionState(
+            version=number,
+            source=f"models:/{src_model}/{src_version}" if same else f"runs:/{run_id}/model",
+            run_id=run_id,
+            description=origin.user_description,
+            tags={**origin.user_tags, **provenance_tags(ref, origin.run_id)},
+        )
+        self._update(dest_model, versions=(*model.versions, new))
+        return number
+
 
 def observed_from_data(data: dict[str, dict[str, object]]) -> dict[str, ModelState]:
     """Case-file `observed:` mapping -> ModelStates."""
@@ -219,70 +277,3 @@ def observed_from_data(data: dict[str, dict[str, object]]) -> dict[str, ModelSta
             versions=versions,
         )
     return out
-
-
-# --- promotion across registries (RegistryPort.identity, describe_source, copy_version) ----------
-# Appended here rather than in the class body so that branches editing FakeRegistry do not
-# conflict; fold them into the class when convenient. `identity` names the fake registry (two
-# fakes with the same identity are "the same server"); `unreadable` holds (model, version) pairs
-# whose files cannot be read.
-
-from mlflow_gitops.registry.copy import SourceRef, SourceVersion, find_copies, provenance_tags  # noqa: E402
-
-FakeRegistry.identity = "fake://registry"  # type: ignore[attr-defined]
-FakeRegistry.unreadable = frozenset()  # type: ignore[attr-defined]
-
-
-def _fake_describe_source(self: FakeRegistry, model: str, version: int) -> SourceVersion:
-    self.calls.append(("describe_source", model, str(version)))
-    ref = SourceRef(self.identity, model, version)  # type: ignore[attr-defined]
-    state = self.models.get(model)
-    found = state.version(version) if state else None
-    if found is None:
-        return SourceVersion(
-            ref, problem=f"version {version} of model '{model}' does not exist at {ref.registry}"
-        )
-    problem = ""
-    if (model, version) in self.unreadable:  # type: ignore[attr-defined]
-        problem = (
-            f"the files of version {version} of model '{model}' at {ref.registry} cannot be "
-            f"read: injected"
-        )
-    return SourceVersion(ref, found.run_id, found.source, found.source, problem)
-
-
-def _fake_copy_version(
-    self: FakeRegistry, source: FakeRegistry, src_model: str, src_version: int, dest_model: str
-) -> int:
-    """The adapter's contract: an earlier copy is returned; otherwise one new version with the
-    source's own tags and description and the provenance tags (source: models:/ on the same
-    server, a new run's model elsewhere)."""
-    ref = SourceRef(source.identity, src_model, src_version)  # type: ignore[attr-defined]
-    made = find_copies(self.models.get(dest_model), [ref]).get(ref)
-    if made is not None:
-        return made
-    described = source.describe_source(src_model, src_version)  # type: ignore[attr-defined]
-    if not described.ok:
-        raise RegistryError(f"cannot copy {src_model}/{src_version}: {described.problem}", "")
-    origin = source.models[src_model].version(src_version)
-    assert origin is not None
-    self._write("copy_version", dest_model, f"{ref.registry}:{src_model}/{src_version}")
-    if dest_model not in self.models:
-        self.models[dest_model] = ModelState(name=dest_model)
-    same = ref.registry == self.identity  # type: ignore[attr-defined]
-    run_id = origin.run_id if same else f"copy{self.writes}"
-    model = self.models[dest_model]
-    number = max((v.version for v in model.versions), default=0) + 1
-    new = VersionState(
-        version=number,
-        source=f"models:/{src_model}/{src_version}" if same else f"runs:/{run_id}/model",
-        run_id=run_id,
-        description=origin.user_description,
-        tags={**origin.user_tags, **provenance_tags(ref, origin.run_id)},
-    )
-    self._update(dest_model, versions=(*model.versions, new))
-    return number
-
-
-FakeRegistry.describe_source = _fake_describe_source  # type: ignore[attr-defined]
-FakeRegistry.copy_version = _fake_copy_version  # type: ignore[attr-defined]

@@ -139,28 +139,28 @@ def fakes() -> tuple[FakeRegistry, FakeRegistry]:
         }
     )
     prod = FakeRegistry()
-    dev.identity, prod.identity = DEV, "http://prod.internal:5000"  # type: ignore[attr-defined]
+    dev.identity, prod.identity = DEV, "http://prod.internal:5000"
     return dev, prod
 
 
 def test_the_fake_copies_once_with_provenance() -> None:
     dev, prod = fakes()
-    number = prod.copy_version(dev, "taxi", 3, "taxi-prod")  # type: ignore[attr-defined]
+    number = prod.copy_version(dev, "taxi", 3, "taxi-prod")
     copied = prod.models["taxi-prod"].version(number)
     assert copied is not None
     assert copied.tags == {"team": "rides", **provenance_tags(REF, "r3")}
     assert copied.description == "GBR"
     assert copied.run_id != "r3"  # a run in the destination
-    assert prod.copy_version(dev, "taxi", 3, "taxi-prod") == number  # type: ignore[attr-defined]
+    assert prod.copy_version(dev, "taxi", 3, "taxi-prod") == number
     assert len(prod.models["taxi-prod"].versions) == 1
 
 
 def test_the_fake_refuses_a_missing_or_unreadable_source() -> None:
     dev, prod = fakes()
-    assert dev.describe_source("taxi", 9).problem == (  # type: ignore[attr-defined]
+    assert dev.describe_source("taxi", 9).problem == (
         f"version 9 of model 'taxi' does not exist at {DEV}"
     )
-    dev.unreadable = {("taxi", 3)}  # type: ignore[attr-defined]
+    dev.unreadable = frozenset({("taxi", 3)})
     with pytest.raises(RegistryError, match="cannot be read"):
-        prod.copy_version(dev, "taxi", 3, "taxi-prod")  # type: ignore[attr-defined]
+        prod.copy_version(dev, "taxi", 3, "taxi-prod")
     assert prod.models == {}
