@@ -237,15 +237,16 @@ def _bucket(march: Path) -> Iterator[None]:
 
 
 def _show(uri: str) -> None:
+    from mlflow_gitops.record import TOOL_TAG_PREFIX
     from mlflow_gitops.registry.client import MlflowRegistry
 
     model = MlflowRegistry(uri).read([MODEL]).models[MODEL]
     print(f"{MODEL}: aliases {dict(model.aliases)}")
     for v in model.versions:
         tool = {
-            k.removeprefix("mlflow_gitops."): val
+            k.removeprefix(TOOL_TAG_PREFIX): val
             for k, val in v.tags.items()
-            if k.startswith("mlflow_gitops.")
+            if k.startswith(TOOL_TAG_PREFIX)
         }
         print(f"\n  version {v.version} [{v.stage}] tags: {dict(v.user_tags)}")
         print(f"    annotations: {tool}")
