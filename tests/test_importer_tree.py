@@ -15,6 +15,7 @@ import yaml
 from mlflow_gitops import reconcile
 from mlflow_gitops.importer import include_patterns, tree_files
 from mlflow_gitops.observed import ModelState, RegistryState, VersionState
+from mlflow_gitops.registry.copy import Credentials
 from mlflow_gitops.spec.tree import load_tree
 from tests.cli_runner import run_cli
 from tests.fakes import FakeRegistry
@@ -44,12 +45,14 @@ ENV = {
 
 @dataclass
 class Recording(FakeRegistry):
-    """A fake registry that notes the MLflow credential variables set when it is read."""
+    """A fake registry that notes the credentials its adapter was opened with at each read."""
 
     seen: list[dict[str, str]] = field(default_factory=list)
+    credentials: Credentials | None = None
 
     def read(self, names: Sequence[str] | None = None) -> RegistryState:
-        self.seen.append({k: v for k, v in os.environ.items() if k.startswith("MLFLOW_TRACKING_")})
+        given = self.credentials or Credentials()
+        self.seen.append({k: v for k, v in given.variables().items() if v})
         return super().read(names)
 
 
@@ -69,7 +72,12 @@ def registries(monkeypatch: pytest.MonkeyPatch) -> dict[str, Recording]:
         ),
         ENV["PROD_URI"]: Recording(models={"rides eta": _model("rides eta", "Production")}),
     }
-    monkeypatch.setattr(reconcile, "open_registry", lambda uri: served[uri])
+
+    def open_registry(uri: str, credentials: Credentials | None = None) -> Recording:
+        served[uri].credentials = credentials
+        return served[uri]
+
+    monkeypatch.setattr(reconcile, "open_registry", open_registry)
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "must-not-reach-either")

@@ -305,14 +305,13 @@ def _import_tree(
     models the tree already declares elsewhere are left to their files."""
     from mlflow_gitops.importer import (
         TREE_FOLDER,
-        credentials_of,
         declared_elsewhere,
         include_patterns,
         tree_files,
     )
-    from mlflow_gitops.reconcile import open_registry
+    from mlflow_gitops.reconcile import connect_named
     from mlflow_gitops.settings import registry_identity
-    from mlflow_gitops.spec.tree import load_tree, resolve_registry
+    from mlflow_gitops.spec.tree import load_tree
 
     loaded = load_tree(root)
     names = registries or list(loaded.registry_names)
@@ -329,10 +328,9 @@ def _import_tree(
         )
     states, identities = {}, {}
     for name in names:
-        resolved = resolve_registry(loaded, name, os.environ, flag=tracking_uri)
-        with credentials_of(resolved):
-            states[name] = open_registry(resolved.uri).read(models or None)
-        identities[name] = redact(registry_identity(resolved.uri))
+        uri, registry_ = connect_named(loaded, name, tracking_uri)
+        states[name] = registry_.read(models or None)
+        identities[name] = redact(registry_identity(uri))
     found = {m for state in states.values() for m in state.models}
     missing = sorted(set(models) - found)
     if missing:

@@ -4,11 +4,9 @@ with --tree, a file per registry (or per model) for a root that names several re
 from __future__ import annotations
 
 import glob
-import os
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +17,7 @@ import yaml
 from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.observed import ModelState, RegistryState
 from mlflow_gitops.record import split_history
-from mlflow_gitops.spec.tree import CREDENTIALS, LoadedTree, ResolvedRegistry
+from mlflow_gitops.spec.tree import LoadedTree
 
 
 class _Dumper(yaml.SafeDumper):
@@ -207,21 +205,3 @@ def declared_elsewhere(tree: LoadedTree, written: Sequence[Path]) -> dict[str, d
         if declared.file.path not in rewritten:
             out.setdefault(key.registry, {})[key.name] = declared.where()
     return out
-
-
-@contextmanager
-def credentials_of(resolved: ResolvedRegistry) -> Iterator[None]:
-    """MLflow's client reads its credentials from MLFLOW_TRACKING_* at each request: set them to
-    this registry's own (and only those) while it is read, then put back what was there."""
-    saved = {k: os.environ.get(k) for k in CREDENTIALS.values()}
-    for key in CREDENTIALS.values():
-        os.environ.pop(key, None)
-    os.environ.update(resolved.credentials)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

@@ -563,7 +563,12 @@ def _plan_tree(request: PlanRequest, progress: Callable[[str], None]) -> PlanOut
         if (source := m.copy_source(entry)) is not None and source.registry
     }
     where = {
-        name: _resolve(tree, name, request, flag=request.tracking_uri if name in chosen else None)
+        name: _resolve(
+            tree,
+            name,
+            request.tracking_uri if name in chosen else None,
+            local_default=request.local_default,
+        )
         for name in [*chosen, *sorted(sources - set(chosen))]
     }
     identities = {name: registry_identity(uri) for name, (uri, _) in where.items()}
@@ -617,7 +622,7 @@ def _plan_tree(request: PlanRequest, progress: Callable[[str], None]) -> PlanOut
 
 
 def _resolve(
-    tree: LoadedTree, name: str, request: PlanRequest, flag: str | None
+    tree: LoadedTree, name: str, flag: str | None, *, local_default: bool = True
 ) -> tuple[str, Credentials | None]:
     """A registry's URI and credentials; a file without registries: resolves as it always did
     (--tracking-uri, $MLFLOW_TRACKING_URI, tracking_uri:, the local default) with MLflow's own
@@ -625,7 +630,7 @@ def _resolve(
     if not tree.registries:
         root = tree.root
         uri = resolve_tracking_uri(
-            flag, root.spec.tracking_uri, root.folder, local_default=request.local_default
+            flag, root.spec.tracking_uri, root.folder, local_default=local_default
         )
         return uri, None
     resolved = resolve_registry(tree, name, os.environ, flag=flag)
@@ -637,6 +642,12 @@ def _resolve(
         token=values.get("MLFLOW_TRACKING_TOKEN"),
     )
     return resolved.uri, credentials
+
+
+def connect_named(tree: LoadedTree, name: str, flag: str | None) -> tuple[str, RegistryPort]:
+    """One registry of a tree: its URI and an adapter that sends only its own credentials."""
+    uri, credentials = _resolve(tree, name, flag)
+    return uri, _open(uri, credentials)
 
 
 def _open(uri: str, credentials: Credentials | None) -> RegistryPort:
