@@ -109,7 +109,7 @@ class MlflowEvidence:
         value = metrics.get(key)
         return None if value is None else float(value)
 
-    def download(self, side: Side, path: str = "") -> Path:
+    def download(self, side: Side, path: str = "", doing: str = "download") -> Path:
         """The model's artifact folder (or one file of it), downloaded from its registry with
         that registry's credentials; the whole folder at most once."""
         from mlflow.artifacts import download_artifacts
@@ -136,7 +136,7 @@ class MlflowEvidence:
                     )
                 )
         except Exception as exc:
-            raise GateError(f"cannot download the model {side.uri}: {str(exc)[:300]}") from None
+            raise GateError(f"cannot {doing} the model {side.uri}: {str(exc)[:300]}") from None
         if not path:
             self.folders[key] = local
         return local
@@ -148,7 +148,7 @@ class MlflowEvidence:
     def has_signature(self, side: Side) -> bool:
         from mlflow.models import Model
 
-        mlmodel = self.download(side, "MLmodel")
+        mlmodel = self.download(side, "MLmodel", "read")
         try:
             return Model.load(str(mlmodel)).signature is not None
         except Exception as exc:
