@@ -46,7 +46,6 @@ class MlflowEvidence:
         credentials: Credentials | None = None,
         registries: Mapping[str, tuple[str, Credentials | None]] | None = None,
     ) -> None:
-        self.uri = uri
         self.where: dict[str | None, tuple[str, Credentials | None]] = {None: (uri, credentials)}
         self.where.update(registries or {})
         self.clients: dict[str | None, Any] = {}
@@ -56,11 +55,6 @@ class MlflowEvidence:
         self.run_ids: dict[tuple[str | None, str], str | None] = {}
         self.preprocessors: dict[tuple[str | None, str | None, str], tuple[Any, bytes]] = {}
         self.loads = 0  # how many models were loaded: 0 when every verdict came from the cache
-
-    @property
-    def client(self) -> Any:
-        """This registry's MlflowClient."""
-        return self._client(None)
 
     def _registry(self, side: Side) -> tuple[str, Credentials | None]:
         found = self.where.get(side.registry)
