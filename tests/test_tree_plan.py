@@ -120,7 +120,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Registries:
         return fake
 
     monkeypatch.setattr(reconcile, "open_registry", open_registry)
-    monkeypatch.setattr(reconcile, "open_evidence", lambda uri: None)
+    monkeypatch.setattr(reconcile, "open_evidence", lambda *_: None)
     monkeypatch.setenv("PROD_USER", "prod-user")
     monkeypatch.setenv("PROD_PASSWORD", "s3cr3t-prod-password")
     monkeypatch.chdir(tmp_path)  # files are named as from the root's folder: teams/a/prod.yaml

@@ -64,14 +64,25 @@ def open_registry(uri: str, credentials: Credentials | None = None) -> RegistryP
     return MlflowRegistry(uri, credentials)
 
 
-def open_evidence(uri: str) -> Evidence:
-    """Gate evidence through MLflow, connected only when a gate first needs it."""
-    return _LazyEvidence(uri)
+def open_evidence(
+    uri: str,
+    credentials: Credentials | None = None,
+    registries: Mapping[str, tuple[str, Credentials | None]] | None = None,
+) -> Evidence:
+    """Gate evidence through MLflow, connected only when a gate first needs it: this registry's
+    models with its own credentials, and those of `registries` (by name: the sources of copies)
+    with theirs."""
+    return _LazyEvidence(uri, credentials, registries or {})
 
 
 class _LazyEvidence:
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
+    def __init__(
+        self,
+        uri: str,
+        credentials: Credentials | None,
+        registries: Mapping[str, tuple[str, Credentials | None]],
+    ) -> None:
+        self.uri, self.credentials, self.registries = uri, credentials, registries
         self._real: Evidence | None = None
 
     @property
@@ -79,7 +90,7 @@ class _LazyEvidence:
         if self._real is None:
             from mlflow_gitops.gates.evidence import MlflowEvidence
 
-            self._real = MlflowEvidence(self.uri)
+            self._real = MlflowEvidence(self.uri, self.credentials, self.registries)
         return self._real
 
     def __getattr__(self, name: str) -> Any:
@@ -145,7 +156,12 @@ def plan_files(
         raise SpecError(issues)
     if evidence is not None:
         plans = [
-            (f, _record_gates(registry, run_gates(f.loaded, p, observed, evidence, now)))
+            (
+                f,
+                _record_gates(
+                    registry, run_gates(f.loaded, p, observed, evidence, now, identities)
+                ),
+            )
             for f, p in plans
         ]
     return Planned(merge_plans([p for _, p in plans]), observed)
@@ -578,7 +594,7 @@ def _plan_tree(request: PlanRequest, progress: Callable[[str], None]) -> PlanOut
             opened[name] = _open(uri, credentials)
 
     def plan_one(name: str) -> Opened:
-        uri, _ = where[name]
+        uri, credentials = where[name]
         files = _files(tree, chosen[name])
         progress(
             f"reading {sum(len(f.loaded.spec.models) for f in files)} models from {uri} and "
@@ -587,17 +603,16 @@ def _plan_tree(request: PlanRequest, progress: Callable[[str], None]) -> PlanOut
         planned = plan_files(
             files,
             opened[name],
-            open_evidence(uri),
+            # the gates of a copy not made yet read its source in its own registry
+            open_evidence(uri, credentials, where),
             request.now,
             name=name,
             identities=identities,
         )
         return Opened(name, uri, opened[name], planned)
 
-    # gate evidence loads models through MLflow's process-wide tracking URI: registries whose
-    # models have gates are planned one after the other, the others concurrently
-    gated = [n for n, models in chosen.items() if any(m.spec.gates for m in models)]
-    done = _concurrently(plan_one, list(chosen), one_at_a_time=len(gated) > 1)
+    # gate evidence names its registry in every request (no MLflow global): all concurrently
+    done = _concurrently(plan_one, list(chosen))
     copies = [
         (o.name, c) for o in done for c in o.planned.plan.changes if isinstance(c, CopyVersion)
     ]
@@ -678,15 +693,12 @@ def _files(tree: LoadedTree, models: Sequence[DeclaredModel]) -> list[PlanFile]:
     return out
 
 
-def _concurrently(
-    fn: Callable[[str], Opened], names: list[str], *, one_at_a_time: bool = False
-) -> list[Opened]:
+def _concurrently(fn: Callable[[str], Opened], names: list[str]) -> list[Opened]:
     """fn over every registry at once (one thread each), results in the given order; the
     located problems of every registry in one SpecError, else the first failure."""
     if len(names) == 1:
         return [fn(names[0])]
-    workers = 1 if one_at_a_time else len(names)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry") as pool:
+    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="registry") as pool:
         futures = [pool.submit(fn, n) for n in names]
     issues: list[SpecIssue] = []
     out: list[Opened] = []

@@ -22,6 +22,7 @@ class FakeModel:
     p50_ms: float | None = None
     p95_ms: float | None = None
     error: str | None = None
+    run_id: str | None = None  # its run, for a side that carries none (a copy's source)
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class FakeData:
 
 @dataclass
 class FakeEvidence:
-    """Run metrics by run id, models by URI, data sets by the path the file names."""
+    """Run metrics by run id, models by URI (`dev:models:/m/3` for a version of registry dev, as
+    the source of a copy), data sets by the path the file names."""
 
     runs: dict[str, dict[str, float]] = field(default_factory=dict)
     models: dict[str, FakeModel] = field(default_factory=dict)
@@ -60,15 +62,16 @@ class FakeEvidence:
         return len(self.loaded)
 
     def _model(self, side: Side) -> FakeModel:
-        model = self.models.get(side.uri)
+        name = _name(side)
+        model = self.models.get(name)
         if model is None or model.error is not None:
             why = model.error if model is not None else "no such model"
             raise GateError(
                 f"cannot load the model {side.uri}: {why}",
                 "check that its artifacts exist and that its library versions match this environment",
             )
-        if side.uri not in self.loaded:  # loaded at most once, as MlflowEvidence does
-            self.loaded.append(side.uri)
+        if name not in self.loaded:  # loaded at most once, as MlflowEvidence does
+            self.loaded.append(name)
         return model
 
     def _data(self, data: str) -> FakeData:
@@ -79,7 +82,11 @@ class FakeEvidence:
             raise GateError(found.error, found.hint)
         return found
 
-    def run_metric(self, run_id: str | None, key: str) -> float | None:
+    def run_metric(self, side: Side, key: str) -> float | None:
+        run_id = side.run_id
+        if run_id is None and side.registry is not None:  # asked of the side's registry
+            found = self.models.get(_name(side))
+            run_id = found.run_id if found else None
         self.calls.append(f"run_metric {run_id} {key}")
         if not run_id:
             raise GateError("the version has no source run, so it has no run metrics")
@@ -88,11 +95,11 @@ class FakeEvidence:
         return self.runs[run_id].get(key)
 
     def model_size_mb(self, side: Side) -> float:
-        self.calls.append(f"model_size_mb {side.uri}")
+        self.calls.append(f"model_size_mb {_name(side)}")
         return self._model(side).size_mb
 
     def has_signature(self, side: Side) -> bool:
-        self.calls.append(f"has_signature {side.uri}")
+        self.calls.append(f"has_signature {_name(side)}")
         return self._model(side).signature
 
     def data_digest(self, data: str, folder: Path) -> str:
@@ -107,9 +114,9 @@ class FakeEvidence:
         baseline: Side | None,
         latency_rows: int | None,
     ) -> Evaluation:
-        against = f" vs {baseline.uri}" if baseline else ""
+        against = f" vs {_name(baseline)}" if baseline else ""
         timed = f" timing {latency_rows} rows" if latency_rows else ""
-        self.calls.append(f"evaluate {candidate.uri}{against} on {spec.data}{timed}")
+        self.calls.append(f"evaluate {_name(candidate)}{against} on {spec.data}{timed}")
         data = self._data(spec.data)
         sides = {"candidate": self._model(candidate)}
         if baseline is not None:
@@ -130,3 +137,8 @@ class FakeEvidence:
             ),
             latency_ms=latency,
         )
+
+
+def _name(side: Side) -> str:
+    """`models:/m/3` in the planned registry, `dev:models:/m/3` in registry dev."""
+    return f"{side.registry}:{side.uri}" if side.registry else side.uri

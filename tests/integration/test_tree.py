@@ -5,6 +5,7 @@ source does. Partial plans read only what they select; each registry gets its ow
 
 from __future__ import annotations
 
+import json
 import pickle
 import textwrap
 import uuid
@@ -56,6 +57,7 @@ class Trained:
     run_id: str
     version: int
     valid: Path  # the month the model is scored on
+    runs: tuple[Any, ...] = ()  # the three TrainedRuns (linear, boosting, forest)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def trained(dev: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Trai
     runs = train_and_log(train, valid, "taxi", dev.uri)
     boosted = next(r for r in runs if r.model_type == "GradientBoostingRegressor")
     [version] = register_runs([boosted], "nyc-taxi-regressor", dev.uri)
-    return Trained("nyc-taxi-regressor", boosted.run_id, version, valid)
+    return Trained("nyc-taxi-regressor", boosted.run_id, version, valid, tuple(runs))
 
 
 def write(folder: Path, name: str, text: str) -> None:
@@ -231,6 +233,122 @@ def test_a_partial_plan_reads_only_what_it_selects(
     assert "unknown registry 'qa' (--registry); registry.yaml declares: dev, prod" in unknown.err
 
 
+HOOK = """
+from mlflow_gitops.demo.taxi import prepare as _prepare
+
+def prepare(df):
+    return _prepare(df)
+"""
+
+
+def gated_prod_file(prod_model: str, holder: str, candidate: str | None, rmse: str) -> str:
+    """prod's file: the holder copied into Production; with a candidate, the candidate copied and
+    promoted in the same change (the holder archived), behind an evaluate gate on Production."""
+    if candidate is None:
+        versions = f"""
+              - copy_from: {holder}
+                stage: Production"""
+    else:
+        versions = f"""
+              - copy_from: {holder}
+                stage: Archived
+              - copy_from: {candidate}
+                stage: Production"""
+    return f"""
+        version: 1
+        registry: prod
+        models:
+          {prod_model}:
+            versions:{versions}
+            gates:
+              Production:
+                - evaluate:
+                    data: data/valid.parquet
+                    prepare: features:prepare
+                    preprocessor: {PREPROCESSOR}
+                    metrics:
+                      rmse: {rmse}
+        """
+
+
+def test_a_gated_copy_is_evaluated_on_its_source_against_the_destination_holder(
+    dev: MlflowServer,
+    prod: MlflowServer,
+    trained: Trained,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """copy_from and the gated stage in ONE change: the gate evaluates the source version, read
+    from dev, against prod's current holder; a failed gate blocks the model, so nothing is
+    copied (the copy is part of the model's changes); a passed gate copies and promotes."""
+    from mlflow_gitops.demo.train import register_runs
+
+    ranked = f"ranked-{uuid.uuid4().hex[:6]}"
+    worst, best = (max(trained.runs, key=lambda r: r.rmse), min(trained.runs, key=lambda r: r.rmse))
+    assert worst.rmse > best.rmse
+    register_runs([worst, best], ranked, dev.uri)  # v1 the worst, v2 the best
+    prod_model = f"gated-{uuid.uuid4().hex[:6]}"
+    holder, candidate = f"dev:{ranked}/1", f"dev:{ranked}/2"
+    write(tmp_path, "registry.yaml", ROOT)
+    write(tmp_path, "teams/a/features.py", HOOK)
+    (tmp_path / "teams/a/data").mkdir(parents=True)
+    (tmp_path / "teams/a/data/valid.parquet").write_bytes(trained.valid.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TREE_DEV_URI", dev.uri)
+    monkeypatch.setenv("TREE_PROD_URI", prod.uri)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # prod's holder: the worst run, copied and promoted while prod held nothing (no baseline)
+    write(
+        tmp_path, "teams/a/prod.yaml", gated_prod_file(prod_model, holder, None, "{threshold: 100}")
+    )
+    first = run_cli(capsys, "apply", "registry.yaml", "--registry", "prod", "--no-color")
+    assert first.code == 0, first.out + first.err
+    [held] = client(prod.uri).search_model_versions(f"name = '{prod_model}'")
+    assert held.current_stage == "Production"
+
+    # a gate the source cannot pass: blocked, and neither the copy nor any stage is applied
+    write(
+        tmp_path,
+        "teams/a/prod.yaml",
+        gated_prod_file(prod_model, holder, candidate, "{threshold: 0.001}"),
+    )
+    refused = run_cli(capsys, "apply", "registry.yaml", "--registry", "prod", "--no-color")
+    label = f"new version (copy_from {candidate})"
+    said = refused.out + refused.err
+    assert f"gate evaluate for Production failed on {label}: rmse" in said, said
+    assert refused.code == 3  # blocked by a gate
+    assert len(client(prod.uri).search_model_versions(f"name = '{prod_model}'")) == 1
+    assert client(prod.uri).get_model_version(prod_model, "1").current_stage == "Production"
+
+    # not worse than prod's holder (the worst run): the plan evaluates the source with v1 as
+    # the baseline; apply copies it and promotes the copy, archiving the holder
+    write(
+        tmp_path,
+        "teams/a/prod.yaml",
+        gated_prod_file(prod_model, holder, candidate, "{min_absolute_change: 0}"),
+    )
+    planned = run_cli(
+        capsys, "plan", "registry.yaml", "--registry", "prod", "--no-color", "--format", "json"
+    )
+    assert planned.code == 0, planned.err
+    [gate] = [g for r in json.loads(planned.out)["registries"] for g in r["gates"]]
+    assert (gate["version"], gate["verdict"], gate["baseline_version"]) == (label, "pass", 1)
+    values = {c["name"]: (c["candidate"], c["baseline"]) for c in gate["checks"]}
+    assert values["rmse"] == pytest.approx((best.rmse, worst.rmse), rel=1e-6)
+    applied = run_cli(capsys, "apply", "registry.yaml", "--registry", "prod", "--no-color")
+    assert applied.code == 0, applied.out + applied.err
+    stages = {
+        int(v.version): v.current_stage
+        for v in client(prod.uri).search_model_versions(f"name = '{prod_model}'")
+    }
+    assert stages == {1: "Archived", 2: "Production"}
+    copy = client(prod.uri).get_model_version(prod_model, "2")
+    assert copy.tags["mlflow_gitops.copied_from.version"] == "2"
+    again = run_cli(capsys, "plan", "registry.yaml", "--registry", "prod", "--detailed-exitcode")
+    assert again.code == 0, again.out
+
+
 @pytest.fixture(scope="module")
 def two_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AuthServer, AuthServer]]:
     a = start_auth_server(tmp_path_factory.mktemp("auth-dev"), "MANAGE")
@@ -313,3 +431,94 @@ def test_each_registry_gets_its_own_credentials(
         assert password not in applied.out + applied.err
     again = run_cli(capsys, "plan", "registry.yaml", "--no-color")
     assert "No changes. Every registry matches the files." in again.out
+
+
+def test_a_gate_reads_the_source_of_a_copy_with_the_source_registrys_credentials(
+    two_auth: tuple[AuthServer, AuthServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gate in prod on a copy of a dev version not made yet reads the version, its run and its
+    files from dev with dev's own user; MLflow's variables name a user neither server knows."""
+    import mlflow
+    from sklearn.linear_model import LinearRegression
+
+    dev, prod = two_auth
+    servers = {"A": dev, "B": prod}
+    users = {p: (f"gate-{p.lower()}-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex) for p in servers}
+    for prefix, (user, password) in users.items():
+        status = servers[prefix].rest(
+            "admin", "POST", "/api/2.0/mlflow/users/create",
+            {"username": user, "password": password},
+        )  # fmt: skip
+        assert status == 200
+    source = f"gated-src-{uuid.uuid4().hex[:6]}"
+    with dev.as_user("admin"):
+        mlflow.set_tracking_uri(dev.uri)
+        mlflow.set_registry_uri(dev.uri)
+        with mlflow.start_run() as run:
+            mlflow.log_metric("rmse", 1.5)
+            model = LinearRegression().fit(np.array([[0.0], [1.0], [2.0]]), [0.0, 1.0, 2.0])
+            mlflow.sklearn.log_model(model, name="model")
+        mlflow.register_model(f"runs:/{run.info.run_id}/model", source)
+    write(
+        tmp_path,
+        "registry.yaml",
+        """
+        version: 1
+        registries:
+          dev:
+            tracking_uri_env: A_URI
+            username_env: A_USER
+            password_env: A_PASSWORD
+          prod:
+            tracking_uri_env: B_URI
+            username_env: B_USER
+            password_env: B_PASSWORD
+        default_registry: dev
+        include: [teams/*.yaml]
+        """,
+    )
+    served = f"gated-{uuid.uuid4().hex[:6]}"
+    write(
+        tmp_path,
+        "teams/prod.yaml",
+        f"""
+        version: 1
+        registry: prod
+        models:
+          {served}:
+            versions:
+              - copy_from: dev:{source}/1
+                stage: Production
+            gates:
+              Production:
+                - {{metric: rmse, max: 2.0}}
+                - {{max_size_mb: 5}}
+        """,
+    )
+    monkeypatch.chdir(tmp_path)
+    for prefix, server in servers.items():
+        monkeypatch.setenv(f"{prefix}_URI", server.uri)
+        monkeypatch.setenv(f"{prefix}_USER", users[prefix][0])
+        monkeypatch.setenv(f"{prefix}_PASSWORD", users[prefix][1])
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "nobody")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-a-password")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    planned = run_cli(capsys, "plan", "registry.yaml", "--no-color", "--format", "json")
+    assert planned.code == 0, planned.err
+    gates = [g for r in json.loads(planned.out)["registries"] for g in r["gates"]]
+    verdicts = {g["gate"]: (g["verdict"], g["message"]) for g in gates}
+    assert verdicts == {
+        "metric": ("pass", "passed"),
+        "max_size_mb": ("pass", "passed"),
+    }, verdicts
+    applied = run_cli(capsys, "apply", "registry.yaml", "--no-color")
+    assert applied.code == 0, applied.out + applied.err
+    with prod.as_user("admin"):
+        [copy] = prod.client().search_model_versions(f"name = '{served}'")
+    assert copy.current_stage == "Production"
+    for _, password in users.values():
+        assert password not in planned.out + planned.err + applied.out + applied.err

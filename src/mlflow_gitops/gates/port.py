@@ -17,12 +17,13 @@ class GateError(GitopsError):
 
 @dataclass(frozen=True)
 class Side:
-    """A model to evaluate: its URI and the run whose artifacts (preprocessor, metrics) it uses."""
+    """A model to evaluate: its URI and the run whose artifacts (preprocessor, metrics) it uses,
+    both in `registry`."""
 
     uri: str
-    run_id: str | None
+    run_id: str | None  # None with a registry: the evidence asks that registry for it
     # the registry (its name in registry.yaml) that holds the model, when not the one planned:
-    # the source of a copy not made yet
+    # the source of a copy not made yet, read with that registry's URI and credentials
     registry: str | None = None
 
 
@@ -40,7 +41,7 @@ class Evidence(Protocol):
     """What the gate runner needs from the outside world. Each method raises GateError when the
     evidence cannot be gathered; the gate then fails with that message."""
 
-    def run_metric(self, run_id: str | None, key: str) -> float | None: ...
+    def run_metric(self, side: Side, key: str) -> float | None: ...
 
     def model_size_mb(self, side: Side) -> float: ...
 

@@ -8,6 +8,7 @@ come back as `GateRecord`s, and the orchestrator writes them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import assert_never
@@ -58,16 +59,26 @@ class GateRun:
 
 
 def run_gates(
-    loaded: LoadedSpec, plan: Plan, observed: RegistryState, evidence: Evidence, now: datetime
+    loaded: LoadedSpec,
+    plan: Plan,
+    observed: RegistryState,
+    evidence: Evidence,
+    now: datetime,
+    identities: Mapping[str, str] | None = None,
 ) -> GateRun:
-    """Gate every gated change of the plan; `now` dates the records."""
+    """Gate every gated change of the plan; `now` dates the records. A candidate not copied yet
+    is its source version, read from the source registry (`identities`: each registry's identity
+    by name, so its verdict names the source), against this registry's holder; nothing is
+    recorded for it (no version carries it yet), and once copied, the copy is evaluated anew."""
     results: list[GateResult] = []
     records: list[GateRecord] = []
     notes: list[str] = []
     blocked = {m: list(r) for m, r in plan.blocked.items()}
     for candidate, gate_set in gated(loaded, plan, observed):
         live = observed.models.get(candidate.model) or ModelState(name=candidate.model)
-        gate_results, record = _run_set(loaded, candidate, gate_set, live, evidence, now)
+        gate_results, record = _run_set(
+            loaded, candidate, gate_set, live, evidence, now, identities or {}
+        )
         results.extend(gate_results)
         if record is not None and (too_large := oversize(record)):
             notes.append(not_recorded(record, too_large))  # the verdicts stand, uncached
@@ -95,6 +106,7 @@ def _run_set(
     live: ModelState,
     evidence: Evidence,
     now: datetime,
+    identities: Mapping[str, str],
 ) -> tuple[list[GateResult], GateRecord | None]:
     """One target's gates on one candidate: skipped, cached, or evaluated (and to be recorded)."""
     if gate_set.on_rollback == "skip" and was_holder(candidate.version, candidate.target):
@@ -108,21 +120,12 @@ def _run_set(
             "register the version first (without a gated stage), then promote it in a second change",
         )
         return [judge.error(candidate, "evaluate", untrusted, None)], None
-    if candidate.version is None and candidate.side.registry is not None:
-        # the source lives in another registry, whose credentials the gates' evidence lacks
-        not_yet = GateError(
-            f"the gates evaluate a copy once it exists; {candidate.side.uri} is in registry "
-            f"'{candidate.side.registry}' and not copied yet",
-            "copy it first (the copy_from entry without the gated stage or alias), then promote "
-            "the copy in a second change",
-        )
-        return [judge.error(candidate, "evaluate", not_yet, None)], None
     base = baseline(live, candidate, gate_set)
     try:
         digests = {d: evidence.data_digest(d, loaded.folder) for d in data_of(gate_set)}
     except GateError as exc:
         return [judge.error(candidate, "evaluate", exc, base)], None
-    inputs = inputs_key(candidate, gate_set, base, digests)
+    inputs = inputs_key(candidate, gate_set, base, digests, identities)
     if candidate.version is not None:
         cached = cached_results(candidate.version.tags, candidate.target, inputs)
         if cached is not None:
@@ -137,7 +140,7 @@ def _run_set(
             result = judge.error(candidate, judge.kind(gate), exc, base)
         results.append(result.model_copy(update={"inputs": inputs}))
     if candidate.version is None:
-        return results, None  # registered by this plan: nothing to tag yet
+        return results, None  # registered or copied by this plan: nothing to tag yet
     number = candidate.version.version
     return results, gate_record(candidate.model, number, candidate.target, inputs, results, now)
 
@@ -154,7 +157,7 @@ def _observe(
     side = candidate.side
     match gate:
         case MetricGate(metric=metric):
-            return Observed(metric=evidence.run_metric(side.run_id, metric))
+            return Observed(metric=evidence.run_metric(side, metric))
         case EvaluateGate(evaluate=spec):
             # with a latency gate in the set, one pass over the data serves both gates
             latency = next((g.latency for g in gate_set.checks if isinstance(g, LatencyGate)), None)

@@ -165,11 +165,17 @@ def inputs_key(
     gate_set: GateSet,
     base: VersionState | None,
     data_digests: Mapping[str, str],
+    identities: Mapping[str, str] | None = None,
 ) -> str:
-    """Everything a verdict depends on: candidate, baseline, data digests, the gate spec."""
+    """Everything a verdict depends on: candidate (with its registry's identity when it lives in
+    another: the source of a copy), baseline, data digests, the gate spec."""
     needs_tags = any(isinstance(g, RequireTagsGate) for g in gate_set.checks)
+    side = candidate.side
+    about = [side.uri, candidate.version.source if candidate.version else ""]
+    if side.registry is not None:
+        about.append((identities or {}).get(side.registry, side.registry))
     doc = {
-        "candidate": [candidate.side.uri, candidate.version.source if candidate.version else ""],
+        "candidate": about,
         "baseline": [base.version, base.source] if base else None,
         "data": dict(data_digests),
         "gates": gate_set.model_dump(mode="json"),

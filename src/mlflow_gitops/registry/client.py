@@ -97,7 +97,6 @@ class MlflowRegistry:
             os.environ.setdefault(key, value)
         logging.getLogger("mlflow").setLevel(logging.ERROR)
         import mlflow
-        from mlflow import MlflowClient
 
         self.uri = uri
         # this registry's own credentials, set around the calls of a copy (registry/copy.py);
@@ -106,57 +105,17 @@ class MlflowRegistry:
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         with self._errors("connect to"):
-            self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            # several registries read concurrently each send their own credentials (own_client)
+            self.client = own_client(uri, credentials)
             # MlflowClient re-reads the registered model before every write to refuse prompts
             # (one extra GET per write, half of all requests of an apply); the reader already
             # refuses prompts among the managed models, so writes go to the registry client
-            self.writer = self.client._get_registry_client()  # type: ignore[no-untyped-call]
-            if credentials is not None and uri.startswith(("http://", "https://")):
-                self._own_credentials()
+            self.writer = self.client._get_registry_client()
         self.calls = 0
         self._levels: dict[str, str] = {}  # model -> this user's MLflow permission, when told
 
-    def _own_credentials(self) -> None:
-        """Send this registry's credentials, and only them: MLflow's REST stores take a
-        function for the host's credentials, which by default reads the process's
-        MLFLOW_TRACKING_* variables at every request; several registries read concurrently each
-        get stores over their own (artifact transfers still read the variables: copy.py sets
-        them around those calls)."""
-        from mlflow.store.model_registry.rest_store import RestStore as RegistryStore
-        from mlflow.store.tracking.rest_store import RestStore as TrackingStore
-        from mlflow.tracking._model_registry.client import ModelRegistryClient
-        from mlflow.tracking._tracking_service.client import TrackingServiceClient
-
-        tracking_store = TrackingStore(self._host_creds)  # type: ignore[no-untyped-call]
-        registry_store = RegistryStore(self._host_creds)  # type: ignore[no-untyped-call]
-        tracking = _with_store(TrackingServiceClient, tracking_store)
-        registry = _with_store(ModelRegistryClient, registry_store)
-        self.client._tracking_client = tracking(self.uri)
-        self.writer = registry(self.uri, self.uri)
-        # MlflowClient keeps its registry client under this name, made on first use
-        setattr(self.client, "_registry_client_lazy", self.writer)  # noqa: B010
-
     def _host_creds(self) -> Any:
-        """MLflow's host credentials for this registry: its own user, password and token; the
-        TLS and auth-plugin settings as the process has them."""
-        from mlflow.utils.credentials import get_default_host_creds
-        from mlflow.utils.rest_utils import MlflowHostCreds
-
-        base = get_default_host_creds(self.uri)  # type: ignore[no-untyped-call]
-        if self.credentials is None:
-            return base
-        own = self.credentials
-        return MlflowHostCreds(  # type: ignore[no-untyped-call]
-            host=self.uri,
-            username=own.username,
-            password=own.password,
-            token=own.token,
-            aws_sigv4=base.aws_sigv4,
-            auth=base.auth,
-            ignore_tls_verification=base.ignore_tls_verification,
-            client_cert_path=base.client_cert_path,
-            server_cert_path=base.server_cert_path,
-        )
+        return host_creds(self.uri, self.credentials)
 
     def _username(self) -> str | None:
         """The user this adapter acts as (not a secret)."""
@@ -939,6 +898,56 @@ def _permission_denied(
         f"at {where}",
         f"ask an MLflow admin to grant {need or 'it'} on '{model}', or apply as a user who "
         f"holds it ({WHAT_NEEDS}); applying again as the same user will not help",
+    )
+
+
+def own_client(uri: str, credentials: Credentials | None) -> Any:
+    """An MlflowClient for this URI alone, without touching MLflow's globals. With `credentials`
+    (a tree's named registry) and an HTTP server, its REST stores send this registry's
+    credentials and only them: MLflow's REST stores take a function for the host's credentials,
+    which by default reads the process's MLFLOW_TRACKING_* variables at every request, so several
+    registries read concurrently each get stores over their own (artifact transfers still read
+    the variables: wrap them in copy.credentials_env)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    if credentials is None or not uri.startswith(("http://", "https://")):
+        return client
+    from mlflow.store.model_registry.rest_store import RestStore as RegistryStore
+    from mlflow.store.tracking.rest_store import RestStore as TrackingStore
+    from mlflow.tracking._model_registry.client import ModelRegistryClient
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    def creds() -> Any:
+        return host_creds(uri, credentials)
+
+    tracking = _with_store(TrackingServiceClient, TrackingStore(creds))  # type: ignore[no-untyped-call]
+    registry = _with_store(ModelRegistryClient, RegistryStore(creds))  # type: ignore[no-untyped-call]
+    client._tracking_client = tracking(uri)
+    # MlflowClient keeps its registry client under this name, made on first use
+    setattr(client, "_registry_client_lazy", registry(uri, uri))  # noqa: B010
+    return client
+
+
+def host_creds(uri: str, credentials: Credentials | None) -> Any:
+    """MLflow's host credentials for this registry: its own user, password and token; the TLS
+    and auth-plugin settings as the process has them. None: MLflow's variables."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import MlflowHostCreds
+
+    base = get_default_host_creds(uri)  # type: ignore[no-untyped-call]
+    if credentials is None:
+        return base
+    return MlflowHostCreds(  # type: ignore[no-untyped-call]
+        host=uri,
+        username=credentials.username,
+        password=credentials.password,
+        token=credentials.token,
+        aws_sigv4=base.aws_sigv4,
+        auth=base.auth,
+        ignore_tls_verification=base.ignore_tls_verification,
+        client_cert_path=base.client_cert_path,
+        server_cert_path=base.server_cert_path,
     )
 
 
