@@ -86,3 +86,18 @@ def mlflow2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowS
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     with postgres_mlflow_server(tmp_path_factory.mktemp("server-postgres")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """The registry models are trained into: `mlflow server` on SQLite, one per test module."""
+    work = tmp_path_factory.mktemp("dev")
+    with MlflowServer(f"sqlite:///{work}/mlflow.db", work) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """The registry serving reads: `mlflow server` on PostgreSQL, one per test module."""
+    with postgres_mlflow_server(tmp_path_factory.mktemp("prod")) as server:
+        yield server

@@ -6,11 +6,9 @@ source does. Partial plans read only what they select; each registry gets its ow
 from __future__ import annotations
 
 import json
-import pickle
 import textwrap
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +18,11 @@ import pytest
 from tests.auth.harness import AuthServer, start_auth_server
 from tests.cli_runner import run_cli
 from tests.integration.mlflow_helpers import client
-from tests.servers import MlflowServer, free_port, postgres_server
+from tests.servers import MlflowServer, free_port
+from tests.two_registries import PREPROCESSOR, Trained, features, predict, train_into
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PREPROCESSOR = "preprocessor/preprocessor.b"
 ROOT = """
 version: 1
 registries:
@@ -37,41 +35,27 @@ include:
   - teams/*/*.yaml
 """
 
-
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    work = tmp_path_factory.mktemp("dev")
-    with MlflowServer(f"sqlite:///{work}/mlflow.db", work) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    with postgres_server(tmp_path_factory.mktemp("prod")) as server:
-        yield server
-
-
-@dataclass(frozen=True)
-class Trained:
-    model: str
-    run_id: str
-    version: int
-    valid: Path  # the month the model is scored on
-    runs: tuple[Any, ...] = ()  # the three TrainedRuns (linear, boosting, forest)
+# dev and prod on two basic-auth servers, each with its own user's variables
+AUTH_ROOT = """
+version: 1
+registries:
+  dev:
+    tracking_uri_env: A_URI
+    username_env: A_USER
+    password_env: A_PASSWORD
+  prod:
+    tracking_uri_env: B_URI
+    username_env: B_USER
+    password_env: B_PASSWORD
+default_registry: dev
+include: [teams/*.yaml]
+"""
 
 
 @pytest.fixture(scope="module")
 def trained(dev: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """The demo's gradient-boosting run (model, DictVectorizer, params, metrics) in dev."""
-    from mlflow_gitops.demo.taxi import write_months
-    from mlflow_gitops.demo.train import register_runs, train_and_log
-
-    folder = tmp_path_factory.mktemp("data")
-    train, valid, _ = write_months(folder, rows=2000)
-    runs = train_and_log(train, valid, "taxi", dev.uri)
-    boosted = next(r for r in runs if r.model_type == "GradientBoostingRegressor")
-    [version] = register_runs([boosted], "nyc-taxi-regressor", dev.uri)
-    return Trained("nyc-taxi-regressor", boosted.run_id, version, valid, tuple(runs))
+    return train_into(dev.uri, "nyc-taxi-regressor", tmp_path_factory.mktemp("data"))
 
 
 def write(folder: Path, name: str, text: str) -> None:
@@ -111,21 +95,10 @@ def tree(folder: Path, model: str, version: int, prod_model: str) -> None:
 
 
 def predictions(uri: str, model: str, version: int, valid: Path, tmp: Path) -> Any:
-    """Load models:/<model>/<version> from `uri` and predict the validation month, through the
-    DictVectorizer of the version's own run, downloaded from the same server."""
-    import mlflow
-
-    from mlflow_gitops.demo.taxi import prepare, read_trips
-
-    mv = client(uri).get_model_version(model, str(version))
-    path = client(uri).download_artifacts(mv.run_id, PREPROCESSOR, str(tmp))
-    with open(path, "rb") as fh:
-        vectorizer = pickle.load(fh)
-    dicts, _ = prepare(read_trips(valid))
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    loaded = mlflow.pyfunc.load_model(f"models:/{model}/{version}")
-    return np.asarray(loaded.predict(vectorizer.transform(dicts)))
+    """models:/<model>/<version> from `uri` on the validation month, through the DictVectorizer
+    of the version's own run, downloaded from the same server."""
+    run_id = client(uri).get_model_version(model, str(version)).run_id
+    return predict(uri, model, version, features(uri, run_id, valid, tmp))
 
 
 def test_a_tree_promotes_a_model_from_dev_to_prod(
@@ -381,24 +354,7 @@ def test_each_registry_gets_its_own_credentials(
         )  # fmt: skip
         assert status == 200
     name = f"cred-{uuid.uuid4().hex[:6]}"
-    write(
-        tmp_path,
-        "registry.yaml",
-        """
-        version: 1
-        registries:
-          dev:
-            tracking_uri_env: A_URI
-            username_env: A_USER
-            password_env: A_PASSWORD
-          prod:
-            tracking_uri_env: B_URI
-            username_env: B_USER
-            password_env: B_PASSWORD
-        default_registry: dev
-        include: [teams/*.yaml]
-        """,
-    )
+    write(tmp_path, "registry.yaml", AUTH_ROOT)
     for registry in ("dev", "prod"):
         write(
             tmp_path,
@@ -462,24 +418,7 @@ def test_a_gate_reads_the_source_of_a_copy_with_the_source_registrys_credentials
             model = LinearRegression().fit(np.array([[0.0], [1.0], [2.0]]), [0.0, 1.0, 2.0])
             mlflow.sklearn.log_model(model, name="model")
         mlflow.register_model(f"runs:/{run.info.run_id}/model", source)
-    write(
-        tmp_path,
-        "registry.yaml",
-        """
-        version: 1
-        registries:
-          dev:
-            tracking_uri_env: A_URI
-            username_env: A_USER
-            password_env: A_PASSWORD
-          prod:
-            tracking_uri_env: B_URI
-            username_env: B_USER
-            password_env: B_PASSWORD
-        default_registry: dev
-        include: [teams/*.yaml]
-        """,
-    )
+    write(tmp_path, "registry.yaml", AUTH_ROOT)
     served = f"gated-{uuid.uuid4().hex[:6]}"
     write(
         tmp_path,

@@ -4,11 +4,7 @@ loaded from the copy and compared prediction for prediction with the source."""
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -26,71 +22,24 @@ from mlflow_gitops.registry.client import MlflowRegistry
 from mlflow_gitops.registry.copy import Credentials, find_copies
 from mlflow_gitops.settings import registry_identity
 from tests.integration.mlflow_helpers import client
-from tests.servers import MlflowServer, free_port, postgres_server
+from tests.servers import MlflowServer, free_port
+from tests.two_registries import Trained, features, predict, train_into
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODEL = "taxi-duration"
-PREPROCESSOR = "preprocessor/preprocessor.b"
 
 
 @pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    work = tmp_path_factory.mktemp("dev")
-    with MlflowServer(f"sqlite:///{work}/mlflow.db", work) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    with postgres_server(tmp_path_factory.mktemp("prod")) as server:
-        yield server
-
-
-@dataclass(frozen=True)
-class Source:
-    run_id: str
-    version: int
-    valid: Path  # the month the model is scored on
-
-
-@pytest.fixture(scope="module")
-def source(dev: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Source:
+def source(dev: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """The demo's gradient-boosting run (model, DictVectorizer, params, metrics) as version 1."""
-    from mlflow_gitops.demo.taxi import write_months
-    from mlflow_gitops.demo.train import register_runs, train_and_log
-
-    folder = tmp_path_factory.mktemp("data")
-    train, valid, _ = write_months(folder, rows=2000)
-    runs = train_and_log(train, valid, "taxi", dev.uri)
-    boosted = next(r for r in runs if r.model_type == "GradientBoostingRegressor")
-    [version] = register_runs([boosted], MODEL, dev.uri)
-    client(dev.uri).set_model_version_tag(MODEL, str(version), "validated_by", "alice")
-    return Source(boosted.run_id, version, valid)
-
-
-def features(uri: str, run_id: str, valid: Path, tmp: Path) -> Any:
-    """The validation month through the run's own DictVectorizer, downloaded from `uri`."""
-    from mlflow_gitops.demo.taxi import prepare, read_trips
-
-    path = client(uri).download_artifacts(run_id, PREPROCESSOR, str(tmp))
-    with open(path, "rb") as fh:
-        vectorizer = pickle.load(fh)
-    dicts, _ = prepare(read_trips(valid))
-    return vectorizer.transform(dicts)
-
-
-def predict(uri: str, model: str, version: int, x: Any) -> Any:
-    """Load models:/<model>/<version> from `uri` with pyfunc and predict."""
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return np.asarray(mlflow.pyfunc.load_model(f"models:/{model}/{version}").predict(x))
+    trained = train_into(dev.uri, MODEL, tmp_path_factory.mktemp("data"))
+    client(dev.uri).set_model_version_tag(MODEL, str(trained.version), "validated_by", "alice")
+    return trained
 
 
 def test_a_copy_to_another_server_predicts_like_the_source(
-    dev: MlflowServer, prod: MlflowServer, source: Source, tmp_path: Path
+    dev: MlflowServer, prod: MlflowServer, source: Trained, tmp_path: Path
 ) -> None:
     src = MlflowRegistry(dev.uri, Credentials())
     dest = MlflowRegistry(prod.uri, Credentials())
@@ -135,7 +84,7 @@ def test_a_copy_to_another_server_predicts_like_the_source(
 
 
 def test_a_copy_on_the_same_server_uses_the_registry_copy(
-    dev: MlflowServer, source: Source, tmp_path: Path
+    dev: MlflowServer, source: Trained, tmp_path: Path
 ) -> None:
     registry = MlflowRegistry(dev.uri)
     number = registry.copy_version(registry, MODEL, source.version, "taxi-same")
@@ -154,7 +103,7 @@ def test_a_copy_on_the_same_server_uses_the_registry_copy(
 
 
 def test_a_missing_source_version_is_a_clear_error_and_nothing_is_made(
-    dev: MlflowServer, prod: MlflowServer, source: Source
+    dev: MlflowServer, prod: MlflowServer, source: Trained
 ) -> None:
     src, dest = MlflowRegistry(dev.uri), MlflowRegistry(prod.uri)
     described = src.describe_source(MODEL, 99)
@@ -167,7 +116,7 @@ def test_a_missing_source_version_is_a_clear_error_and_nothing_is_made(
 
 
 def test_a_source_without_model_files_is_told_before_copying(
-    dev: MlflowServer, source: Source
+    dev: MlflowServer, source: Trained
 ) -> None:
     run = client(dev.uri).get_run(source.run_id)
     empty = f"{run.info.artifact_uri}/nothing-here"
@@ -182,7 +131,7 @@ def test_a_source_without_model_files_is_told_before_copying(
 
 
 def test_an_unreachable_source_says_so(
-    prod: MlflowServer, source: Source, monkeypatch: pytest.MonkeyPatch
+    prod: MlflowServer, source: Trained, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     gone = f"http://127.0.0.1:{free_port()}"
@@ -191,7 +140,7 @@ def test_an_unreachable_source_says_so(
 
 
 def test_copies_through_an_mlflow_2_22_server_keep_the_predictions(
-    dev: MlflowServer, prod: MlflowServer, source: Source, tmp_path: Path
+    dev: MlflowServer, prod: MlflowServer, source: Trained, tmp_path: Path
 ) -> None:
     """dev (MLflow 3, a logged model) -> MLflow 2.22 -> prod: the second hop copies a model that
     lives inside its run, the way MLflow 2.x logs them."""
