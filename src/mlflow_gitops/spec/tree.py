@@ -151,11 +151,10 @@ def load_tree(path: Path | str) -> LoadedTree:
 
 
 def _included(root: LoadedSpec, issues: list[SpecIssue]) -> list[str]:
-    """The files the root's include: patterns match, as `folder/relative` paths, each once (a
-    file two patterns match is read once); a pattern that matches nothing, or the root, is an
-    error."""
+    """The files the root's include: patterns match, as `folder/relative` paths; a pattern that
+    matches nothing, the root, or a file an earlier pattern matched is an error."""
     folder = Path(root.shown).parent
-    seen = {root.path}
+    first: dict[Path, str] = {}  # each included file -> the first pattern that matched it
     out: list[str] = []
     for i, pattern in enumerate(root.spec.include or []):
         loc: Loc = ("include", i)
@@ -184,6 +183,7 @@ def _included(root: LoadedSpec, issues: list[SpecIssue]) -> list[str]:
                     "pattern or remove it",
                 )
             )
+        twice: dict[str, list[Path]] = {}  # earlier pattern -> the files this one matches again
         for match in matches:
             resolved = match.resolve()
             if resolved == root.path:
@@ -195,9 +195,22 @@ def _included(root: LoadedSpec, issues: list[SpecIssue]) -> list[str]:
                         f"narrow the pattern so that it does not match {match}",
                     )
                 )
-            elif resolved not in seen:
-                seen.add(resolved)
+            elif resolved in first:
+                twice.setdefault(first[resolved], []).append(match)
+            else:
+                first[resolved] = pattern
                 out.append(str(match))
+        for earlier, again in twice.items():
+            more = f" (and {len(again) - 1:,} more)" if len(again) > 1 else ""
+            issues.append(
+                _issue(
+                    root,
+                    loc,
+                    f"include pattern '{pattern}' includes {again[0]}{more} a second time: "
+                    f"'{earlier}' already matches it",
+                    "narrow one of the two patterns so that each file is included once",
+                )
+            )
     if len(out) > MAX_FILES:
         issues.append(
             _issue(
