@@ -4,6 +4,7 @@ read once with its own credentials, and the tree it writes plans empty (in-memor
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,8 +50,11 @@ class Recording(FakeRegistry):
 
     seen: list[dict[str, str]] = field(default_factory=list)
     credentials: Credentials | None = None
+    together: threading.Barrier | None = None  # set: read waits until the others read too
 
     def read(self, names: Sequence[str] | None = None) -> RegistryState:
+        if self.together is not None:
+            self.together.wait()
         given = self.credentials or Credentials()
         self.seen.append({k: v for k, v in given.variables().items() if v})
         return super().read(names)
@@ -211,6 +215,60 @@ def test_a_registry_without_its_variable_is_a_located_error(
     assert "registry.yaml:9:5: registries.prod.token_env" in result.err
     assert "PROD_TOKEN is not set" in result.err
     assert not (tmp_path / "registries").exists()  # nothing written before every read worked
+
+
+def test_the_problems_of_every_registry_are_reported_at_once(
+    registries: dict[str, Recording],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DEV_URI")
+    monkeypatch.delenv("PROD_TOKEN")
+    root = tmp_path / "registry.yaml"
+    root.write_text(ROOT, encoding="utf-8")
+    result = run_cli(capsys, "import", "--tree", "--root", str(root))
+    assert result.code == 1
+    assert "registry.yaml:4:5: registries.dev.tracking_uri_env" in result.err
+    assert "registry.yaml:9:5: registries.prod.token_env" in result.err
+    assert not (tmp_path / "registries").exists()
+
+
+def test_the_registries_are_read_at_once(
+    registries: dict[str, Recording], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # each read waits for the other: read one after the other, the first would never return
+    # (the barrier's timeout only turns that hang into a failure)
+    together = threading.Barrier(2, timeout=30)
+    for registry in registries.values():
+        registry.together = together
+    root = tmp_path / "registry.yaml"
+    root.write_text(ROOT, encoding="utf-8")
+    result = run_cli(capsys, "import", "--tree", "--root", str(root))
+    assert result.code == 0, result.err
+    assert "Wrote 3 models in 2 files" in result.err
+
+
+def test_import_tree_returns_the_files_and_the_notes_without_writing(
+    registries: dict[str, Recording], tmp_path: Path
+) -> None:
+    (tmp_path / "teams").mkdir()
+    (tmp_path / "teams" / "fraud.yaml").write_text(
+        "version: 1\nregistry: dev\nmodels:\n  fraud:\n    description: fraud.\n",
+        encoding="utf-8",
+    )
+    root = tmp_path / "registry.yaml"
+    root.write_text(ROOT.replace("models: {}", "include: [teams/*.yaml]\nmodels: {}"))
+    outcome = reconcile.import_tree(reconcile.ImportTreeRequest(root, NOW))
+    assert outcome.notes == (
+        f"dev: fraud is declared at {tmp_path}/teams/fraud.yaml:4:3; left there.",
+    )
+    assert [(f.path, f.models) for f in outcome.files] == [
+        (tmp_path / "registries" / "dev.yaml", ("rides eta",)),
+        (tmp_path / "registries" / "prod.yaml", ("rides eta",)),
+    ]
+    assert outcome.missing_patterns == ("registries/*.yaml",)
+    assert not (tmp_path / "registries").exists()
 
 
 def test_two_model_names_that_make_one_file_name_are_an_error() -> None:

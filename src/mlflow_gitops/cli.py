@@ -301,61 +301,23 @@ def _import_tree(
     tracking_uri: str | None,
     mapping: dict[str, str] | None,
 ) -> None:
-    """Read each selected registry once, with its own credentials, and write its files; the
-    models the tree already declares elsewhere are left to their files."""
-    from mlflow_gitops.importer import (
-        TREE_FOLDER,
-        declared_elsewhere,
-        include_patterns,
-        tree_files,
-    )
-    from mlflow_gitops.reconcile import connect_named
-    from mlflow_gitops.settings import registry_identity
-    from mlflow_gitops.spec.tree import load_tree
+    """Write the files reconcile.import_tree makes of the selected registries, and say what the
+    root still needs."""
+    from mlflow_gitops.reconcile import ImportTreeRequest, import_tree
 
-    loaded = load_tree(root)
-    names = registries or list(loaded.registry_names)
-    if tracking_uri is not None and len(names) != 1:
-        raise GitopsError(
-            f"--tracking-uri names one registry, and {len(names)} are selected",
-            "select one with --registry NAME, or set each registry's variable",
-        )
-    folder = out_dir if out_dir is not None else root.parent / TREE_FOLDER
-    if not folder.resolve().is_relative_to(root.resolve().parent):
-        raise GitopsError(
-            f"--out-dir {folder} is outside the folder of {root}",
-            "include: patterns are relative to the root's folder: write the tree inside it",
-        )
-    states, identities = {}, {}
-    for name in names:
-        uri, registry_ = connect_named(loaded, name, tracking_uri)
-        states[name] = registry_.read(models or None)
-        identities[name] = redact(registry_identity(uri))
-    found = {m for state in states.values() for m in state.models}
-    missing = sorted(set(models) - found)
-    if missing:
-        raise GitopsError(
-            f"no registered model named {', '.join(map(repr, missing))} in {', '.join(names)}",
-            "check the names (they are case-sensitive)",
-        )
-    now = _now()
-    planned = tree_files(states, identities, folder, now, split=split, aliases_from_stages=mapping)
-    elsewhere = declared_elsewhere(loaded, [f.path for f in planned])
-    for name, state in states.items():
-        left = {m: w for m, w in elsewhere.get(name, {}).items() if m in state.models}
-        for model, where in sorted(left.items()):
-            emit(f"{name}: {model} is declared at {where}; left there.\n", err=True)
-        keep = {m: s for m, s in state.models.items() if m not in left}
-        states[name] = type(state)(keep)
-    files = tree_files(states, identities, folder, now, split=split, aliases_from_stages=mapping)
-    for file in files:
+    request = ImportTreeRequest(
+        root, _now(), tuple(registries), tuple(models), split, out_dir, tracking_uri, mapping
+    )
+    outcome = import_tree(request)
+    for note in outcome.notes:
+        emit(f"{note}\n", err=True)
+    for file in outcome.files:
         file.path.parent.mkdir(parents=True, exist_ok=True)
         file.path.write_text(file.text, encoding="utf-8")
-    count = sum(len(f.models) for f in files)
-    emit(f"Wrote {count} models in {len(files)} files under {folder}.\n", err=True)
-    needed = include_patterns(root, loaded.root.spec.include or [], [f.path for f in files])
-    if needed:
-        lines = "".join(f"  - {p}\n" for p in needed)
+    count = sum(len(f.models) for f in outcome.files)
+    emit(f"Wrote {count} models in {len(outcome.files)} files under {outcome.folder}.\n", err=True)
+    if outcome.missing_patterns:
+        lines = "".join(f"  - {p}\n" for p in outcome.missing_patterns)
         emit(f"Add to the include: of {root}:\ninclude:\n{lines}", err=True)
     else:
         emit(f"{root} already includes them.\n", err=True)

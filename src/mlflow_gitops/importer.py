@@ -122,7 +122,7 @@ def tree_files(
         source = f"registry '{registry}' ({identities[registry]})"
         if not split:
             text = _tree_text(state, registry, source, now, aliases_from_stages)
-            path = folder / f"{_file_name(registry)}.yaml"
+            path = _tree_path(folder, registry, None)
             out.append(TreeFile(path, text, registry, tuple(sorted(state.models))))
             continue
         taken: dict[str, str] = {}
@@ -137,9 +137,23 @@ def tree_files(
             taken[stem.lower()] = name
             one = RegistryState({name: state.models[name]})
             text = _tree_text(one, registry, source, now, aliases_from_stages)
-            path = folder / _file_name(registry) / f"{stem}.yaml"
+            path = _tree_path(folder, registry, name)
             out.append(TreeFile(path, text, registry, (name,)))
     return out
+
+
+def tree_paths(states: Mapping[str, RegistryState], folder: Path, *, split: bool) -> list[Path]:
+    """The paths tree_files would write for these registries' models, without their text."""
+    if not split:
+        return [_tree_path(folder, registry, None) for registry in states]
+    return [_tree_path(folder, r, m) for r, state in states.items() for m in sorted(state.models)]
+
+
+def _tree_path(folder: Path, registry: str, model: str | None) -> Path:
+    """`folder/<registry>.yaml`, or for one model of a split tree `folder/<registry>/<model>.yaml`."""
+    if model is None:
+        return folder / f"{_file_name(registry)}.yaml"
+    return folder / _file_name(registry) / f"{_file_name(model)}.yaml"
 
 
 def _file_name(name: str) -> str:

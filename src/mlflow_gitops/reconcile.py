@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -27,6 +27,14 @@ from mlflow_gitops.errors import (
 from mlflow_gitops.gates.cache import not_recorded
 from mlflow_gitops.gates.port import Evidence
 from mlflow_gitops.gates.run import GateRun, run_gates
+from mlflow_gitops.importer import (
+    TREE_FOLDER,
+    TreeFile,
+    declared_elsewhere,
+    include_patterns,
+    tree_files,
+    tree_paths,
+)
 from mlflow_gitops.observed import RegistryState
 from mlflow_gitops.outcome import ApplyResult
 from mlflow_gitops.permissions import WHAT_NEEDS, current_user, needed
@@ -693,7 +701,10 @@ def _files(tree: LoadedTree, models: Sequence[DeclaredModel]) -> list[PlanFile]:
     return out
 
 
-def _concurrently(fn: Callable[[str], Opened], names: list[str]) -> list[Opened]:
+_T = TypeVar("_T")
+
+
+def _concurrently(fn: Callable[[str], _T], names: list[str]) -> list[_T]:
     """fn over every registry at once (one thread each), results in the given order; the
     located problems of every registry in one SpecError, else the first failure."""
     if len(names) == 1:
@@ -701,7 +712,7 @@ def _concurrently(fn: Callable[[str], Opened], names: list[str]) -> list[Opened]
     with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="registry") as pool:
         futures = [pool.submit(fn, n) for n in names]
     issues: list[SpecIssue] = []
-    out: list[Opened] = []
+    out: list[_T] = []
     for future in futures:
         exc = future.exception()
         if isinstance(exc, SpecError):
@@ -924,3 +935,83 @@ def check_fresh(
 
 def _verdicts(plan: Plan) -> list[tuple[str, ...]]:
     return sorted((g.model, g.target, g.version, g.gate, g.verdict, g.inputs) for g in plan.gates)
+
+
+# --- import --tree: the selected registries of a tree, read at once, as files -------------------
+
+
+@dataclass(frozen=True)
+class ImportTreeRequest:
+    """What `import --tree` was given. `registries` and `models` (empty: all) restrict it;
+    `out_dir` (default: `registries/` beside the root) must be inside the root's folder."""
+
+    root: Path
+    now: datetime
+    registries: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    split: bool = False
+    out_dir: Path | None = None
+    tracking_uri: str | None = None
+    aliases_from_stages: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class ImportTreeOutcome:
+    """The files to write (under `folder`), the notes to show first (a model the tree declares
+    elsewhere is left to its file), and the include: patterns the root lacks for them (empty:
+    it already includes them)."""
+
+    files: tuple[TreeFile, ...]
+    folder: Path
+    notes: tuple[str, ...]
+    missing_patterns: tuple[str, ...]
+
+
+def import_tree(request: ImportTreeRequest) -> ImportTreeOutcome:
+    """Read each selected registry once, all at once, each with its own credentials; leave the
+    models the tree already declares in files import does not rewrite to those files."""
+    tree = load_tree(request.root)
+    names = list(request.registries) or list(tree.registry_names)
+    if request.tracking_uri is not None and len(names) != 1:
+        raise GitopsError(
+            f"--tracking-uri names one registry, and {len(names)} are selected",
+            "select one with --registry NAME, or set each registry's variable",
+        )
+    root = request.root
+    folder = request.out_dir if request.out_dir is not None else root.parent / TREE_FOLDER
+    if not folder.resolve().is_relative_to(root.resolve().parent):
+        raise GitopsError(
+            f"--out-dir {folder} is outside the folder of {root}",
+            "include: patterns are relative to the root's folder: write the tree inside it",
+        )
+
+    def read_one(name: str) -> tuple[RegistryState, str]:
+        uri, registry = connect_named(tree, name, request.tracking_uri)
+        return registry.read(list(request.models) or None), redact(registry_identity(uri))
+
+    read = dict(zip(names, _concurrently(read_one, names), strict=True))
+    states = {name: state for name, (state, _) in read.items()}
+    found = {m for state in states.values() for m in state.models}
+    missing = sorted(set(request.models) - found)
+    if missing:
+        raise GitopsError(
+            f"no registered model named {', '.join(map(repr, missing))} in {', '.join(names)}",
+            "check the names (they are case-sensitive)",
+        )
+    elsewhere = declared_elsewhere(tree, tree_paths(states, folder, split=request.split))
+    notes: list[str] = []
+    for name, state in states.items():
+        left = {m: w for m, w in elsewhere.get(name, {}).items() if m in state.models}
+        notes += [f"{name}: {m} is declared at {w}; left there." for m, w in sorted(left.items())]
+        states[name] = RegistryState({m: s for m, s in state.models.items() if m not in left})
+    mapping = dict(request.aliases_from_stages) if request.aliases_from_stages else None
+    files = tree_files(
+        states,
+        {name: identity for name, (_, identity) in read.items()},
+        folder,
+        request.now,
+        split=request.split,
+        aliases_from_stages=mapping,
+    )
+    patterns = include_patterns(root, tree.root.spec.include or [], [f.path for f in files])
+    return ImportTreeOutcome(tuple(files), folder, tuple(notes), tuple(patterns))
