@@ -60,6 +60,8 @@ from _common import (
     write_results,
 )
 
+NOW = datetime.now(UTC)  # the one clock of the bench's plans, read once at start
+
 GOAL_RATIO = 3.0
 COMMIT = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
 PR = 12
@@ -173,7 +175,7 @@ def run_tool(url: str, file: Path, parallelism: int, proposed: bool = False) -> 
 
     loaded = load(file)
     registry = MlflowRegistry(url)
-    planned = make_plan(loaded, registry)
+    planned = make_plan(loaded, registry, None, NOW)
     if proposed:
         registry.client = _WritesWithoutPromptCheck(registry.client)
     transitions = sum(isinstance(c, TransitionStage) for c in planned.plan.changes)
@@ -182,7 +184,7 @@ def run_tool(url: str, file: Path, parallelism: int, proposed: bool = False) -> 
         started = time.perf_counter()
         result = apply_plan(planned, registry, audit, datetime.now(UTC), parallelism=parallelism)
         wall = time.perf_counter() - started
-    after = make_plan(loaded, MlflowRegistry(url))
+    after = make_plan(loaded, MlflowRegistry(url), None, NOW)
     return Run(
         mode=PROPOSED if proposed else TOOL,
         parallelism=parallelism,
@@ -241,7 +243,7 @@ def planned_writes(url: str, file: Path) -> list[tuple[str, tuple[Any, ...]]]:
     from mlflow_gitops.spec.load import load
 
     registry = MlflowRegistry(url)
-    planned = make_plan(load(file), registry)
+    planned = make_plan(load(file), registry, None, NOW)
     recorder = _Recorder(registry)
     audit = AuditContext(commit=COMMIT, pr=PR, actor=ACTOR)
     apply_plan(planned, recorder, audit, datetime.now(UTC), parallelism=1)  # type: ignore[arg-type]

@@ -61,10 +61,10 @@ def registry() -> FakeRegistry:
 def test_apply_converges_and_second_plan_is_empty(tmp_path: Path) -> None:
     fake = registry()
     desired = load_text(tmp_path, SPEC)
-    planned = make_plan(desired, fake)
+    planned = make_plan(desired, fake, None, NOW)
     result = apply_plan(planned, fake, AUDIT, NOW)
     assert result.ok, result
-    assert plan(desired, fake.read()).is_empty
+    assert plan(desired, fake.read(), NOW).is_empty
     m = fake.models["m"]
     assert {v.version: v.stage for v in m.versions} == {
         1: "Archived",
@@ -80,26 +80,26 @@ def test_apply_converges_and_second_plan_is_empty(tmp_path: Path) -> None:
 def test_a_lock_that_cannot_be_released_is_reported_beside_the_results(tmp_path: Path) -> None:
     fake = registry()
     fake.unlock_error = "could not delete its apply lock"
-    result = apply_plan(make_plan(load_text(tmp_path, SPEC), fake), fake, AUDIT, NOW)
+    result = apply_plan(make_plan(load_text(tmp_path, SPEC), fake, None, NOW), fake, AUDIT, NOW)
     assert not result.ok
     *changes, last = result.steps
     assert changes
     assert all(s.status == "applied" for s in changes)
     assert (last.what, last.status) == ("release the apply lock", "failed")
     assert "could not delete its apply lock; its lease runs out 30 s" in last.detail
-    assert plan(load_text(tmp_path, SPEC), fake.read()).is_empty  # the changes stand
+    assert plan(load_text(tmp_path, SPEC), fake.read(), NOW).is_empty  # the changes stand
 
 
 def test_new_holder_is_promoted_before_the_old_one_moves(tmp_path: Path) -> None:
     fake = registry()
-    apply_plan(make_plan(load_text(tmp_path, SPEC), fake), fake, AUDIT, NOW)
+    apply_plan(make_plan(load_text(tmp_path, SPEC), fake, None, NOW), fake, AUDIT, NOW)
     transitions = [c[1:] for c in fake.calls if c[0] == "transition_stage"]
     assert transitions.index(("m", "3", "Production")) < transitions.index(("m", "2", "Staging"))
 
 
 def test_annotations_record_who_what_when_and_keep_the_users_text(tmp_path: Path) -> None:
     fake = registry()
-    apply_plan(make_plan(load_text(tmp_path, SPEC), fake), fake, AUDIT, NOW)
+    apply_plan(make_plan(load_text(tmp_path, SPEC), fake, None, NOW), fake, AUDIT, NOW)
     v3 = fake.models["m"].version(3)
     assert v3 is not None
     record = read_record(v3.tags)
@@ -120,16 +120,16 @@ def test_a_failed_step_stops_that_model_reports_and_reapply_finishes(tmp_path: P
     desired = load_text(tmp_path, SPEC)
     fake = registry()
     fake.fail_on = 4
-    result = apply_plan(make_plan(desired, fake), fake, AUDIT, NOW, parallelism=1)
+    result = apply_plan(make_plan(desired, fake, None, NOW), fake, AUDIT, NOW, parallelism=1)
     assert not result.ok
     statuses = [s.status for s in result.steps if s.model == "m"]
     assert statuses.count("failed") == 1
     assert "not applied" in statuses
     assert all(s.status == "applied" for s in result.steps if s.model == "other")
     fake.fail_on = None
-    again = apply_plan(make_plan(desired, fake), fake, AUDIT, NOW)
+    again = apply_plan(make_plan(desired, fake, None, NOW), fake, AUDIT, NOW)
     assert again.ok
-    assert plan(desired, fake.read()).is_empty
+    assert plan(desired, fake.read(), NOW).is_empty
 
 
 def test_blocked_models_are_not_touched_and_others_apply(tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_blocked_models_are_not_touched_and_others_apply(tmp_path: Path) -> None
         tags: {team: search}
     """
     fake = registry()
-    planned = make_plan(load_text(tmp_path, text), fake)
+    planned = make_plan(load_text(tmp_path, text), fake, None, NOW)
     assert "m" in planned.plan.blocked
     result = apply(planned.plan, planned.observed, fake, AUDIT, NOW)
     assert {s.status for s in result.steps if s.model == "m"} == {"blocked"}
@@ -159,10 +159,12 @@ def test_many_models_apply_in_parallel_with_the_same_result(
     models = "\n".join(f"  m{i}:\n    tags: {{n: '{i}'}}" for i in range(20))
     desired = load_text(tmp_path, f"version: 1\nmodels:\n{models}\n")
     fake = FakeRegistry()
-    result = apply_plan(make_plan(desired, fake), fake, AUDIT, NOW, parallelism=parallelism)
+    result = apply_plan(
+        make_plan(desired, fake, None, NOW), fake, AUDIT, NOW, parallelism=parallelism
+    )
     assert result.ok
     assert [s.model for s in result.steps] == sorted(s.model for s in result.steps)
-    assert plan(desired, fake.read()).is_empty
+    assert plan(desired, fake.read(), NOW).is_empty
 
 
 def test_stale_saved_plan_is_refused(tmp_path: Path) -> None:
@@ -171,15 +173,15 @@ def test_stale_saved_plan_is_refused(tmp_path: Path) -> None:
 
     fake = registry()
     desired = load_text(tmp_path, SPEC)
-    planned = make_plan(desired, fake)
+    planned = make_plan(desired, fake, None, NOW)
     out = tmp_path / "plan.json"
     save_plan(planned.plan, out, "sqlite:///x.db", desired.path, NOW)
     saved = load_plan(out)
     assert saved.plan == planned.plan
-    assert isinstance(check_fresh(saved, fake), Planned)
+    assert isinstance(check_fresh(saved, fake, None, NOW), Planned)
     fake.transition_stage("m", 1, "Staging")  # someone changes the registry meanwhile
     with pytest.raises(StalePlanError, match="changed since this plan was made"):
-        check_fresh(saved, fake)
+        check_fresh(saved, fake, None, NOW)
 
 
 def test_each_model_hands_over_against_its_own_stages(tmp_path: Path) -> None:
@@ -195,7 +197,7 @@ def test_each_model_hands_over_against_its_own_stages(tmp_path: Path) -> None:
     text = "version: 1\nmodels:\n" + "".join(
         f"  m{i}:\n    versions:\n      - {{version: 2, stage: Production}}\n" for i in range(3)
     )
-    planned = make_plan(load_text(tmp_path, text), fake)
+    planned = make_plan(load_text(tmp_path, text), fake, None, NOW)
     promotions = [c for c in planned.plan.changes if getattr(c, "after", None) == "Production"]
     assert [getattr(c, "archive_others", False) for c in promotions] == [True, True, True]
     assert apply_plan(planned, fake, AUDIT, NOW).ok

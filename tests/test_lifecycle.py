@@ -65,7 +65,7 @@ def test_migration_to_aliases_never_disagrees_with_stages(tmp_path: Path) -> Non
         tmp_path,
         "version: 1\ndefaults:\n  mirror_stages_to_aliases: {Production: champion, Staging: challenger}\nmodels:\n  m: {}\n",
     )
-    assert apply_plan(make_plan(adopt, fake), fake, AuditContext(), NOW).ok
+    assert apply_plan(make_plan(adopt, fake, None, NOW), fake, AuditContext(), NOW).ok
     assert dict(fake.models["m"].aliases) == {"champion": 2, "challenger": 3}
 
     promote = load_text(
@@ -74,11 +74,11 @@ def test_migration_to_aliases_never_disagrees_with_stages(tmp_path: Path) -> Non
         "models:\n  m:\n    versions:\n      - {version: 3, stage: Production}\n",
     )
     fake.calls.clear()
-    assert apply_plan(make_plan(promote, fake), fake, AuditContext(), NOW).ok
+    assert apply_plan(make_plan(promote, fake, None, NOW), fake, AuditContext(), NOW).ok
     assert dict(fake.models["m"].aliases) == {"champion": 3}  # nothing in Staging any more
     assert fake.disagreements == [], fake.disagreements
     assert fake.gaps == ["m: Staging left without a holder"]  # the file empties Staging
-    assert plan(promote, fake.read()).is_empty
+    assert plan(promote, fake.read(), NOW).is_empty
 
 
 def test_applied_transitions_record_when_the_stage_was_entered(tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def test_applied_transitions_record_when_the_stage_was_entered(tmp_path: Path) -
     staged = load_text(
         tmp_path, "version: 1\nmodels:\n  m:\n    versions:\n      - {version: 1, stage: Staging}\n"
     )
-    apply_plan(make_plan(staged, fake), fake, AuditContext(), NOW)
+    apply_plan(make_plan(staged, fake, None, NOW), fake, AuditContext(), NOW)
     v1 = fake.models["m"].version(1)
     assert v1 is not None
     assert read_record(v1.tags)["stage_since"] == "2026-11-27T12:00:00+00:00"

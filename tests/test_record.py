@@ -93,9 +93,11 @@ def fresh() -> FakeRegistry:
 
 def two_applies(tmp_path: Path) -> FakeRegistry:
     fake = fresh()
-    assert apply_plan(make_plan(load_text(tmp_path, STAGING), fake), fake, ALICE, NOW).ok
+    assert apply_plan(make_plan(load_text(tmp_path, STAGING), fake, None, NOW), fake, ALICE, NOW).ok
     later = NOW + timedelta(hours=3)
-    assert apply_plan(make_plan(load_text(tmp_path, PRODUCTION), fake), fake, BOB, later).ok
+    assert apply_plan(
+        make_plan(load_text(tmp_path, PRODUCTION), fake, None, later), fake, BOB, later
+    ).ok
     return fake
 
 
@@ -136,7 +138,7 @@ def test_a_hand_written_description_is_drift_and_apply_restores_the_history(
     # the course notebook's own call: update_model_version(description=...)
     fake.set_version_description("m", 1, "transitioned to Production on 2026-11-27")
     desired = load_text(tmp_path, PRODUCTION)
-    planned = make_plan(desired, fake)
+    planned = make_plan(desired, fake, None, NOW)
     restore = [c for c in planned.plan.changes if isinstance(c, RestoreHistory)]
     text = [c for c in planned.plan.changes if isinstance(c, SetVersionDescription)]
     assert len(restore) == 1
@@ -159,7 +161,7 @@ def test_a_hand_written_description_is_drift_and_apply_restores_the_history(
     assert user == "GBR, 50 trees"
     assert block.startswith(split_history(before)[1])
     assert block.endswith("history block restored from the audit record (by carol)")
-    assert plan(desired, fake.read()).is_empty
+    assert plan(desired, fake.read(), NOW).is_empty
     # history loses nothing: every event, from the record
     state = fake.models["m"]
     found = hist.events(state, None, fake.read_records(["m"])["m"])
@@ -178,7 +180,7 @@ def test_an_edited_history_block_is_drift_too(tmp_path: Path) -> None:
     user, block = split_history(v1(fake).description)
     forged = block.replace("by bob", "by mallory")
     fake.set_version_description("m", 1, f"{user}\n\n{forged}")
-    planned = make_plan(load_text(tmp_path, PRODUCTION), fake)
+    planned = make_plan(load_text(tmp_path, PRODUCTION), fake, None, NOW)
     (restore,) = [c for c in planned.plan.changes if isinstance(c, RestoreHistory)]
     assert restore.before == forged
     assert restore.after == block
@@ -188,7 +190,7 @@ def test_an_edited_history_block_is_drift_too(tmp_path: Path) -> None:
 def test_an_apply_that_cannot_record_changes_nothing(tmp_path: Path) -> None:
     fake = fresh()
     fake.record_error = "start"
-    result = apply_plan(make_plan(load_text(tmp_path, STAGING), fake), fake, ALICE, NOW)
+    result = apply_plan(make_plan(load_text(tmp_path, STAGING), fake, None, NOW), fake, ALICE, NOW)
     assert not result.ok
     assert fake.writes == 0
     assert v1(fake).stage == "None"
@@ -201,7 +203,7 @@ def test_an_apply_that_cannot_record_changes_nothing(tmp_path: Path) -> None:
 def test_an_apply_whose_record_cannot_be_finished_says_what_was_applied(tmp_path: Path) -> None:
     fake = fresh()
     fake.record_error = "finish"
-    result = apply_plan(make_plan(load_text(tmp_path, STAGING), fake), fake, ALICE, NOW)
+    result = apply_plan(make_plan(load_text(tmp_path, STAGING), fake, None, NOW), fake, ALICE, NOW)
     assert not result.ok
     assert v1(fake).stage == "Staging"
     *changes, last = result.steps
@@ -222,7 +224,7 @@ def test_each_apply_writes_a_complete_record_and_clears_what_it_does_not_know(
             "m": ModelState(name="m", tags=legacy, versions=(VersionState(1, "None", tags=legacy),))
         }
     )
-    assert apply_plan(make_plan(load_text(tmp_path, STAGING), fake), fake, ALICE, NOW).ok
+    assert apply_plan(make_plan(load_text(tmp_path, STAGING), fake, None, NOW), fake, ALICE, NOW).ok
     assert not set(LEGACY_TAGS.values()) & set(v1(fake).tags)  # an older release's fields: gone
     assert not set(LEGACY_TAGS.values()) & set(fake.models["m"].tags)
     first = read_record(v1(fake).tags)
@@ -230,7 +232,9 @@ def test_each_apply_writes_a_complete_record_and_clears_what_it_does_not_know(
 
     fake.calls.clear()
     later = NOW + timedelta(hours=1)
-    assert apply_plan(make_plan(load_text(tmp_path, PRODUCTION), fake), fake, BOB, later).ok
+    assert apply_plan(
+        make_plan(load_text(tmp_path, PRODUCTION), fake, None, later), fake, BOB, later
+    ).ok
     record = read_record(v1(fake).tags)
     assert record["actor"] == "bob"
     assert (record["commit"], record["pr"], record["run_url"]) == (None, None, None)
@@ -263,9 +267,11 @@ def test_history_prints_each_context_once_and_newest_first_within_a_day(tmp_path
     )
     alias = "version: 1\nmodels:\n  m:\n    aliases: {champion: 2}\n"
     tag = "version: 1\nmodels:\n  m:\n    versions:\n      - {version: 1, tags: {k: v}}\n"
-    assert apply_plan(make_plan(load_text(tmp_path, tag), fake), fake, ALICE, NOW).ok
+    assert apply_plan(make_plan(load_text(tmp_path, tag), fake, None, NOW), fake, ALICE, NOW).ok
     later = NOW + timedelta(hours=5)  # same day, later
-    assert apply_plan(make_plan(load_text(tmp_path, alias), fake), fake, ALICE, later).ok
+    assert apply_plan(
+        make_plan(load_text(tmp_path, alias), fake, None, later), fake, ALICE, later
+    ).ok
     for runs in (fake.read_records(["m"])["m"], ()):  # from the record, and from the blocks
         found = hist.events(fake.models["m"], None, runs)
         text = hist.render_text("m", found)
@@ -361,9 +367,11 @@ def test_rollback_finds_the_previous_holder_in_the_record_after_a_hand_edit(
         "version: 1\nmodels:\n  m:\n    versions:\n      - {version: 1, stage: Archived}\n"
         "      - {version: 2, stage: Production}\n"
     )
-    assert apply_plan(make_plan(load_text(tmp_path, first), fake), fake, ALICE, NOW).ok
+    assert apply_plan(make_plan(load_text(tmp_path, first), fake, None, NOW), fake, ALICE, NOW).ok
     later = NOW + timedelta(hours=1)
-    assert apply_plan(make_plan(load_text(tmp_path, second), fake), fake, BOB, later).ok
+    assert apply_plan(
+        make_plan(load_text(tmp_path, second), fake, None, later), fake, BOB, later
+    ).ok
     fake.set_version_description("m", 1, "old baseline")  # the history block is gone
     live = fake.models["m"]
     assert hist.previous_holder(live) is None  # the descriptions alone no longer tell

@@ -3,6 +3,7 @@ selection, copies matched by provenance, source checks, per-registry apply and i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mlflow_gitops import reconcile
-from mlflow_gitops.errors import GitopsError, SpecError
+from mlflow_gitops.errors import GitopsError, SpecError, StalePlanError
 from mlflow_gitops.observed import ModelState, VersionState
 from mlflow_gitops.plan.changes import CopyVersion, TransitionStage
 from mlflow_gitops.plan.planner import plan as compute_plan
@@ -24,11 +25,13 @@ from mlflow_gitops.settings import registry_identity
 from mlflow_gitops.spec.tree import load_tree
 from tests.cli_runner import run_cli
 from tests.fakes import FakeRegistry
+from tests.gates.fake_evidence import FakeEvidence, FakeModel
 from tests.helpers import write_spec
 
 NOW = datetime(2031, 1, 1, tzinfo=UTC)
 DEV, PROD = "http://dev.example:5000", "http://prod.example:5000"
 MODEL = "nyc-taxi-regressor"
+SMALL = {"models:/other/1": FakeModel(size_mb=12.0)}  # within max_size_mb: 50
 
 ROOT = f"""
 version: 1
@@ -348,3 +351,78 @@ def test_comment_and_markdown_plan_of_part_of_the_tree(
     assert "Partial plan" in markdown.out
     assert markdown.out.index("Registry prod") < markdown.out.index(r"teams/a/prod\.yaml")
     assert r"copy dev:nyc\-taxi\-regressor/3" in markdown.out
+
+
+GATED_PROD_FILE = """
+version: 1
+registry: prod
+models:
+  other:
+    versions:
+      - {version: 1, stage: Production}
+    gates:
+      Production:
+        - {max_size_mb: 50}
+"""
+
+
+def saved_prod_plan(tmp_path: Path, prod_file: str = GATED_PROD_FILE) -> Path:
+    """`plan registry.yaml --registry prod --out prod.json` of a tree whose prod file is
+    `prod_file` (no copies: a saved plan holds one registry)."""
+    root = tree(tmp_path)
+    (tmp_path / "teams/a/prod.yaml").write_text(prod_file, encoding="utf-8")
+    out = tmp_path / "prod.json"
+    plan_request(PlanRequest(root, None, NOW, out, registries=("prod",)))
+    return out
+
+
+def test_a_saved_plan_of_a_named_registry_applies_with_its_own_credentials(
+    fakes: Registries, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reconcile, "open_evidence", lambda *_: FakeEvidence(models=SMALL))
+    saved = saved_prod_plan(tmp_path)
+    assert json.loads(saved.read_text(encoding="utf-8"))["registry_name"] == "prod"
+    fakes.prod.credentials = None
+    # MLflow's own variables name another user: a saved plan of prod must not send them
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "someone-else")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-prods-password")
+    outcome = apply_request(ApplyRequest(saved, None, _clock))
+    assert outcome.ok
+    assert fakes.prod.credentials == Credentials("prod-user", "s3cr3t-prod-password")
+    assert fakes.prod.models["other"].version(1).stage == "Production"  # type: ignore[union-attr]
+    assert fakes.dev.opened == 0
+
+
+def test_a_saved_plan_gated_in_an_included_file_is_not_stale(
+    fakes: Registries, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reconcile, "open_evidence", lambda *_: FakeEvidence(models=SMALL))
+    saved = saved_prod_plan(tmp_path)
+    (gate,) = reconcile.load_plan(saved).plan.gates
+    assert (gate.model, gate.verdict) == ("other", "pass")
+    prod_file = tmp_path / "teams/a/prod.yaml"
+    # the gate spec in the included file changed since: the verdict would differ, so stale
+    prod_file.write_text(GATED_PROD_FILE.replace("50", "10"), encoding="utf-8")
+    with pytest.raises(StalePlanError) as caught:
+        apply_request(ApplyRequest(saved, None, _clock))
+    assert "gate inputs changed since this plan was made" in caught.value.message
+    assert fakes.prod.models["other"].version(1).stage == "Staging"  # type: ignore[union-attr]
+    # as it was planned: the gates run again per file and agree
+    prod_file.write_text(GATED_PROD_FILE, encoding="utf-8")
+    outcome = apply_request(ApplyRequest(saved, None, _clock))
+    assert outcome.ok
+    assert fakes.prod.models["other"].version(1).stage == "Production"  # type: ignore[union-attr]
+
+
+def test_a_saved_plan_without_its_registry_name_is_refused_for_a_tree(
+    fakes: Registries, tmp_path: Path
+) -> None:
+    saved = saved_prod_plan(tmp_path)
+    doc = json.loads(saved.read_text(encoding="utf-8"))
+    del doc["registry_name"]  # as an older mlflow-gitops wrote it
+    saved.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(GitopsError) as caught:
+        apply_request(ApplyRequest(saved, None, _clock))
+    assert "does not record which registry of registry.yaml" in caught.value.message
+    assert "plan --registry NAME --out" in caught.value.hint
+    assert fakes.prod.writes == 0

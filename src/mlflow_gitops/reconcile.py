@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,7 +49,7 @@ from mlflow_gitops.render.common import describe
 from mlflow_gitops.render.json import plan_document
 from mlflow_gitops.secrets import redact, register_secrets
 from mlflow_gitops.settings import NoTrackingUri, registry_identity, resolve_tracking_uri
-from mlflow_gitops.spec.load import LoadedSpec, format_loc, load, locate
+from mlflow_gitops.spec.load import LoadedSpec, format_loc, locate
 from mlflow_gitops.spec.model import DEFAULT_REGISTRY
 from mlflow_gitops.spec.tree import DeclaredModel, LoadedTree, ModelKey, load_tree, resolve_registry
 
@@ -116,8 +116,8 @@ class PlanFile:
 def make_plan(
     loaded: LoadedSpec,
     registry: RegistryPort,
-    evidence: Evidence | None = None,
-    now: datetime | None = None,
+    evidence: Evidence | None,
+    now: datetime,
 ) -> Planned:
     """Read the managed models once, plan, check that runs to register exist, run the gates.
     `now` is the one clock of the plan: the soak-time policy and the gates both measure by it."""
@@ -127,8 +127,8 @@ def make_plan(
 def plan_files(
     files: Sequence[PlanFile],
     registry: RegistryPort,
-    evidence: Evidence | None = None,
-    now: datetime | None = None,
+    evidence: Evidence | None,
+    now: datetime,
     *,
     name: str = DEFAULT_REGISTRY,
     identities: Mapping[str, str] | None = None,
@@ -136,7 +136,6 @@ def plan_files(
     """make_plan over the files of one registry (a tree's): one read of all their models, each
     file planned with its own defaults, one Plan. `name` is the registry's name in the tree and
     `identities` every registry's identity by name (copies are matched by provenance)."""
-    now = now or datetime.now(UTC)
     observed = registry.read([m for f in files for m in f.loaded.spec.models])
     # the audit record is read only for models whose history block was removed or edited
     drifted = history_drifted(observed)
@@ -162,17 +161,27 @@ def plan_files(
         plans.append((f, planned))
     if issues:
         raise SpecError(issues)
-    if evidence is not None:
-        plans = [
-            (
-                f,
-                _record_gates(
-                    registry, run_gates(f.loaded, p, observed, evidence, now, identities)
-                ),
-            )
+    if evidence is None:
+        return Planned(merge_plans([p for _, p in plans]), observed)
+    return Planned(_gate_files(plans, registry, observed, evidence, now, identities), observed)
+
+
+def _gate_files(
+    plans: Sequence[tuple[PlanFile, Plan]],
+    registry: RegistryPort,
+    observed: RegistryState,
+    evidence: Evidence,
+    now: datetime,
+    identities: Mapping[str, str] | None,
+) -> Plan:
+    """Each file's gates on its own plan (the gate spec is the file's), their records written;
+    one Plan of them all."""
+    return merge_plans(
+        [
+            _record_gates(registry, run_gates(f.loaded, p, observed, evidence, now, identities))
             for f, p in plans
         ]
-    return Planned(merge_plans([p for _, p in plans]), observed)
+    )
 
 
 def match_copies(
@@ -452,11 +461,13 @@ def apply_request(
                 "drop them, or run `plan --out` with them",
             )
         saved = load_plan(request.target)
-        uri = saved_plan_uri(saved, request.tracking_uri)  # its own registry, never a default
-        registry = open_registry(uri)
+        tree = saved_tree(saved)
+        name, uri, credentials = saved_registry(saved, tree, request.tracking_uri)
+        registry = _open(uri, credentials)
         folder = Path(saved.file).resolve().parent if saved.file else Path.cwd()
-        planned = check_fresh(saved, registry, open_evidence(uri), request.clock())
-        opened = Opened(DEFAULT_REGISTRY, uri, registry, planned)
+        evidence = open_evidence(uri, credentials, {name: (uri, credentials)})
+        planned = check_fresh(saved, registry, evidence, request.clock(), tree=tree)
+        opened = Opened(name, uri, registry, planned)
         outcome = PlanOutcome((opened,), _tree_plan([opened], {}, ((), ())), folder)
     else:
         outcome = _plan_tree(
@@ -637,7 +648,9 @@ def _plan_tree(request: PlanRequest, progress: Callable[[str], None]) -> PlanOut
                 "apply the tree directly (mlflow-gitops apply registry.yaml)",
             )
         only = done[0]
-        save_plan(only.planned.plan, request.out, only.uri, request.file, request.now)
+        save_plan(
+            only.planned.plan, request.out, only.uri, request.file, request.now, name=only.name
+        )
     selected = (tuple(request.registries), tuple(request.models))
     return PlanOutcome(
         tuple(done), _tree_plan(done, chosen, selected), tree.root.folder, dict(opened)
@@ -818,10 +831,20 @@ class SavedPlan:
     tracking_uri: str | None
     file: str | None
     registry: str | None = None  # registry_identity() of the registry it was made against
+    registry_name: str | None = None  # its name in the tree (None: an older mlflow-gitops)
 
 
-def save_plan(plan: Plan, path: Path, tracking_uri: str, file: Path, now: datetime) -> None:
-    """Write plan.json: the changes and a fingerprint of every model it read."""
+def save_plan(
+    plan: Plan,
+    path: Path,
+    tracking_uri: str,
+    file: Path,
+    now: datetime,
+    *,
+    name: str = DEFAULT_REGISTRY,
+) -> None:
+    """Write plan.json: the changes, a fingerprint of every model it read, and which registry
+    of the tree (`name`) it was made against, whose credentials apply uses."""
     safe_uri = tracking_uri if redact(tracking_uri) == tracking_uri else None
     doc = plan_document(
         plan,
@@ -831,6 +854,7 @@ def save_plan(plan: Plan, path: Path, tracking_uri: str, file: Path, now: dateti
         file=str(file),
     )
     doc["registry"] = registry_identity(tracking_uri)  # never credentials; apply checks it
+    doc["registry_name"] = name
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
@@ -854,7 +878,15 @@ def load_plan(path: Path) -> SavedPlan:
         ) from None
     meta = {
         k: data.pop(k, None)
-        for k in ("kind", "created_at", "tracking_uri", "file", "summary", "registry")
+        for k in (
+            "kind",
+            "created_at",
+            "tracking_uri",
+            "file",
+            "summary",
+            "registry",
+            "registry_name",
+        )
     }
     try:
         plan = Plan.model_validate(data)
@@ -864,8 +896,48 @@ def load_plan(path: Path) -> SavedPlan:
             "run `mlflow-gitops plan --out` again",
         ) from None
     return SavedPlan(
-        plan=plan, tracking_uri=meta["tracking_uri"], file=meta["file"], registry=meta["registry"]
+        plan=plan,
+        tracking_uri=meta["tracking_uri"],
+        file=meta["file"],
+        registry=meta["registry"],
+        registry_name=meta["registry_name"],
     )
+
+
+def saved_tree(saved: SavedPlan) -> LoadedTree | None:
+    """The tree of the file a saved plan was made from (None: the file is gone, or the plan
+    names none); a plan made against a named registry needs it for that registry's credentials."""
+    if saved.file and Path(saved.file).exists():
+        return load_tree(saved.file)
+    if saved.registry_name not in (None, DEFAULT_REGISTRY):
+        raise GitopsError(
+            f"this plan was made against registry {saved.registry_name} of {saved.file}, which "
+            "is gone: its URI and credentials are declared there; nothing was applied",
+            "apply it from the repository it was planned in, or run `mlflow-gitops plan --out` "
+            "again",
+        )
+    return None
+
+
+def saved_registry(
+    saved: SavedPlan, tree: LoadedTree | None, flag: str | None
+) -> tuple[str, str, Credentials | None]:
+    """The registry a saved plan applies to: its name, URI and credentials. A named registry
+    of a tree (registries:) is resolved as planning resolves it, with its own credentials;
+    otherwise the URI is saved_plan_uri's, with MLflow's variables. Either way refused when it
+    is another registry than the plan's."""
+    if tree is None or not tree.registries:
+        return DEFAULT_REGISTRY, saved_plan_uri(saved, flag), None
+    if not saved.registry or not saved.registry_name:
+        raise GitopsError(
+            f"this plan does not record which registry of {saved.file} it was made against (an "
+            "older mlflow-gitops wrote it), so apply cannot tell whose credentials to use; "
+            "nothing was applied",
+            "run `mlflow-gitops plan --registry NAME --out` again",
+        )
+    uri, credentials = _resolve(tree, saved.registry_name, flag)
+    _same_registry(saved.registry, uri)
+    return saved.registry_name, uri, credentials
 
 
 def saved_plan_uri(saved: SavedPlan, flag: str | None) -> str:
@@ -887,25 +959,33 @@ def saved_plan_uri(saved: SavedPlan, flag: str | None) -> str:
             "credentials in MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or "
             "MLFLOW_TRACKING_TOKEN",
         ) from None
+    _same_registry(saved.registry, uri)
+    return uri
+
+
+def _same_registry(identity: str, uri: str) -> None:
     given = registry_identity(uri)
-    if given != saved.registry:
+    if given != identity:
         raise StalePlanError(
-            f"this plan was made against {saved.registry}, but the tracking URI points at "
+            f"this plan was made against {identity}, but the tracking URI points at "
             f"{given}; nothing was applied",
             "apply it to the registry it was made against, or run `mlflow-gitops plan --out` "
             "against this one",
         )
-    return uri
 
 
 def check_fresh(
     saved: SavedPlan,
     registry: RegistryPort,
-    evidence: Evidence | None = None,
-    now: datetime | None = None,
+    evidence: Evidence | None,
+    now: datetime,
+    *,
+    tree: LoadedTree | None = None,
 ) -> Planned:
     """Re-read the models the plan covers; refuse when any of them changed since (stale plan),
-    or when a gate's inputs (data, gate spec, baseline) no longer give the recorded verdict."""
+    or when a gate's inputs (data, gate spec, baseline) no longer give the recorded verdict:
+    the gates run again per file of the plan's registry, as planning ran them. `tree`: the
+    plan's file, already loaded."""
     observed = registry.read(list(saved.plan.observed))
     changed = sorted(m for m, d in saved.plan.observed.items() if observed.digest(m) != d)
     if changed:
@@ -919,11 +999,13 @@ def check_fresh(
                 "this plan has gate results but its registry file is gone",
                 "run plan --out again from the repository",
             )
-        loaded = load(saved.file)
+        tree = tree or load_tree(saved.file)
+        name = saved.registry_name or DEFAULT_REGISTRY
+        files = _files(tree, [m for m in tree.models_in(name) if m.name in saved.plan.observed])
         bare = saved.plan.model_copy(update={"gates": (), "notes": ()})
-        again = _record_gates(
-            registry, run_gates(loaded, bare, observed, evidence, now or datetime.now(UTC))
-        )
+        plans = [(f, _only(bare, f.loaded.spec.models)) for f in files]
+        identities = {name: saved.registry} if saved.registry else None
+        again = _gate_files(plans, registry, observed, evidence, now, identities)
         if _verdicts(again) != _verdicts(saved.plan):
             raise StalePlanError(
                 "gate inputs changed since this plan was made (data, gate spec or baseline)",
@@ -931,6 +1013,18 @@ def check_fresh(
             )
         return Planned(saved.plan.model_copy(update={"notes": again.notes}), observed)
     return Planned(saved.plan, observed)
+
+
+def _only(plan: Plan, models: Collection[str]) -> Plan:
+    """The part of a plan that concerns these models."""
+    return plan.model_copy(
+        update={
+            "changes": tuple(c for c in plan.changes if c.model in models),
+            "blocked": {k: v for k, v in plan.blocked.items() if k in models},
+            "unmanaged": {k: v for k, v in plan.unmanaged.items() if k in models},
+            "observed": {k: v for k, v in plan.observed.items() if k in models},
+        }
+    )
 
 
 def _verdicts(plan: Plan) -> list[tuple[str, ...]]:

@@ -6,6 +6,7 @@ file says the same."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from mlflow_gitops.spec.tree import load_tree
 from tests.cli_runner import run_process
 from tests.integration.mlflow_helpers import client, log_regressor, register
 from tests.servers import MlflowServer
+
+NOW = datetime(2026, 11, 27, tzinfo=UTC)  # the one clock of these plans
 
 pytestmark = [pytest.mark.integration]
 
@@ -73,7 +76,7 @@ def _plans_empty(root: Path, servers: dict[str, str]) -> None:
         files = tree.files_in(name)
         assert [m.name for m in tree.models_in(name)], name
         for loaded in files:
-            planned = make_plan(loaded, registry, None)
+            planned = make_plan(loaded, registry, None, NOW)
             assert planned.plan.is_empty, (loaded.name, planned.plan.changes)
 
 

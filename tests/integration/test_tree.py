@@ -337,6 +337,29 @@ def two_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AuthSer
         b.server.stop()
 
 
+def own_users(
+    two_auth: tuple[AuthServer, AuthServer], prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, tuple[str, str]]:
+    """A new user on each server only (a credential sent to the other server gets a 401), in
+    the variables AUTH_ROOT names; MLflow's own variables name a user neither server knows, so
+    anything sent with them fails. The users by variable prefix (A: dev, B: prod)."""
+    servers = dict(zip("AB", two_auth, strict=True))
+    users = {p: (f"{prefix}-{p.lower()}-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex) for p in servers}
+    for p, (user, password) in users.items():
+        status = servers[p].rest(
+            "admin", "POST", "/api/2.0/mlflow/users/create",
+            {"username": user, "password": password},
+        )  # fmt: skip
+        assert status == 200
+        monkeypatch.setenv(f"{p}_URI", servers[p].uri)
+        monkeypatch.setenv(f"{p}_USER", user)
+        monkeypatch.setenv(f"{p}_PASSWORD", password)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "nobody")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-a-password")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return users
+
+
 def test_each_registry_gets_its_own_credentials(
     two_auth: tuple[AuthServer, AuthServer],
     tmp_path: Path,
@@ -344,15 +367,7 @@ def test_each_registry_gets_its_own_credentials(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     dev, prod = two_auth
-    # one user on each server only: a credential sent to the other server gets a 401
-    servers = {"A": dev, "B": prod}
-    users = {"A": ("dev-bot", uuid.uuid4().hex), "B": ("prod-bot", uuid.uuid4().hex)}
-    for prefix, (user, password) in users.items():
-        status = servers[prefix].rest(
-            "admin", "POST", "/api/2.0/mlflow/users/create",
-            {"username": user, "password": password},
-        )  # fmt: skip
-        assert status == 200
+    users = own_users(two_auth, "bot", monkeypatch)
     name = f"cred-{uuid.uuid4().hex[:6]}"
     write(tmp_path, "registry.yaml", AUTH_ROOT)
     for registry in ("dev", "prod"):
@@ -368,14 +383,6 @@ def test_each_registry_gets_its_own_credentials(
             """,
         )
     monkeypatch.chdir(tmp_path)
-    for prefix, server in servers.items():
-        monkeypatch.setenv(f"{prefix}_URI", server.uri)
-        monkeypatch.setenv(f"{prefix}_USER", users[prefix][0])
-        monkeypatch.setenv(f"{prefix}_PASSWORD", users[prefix][1])
-    # MLflow's own variables name a user neither server knows: anything sent with them fails
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "nobody")
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-a-password")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
     applied = run_cli(capsys, "apply", "registry.yaml", "--no-color")
     assert applied.code == 0, applied.out + applied.err
@@ -401,14 +408,7 @@ def test_a_gate_reads_the_source_of_a_copy_with_the_source_registrys_credentials
     from sklearn.linear_model import LinearRegression
 
     dev, prod = two_auth
-    servers = {"A": dev, "B": prod}
-    users = {p: (f"gate-{p.lower()}-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex) for p in servers}
-    for prefix, (user, password) in users.items():
-        status = servers[prefix].rest(
-            "admin", "POST", "/api/2.0/mlflow/users/create",
-            {"username": user, "password": password},
-        )  # fmt: skip
-        assert status == 200
+    users = own_users(two_auth, "gate", monkeypatch)
     source = f"gated-src-{uuid.uuid4().hex[:6]}"
     with dev.as_user("admin"):
         mlflow.set_tracking_uri(dev.uri)
@@ -438,13 +438,6 @@ def test_a_gate_reads_the_source_of_a_copy_with_the_source_registrys_credentials
         """,
     )
     monkeypatch.chdir(tmp_path)
-    for prefix, server in servers.items():
-        monkeypatch.setenv(f"{prefix}_URI", server.uri)
-        monkeypatch.setenv(f"{prefix}_USER", users[prefix][0])
-        monkeypatch.setenv(f"{prefix}_PASSWORD", users[prefix][1])
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "nobody")
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-a-password")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
     planned = run_cli(capsys, "plan", "registry.yaml", "--no-color", "--format", "json")
     assert planned.code == 0, planned.err
@@ -459,5 +452,42 @@ def test_a_gate_reads_the_source_of_a_copy_with_the_source_registrys_credentials
     with prod.as_user("admin"):
         [copy] = prod.client().search_model_versions(f"name = '{served}'")
     assert copy.current_stage == "Production"
+    for _, password in users.values():
+        assert password not in planned.out + planned.err + applied.out + applied.err
+
+
+def test_a_saved_plan_of_one_registry_applies_with_that_registrys_credentials(
+    two_auth: tuple[AuthServer, AuthServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """plan --registry prod --out, then apply the saved plan: prod's own user writes it (not
+    MLflow's variables), and MLFLOW_TRACKING_URI naming dev does not redirect it."""
+    dev, prod = two_auth
+    users = own_users(two_auth, "saved", monkeypatch)
+    name = f"saved-{uuid.uuid4().hex[:6]}"
+    write(tmp_path, "registry.yaml", AUTH_ROOT)
+    write(
+        tmp_path,
+        "teams/prod.yaml",
+        f"""
+        version: 1
+        registry: prod
+        models:
+          {name}:
+            description: saved for prod
+        """,
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", dev.uri)
+
+    planned = run_cli(capsys, "plan", "registry.yaml", "--registry", "prod", "--out", "p.json")
+    assert planned.code == 0, planned.out + planned.err
+    applied = run_cli(capsys, "apply", "p.json", "--no-color")
+    assert applied.code == 0, applied.out + applied.err
+    with prod.as_user("admin"):
+        model = prod.client().get_registered_model(name)
+    assert model.description == "saved for prod"
     for _, password in users.values():
         assert password not in planned.out + planned.err + applied.out + applied.err

@@ -5,7 +5,7 @@ reasons, the unmanaged versions), so that how a plan is rendered never rewrites 
 from __future__ import annotations
 
 import difflib
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from mlflow_gitops.plan.changes import Plan
 from mlflow_gitops.plan.planner import plan
 from tests.fakes import observed_from_data
 from tests.helpers import load_text
+
+NOW = datetime(2026, 11, 27, tzinfo=UTC)  # the one clock of these plans
 
 CASES = sorted((Path(__file__).parent / "cases").glob("*.yaml"))
 FLOW_WIDTH = 100  # a change that fits on a line is written as one flow mapping
@@ -88,10 +90,10 @@ def test_case(case: Path, tmp_path: Path) -> None:
     observed = RegistryState(models=observed_from_data(data.get("observed") or {}))
     if "error" in data:
         with pytest.raises(SpecError) as err:
-            plan(desired, observed)
+            plan(desired, observed, NOW)
         assert data["error"] in err.value.render()
         return
-    now = datetime.fromisoformat(data["now"]) if "now" in data else None
+    now = datetime.fromisoformat(data["now"]) if "now" in data else NOW
     result = plan(desired, observed, now)
     planned = expected_of(result)
     if planned != data["expected"]:

@@ -22,8 +22,11 @@ import tempfile
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+NOW = datetime(2026, 11, 27, tzinfo=UTC)  # the one clock of these plans
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMORY_LIMIT = 1 << 30  # bytes of address space for the whole child (Python itself needs ~300 MB)
@@ -52,7 +55,7 @@ def _load_one(file: str, stage: str) -> dict[str, Any]:
     try:
         loaded = load(file)
         if stage == "plan":
-            make_plan(loaded, fake)
+            make_plan(loaded, fake, None, NOW)
         out["outcome"] = "accepted"
     except SpecError as exc:
         out["outcome"] = "spec_error"

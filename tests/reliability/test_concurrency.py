@@ -92,7 +92,7 @@ def race(uri: str, folder: Path, name: str) -> str:
 
     def apply(rev: str) -> None:
         registry = MlflowRegistry(uri)
-        planned = make_plan(load(files[rev]), registry)
+        planned = make_plan(load(files[rev]), registry, None, NOW)
         barrier.wait(timeout=60)
         results[rev] = apply_plan(planned, registry, AUDIT, NOW, parallelism=1)
 
@@ -132,7 +132,7 @@ def race(uri: str, folder: Path, name: str) -> str:
     # whoever won, applying it again converges to it
     winner = state if state in ("A", "B") else ok[-1] if ok else "A"
     registry = MlflowRegistry(uri)
-    assert apply_plan(make_plan(load(files[winner]), registry), registry, AUDIT, NOW).ok
+    assert apply_plan(make_plan(load(files[winner]), registry, None, NOW), registry, AUDIT, NOW).ok
     assert which(MlflowRegistry(uri).read([name]).models[name]) == winner
     return f"{'+'.join(ok) or 'none'} applied, end {state}, peak {max(peaks)} / end {held} in Production"
 
@@ -152,8 +152,8 @@ def test_apply_after_another_apply_refuses_with_registry_changed(uri: str, tmp_p
     seed(uri, name)
     a, b = revision(tmp_path, name, "A", 2), revision(tmp_path, name, "B", 3)
     registry = MlflowRegistry(uri)
-    planned_b = make_plan(load(b), registry)  # B plans first ...
-    planned_a = make_plan(load(a), registry)
+    planned_b = make_plan(load(b), registry, None, NOW)  # B plans first ...
+    planned_a = make_plan(load(a), registry, None, NOW)
     assert apply_plan(planned_a, registry, AUDIT, NOW).ok  # ... A applies in between ...
     late = apply_plan(planned_b, registry, AUDIT, NOW)  # ... B must not mix into A's result
     assert not late.ok
@@ -176,14 +176,14 @@ def test_plan_while_an_apply_runs_never_fails(uri: str, tmp_path: Path) -> None:
         registry = MlflowRegistry(uri)
         while not done.is_set():
             try:
-                plans.append(make_plan(load(a), registry).plan)
+                plans.append(make_plan(load(a), registry, None, NOW).plan)
             except BaseException as exc:  # any error is the failure looked for
                 errors.append(exc)
 
     planner = threading.Thread(target=keep_planning)
     planner.start()
     registry = MlflowRegistry(uri)
-    result = apply_plan(make_plan(load(a), registry), registry, AUDIT, NOW)
+    result = apply_plan(make_plan(load(a), registry, None, NOW), registry, AUDIT, NOW)
     done.set()
     planner.join(timeout=60)
     assert result.ok
@@ -191,4 +191,4 @@ def test_plan_while_an_apply_runs_never_fails(uri: str, tmp_path: Path) -> None:
     assert plans
     # every plan read some state in between and describes the way from it to A; none is blocked
     assert all(not p.blocked for p in plans)
-    assert make_plan(load(a), registry).plan.is_empty
+    assert make_plan(load(a), registry, None, NOW).plan.is_empty

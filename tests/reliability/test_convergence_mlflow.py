@@ -39,7 +39,7 @@ def check_real(uri: str, scenario: Scenario, folder: Path) -> None:
     expected = {name: scenario.expect(name) for name in scenario.desired}
     watch = Watch(scenario, expected, before=dict(scenario.observed))
     desired = load(file)
-    planned = make_plan(desired, registry)
+    planned = make_plan(desired, registry, None, NOW)
     assert set(planned.plan.blocked) == {n for n, e in expected.items() if e.blocked}
 
     def after(call: tuple[str, ...]) -> None:
@@ -51,7 +51,7 @@ def check_real(uri: str, scenario: Scenario, folder: Path) -> None:
     assert watch.violations == []
     names: Any = sorted(set(scenario.observed) | set(scenario.desired))
     assert convergence_problems(scenario, MlflowRegistry(uri).read(names)) == []
-    again = make_plan(desired, MlflowRegistry(uri)).plan
+    again = make_plan(desired, MlflowRegistry(uri), None, NOW).plan
     assert set(again.models) <= set(planned.plan.blocked), again.changes
 
 

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ from tests.reliability.invariants import convergence_problems
 from tests.reliability.proxy import Fault, Proxy, Server
 from tests.reliability.scenarios import Scenario
 from tests.servers import free_port
+
+NOW = datetime(2026, 11, 27, tzinfo=UTC)  # the one clock of these plans
 
 pytestmark = [pytest.mark.integration]
 
@@ -260,7 +263,7 @@ def test_fault_then_reapply_converges(
     again = run_cli(capsys, "apply", str(file), "--tracking-uri", proxied.uri, "--format", "json")
     assert again.code == 0, again
     problems = convergence_problems(scenario, direct.read(names))
-    plan = make_plan(load(file), direct).plan
+    plan = make_plan(load(file), direct, None, NOW).plan
     converged = not problems and plan.is_empty
     REPORT.append(Outcome(case.id, first.code, seconds, applied, failed, not_applied, converged))
     assert problems == []

@@ -22,6 +22,8 @@ from mlflow_gitops.render import text as render_text
 from mlflow_gitops.spec.load import LoadedSpec, load
 from tests.reliability.corpus_cases import RUN_MISSING, RUN_SHARED, RUN_V2, standard_registry
 
+NOW = datetime(2026, 11, 27, tzinfo=UTC)  # the one clock of these plans
+
 FUZZ = settings(
     max_examples=300,
     deadline=None,
@@ -226,15 +228,14 @@ def test_near_valid_files_never_crash_plan_render_or_apply(folder: Path, documen
         return
     registry = standard_registry()
     try:
-        planned = make_plan(loaded, registry)
+        planned = make_plan(loaded, registry, None, NOW)
     except SpecError:
         assert registry.writes == 0
         return
     render_text.render_plan(planned.plan)
     render_markdown.render_plan(planned.plan)
     render_json.render_plan(planned.plan, tracking_uri="sqlite:///x.db", file="registry.yaml")
-    now = datetime(2026, 11, 27, tzinfo=UTC)
-    result = apply_plan(planned, registry, AuditContext(actor="fuzz"), now, parallelism=1)
+    result = apply_plan(planned, registry, AuditContext(actor="fuzz"), NOW, parallelism=1)
     assert result.ok, [s for s in result.steps if s.status == "failed"]
     for name in set(planned.plan.blocked):
         assert not any(c[1] == name for c in registry.calls if c[0] != "read")

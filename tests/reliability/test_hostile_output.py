@@ -21,6 +21,8 @@ from tests.cli_runner import run_cli
 from tests.fakes import FakeRegistry
 from tests.helpers import load_text
 
+NOW = datetime(2026, 11, 27, tzinfo=UTC)  # the one clock of these plans
+
 HTML_NAME = "<img src=x onerror=alert(1)>"  # no / or :, so MLflow takes it as a model name
 SPEC = f"""
 version: 1
@@ -37,7 +39,7 @@ models:
 
 def _planned(tmp_path: Path):  # type: ignore[no-untyped-def]
     live = ModelState(name=HTML_NAME, versions=(VersionState(1, "Staging", description="<b>"),))
-    return plan(load_text(tmp_path, SPEC), RegistryState(models={HTML_NAME: live}))
+    return plan(load_text(tmp_path, SPEC), RegistryState(models={HTML_NAME: live}), NOW)
 
 
 def test_a_plan_renders_html_markdown_and_escapes_inert(tmp_path: Path) -> None:
@@ -59,9 +61,8 @@ def test_a_plan_renders_html_markdown_and_escapes_inert(tmp_path: Path) -> None:
 def _applied(tmp_path: Path) -> tuple[str, str]:
     live = ModelState(name=HTML_NAME, versions=(VersionState(1, "Staging"),))
     registry = FakeRegistry(models={HTML_NAME: live})
-    planned = reconcile.make_plan(load_text(tmp_path, SPEC), registry)
-    now = datetime(2026, 11, 27, tzinfo=UTC)
-    result = reconcile.apply_plan(planned, registry, AuditContext(actor="<b>x</b>"), now)
+    planned = reconcile.make_plan(load_text(tmp_path, SPEC), registry, None, NOW)
+    result = reconcile.apply_plan(planned, registry, AuditContext(actor="<b>x</b>"), NOW)
     assert result.ok
     return render_json.render_result(result), render_text.render_result(result)
 

@@ -40,7 +40,7 @@ def test_eighty_promotions_fit_in_the_description_column(tmp_path: Path) -> None
     for flip in range(FLIPS):
         first, second = stages[(flip + 1) % 2], stages[flip % 2]
         desired = load_text(tmp_path, SPEC.format(first=first, second=second))
-        result = apply_plan(make_plan(desired, registry), registry, AUDIT, NOW)
+        result = apply_plan(make_plan(desired, registry, None, NOW), registry, AUDIT, NOW)
         failed = [s.detail for s in result.steps if s.status == "failed"]
         assert not failed, f"apply {flip + 1} of {FLIPS}: {failed}"
     for version in registry.models["m"].versions:

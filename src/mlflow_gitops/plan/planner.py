@@ -77,7 +77,7 @@ class _Slot:
 def plan(
     desired: LoadedSpec,
     observed: RegistryState,
-    now: datetime | None = None,
+    now: datetime,
     records: Mapping[str, Sequence[AuditRun]] | None = None,
     *,
     registry: str = DEFAULT_REGISTRY,
@@ -85,13 +85,12 @@ def plan(
     file: str | None = None,
 ) -> Plan:
     """Every change that makes the registry match the file, sorted, with policy findings.
-    `now` is the clock the soak-time policy measures against (injected in tests); `records` are
+    `now` is the clock the soak-time policy measures against (the command's one clock); `records` are
     the audit runs of the models whose history blocks were altered (see history_drifted).
     In a tree: `registry` is the name of the registry the file's models live in, `copies` the
     live version each copy_from entry was copied into, by (model, entry key), as the shell
     matched them by provenance (registry/copy.find_copies), and `file` the file as errors
     name it."""
-    now = now or datetime.now(UTC)
     changes: list[Change] = []
     blocked: dict[str, tuple[str, ...]] = {}
     unmanaged: dict[str, tuple[int, ...]] = {}
