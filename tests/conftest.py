@@ -20,16 +20,23 @@ from tests.servers import postgres_server as postgres_mlflow_server
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
-_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+_URI_VARIABLES = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_EXPERIMENT_ID",  # mlflow.set_experiment sets it, and start_run reads it
+    "MLFLOW_EXPERIMENT_NAME",
+)
 _URI_GLOBALS = (
     ("mlflow.tracking._tracking_service.utils", "_tracking_uri"),
     ("mlflow.tracking._model_registry.utils", "_registry_uri"),
+    ("mlflow.tracking.fluent", "_active_experiment_id"),  # one server's id, meaningless on another
 )
 
 
 @contextmanager
 def _uris_restored() -> Iterator[None]:
-    """The process's MLflow URIs (variables and MLflow's globals) as they were before the block."""
+    """The process's MLflow URIs and active experiment (variables and MLflow's globals) as they
+    were before the block."""
     variables = {key: os.environ.get(key) for key in _URI_VARIABLES}
     globals_ = {
         (module, name): getattr(sys.modules[module], name)

@@ -413,7 +413,8 @@ def test_a_gate_reads_the_source_of_a_copy_with_the_source_registrys_credentials
     with dev.as_user("admin"):
         mlflow.set_tracking_uri(dev.uri)
         mlflow.set_registry_uri(dev.uri)
-        with mlflow.start_run() as run:
+        # the Default experiment: the module's training left another server's experiment active
+        with mlflow.start_run(experiment_id="0") as run:
             mlflow.log_metric("rmse", 1.5)
             model = LinearRegression().fit(np.array([[0.0], [1.0], [2.0]]), [0.0, 1.0, 2.0])
             mlflow.sklearn.log_model(model, name="model")
