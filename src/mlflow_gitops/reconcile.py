@@ -29,7 +29,7 @@ from mlflow_gitops.gates.port import Evidence
 from mlflow_gitops.gates.run import GateRun, run_gates
 from mlflow_gitops.observed import RegistryState
 from mlflow_gitops.outcome import ApplyResult
-from mlflow_gitops.permissions import WHAT_NEEDS, current_user, needed
+from mlflow_gitops.permissions import WHAT_NEEDS, needed
 from mlflow_gitops.plan.changes import CopyVersion, CreateModel, Plan, RegisterVersion
 from mlflow_gitops.plan.planner import history_drifted
 from mlflow_gitops.plan.planner import plan as compute_plan
@@ -305,7 +305,7 @@ def check_permissions(plan: Plan, registry: RegistryPort) -> None:
         )
     if missing:
         raise PermissionDenied(
-            f"{DENIED}: {current_user()} lacks permissions this plan needs; nothing was "
+            f"{DENIED}: {registry.user} lacks permissions this plan needs; nothing was "
             "changed (not "
             "even the apply lock):\n" + "".join(f"    {line}\n" for line in missing).rstrip(),
             f"ask an MLflow admin to grant them, or apply as a user who holds them ({WHAT_NEEDS})",
