@@ -650,11 +650,12 @@ def _resolve(
         return uri, None
     resolved = resolve_registry(tree, name, os.environ, flag=flag)
     register_secrets(resolved.secrets)
-    values = resolved.credentials
+    values, own = resolved.credentials, tree.registries[name]
     credentials = Credentials(
         username=values.get("MLFLOW_TRACKING_USERNAME"),
         password=values.get("MLFLOW_TRACKING_PASSWORD"),
         token=values.get("MLFLOW_TRACKING_TOKEN"),
+        source=tuple(v for v in (own.username_env, own.password_env, own.token_env) if v),
     )
     return resolved.uri, credentials
 

@@ -94,7 +94,7 @@ class Credentials:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
-    source: tuple[str, ...] = ()
+    source: tuple[str, ...] = field(default=(), compare=False)
 
     def variables(self) -> dict[str, str | None]:
         values = (self.username, self.password, self.token)
