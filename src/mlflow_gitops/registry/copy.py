@@ -12,8 +12,9 @@ MLflow's artifact repositories read MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN from
 environment at every request. Every file transfer of one side runs inside
 `credentials_env(side.credentials)`, which holds one process-wide lock, sets exactly that side's
 variables (unset ones removed) and restores the previous values when the block ends, so a request
-to one registry never carries the other's credentials. No MLflow global (tracking URI) is used:
-every call names its server.
+to one registry never carries the other's credentials. Every call names its server; MLflow's
+global URIs are this side's only while its files move (a models:/ location resolves through
+them), and come back afterwards (mlflow_globals).
 
 The top of this module (SourceRef, find_copies, provenance_tags) is pure; mlflow is imported only
 inside the functions that talk to a registry."""
@@ -181,7 +182,9 @@ def describe_source(registry: MlflowRegistry, model: str, version: int) -> Sourc
         registry.calls += 1
         location = str(registry.writer.get_model_version_download_uri(model, str(version)))
     found = SourceVersion(ref, run_id, str(mv.source or ""), location)
-    with credentials_env(registry.credentials):  # listing files goes through artifact repos
+    # listing goes through artifact repositories; a models:/ location (a same-server copy on an
+    # MLflow 2.x server) is resolved through MLflow's global registry URI
+    with mlflow_globals(registry.uri, registry.credentials):
         problem = _unreadable(registry, location, run_id)
     if problem:
         cannot = f"the files of version {version} of model '{model}' at {where} cannot be read"
@@ -310,7 +313,8 @@ def _download(
     from mlflow.artifacts import download_artifacts
 
     doing = f"download the files of {model}/{version} from"
-    with credentials_env(source.credentials), source._errors(doing):
+    # downloads go through artifact repositories (see describe_source)
+    with mlflow_globals(source.uri, source.credentials), source._errors(doing):
         source.calls += 1
         location = str(source.writer.get_model_version_download_uri(model, str(version)))
         run_folder = folder / "run"
