@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from mlflow_gitops.errors import LockError, RegistryError
 from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, VersionState
+from mlflow_gitops.permissions import current_user
 from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart, SourceRef, provenance_tags
 from mlflow_gitops.registry.copy import SourceVersion, find_copies
 
@@ -29,6 +30,7 @@ class FakeRegistry:
     unlock_error: str | None = None  # deleting the apply lock fails with this message
     lacking: set[tuple[str, str]] = field(default_factory=set)  # (model, permission) not held
     unreadable: frozenset[tuple[str, int]] = frozenset()
+    user: str = field(default_factory=current_user)  # who its requests act as, for messages
 
     # --- reading -----------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from mlflow_gitops.importer import (
 )
 from mlflow_gitops.observed import RegistryState
 from mlflow_gitops.outcome import ApplyResult
-from mlflow_gitops.permissions import WHAT_NEEDS, current_user, needed
+from mlflow_gitops.permissions import WHAT_NEEDS, needed
 from mlflow_gitops.plan.changes import CopyVersion, CreateModel, Plan, RegisterVersion
 from mlflow_gitops.plan.planner import history_drifted
 from mlflow_gitops.plan.planner import plan as compute_plan
@@ -322,7 +322,7 @@ def check_permissions(plan: Plan, registry: RegistryPort) -> None:
         )
     if missing:
         raise PermissionDenied(
-            f"{DENIED}: {current_user()} lacks permissions this plan needs; nothing was "
+            f"{DENIED}: {registry.user} lacks permissions this plan needs; nothing was "
             "changed (not "
             "even the apply lock):\n" + "".join(f"    {line}\n" for line in missing).rstrip(),
             f"ask an MLflow admin to grant them, or apply as a user who holds them ({WHAT_NEEDS})",
@@ -671,11 +671,12 @@ def _resolve(
         return uri, None
     resolved = resolve_registry(tree, name, os.environ, flag=flag)
     register_secrets(resolved.secrets)
-    values = resolved.credentials
+    values, own = resolved.credentials, tree.registries[name]
     credentials = Credentials(
         username=values.get("MLFLOW_TRACKING_USERNAME"),
         password=values.get("MLFLOW_TRACKING_PASSWORD"),
         token=values.get("MLFLOW_TRACKING_TOKEN"),
+        source=tuple(v for v in (own.username_env, own.password_env, own.token_env) if v),
     )
     return resolved.uri, credentials
 

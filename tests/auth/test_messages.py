@@ -78,3 +78,54 @@ def test_a_401_says_which_variables_to_check(
     assert "not-the-password" not in result.out + result.err
     assert "Traceback" not in result.err
     assert auth_server.snapshot(model) == before
+
+
+# a tree with one named registry whose user has its own variables
+TREE_ROOT = """version: 1
+registries:
+  prod:
+    tracking_uri_env: PROD_URI
+    username_env: PROD_USER
+    password_env: PROD_PASSWORD
+default_registry: prod
+include: [teams/*.yaml]
+"""
+
+
+def test_a_named_registrys_refusals_name_its_user_and_its_variables(
+    auth_server: AuthServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MLflow's own variables name another user: a 403 names the registry's user (it holds READ
+    only), a 401 the registry's variables."""
+    model = auth_server.model()
+    before = auth_server.snapshot(model)
+    (tmp_path / "registry.yaml").write_text(TREE_ROOT)
+    (tmp_path / "teams").mkdir()
+    (tmp_path / "teams" / "prod.yaml").write_text(
+        f"version: 1\nregistry: prod\nmodels:\n  {model}:\n    description: by a reader\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROD_URI", auth_server.uri)
+    monkeypatch.setenv("PROD_USER", "reader")
+    monkeypatch.setenv("PROD_PASSWORD", auth_server.passwords["reader"])
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "nobody")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-a-password")
+
+    refused = run_cli(capsys, "apply", "registry.yaml", "--no-color")
+    assert refused.code == 1, refused
+    err = " ".join(refused.err.split())
+    assert "403 Permission denied: user 'reader' lacks permissions this plan needs" in err
+    assert "nobody" not in refused.out + refused.err
+    assert auth_server.passwords["reader"] not in refused.out + refused.err
+    assert auth_server.snapshot(model) == before
+
+    monkeypatch.setenv("PROD_PASSWORD", "not-the-password")
+    unknown = run_cli(capsys, "plan", "registry.yaml", "--no-color")
+    assert unknown.code == 1, unknown
+    err = " ".join(unknown.err.split())
+    assert "refused the credentials (401 Unauthenticated)" in err
+    assert "check this registry's credentials: PROD_USER, PROD_PASSWORD" in err
+    assert "not-the-password" not in unknown.out + unknown.err

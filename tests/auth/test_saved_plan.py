@@ -38,8 +38,7 @@ def test_a_plan_made_with_credentials_in_the_uri_applies_only_to_its_registry(
     assert made.code == 0, made
     text = saved.read_text()
     assert password not in text
-    # in-process, mlflow.set_tracking_uri() exported the URI to this process's environment;
-    # each command of a real user is a process of its own
+    # nothing but the plan names the registry from here on
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     doc = json.loads(text)
     assert doc["registry"] == auth_server.uri  # http://127.0.0.1:<port>, no credentials

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote_plus
 
-from mlflow_gitops.errors import DENIED, LockError, PermissionDenied, RegistryError
+from mlflow_gitops.errors import DENIED, GitopsError, LockError, PermissionDenied, RegistryError
 from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, VersionState
 from mlflow_gitops.permissions import OPERATIONS, WHAT_NEEDS, Permission, current_user, holds
 from mlflow_gitops.record import (
@@ -50,6 +50,7 @@ from mlflow_gitops.registry.copy import (
     copy_version,
     credentials_env,
     describe_source,
+    mlflow_globals,
 )
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.secrets import redact
@@ -72,6 +73,7 @@ LOCK_WAIT_S = 120.0  # default deadline of a wait for the lock; WAIT_VARIABLE ov
 WAIT_VARIABLE = "MLFLOW_GITOPS_LOCK_WAIT_S"
 LOCK_PAUSE_S = 1.0  # between two tries: never a busy loop
 LOCK_LEASE_S = 30.0
+REGISTER_WAIT_S = 300  # until a new version is READY
 CREDENTIAL_VARIABLES = (
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
@@ -96,14 +98,11 @@ class MlflowRegistry:
         for key, value in _HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
         logging.getLogger("mlflow").setLevel(logging.ERROR)
-        import mlflow
-
         self.uri = uri
-        # this registry's own credentials, set around the calls of a copy (registry/copy.py);
-        # None: MLflow's variables as the process has them
+        # this registry's own credentials: its REST stores send them (own_client), and they are
+        # set around its file transfers (copy.credentials_env); None: MLflow's variables as the
+        # process has them. MLflow's global URIs are left alone (copy.mlflow_globals)
         self.credentials = credentials
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
         with self._errors("connect to"):
             # several registries read concurrently each send their own credentials (own_client)
             self.client = own_client(uri, credentials)
@@ -122,6 +121,19 @@ class MlflowRegistry:
         if self.credentials is not None:
             return self.credentials.username
         return os.environ.get("MLFLOW_TRACKING_USERNAME")
+
+    @property
+    def user(self) -> str:
+        """Who this registry's requests act as, for messages: this registry's own user (a tree's
+        named registry), else MLflow's variables as the process has them (current_user)."""
+        own = self.credentials
+        if own is None:
+            return current_user()
+        if own.username:
+            return f"user '{own.username}'"
+        if own.token:
+            return "the user of this registry's token"
+        return "this client (this registry is given no credentials)"
 
     def _sends_credentials(self) -> bool:
         if self.credentials is not None:
@@ -248,7 +260,7 @@ class MlflowRegistry:
             )
         except MlflowException as exc:
             if getattr(exc, "error_code", "") != "INVALID_PARAMETER_VALUE":
-                raise _translate(exc, "search runs at", self.uri) from exc
+                raise self._translate(exc, "search runs at") from exc
             raise RegistryError(f"MLflow refused the search: {redact(exc.message)}", "") from None
         return [
             RunSummary(
@@ -360,7 +372,7 @@ class MlflowRegistry:
                 raise LockError(
                     f"the apply lock at {redact(self.uri)} is held by {held.describe()}, whose "
                     f"lease ran out at {since} UTC (that apply was killed or lost the registry); "
-                    f"{current_user()} may not delete it: deleting the registered model "
+                    f"{self.user} may not delete it: deleting the registered model "
                     f"{LOCK_MODEL} needs MANAGE on it (403); nothing was applied",
                     f"{owner} or an MLflow admin may delete the registered model {LOCK_MODEL} "
                     f"(or grant MANAGE on it); then run apply again",
@@ -390,20 +402,20 @@ class MlflowRegistry:
                 verb, "MANAGE"
             )
             return LockError(
-                f"{current_user()} may not {verb} the apply lock, the registered model "
+                f"{self.user} may not {verb} the apply lock, the registered model "
                 f"{LOCK_MODEL} at {redact(self.uri)} (403: it needs {need}); nothing was applied",
                 f"ask an MLflow admin for {need}"
                 + (f" on {LOCK_MODEL}" if verb != "create" else "")
                 + ", or apply as a user who has it",
             )
-        return _translate(exc, f"{verb} the apply lock at", self.uri)
+        return self._translate(exc, f"{verb} the apply lock at")
 
     def _lock_timeout(self, held: _Lock | None) -> RegistryError:
         waited = f"{lock_wait_s():.0f} s"
         where = f"the registered model {LOCK_MODEL} at {redact(self.uri)}"
         if held is not None and not held.readable:
             return LockError(
-                f"the apply lock ({where}) stayed taken for {waited}, and {current_user()} may "
+                f"the apply lock ({where}) stayed taken for {waited}, and {self.user} may "
                 f"not read it (403: reading a registered model needs READ), so who holds it and "
                 f"whether its lease ran out are unknown; nothing was applied",
                 f"ask an MLflow admin to grant READ on {LOCK_MODEL} (or default_permission = "
@@ -468,7 +480,7 @@ class MlflowRegistry:
                 return False
             if _not_found(exc):
                 return True  # absent: creating it needs no permission on it
-            raise _translate(exc, f"check permissions on '{name}' at", self.uri) from exc
+            raise self._translate(exc, f"check permissions on '{name}' at") from exc
         return True
 
     def can_record(self) -> bool:
@@ -488,7 +500,7 @@ class MlflowRegistry:
         except MlflowException as exc:
             if _denied(exc):
                 return False
-            raise _translate(exc, "check permissions on the audit record at", self.uri) from exc
+            raise self._translate(exc, "check permissions on the audit record at") from exc
         if found is None:
             return True
         status, body = self._http(
@@ -515,11 +527,9 @@ class MlflowRegistry:
                 max_retries=0,
             )
         except Exception as exc:
-            raise _translate(exc, "check permissions at", self.uri) from exc
+            raise self._translate(exc, "check permissions at") from exc
         if answer.status_code == 401:
-            raise _translate(
-                RegistryError("error code 401"), "check permissions at", self.uri
-            ) from None
+            raise self._translate(RegistryError("error code 401"), "check permissions at") from None
         try:
             body = answer.json()
         except ValueError:
@@ -546,13 +556,15 @@ class MlflowRegistry:
         try:
 
             def register() -> Any:
-                # mlflow.register_model talks to the global registry with the variables' creds
-                with credentials_env(self.credentials):
-                    mlflow.set_tracking_uri(self.uri)
-                    mlflow.set_registry_uri(self.uri)
-                    return mlflow.register_model(
-                        source, name, await_registration_for=300, tags={REGISTRATION_TAG: token}
+                # mlflow.register_model talks to the global registry with the variables' creds:
+                # both are this registry's for the requests that create the version only; the
+                # wait until READY reads through this adapter's own client, outside the lock
+                with mlflow_globals(self.uri, self.credentials):
+                    mv = mlflow.register_model(
+                        source, name, await_registration_for=0, tags={REGISTRATION_TAG: token}
                     )
+                self.writer.store._await_model_version_creation(mv, REGISTER_WAIT_S)
+                return mv
 
             mv = self._call("register version", name, register)
             number = int(mv.version)
@@ -669,7 +681,12 @@ class MlflowRegistry:
         self, source: RegistryPort, src_model: str, src_version: int, dest_model: str
     ) -> int:
         if not isinstance(source, MlflowRegistry):
-            raise TypeError(f"a copy into MLflow needs an MLflow source, not {source!r}")
+            raise RegistryError(
+                f"cannot copy {src_model}/{src_version} into {dest_model} at "
+                f"{redact(self.uri)}: its source registry is not an MLflow registry "
+                f"({type(source).__name__}); nothing was registered",
+                "name an MLflow registry as the source of `copy_from:`",
+            )
         return copy_version(self, source, src_model, src_version, dest_model)
 
     # --- errors -------------------------------------------------------------------------------
@@ -692,22 +709,54 @@ class MlflowRegistry:
     ) -> Iterator[None]:
         try:
             yield
-        except RegistryError:
+        except GitopsError:
             raise
         except Exception as exc:
-            raise _translate(
-                exc, doing, self.uri, operation=operation, model=model, version=version
+            raise self._translate(
+                exc, doing, operation=operation, model=model, version=version
             ) from exc
+
+    def _translate(
+        self,
+        exc: Exception,
+        doing: str,
+        *,
+        operation: str | None = None,
+        model: str | None = None,
+        version: int | None = None,
+    ) -> RegistryError:
+        """The error a user reads, naming this registry's user and its credential variables."""
+        return _translate(
+            exc,
+            doing,
+            self.uri,
+            operation=operation,
+            model=model,
+            version=version,
+            who=self.user,
+            hint=self._credentials_hint(),
+        )
+
+    def _credentials_hint(self) -> str:
+        """What to check after a 401: this registry's own variables, else MLflow's."""
+        own = self.credentials
+        if own is None:
+            given = [k for k in CREDENTIAL_VARIABLES if os.environ.get(k)]
+            return (
+                "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (basic-auth) or "
+                "MLFLOW_TRACKING_TOKEN (a bearer token); "
+                + (f"set now: {', '.join(given)}" if given else "none of them is set")
+            )
+        if own.source:
+            return f"check this registry's credentials: {', '.join(own.source)}"
+        return (
+            "check the variables this registry's `registries:` entry names (username_env and "
+            "password_env, or token_env)"
+        )
 
     # --- the audit record: one run per apply in the audit experiment ---------------------------
 
     def start_record(self, start: RecordStart) -> str:
-        # the audit run's files travel through MLflow's artifact repositories, which read the
-        # credential variables: this registry's own are set around the call
-        with credentials_env(self.credentials):
-            return self._start_record(start)
-
-    def _start_record(self, start: RecordStart) -> str:
         """Create the audit run with its context and one tag per model it may touch, so the run is
         found by `history` even if the apply is cut off before it finishes."""
         doing = f"write the audit record (experiment {AUDIT_EXPERIMENT}) at"
@@ -725,12 +774,6 @@ class MlflowRegistry:
         return str(run.info.run_id)
 
     def finish_record(self, run_id: str, finish: RecordFinish) -> None:
-        # the audit run's files travel through MLflow's artifact repositories, which read the
-        # credential variables: this registry's own are set around the call
-        with credentials_env(self.credentials):
-            self._finish_record(run_id, finish)
-
-    def _finish_record(self, run_id: str, finish: RecordFinish) -> None:
         """Each model's changes as its tag, changes.json and gates.json, then end the run."""
         from mlflow.entities import RunStatus
 
@@ -748,18 +791,15 @@ class MlflowRegistry:
                     with open(os.path.join(folder, name), "w", encoding="utf-8") as fh:
                         json.dump(doc, fh, indent=2, sort_keys=True)
                 self.calls += 3  # the run's artifact location, then one upload per file
-                self.client.log_artifacts(run_id, folder)
+                # the files travel through MLflow's artifact repositories, which read the
+                # credential variables: this registry's own are set around the upload only
+                with credentials_env(self.credentials):
+                    self.client.log_artifacts(run_id, folder)
             self.calls += 1
             status = RunStatus.FINISHED if finish.ok else RunStatus.FAILED
             self.client.set_terminated(run_id, RunStatus.to_string(status))
 
     def read_records(self, names: Sequence[str]) -> dict[str, tuple[AuditRun, ...]]:
-        # the audit run's files travel through MLflow's artifact repositories, which read the
-        # credential variables: this registry's own are set around the call
-        with credentials_env(self.credentials):
-            return self._read_records(names)
-
-    def _read_records(self, names: Sequence[str]) -> dict[str, tuple[AuditRun, ...]]:
         """One paged search_runs per model, filtered on the model's tag (MLflow 2.x and 3)."""
         out: dict[str, tuple[AuditRun, ...]] = dict.fromkeys(names, ())
         with self._errors(f"read the audit record (experiment {AUDIT_EXPERIMENT}) at"):
@@ -832,7 +872,8 @@ class MlflowRegistry:
         if changes is None:  # too many to fit in a tag: read them from the artifact
             with tempfile.TemporaryDirectory() as folder:
                 self.calls += 1
-                path = self.client.download_artifacts(run.info.run_id, CHANGES_ARTIFACT, folder)
+                with credentials_env(self.credentials):  # an artifact repository: see above
+                    path = self.client.download_artifacts(run.info.run_id, CHANGES_ARTIFACT, folder)
                 with open(path, encoding="utf-8") as fh:
                     changes = changes_from_document(json.load(fh), name)
         return AuditRun(
@@ -852,7 +893,10 @@ def _translate(
     operation: str | None = None,
     model: str | None = None,
     version: int | None = None,
+    who: str,
+    hint: str,
 ) -> RegistryError:
+    """`who`: the user the refused request acted as; `hint`: which credentials to check."""
     text = redact(_first_line(exc))
     where = redact(uri)
     if "out-of-date database schema" in str(exc):
@@ -861,15 +905,12 @@ def _translate(
             f"back it up, then run `mlflow db upgrade {where}`",
         )
     if _unauthenticated(exc):
-        given = [k for k in CREDENTIAL_VARIABLES if os.environ.get(k)]
         return RegistryError(
             f"cannot {doing} {where}: the registry refused the credentials (401 Unauthenticated)",
-            "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (basic-auth) or "
-            "MLFLOW_TRACKING_TOKEN (a bearer token); "
-            + (f"set now: {', '.join(given)}" if given else "none of them is set"),
+            hint,
         )
     if _denied(exc):
-        return _permission_denied(doing, where, operation, model, version)
+        return _permission_denied(doing, where, operation, model, version, who)
     name = type(exc).__name__
     if name in ("ConnectionError", "MaxRetryError", "NewConnectionError", "Timeout") or (
         "Max retries exceeded" in str(exc) or "Connection refused" in str(exc)
@@ -882,20 +923,24 @@ def _translate(
 
 
 def _permission_denied(
-    doing: str, where: str, operation: str | None, model: str | None, version: int | None
+    doing: str,
+    where: str,
+    operation: str | None,
+    model: str | None,
+    version: int | None,
+    who: str,
 ) -> PermissionDenied:
     """A 403: the operation, the model, and the MLflow permission it needs."""
     need = OPERATIONS.get(operation or "")
     if model is None:
         return PermissionDenied(
-            f"{DENIED}: {current_user()} may not {doing} {where}",
+            f"{DENIED}: {who} may not {doing} {where}",
             "ask an MLflow admin for the permission, or run as a user who has it",
         )
     target = f"registered model '{model}'" + (f" (version {version})" if version else "")
     needs = f" needs {need}" if need else " is not allowed"
     return PermissionDenied(
-        f"{DENIED}: {operation or doing}{needs} on {target}, which {current_user()} lacks "
-        f"at {where}",
+        f"{DENIED}: {operation or doing}{needs} on {target}, which {who} lacks at {where}",
         f"ask an MLflow admin to grant {need or 'it'} on '{model}', or apply as a user who "
         f"holds it ({WHAT_NEEDS}); applying again as the same user will not help",
     )

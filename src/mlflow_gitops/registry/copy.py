@@ -7,12 +7,14 @@ a run of the destination's COPIES_EXPERIMENT that carries the source run's id, p
 tags, and the new version is registered from the model inside that run. Either way the version is
 created with its provenance tags in the same request, so no copy exists without them.
 
-Credentials: MLflow reads MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN from the process environment at
-every request (REST stores and artifact repositories alike). Every call to one side runs inside
+Credentials: the adapter's REST stores send each registry's own credentials (client.own_client);
+MLflow's artifact repositories read MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN from the process
+environment at every request. Every file transfer of one side runs inside
 `credentials_env(side.credentials)`, which holds one process-wide lock, sets exactly that side's
 variables (unset ones removed) and restores the previous values when the block ends, so a request
-to one registry never carries the other's credentials. No MLflow global (tracking URI) is used:
-every call names its server.
+to one registry never carries the other's credentials. Every call names its server; MLflow's
+global URIs are this side's only while its files move (a models:/ location resolves through
+them), and come back afterwards (mlflow_globals).
 
 The top of this module (SourceRef, find_copies, provenance_tags) is pure; mlflow is imported only
 inside the functions that talk to a registry."""
@@ -31,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow_gitops.errors import DENIED, PermissionDenied, RegistryError
 from mlflow_gitops.observed import ModelState, VersionState
-from mlflow_gitops.permissions import current_user
 from mlflow_gitops.record import (
     COPIES_EXPERIMENT,
     COPY_EXPERIMENT_TAG,
@@ -88,11 +89,13 @@ class SourceVersion:
 
 @dataclass(frozen=True)
 class Credentials:
-    """One registry's credentials; the secrets never show in a repr. Credentials() is "none"."""
+    """One registry's credentials; the secrets never show in a repr. Credentials() is "none".
+    `source`: the names of the variables they were read from (not secrets), for messages."""
 
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    source: tuple[str, ...] = field(default=(), compare=False)
 
     def variables(self) -> dict[str, str | None]:
         values = (self.username, self.password, self.token)
@@ -106,16 +109,44 @@ _ENV_LOCK = threading.RLock()
 def credentials_env(credentials: Credentials | None) -> Iterator[None]:
     """Run the block with exactly these credentials in MLflow's variables, under a process-wide
     lock; the previous values come back afterwards. None keeps the environment as it is (one
-    registry configured by the user's own variables), still under the lock."""
+    registry configured by the user's own variables): nothing changes, so no lock is taken and
+    concurrent calls stay concurrent."""
+    if credentials is None:
+        yield
+        return
     with _ENV_LOCK:
-        if credentials is None:
-            yield
-            return
         saved = {key: os.environ.get(key) for key in CREDENTIAL_VARIABLES}
         try:
             _set_variables(credentials.variables())
             yield
         finally:
+            _set_variables(saved)
+
+
+URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@contextmanager
+def mlflow_globals(uri: str, credentials: Credentials | None) -> Iterator[None]:
+    """For MLflow's fluent functions (mlflow.register_model), which talk to the process-wide
+    tracking and registry URIs with the variables' credentials: the block runs under the lock
+    with this registry's URI as both globals (MLflow 3 also writes MLFLOW_TRACKING_URI and
+    MLFLOW_REGISTRY_URI) and its credentials; the previous globals and variables come back
+    afterwards, so several registries never leave each other's URI behind."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    with _ENV_LOCK, credentials_env(credentials):
+        saved = {key: os.environ.get(key) for key in URI_VARIABLES}
+        tracking, registry = tracking_utils._tracking_uri, registry_utils._registry_uri
+        try:
+            tracking_utils.set_tracking_uri(uri)
+            registry_utils.set_registry_uri(uri)
+            yield
+        finally:
+            # None (never set) is accepted and unsets it; this also resets the tracer's provider
+            tracking_utils.set_tracking_uri(tracking)  # type: ignore[arg-type]
+            registry_utils._registry_uri = registry
             _set_variables(saved)
 
 
@@ -141,17 +172,19 @@ def describe_source(registry: MlflowRegistry, model: str, version: int) -> Sourc
     unreadable files come back as `problem`; an unreachable registry or a refusal raises."""
     ref = SourceRef(registry.identity, model, version)
     where = redact(registry.uri)
-    with credentials_env(registry.credentials):
-        mv = _model_version(registry, model, version)
-        if mv is None:
-            return SourceVersion(
-                ref, problem=f"version {version} of model '{model}' does not exist at {where}"
-            )
-        run_id = mv.run_id or None
-        with registry._errors(f"read {model}/{version} at", model=model, version=version):
-            registry.calls += 1
-            location = str(registry.writer.get_model_version_download_uri(model, str(version)))
-        found = SourceVersion(ref, run_id, str(mv.source or ""), location)
+    mv = _model_version(registry, model, version)
+    if mv is None:
+        return SourceVersion(
+            ref, problem=f"version {version} of model '{model}' does not exist at {where}"
+        )
+    run_id = mv.run_id or None
+    with registry._errors(f"read {model}/{version} at", model=model, version=version):
+        registry.calls += 1
+        location = str(registry.writer.get_model_version_download_uri(model, str(version)))
+    found = SourceVersion(ref, run_id, str(mv.source or ""), location)
+    # listing goes through artifact repositories; a models:/ location (a same-server copy on an
+    # MLflow 2.x server) is resolved through MLflow's global registry URI
+    with mlflow_globals(registry.uri, registry.credentials):
         problem = _unreadable(registry, location, run_id)
     if problem:
         cannot = f"the files of version {version} of model '{model}' at {where} cannot be read"
@@ -189,15 +222,27 @@ def copy_version(
     """Make `dest_model` in `dest` hold a copy of that version of `source`; returns the copy's
     version number. A copy made before (same provenance) is returned and nothing is registered.
     The registered model is created when absent. The copy carries the source version's own tags
-    and description (not the tool's annotations nor its history) and the provenance tags."""
+    and description (not the tool's annotations nor its history) and the provenance tags. Every
+    failure is a RegistryError (a full disk as much as a refusal), so apply records a failed step.
+    Registry requests go through each adapter's own REST stores; only the file transfers set the
+    credential variables (credentials_env)."""
+    with dest._errors(f"copy {src_model}/{src_version} into {dest_model} at"):
+        return _copy_version(dest, source, src_model, src_version, dest_model)
+
+
+def _copy_version(
+    dest: MlflowRegistry,
+    source: MlflowRegistry,
+    src_model: str,
+    src_version: int,
+    dest_model: str,
+) -> int:
     ref = SourceRef(source.identity, src_model, src_version)
-    with credentials_env(dest.credentials):
-        before = dest.read([dest_model]).models.get(dest_model)
+    before = dest.read([dest_model]).models.get(dest_model)
     made = find_copies(before, [ref]).get(ref)
     if made is not None:
         return made
-    with credentials_env(source.credentials):
-        mv = _model_version(source, src_model, src_version)
+    mv = _model_version(source, src_model, src_version)
     if mv is None:
         raise RegistryError(
             f"cannot copy {src_model}/{src_version}: version {src_version} of model "
@@ -211,31 +256,28 @@ def copy_version(
     tags = origin.user_tags | provenance_tags(ref, run_id)
     description = origin.user_description
     if same_server(dest, source):
-        with credentials_env(dest.credentials):
-            if before is None:
-                dest.create_model(dest_model)
-            number = _create_version(
-                dest,
-                dest_model,
-                f"models:/{src_model}/{src_version}",
-                run_id,
-                tags,
-                description,
-                model_id=getattr(mv, "model_id", None),
-            )
+        if before is None:
+            dest.create_model(dest_model)
+        number = _create_version(
+            dest,
+            dest_model,
+            f"models:/{src_model}/{src_version}",
+            run_id,
+            tags,
+            description,
+            model_id=getattr(mv, "model_id", None),
+        )
     else:
         with tempfile.TemporaryDirectory(prefix="mlflow-gitops-copy-") as folder:
             files = _download(source, src_model, src_version, run_id, Path(folder))
-            with credentials_env(dest.credentials):
-                # the run first: a user who may not write it leaves the registry untouched
-                new_run, model_source = _upload(dest, ref, files)
-                if before is None:
-                    dest.create_model(dest_model)
-                number = _create_version(
-                    dest, dest_model, model_source, new_run, tags, description, model_id=None
-                )
-    with credentials_env(dest.credentials):
-        _drop_duplicates(dest, dest_model, ref, number)
+            # the run first: a user who may not write it leaves the registry untouched
+            new_run, model_source = _upload(dest, ref, files)
+            if before is None:
+                dest.create_model(dest_model)
+            number = _create_version(
+                dest, dest_model, model_source, new_run, tags, description, model_id=None
+            )
+    _drop_duplicates(dest, dest_model, ref, number)
     return number
 
 
@@ -271,7 +313,8 @@ def _download(
     from mlflow.artifacts import download_artifacts
 
     doing = f"download the files of {model}/{version} from"
-    with credentials_env(source.credentials), source._errors(doing):
+    # downloads go through artifact repositories (see describe_source)
+    with mlflow_globals(source.uri, source.credentials), source._errors(doing):
         source.calls += 1
         location = str(source.writer.get_model_version_download_uri(model, str(version)))
         run_folder = folder / "run"
@@ -311,7 +354,7 @@ def _upload(dest: MlflowRegistry, ref: SourceRef, files: _Files) -> tuple[str, s
         return _log_copy_run(dest, ref, files)
     except PermissionDenied as exc:
         raise PermissionDenied(
-            f"{DENIED}: {current_user()} may not write the run that holds the copy of {ref} in "
+            f"{DENIED}: {dest.user} may not write the run that holds the copy of {ref} in "
             f"the experiment {COPIES_EXPERIMENT} at {redact(dest.uri)}",
             f"ask an MLflow admin to grant EDIT on the experiment {COPIES_EXPERIMENT} (whoever "
             "creates it holds MANAGE), or copy as a user who holds it; nothing was registered",
@@ -354,12 +397,13 @@ def _log_copy_run(dest: MlflowRegistry, ref: SourceRef, files: _Files) -> tuple[
                     params=params[i * PARAMS_PER_BATCH : (i + 1) * PARAMS_PER_BATCH],
                     metrics=metrics[i * METRICS_PER_BATCH : (i + 1) * METRICS_PER_BATCH],
                 )
-        if any(files.run_folder.iterdir()):
-            dest.calls += 2
-            dest.client.log_artifacts(new, str(files.run_folder))
-        if files.model_folder is not None:
-            dest.calls += 2
-            dest.client.log_artifacts(new, str(files.model_folder), files.model_path)
+        with credentials_env(dest.credentials):  # uploads go through artifact repositories
+            if any(files.run_folder.iterdir()):
+                dest.calls += 2
+                dest.client.log_artifacts(new, str(files.run_folder))
+            if files.model_folder is not None:
+                dest.calls += 2
+                dest.client.log_artifacts(new, str(files.model_folder), files.model_path)
         dest.calls += 1
         dest.client.set_terminated(new, RunStatus.to_string(RunStatus.FINISHED))
         root = str(created.info.artifact_uri).rstrip("/")

@@ -21,6 +21,12 @@ class RegistryPort(Protocol):
         matched by it (registry/copy.py find_copies, a pure function over the read state)."""
         ...
 
+    @property
+    def user(self) -> str:
+        """Who this registry's requests act as, for messages ("user 'alice'"): a tree's named
+        registry's own user, else the one MLflow's variables name (permissions.current_user)."""
+        ...
+
     def read(self, names: Sequence[str] | None = None) -> RegistryState:
         """The live state of those models (all models when None) in as few calls as possible."""
         ...
