@@ -126,7 +126,10 @@ class MlflowEvidence:
             with credentials_env(credentials):
                 local = Path(
                     download_artifacts(
-                        artifact_uri=location, dst_path=tempfile.mkdtemp(), tracking_uri=uri
+                        artifact_uri=location,
+                        dst_path=tempfile.mkdtemp(),
+                        tracking_uri=uri,
+                        registry_uri=uri,  # a models:/ location (2.x) is resolved there
                     )
                 )
         except Exception as exc:
