@@ -12,6 +12,8 @@ import base64
 import json
 import os
 import secrets
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow_gitops.record import AUDIT_EXPERIMENT
-from tests.mlflow2 import mlflow2_bin
+from tests.mlflow2 import mlflow2_bin, mlflow2_python
 from tests.servers import MlflowServer
 
 LOCK_MODEL = "mlflow-gitops.apply-lock"
@@ -191,6 +193,14 @@ def start_auth_server(root: Path, default_permission: str, generation: str = "3"
         "auth_cache_ttl_seconds = 600\n",
         encoding="utf-8",
     )
+    # the server's workers each migrate a new auth database at boot, and two at once can collide
+    # ("Worker failed to boot"): migrate it first, with the server's own MLflow
+    python = sys.executable if generation == "3" else mlflow2_python()
+    subprocess.run(
+        [python, "-c", "import sys; from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore; "
+         "SqlAlchemyStore().init_db(sys.argv[1])", f"sqlite:///{root}/basic_auth.db"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
     server = MlflowServer(
         f"sqlite:///{root}/mlflow.db", root, app_name="basic-auth",
         mlflow_bin=None if generation == "3" else mlflow2_bin(),
