@@ -169,7 +169,8 @@ def test_many_models_apply_in_parallel_with_the_same_result(
 
 def test_stale_saved_plan_is_refused(tmp_path: Path) -> None:
     from mlflow_gitops.errors import StalePlanError
-    from mlflow_gitops.reconcile import check_fresh, load_plan, save_plan
+    from mlflow_gitops.plan.saved import load_plan
+    from mlflow_gitops.reconcile import check_fresh, save_plan
 
     fake = registry()
     desired = load_text(tmp_path, SPEC)

@@ -16,6 +16,7 @@ import yaml
 from mlflow_gitops import reconcile
 from mlflow_gitops.importer import include_patterns, tree_files
 from mlflow_gitops.observed import ModelState, RegistryState, VersionState
+from mlflow_gitops.reconcile import connect
 from mlflow_gitops.registry.copy import Credentials
 from mlflow_gitops.spec.tree import load_tree
 from tests.cli_runner import run_cli
@@ -81,7 +82,7 @@ def registries(monkeypatch: pytest.MonkeyPatch) -> dict[str, Recording]:
         served[uri].credentials = credentials
         return served[uri]
 
-    monkeypatch.setattr(reconcile, "open_registry", open_registry)
+    monkeypatch.setattr(connect, "open_registry", open_registry)
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "must-not-reach-either")

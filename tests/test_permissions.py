@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlflow_gitops.apply import ApplyResult, Step
 from mlflow_gitops.errors import DENIED
+from mlflow_gitops.outcome import ApplyResult, Step
 from mlflow_gitops.permissions import holds, needed
 from mlflow_gitops.plan.changes import (
     Change,

@@ -8,7 +8,8 @@ import pytest
 
 from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.observed import ModelState, RunSummary, VersionState
-from mlflow_gitops.propose import propose, registered_versions, runs_table
+from mlflow_gitops.propose import propose, registered_versions
+from mlflow_gitops.render.text import render_runs as runs_table
 from mlflow_gitops.spec.load import load_text
 
 RUN = "3f2a9c4e5b6d7a8f9e0d1c2b3a4f5e6d"

@@ -11,19 +11,20 @@ from typing import Any
 
 import pytest
 
-from mlflow_gitops import reconcile
 from mlflow_gitops.audit import AuditContext
 from mlflow_gitops.errors import GitopsError, PermissionDenied, StalePlanError
 from mlflow_gitops.observed import ModelState, VersionState
+from mlflow_gitops.plan.saved import load_plan
 from mlflow_gitops.reconcile import (
     ApplyRequest,
     PlanOutcome,
     PlanRequest,
     apply_request,
-    load_plan,
+    connect,
     plan_request,
     read_models,
 )
+from mlflow_gitops.reconcile import apply as apply_use_case
 from mlflow_gitops.settings import NoTrackingUri, resolve_tracking_uri
 from tests.fakes import FakeRegistry
 from tests.helpers import write_spec
@@ -60,7 +61,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Served:
         registry.opened.append(uri)
         return registry
 
-    monkeypatch.setattr(reconcile, "open_registry", open_registry)
+    monkeypatch.setattr(connect, "open_registry", open_registry)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return registry
 
@@ -170,13 +171,13 @@ def test_sqlite_is_applied_by_one_worker(
     uri: str, workers: int, fake: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     given: list[Any] = []
-    real = reconcile.apply_plan
+    real = apply_use_case.apply_plan
 
     def apply_plan(*args: Any, **kwargs: Any) -> Any:
         given.append(kwargs["parallelism"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(reconcile, "apply_plan", apply_plan)
+    monkeypatch.setattr(apply_use_case, "apply_plan", apply_plan)
     apply_request(ApplyRequest(write_spec(tmp_path, SPEC), uri, _clock, parallelism=6))
     assert given == [workers]
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from mlflow_gitops import history as hist
-from mlflow_gitops.apply import AUDIT_RECORD
 from mlflow_gitops.audit import AuditContext
 from mlflow_gitops.observed import ModelState, VersionState
 from mlflow_gitops.plan.changes import RestoreHistory, SetVersionDescription
 from mlflow_gitops.plan.planner import plan
 from mlflow_gitops.reconcile import apply_plan, make_plan
+from mlflow_gitops.reconcile.apply import AUDIT_RECORD
 from mlflow_gitops.record import (
     CONTEXT_TAGS,
     HISTORY_MARKER,
@@ -72,7 +72,7 @@ from mlflow_gitops.record import (
     version_record,
 )
 from mlflow_gitops.render.markdown import render_plan as render_markdown
-from mlflow_gitops.render.text import render_plan, render_result
+from mlflow_gitops.render.text import render_history, render_plan, render_result
 from tests.fakes import FakeRegistry
 from tests.helpers import load_text
 
@@ -274,12 +274,12 @@ def test_history_prints_each_context_once_and_newest_first_within_a_day(tmp_path
     ).ok
     for runs in (fake.read_records(["m"])["m"], ()):  # from the record, and from the blocks
         found = hist.events(fake.models["m"], None, runs)
-        text = hist.render_text("m", found)
+        text = render_history("m", found)
         assert text.count("commit 1a2b3c4") == 2, text
         lines = text.splitlines()[1:]
         assert "alias champion set" in lines[0], text
         assert "tag k set to 'v'" in lines[1], text
-    recorded = hist.render_text(
+    recorded = render_history(
         "m", hist.events(fake.models["m"], None, fake.read_records(["m"])["m"])
     )
     assert (

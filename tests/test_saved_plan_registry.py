@@ -9,7 +9,7 @@ import pytest
 
 from mlflow_gitops.errors import GitopsError, StalePlanError
 from mlflow_gitops.plan.changes import Plan
-from mlflow_gitops.reconcile import SavedPlan, saved_plan_uri
+from mlflow_gitops.plan.saved import SavedPlan, saved_plan_uri
 from mlflow_gitops.settings import registry_identity
 
 

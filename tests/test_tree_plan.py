@@ -12,10 +12,11 @@ import pytest
 
 from mlflow_gitops import reconcile
 from mlflow_gitops.errors import GitopsError, SpecError, StalePlanError
-from mlflow_gitops.observed import ModelState, VersionState
+from mlflow_gitops.observed import ModelState, RegistryState, VersionState
 from mlflow_gitops.plan.changes import CopyVersion, TransitionStage
 from mlflow_gitops.plan.planner import plan as compute_plan
-from mlflow_gitops.reconcile import ApplyRequest, PlanRequest, apply_request, plan_request
+from mlflow_gitops.plan.saved import load_plan
+from mlflow_gitops.reconcile import ApplyRequest, PlanRequest, apply_request, connect, plan_request
 from mlflow_gitops.record import SourceRef, provenance_tags
 from mlflow_gitops.registry.copy import Credentials
 from mlflow_gitops.render.json import tree_document
@@ -122,8 +123,8 @@ def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Registries:
         fake.credentials, fake.opened = credentials, fake.opened + 1
         return fake
 
-    monkeypatch.setattr(reconcile, "open_registry", open_registry)
-    monkeypatch.setattr(reconcile, "open_evidence", lambda *_: None)
+    monkeypatch.setattr(connect, "open_registry", open_registry)
+    monkeypatch.setattr(connect, "open_evidence", lambda *_: None)
     monkeypatch.setenv("PROD_USER", "prod-user")
     monkeypatch.setenv("PROD_PASSWORD", "s3cr3t-prod-password")
     monkeypatch.chdir(tmp_path)  # files are named as from the root's folder: teams/a/prod.yaml
@@ -320,7 +321,7 @@ def test_the_planner_matches_a_copy_by_provenance_only(
         ),
     }
     for name, (version, expected) in cases.items():
-        observed = reconcile.RegistryState(
+        observed = RegistryState(
             models={
                 MODEL: ModelState(name=MODEL, versions=(version,)),
                 "other": ModelState(name="other", versions=(VersionState(1, "Staging"),)),
@@ -379,7 +380,7 @@ def saved_prod_plan(tmp_path: Path, prod_file: str = GATED_PROD_FILE) -> Path:
 def test_a_saved_plan_of_a_named_registry_applies_with_its_own_credentials(
     fakes: Registries, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reconcile, "open_evidence", lambda *_: FakeEvidence(models=SMALL))
+    monkeypatch.setattr(connect, "open_evidence", lambda *_: FakeEvidence(models=SMALL))
     saved = saved_prod_plan(tmp_path)
     assert json.loads(saved.read_text(encoding="utf-8"))["registry_name"] == "prod"
     fakes.prod.credentials = None
@@ -396,9 +397,9 @@ def test_a_saved_plan_of_a_named_registry_applies_with_its_own_credentials(
 def test_a_saved_plan_gated_in_an_included_file_is_not_stale(
     fakes: Registries, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reconcile, "open_evidence", lambda *_: FakeEvidence(models=SMALL))
+    monkeypatch.setattr(connect, "open_evidence", lambda *_: FakeEvidence(models=SMALL))
     saved = saved_prod_plan(tmp_path)
-    (gate,) = reconcile.load_plan(saved).plan.gates
+    (gate,) = load_plan(saved).plan.gates
     assert (gate.model, gate.verdict) == ("other", "pass")
     prod_file = tmp_path / "teams/a/prod.yaml"
     # the gate spec in the included file changed since: the verdict would differ, so stale

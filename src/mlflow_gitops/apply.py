@@ -1,19 +1,20 @@
-"""The applier: an interpreter of the plan against the registry port, models in parallel."""
+"""The applier: an interpreter of the plan against the registry port, models in parallel. The
+lock, the re-read under it and the audit record around it are the apply use case's
+(reconcile/apply.py)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import assert_never
 
 from mlflow_gitops.audit import AuditContext
-from mlflow_gitops.errors import GitopsError, LockError
+from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.observed import ModelState, RegistryState
-from mlflow_gitops.outcome import ApplyResult, Step
+from mlflow_gitops.outcome import Step
 from mlflow_gitops.plan.changes import (
     Change,
     CopyVersion,
@@ -34,13 +35,10 @@ from mlflow_gitops.plan.changes import (
     TransitionStage,
 )
 from mlflow_gitops.record import (
-    AUDIT_EXPERIMENT,
     LEGACY_TAGS,
     RECORD_TAG,
     RESTORED,
     RecordedChange,
-    RecordFinish,
-    RecordStart,
     history_line,
     join_history,
     model_record,
@@ -50,9 +48,16 @@ from mlflow_gitops.record import (
     version_record,
 )
 from mlflow_gitops.registry.port import RegistryPort
-from mlflow_gitops.render.common import describe
 
 Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Every step in plan order, and what each model's changes record in the audit run."""
+
+    steps: tuple[Step, ...]
+    recorded: dict[str, tuple[RecordedChange, ...]] = field(default_factory=dict)
 
 
 def apply(
@@ -64,61 +69,23 @@ def apply(
     *,
     parallelism: int = 4,
     progress: Progress | None = None,
-    recheck: bool = True,
     sources: Mapping[str, RegistryPort] | None = None,
-) -> ApplyResult:
+    fresh: Mapping[str, str] | None = None,
+    record: str | None = None,
+) -> Applied:
     """Apply every model that is not blocked: each model's steps in order, models concurrently.
-    With `recheck`, the apply holds the registry's apply lock (one apply at a time) and first reads
-    the models again in one batch: a model that changed since the plan is refused. `sources` are
-    the registries copies come from, by their names in registry.yaml."""
+    `fresh`: each model's digest as read again just before (under the apply lock); a model
+    whose digest is not the plan's is refused. `record`: the audit run the annotations name.
+    `sources` are the registries copies come from, by their names in registry.yaml."""
     models = plan.models
     runnable = [m for m in models if m not in plan.blocked]
-    results: dict[str, list[Step]] = {
-        m: [
-            Step(m, describe(c), "blocked", "; ".join(plan.blocked[m])) for c in plan.changes_for(m)
-        ]
-        for m in models
-        if m in plan.blocked
-    }
-    done = 0
-    fresh: dict[str, str] = {}
-    stack = ExitStack()
-    if recheck:
-        try:
-            stack.enter_context(
-                registry.lock(f"{audit.describe() or 'mlflow-gitops'}, {now:%Y-%m-%d %H:%M:%S}")
-            )
-            # under the lock, one batched read tells which models changed since the plan: another
-            # apply or a person wrote them; those are refused rather than mixed with this revision
-            state = registry.read([m for m in runnable if m in plan.observed])
-            fresh = {m: state.digest(m) for m in runnable if m in plan.observed}
-        except LockError:
-            stack.close()
-            raise  # nothing was applied; the error says who holds the lock and what to do
-        except GitopsError as exc:
-            released = _release(stack)
-            refused = {m: _refused(m, plan.changes_for(m), exc.message) for m in runnable}
-            return ApplyResult(
-                steps=tuple(s for m in models for s in {**results, **refused}.get(m, [])) + released
-            )
-
-    try:
-        # the durable record opens before the first change: an apply that cannot record (no
-        # permission on the audit experiment, say) changes nothing
-        touching = tuple(m for m in runnable if fresh.get(m, "") in ("", plan.observed.get(m)))
-        record = registry.start_record(RecordStart(audit, now, touching)) if touching else None
-    except GitopsError as exc:
-        released = _release(stack)
-        why = f"cannot write the audit record, so nothing was applied: {exc.message}"
-        refused = {m: _refused(m, plan.changes_for(m), why) for m in runnable}
-        return ApplyResult(
-            steps=tuple(s for m in models for s in {**results, **refused}.get(m, [])) + released
-        )
+    results: dict[str, list[Step]] = blocked(plan)
     recorded: dict[str, tuple[RecordedChange, ...]] = {}
+    now_fresh = dict(fresh or {})
 
     def run(model: str) -> tuple[str, list[Step]]:
         changes = plan.changes_for(model)
-        if model in fresh and fresh[model] != plan.observed[model]:
+        if model in now_fresh and now_fresh[model] != plan.observed[model]:
             return model, _refused(model, changes, STALE)
         live = observed.models.get(model) or ModelState(name=model)
         applier = _ModelApplier(model, live, registry, audit, now, record, dict(sources or {}))
@@ -126,70 +93,33 @@ def apply(
         recorded[model] = tuple(applier.recorded)
         return model, steps
 
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(runnable) or 1))) as pool:
-            for model, steps in pool.map(run, runnable):
-                results[model] = steps
-                done += 1
-                if progress:
-                    progress(model, done, len(runnable))
-        done_steps = tuple(s for m in models for s in results.get(m, []))
-        if record is not None:
-            done_steps += _finish_record(registry, record, plan, done_steps, recorded)
-    except BaseException:
-        with suppress(GitopsError):  # the first failure is the one to report
-            stack.close()
-        raise
-    return ApplyResult(steps=done_steps + _release(stack), record=record)
+    done = 0
+    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(runnable) or 1))) as pool:
+        for model, steps in pool.map(run, runnable):
+            results[model] = steps
+            done += 1
+            if progress:
+                progress(model, done, len(runnable))
+    return Applied(tuple(s for m in models for s in results.get(m, [])), recorded)
 
 
-def _release(stack: ExitStack) -> tuple[Step, ...]:
-    """Drop the apply lock. One that cannot be deleted is a failed step beside the results, which
-    stand: it says whose lease will break it and when."""
-    try:
-        stack.close()
-    except GitopsError as exc:
-        detail = f"{exc.message}; {exc.hint}" if exc.hint else exc.message
-        return (Step(APPLY_LOCK, "release the apply lock", "failed", detail),)
-    return ()
+def blocked(plan: Plan) -> dict[str, list[Step]]:
+    """The steps of the blocked models: each change, blocked, with the reasons."""
+    return {
+        m: [Step(m, c, "blocked", "; ".join(plan.blocked[m])) for c in plan.changes_for(m)]
+        for m in plan.models
+        if m in plan.blocked
+    }
 
 
-def _finish_record(
-    registry: RegistryPort,
-    record: str,
-    plan: Plan,
-    steps: tuple[Step, ...],
-    recorded: dict[str, tuple[RecordedChange, ...]],
-) -> tuple[Step, ...]:
-    """Write the results into the audit run; when that fails, a failed step that says what the
-    registry holds now (the steps marked applied) and what the record lacks."""
-    finish = RecordFinish(
-        ok=all(s.status in ("applied", "blocked") for s in steps),
-        changes=recorded,
-        steps=tuple(
-            {"model": s.model, "change": s.what, "status": s.status, "detail": s.detail}
-            for s in steps
-        ),
-        gates=tuple(g.model_dump(mode="json") for g in plan.gates),
-    )
-    try:
-        registry.finish_record(record, finish)
-    except GitopsError as exc:
-        applied = sum(1 for s in steps if s.status == "applied")
-        return (
-            Step(
-                AUDIT_RECORD,
-                f"finish audit run {record} in experiment {AUDIT_EXPERIMENT}",
-                "failed",
-                f"{exc.message}; the {applied} change(s) marked applied above are in the registry "
-                "and annotated on their versions, but the audit run does not list them",
-            ),
-        )
-    return ()
-
-
-AUDIT_RECORD = "(audit record)"
-APPLY_LOCK = "(apply lock)"
+def refuse(plan: Plan, why: str) -> tuple[Step, ...]:
+    """Every step of a plan none of which was applied: the first change of each model that is
+    not blocked failed for `why`, its others not applied; the blocked models blocked."""
+    steps = blocked(plan)
+    for m in plan.models:
+        if m not in plan.blocked:
+            steps[m] = _refused(m, plan.changes_for(m), why)
+    return tuple(s for m in plan.models for s in steps.get(m, []))
 
 
 STALE = (
@@ -201,8 +131,8 @@ STALE = (
 def _refused(model: str, changes: list[Change], why: str) -> list[Step]:
     if not changes:
         return []
-    return [Step(model, describe(changes[0]), "failed", why)] + [
-        Step(model, describe(c), "not applied") for c in changes[1:]
+    return [Step(model, changes[0], "failed", why)] + [
+        Step(model, c, "not applied") for c in changes[1:]
     ]
 
 
@@ -234,10 +164,10 @@ class _ModelApplier:
             try:
                 self.execute(change)
             except GitopsError as exc:
-                steps.append(Step(self.model, describe(change), "failed", exc.message))
-                steps.extend(Step(self.model, describe(c), "not applied") for c in changes[i + 1 :])
+                steps.append(Step(self.model, change, "failed", exc.message))
+                steps.extend(Step(self.model, c, "not applied") for c in changes[i + 1 :])
                 break
-            steps.append(Step(self.model, describe(change), "applied"))
+            steps.append(Step(self.model, change, "applied"))
         applied = changes[: sum(s.status == "applied" for s in steps)]
         if applied:
             try:

@@ -1,7 +1,8 @@
-"""The command line: each command parses, calls one function, renders and returns an exit code.
+"""The command line: each command parses, calls one use case (mlflow_gitops.reconcile), renders
+its outcome and returns an exit code; `main` is the one error funnel.
 
-mlflow is imported lazily (through mlflow_gitops.reconcile.open_registry) so that `validate`,
-`schema` and `--help` start fast and work without a registry.
+The use cases are imported inside the commands (and mlflow lazily below them) so that
+`validate`, `schema` and `--help` start fast and work without a registry.
 """
 
 from __future__ import annotations
@@ -21,9 +22,16 @@ from mlflow_gitops.secrets import redact
 
 if TYPE_CHECKING:
     from mlflow_gitops.plan.changes import Plan
-    from mlflow_gitops.reconcile import ApplyOutcome, PlanOutcome, RegistryResult
+    from mlflow_gitops.plan.tree import TreePlan
+    from mlflow_gitops.reconcile.importing import ImportTreeOutcome
+    from mlflow_gitops.reconcile.plan import PlanOutcome
 
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# 0: done (no changes with --detailed-exitcode); 1: a known error, or an apply that failed;
+# 2: changes pending (--detailed-exitcode); 3: a gate or policy blocked a model;
+# 70: a bug in mlflow-gitops (sysexits EX_SOFTWARE); 130: interrupted
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED = 0, 1, 2, 3
+EXIT_BUG, EXIT_INTERRUPTED = 70, 130
+DEBUG_VARIABLE = "MLFLOW_GITOPS_DEBUG"
 
 app = typer.Typer(
     name="mlflow-gitops",
@@ -34,6 +42,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+class _Debug:
+    """Whether --debug was given (the traceback of a bug); reset by every main()."""
+
+    on = False
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help=f"On an unexpected error (a bug), also print its traceback (or {DEBUG_VARIABLE}=1).",
+        ),
+    ] = False,
+) -> None:
+    _Debug.on = debug
 
 
 class Format(StrEnum):
@@ -156,14 +183,14 @@ def plan(
     no_color: NoColorOpt = False,
 ) -> int:
     """Read the registries, compute the difference with the files, and show it."""
-    from mlflow_gitops.reconcile import PlanRequest, plan_request
+    from mlflow_gitops.reconcile.plan import PlanRequest, plan_request
 
     request = PlanRequest(
         file, tracking_uri, _now(), out, registries=tuple(registry or ()), models=tuple(model or ())
     )
     with _Status() as status:
         outcome = plan_request(request, status)
-    emit(_render_outcome(outcome, fmt, file, no_color))
+    emit(_render_plan(outcome.tree, fmt, file, no_color))
     if out is not None:
         emit(f"Saved the plan to {out}; apply it with `mlflow-gitops apply {out}`.\n", err=True)
     return _exit_code(outcome.plan, detailed=detailed_exitcode)
@@ -189,38 +216,27 @@ def apply(
     no_color: NoColorOpt = False,
 ) -> int:
     """Apply the file (plan, then apply) or a saved plan (refused when the registry changed)."""
-    from mlflow_gitops.reconcile import ApplyRequest, apply_request
+    from mlflow_gitops.reconcile.apply import ApplyRequest, apply_request
     from mlflow_gitops.render import json as render_json
     from mlflow_gitops.render import text as render_text
 
+    request = ApplyRequest(
+        target, tracking_uri, _now, commit, actor, pr, parallelism, tuple(registry or ()),
+        tuple(model or ()),
+    )  # fmt: skip
     status = _Status()
 
     def show(planned: PlanOutcome) -> None:  # before any write, so a refused apply shows it too
         status.done()
         if fmt is Format.text:
-            emit(_render_outcome(planned, Format.text, target, no_color))
+            emit(_render_plan(planned.tree, Format.text, target, no_color))
 
-    request = ApplyRequest(
-        target,
-        tracking_uri,
-        _now,
-        commit,
-        actor,
-        pr,
-        parallelism,
-        registries=tuple(registry or ()),
-        models=tuple(model or ()),
-    )
     with status:
         outcome = apply_request(request, status, show)
-    if len(outcome.registries) > 1:
-        emit(_render_results(outcome, fmt, no_color))
-    elif outcome.result is not None:
-        emit(
-            render_json.render_result(outcome.result)
-            if fmt is Format.json
-            else "\n" + render_text.render_result(outcome.result, color=_color(no_color))
-        )
+    if fmt is Format.json:
+        emit(render_json.render_apply(outcome))
+    else:
+        emit(render_text.render_apply(outcome, color=_color(no_color)))
     return _exit_code(outcome.plan, failed=not outcome.ok)
 
 
@@ -267,53 +283,39 @@ def import_(
 ) -> None:
     """Print (or write) a registry.yaml that describes the live registry; plan on it is empty.
     With --tree, write a file per registry of the root (or per model) instead."""
-    from mlflow_gitops.importer import render_registry
+    from mlflow_gitops.reconcile import importing
 
-    mapping = {"Production": "champion", "Staging": "challenger"} if aliases_from_stages else None
+    mapping = importing.STAGES_AS_ALIASES if aliases_from_stages else None
     if tree:
         if out is not None:
             raise GitopsError("--out writes one file; --tree writes several", "use --out-dir")
-        _import_tree(root, registry or [], model or [], split, out_dir, tracking_uri, mapping)
+        request = importing.ImportTreeRequest(
+            root, _now(), tuple(registry or ()), tuple(model or ()), split, out_dir, tracking_uri,
+            mapping,
+        )  # fmt: skip
+        _import_tree(root, importing.import_tree(request))
         return
     if split or registry or out_dir is not None:
         raise GitopsError(
             "--split, --registry and --out-dir need --tree",
             "add --tree (and --root if the root is not ./registry.yaml)",
         )
-    from mlflow_gitops.reconcile import connect, read_models
-
-    uri, reg = connect(tracking_uri, None, out.resolve().parent if out else Path.cwd())
-    state = read_models(reg, uri, model or None)
-    text = render_registry(state, redact(uri), _now(), mapping)
-    if out is None:
-        emit(text, verbatim=True)  # the registry's data exactly, as --out writes it
-    else:
-        out.write_text(text, encoding="utf-8")
-        emit(f"Wrote {len(state.models)} models to {out}.\n", err=True)
-
-
-def _import_tree(
-    root: Path,
-    registries: list[str],
-    models: list[str],
-    split: bool,
-    out_dir: Path | None,
-    tracking_uri: str | None,
-    mapping: dict[str, str] | None,
-) -> None:
-    """Write the files reconcile.import_tree makes of the selected registries, and say what the
-    root still needs."""
-    from mlflow_gitops.reconcile import ImportTreeRequest, import_tree
-
-    request = ImportTreeRequest(
-        root, _now(), tuple(registries), tuple(models), split, out_dir, tracking_uri, mapping
+    imported = importing.import_registry(
+        importing.ImportRequest(_now(), tuple(model or ()), out, tracking_uri, mapping)
     )
-    outcome = import_tree(request)
+    if out is None:
+        emit(imported.text, verbatim=True)  # the registry's data exactly, as --out writes it
+    else:
+        emit(f"Wrote {imported.models} models to {out}.\n", err=True)
+
+
+def _import_tree(root: Path, outcome: ImportTreeOutcome) -> None:
+    """Write the files of import --tree, and say what the root still needs."""
+    from mlflow_gitops.reconcile.importing import write_tree
+
     for note in outcome.notes:
         emit(f"{note}\n", err=True)
-    for file in outcome.files:
-        file.path.parent.mkdir(parents=True, exist_ok=True)
-        file.path.write_text(file.text, encoding="utf-8")
+    write_tree(outcome)
     count = sum(len(f.models) for f in outcome.files)
     emit(f"Wrote {count} models in {len(outcome.files)} files under {outcome.folder}.\n", err=True)
     if outcome.missing_patterns:
@@ -353,27 +355,27 @@ def comment(
     from mlflow_gitops.errors import SpecError
     from mlflow_gitops.github import body as bodies
     from mlflow_gitops.github.context import actions_context
-    from mlflow_gitops.github.publish import plan_for_comment, publish
+    from mlflow_gitops.github.publish import Outcome
+    from mlflow_gitops.reconcile.comment import CommentRequest, comment_request
 
     actions = actions_context()
-    outcome = plan_for_comment(
-        file,
-        tracking_uri,
-        actions,
-        _now(),
-        registries=tuple(registry or ()),
-        models=tuple(model or ()),
+    request = CommentRequest(
+        file, tracking_uri, actions, _now(), tuple(registry or ()), tuple(model or ()), out
     )
-    emit(bodies.inert(outcome.body) if actions.active else outcome.body)
-    if isinstance(outcome.error, SpecError) and actions.active:
-        emit("".join(line + "\n" for line in bodies.error_annotations(outcome.error.issues)))
-    if outcome.error is not None:
-        emit(outcome.error.render() + "\n", err=True)
-    published = publish(outcome, file, actions, out)
+
+    def show(outcome: Outcome) -> None:  # before GitHub is asked, so the job log has it
+        emit(bodies.inert(outcome.body) if actions.active else outcome.body)
+        if isinstance(outcome.error, SpecError) and actions.active:
+            emit("".join(line + "\n" for line in bodies.error_annotations(outcome.error.issues)))
+        if outcome.error is not None:
+            emit(outcome.error.render() + "\n", err=True)
+
+    done = comment_request(request, show)
+    published = done.published
     emit((published.note or f"comment {published.action}: {published.url}") + "\n", err=True)
-    if outcome.error is not None or outcome.plan is None:
+    if done.outcome.error is not None or done.outcome.plan is None:
         return EXIT_ERROR
-    return _exit_code(outcome.plan, detailed=detailed_exitcode)
+    return _exit_code(done.outcome.plan, detailed=detailed_exitcode)
 
 
 # --- lifecycle: propose, history, rollback --------------------------------------------------------
@@ -402,27 +404,17 @@ def propose(
     tracking_uri: UriOpt = None,
 ) -> None:
     """Show the best runs of an experiment and add one to registry.yaml (comments kept)."""
-    from mlflow_gitops.propose import propose as add_run
-    from mlflow_gitops.propose import registered_versions, runs_table
-    from mlflow_gitops.reconcile import connect, file_tracking_uri
-    from mlflow_gitops.spec.load import read_text
-    from mlflow_gitops.spec.model import canonical_stage
+    from mlflow_gitops.reconcile.lifecycle import ProposeRequest, Ranked, propose_request
+    from mlflow_gitops.render.text import render_runs
 
-    text = read_text(file)
-    _, registry = connect(tracking_uri, file_tracking_uri(text), file.resolve().parent)
-    runs = registry.search_runs(experiment, filter_, [order_by] if order_by else [], max_results)
-    if not runs:
-        raise GitopsError(f"no run of {experiment!r} matches the filter {filter_!r}", "")
-    # one read of the model tells every run's versions (never one call per run)
-    live = registry.read([model]).models.get(model)
-    registered = registered_versions(live, [r.run_id for r in runs])
-    emit(
-        f"Best runs of {experiment} ({order_by or 'unordered'}):\n"
-        + runs_table(runs, order_by, registered)
+    def show(ranked: Ranked) -> None:  # before the file is edited, so a refusal shows them too
+        table = render_runs(ranked.runs, ranked.order_by, ranked.registered)
+        emit(f"Best runs of {ranked.experiment} ({ranked.order_by or 'unordered'}):\n{table}")
+
+    request = ProposeRequest(
+        model, experiment, file, filter_, order_by, stage, run, max_results, tracking_uri
     )
-    chosen = run or runs[0].run_id
-    edit = add_run(text, file, model, chosen, str(canonical_stage(stage)) if stage else None, live)
-    file.write_text(edit.text, encoding="utf-8")
+    edit = propose_request(request, show)
     emit(f"\n{edit.summary}:\n{edit.diff}")
 
 
@@ -439,19 +431,12 @@ def history(
     tracking_uri: UriOpt = None,
 ) -> None:
     """The promotion history of a model, newest first: when, what, commit, PR, actor, gate."""
-    from mlflow_gitops import history as hist
-    from mlflow_gitops.reconcile import connect, file_tracking_uri, read_models
+    from mlflow_gitops.reconcile.lifecycle import HistoryRequest, history_request
+    from mlflow_gitops.render import json, markdown, text
 
-    text = file.read_text(encoding="utf-8") if file.exists() else ""
-    uri, registry = connect(tracking_uri, file_tracking_uri(text), file.resolve().parent)
-    state = read_models(registry, uri, [model]).models[model]
-    found = hist.events(state, version, registry.read_records([model])[model])
-    render = {
-        Format.text: hist.render_text,
-        Format.markdown: hist.render_markdown,
-        Format.json: hist.render_json,
-    }
-    emit(render[fmt](model, found))
+    found = history_request(HistoryRequest(model, file, version, tracking_uri))
+    shown = {Format.text: text, Format.markdown: markdown, Format.json: json}[fmt]
+    emit(shown.render_history(model, found))
 
 
 @app.command()
@@ -463,15 +448,9 @@ def rollback(
     tracking_uri: UriOpt = None,
 ) -> None:
     """Edit registry.yaml so Production goes back to its previous holder (open a PR with it)."""
-    from mlflow_gitops.propose import rollback as roll_back
-    from mlflow_gitops.reconcile import connect, file_tracking_uri, read_models
-    from mlflow_gitops.spec.load import read_text
+    from mlflow_gitops.reconcile.lifecycle import RollbackRequest, rollback_request
 
-    text = read_text(file)
-    uri, registry = connect(tracking_uri, file_tracking_uri(text), file.resolve().parent)
-    state = read_models(registry, uri, [model]).models[model]
-    edit = roll_back(text, file, model, state, registry.read_records([model])[model])
-    file.write_text(edit.text, encoding="utf-8")
+    edit = rollback_request(RollbackRequest(model, file, tracking_uri))
     emit(f"{edit.summary}:\n{edit.diff}")
 
 
@@ -488,84 +467,15 @@ def _exit_code(plan_: Plan, *, failed: bool = False, detailed: bool = False) -> 
     return EXIT_CHANGES if detailed and not plan_.is_empty else EXIT_OK
 
 
-def _render_outcome(outcome: PlanOutcome, fmt: Format, file: Path, no_color: bool) -> str:
-    """A file without registries: (and no selection) renders as it always did; a tree by
-    registry, then by file."""
-    from mlflow_gitops.render import json as render_json
-    from mlflow_gitops.render import markdown as render_markdown
-    from mlflow_gitops.render import text as render_text
-    from mlflow_gitops.spec.model import DEFAULT_REGISTRY
+def _render_plan(tree: TreePlan, fmt: Format, file: Path, no_color: bool) -> str:
+    """The plan in the format asked for (a file without registries: reads as it always did)."""
+    from mlflow_gitops.render import json, markdown, text
 
-    tree = outcome.tree
-    if (
-        len(tree.registries) == 1
-        and tree.registries[0].registry == DEFAULT_REGISTRY
-        and not tree.partial
-    ):
-        return _render_plan(outcome.plan, fmt, outcome.uri, file, no_color)
     if fmt is Format.json:
-        return render_json.render_tree(tree, file=str(file))
+        return json.render_tree(tree, file=str(file))
     if fmt is Format.markdown:
-        return render_markdown.render_tree(tree)
-    return render_text.render_tree(tree, color=_color(no_color), header=f"Tree {file}")
-
-
-def _render_results(outcome: ApplyOutcome, fmt: Format, no_color: bool) -> str:
-    """Each registry's result, in apply order: applied, nothing to do, or not applied because
-    an earlier registry failed."""
-    import json
-
-    from mlflow_gitops.render import json as render_json
-    from mlflow_gitops.render import text as render_text
-
-    if fmt is Format.json:
-        data = {
-            "schema_version": 1,
-            "ok": outcome.ok,
-            "registries": [
-                {
-                    "registry": r.name,
-                    "status": status,
-                    "result": json.loads(render_json.render_result(r.result)) if r.result else None,
-                }
-                for r, status in _statuses(outcome)
-            ],
-        }
-        return json.dumps(data, indent=2) + "\n"
-    lines = []
-    for r, status in _statuses(outcome):
-        lines.append(f"\nRegistry {r.name} ({redact(r.uri)}): {status}")
-        if r.result is not None:
-            lines.append(render_text.render_result(r.result, color=_color(no_color)).rstrip())
-    return "\n".join(lines) + "\n"
-
-
-def _statuses(outcome: ApplyOutcome) -> list[tuple[RegistryResult, str]]:
-    out = []
-    for r in outcome.registries:
-        if r.skipped:
-            status = "NOT APPLIED: an earlier registry failed; nothing was changed here"
-        elif r.result is None:
-            status = "no changes"
-        elif r.result.ok:
-            status = "applied"
-        else:
-            status = "FAILED (below: what was applied and what was not)"
-        out.append((r, status))
-    return out
-
-
-def _render_plan(plan_: Plan, fmt: Format, uri: str, file: Path, no_color: bool) -> str:
-    from mlflow_gitops.render import json as render_json
-    from mlflow_gitops.render import markdown as render_markdown
-    from mlflow_gitops.render import text as render_text
-
-    if fmt is Format.json:
-        return render_json.render_plan(plan_, tracking_uri=redact(uri), file=str(file))
-    if fmt is Format.markdown:
-        return render_markdown.render_plan(plan_)
-    header = f"Registry {redact(uri)}, file {file}"
-    return render_text.render_plan(plan_, color=_color(no_color), header=header)
+        return markdown.render_tree(tree, by_file=False)
+    return text.render_tree(tree, color=_color(no_color), file=str(file))
 
 
 def _now() -> datetime:
@@ -574,6 +484,7 @@ def _now() -> datetime:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: one error funnel turns every failure into a message and an exit code."""
+    _Debug.on = False
     try:
         # without standalone mode typer returns the code of a typer.Exit instead of raising it
         code = app(args=argv, standalone_mode=False)
@@ -596,13 +507,19 @@ def main(argv: list[str] | None = None) -> NoReturn:
         emit("interrupted: the registry holds what was applied so far; run apply again\n", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
-        debug = os.environ.get("MLFLOW_GITOPS_DEBUG")
-        detail = "".join(traceback.format_exception(exc)) if debug else ""
-        emit(
-            f"error: unexpected {type(exc).__name__}: {exc}\n{detail}"
-            "  this is a bug in mlflow-gitops; please report it with the command you ran "
-            "(set MLFLOW_GITOPS_DEBUG=1 for the traceback)\n",
-            err=True,
-        )
-        sys.exit(EXIT_ERROR)
+        emit(_bug_report(exc), err=True)
+        sys.exit(EXIT_BUG)
     sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _bug_report(exc: Exception) -> str:
+    """One line that says it is a bug and what to do; the traceback only when asked for."""
+    if _Debug.on or os.environ.get(DEBUG_VARIABLE):
+        return "".join(traceback.format_exception(exc)) + (
+            "this is a bug in mlflow-gitops; please report it with the command you ran and the "
+            "traceback above\n"
+        )
+    return (
+        f"error: unexpected {type(exc).__name__}: {exc}: this is a bug in mlflow-gitops; please "
+        f"report it with the command you ran (run it again with --debug for the traceback)\n"
+    )

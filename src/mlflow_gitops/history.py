@@ -1,17 +1,15 @@
 """The promotion history of a model: from the audit record (one MLflow run per apply), else from the
 history blocks the tool writes into descriptions, else from the registry's own timestamps. Pure:
-values in, events and strings out."""
+values in, events out (render/ shows them)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mlflow_gitops.observed import ModelState, VersionState
 from mlflow_gitops.record import AuditRun, read_history, read_move, recorded_verdict
-from mlflow_gitops.render.markdown import escape
 
 
 @dataclass(frozen=True)
@@ -140,51 +138,3 @@ def previous_holder(
         if event.after == stage and event.version not in current:
             return event.version
     return None
-
-
-def render_text(name: str, found: list[Event]) -> str:
-    """One line per event, newest first."""
-    if not found:
-        return f"{name}: no history recorded\n"
-    lines = [f"{name}: history, newest first"]
-    for e in found:
-        who = ", ".join(
-            x
-            for x in (
-                f"commit {e.commit}" if e.commit else "",
-                f"PR #{e.pr}" if e.pr is not None else "",
-                f"by {e.actor}" if e.actor else "",
-                f"gate {e.gate}" if e.gate else "",
-            )
-            if x
-        )
-        lines.append(f"  {_when(e)}  v{e.version:<4} {e.change}" + (f"  ({who})" if who else ""))
-    return "\n".join(lines) + "\n"
-
-
-def render_markdown(name: str, found: list[Event]) -> str:
-    """A table, newest first."""
-    rows = [
-        f"### History of {escape(name)}",
-        "",
-        "| when | version | change | commit | PR | by | gate |",
-    ]
-    rows.append("|---|---|---|---|---|---|---|")
-    for e in found:
-        what = escape(e.change, 120)
-        rows.append(
-            f"| {_when(e)} | v{e.version} | {what} | {escape(e.commit or '')} | "
-            f"{'#' + str(e.pr) if e.pr is not None else ''} | {escape(e.actor or '')} | {e.gate or ''} |"
-        )
-    return "\n".join(rows) + "\n"
-
-
-def _when(e: Event) -> str:
-    """`2026-11-27 14:03` when the time is known, else the date."""
-    return e.time[:16].replace("T", " ") if "T" in e.time else e.date
-
-
-def render_json(name: str, found: list[Event]) -> str:
-    """schema_version 1: the events as objects."""
-    data = {"schema_version": 1, "model": name, "events": [asdict(e) for e in found]}
-    return json.dumps(data, indent=2) + "\n"

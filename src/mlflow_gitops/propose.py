@@ -3,20 +3,17 @@ Pure functions of the file's text and values read from the registry."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.history import previous_holder
-from mlflow_gitops.observed import ModelState, RunSummary
+from mlflow_gitops.observed import ModelState
 from mlflow_gitops.plan.planner import _matches_run
 from mlflow_gitops.record import AuditRun
 from mlflow_gitops.spec.edit import add_entry, diff, set_entry_field
 from mlflow_gitops.spec.load import load_text
-
-_ORDER = re.compile(r"^\s*metrics\.`?(?P<metric>[^`\s]+)`?")
 
 
 @dataclass(frozen=True)
@@ -28,12 +25,6 @@ class Edit:
     summary: str
 
 
-def ordered_metric(order_by: str | None) -> str | None:
-    """`metrics.rmse ASC` -> `rmse`."""
-    match = _ORDER.match(order_by or "")
-    return match["metric"] if match else None
-
-
 def registered_versions(live: ModelState | None, run_ids: Sequence[str]) -> dict[str, list[int]]:
     """The versions of the model registered from each run's `model`, oldest first."""
     versions = live.versions if live else ()
@@ -41,33 +32,6 @@ def registered_versions(live: ModelState | None, run_ids: Sequence[str]) -> dict
         run_id: [v.version for v in versions if _matches_run(v, run_id, "model")]
         for run_id in run_ids
     }
-
-
-def runs_table(
-    runs: list[RunSummary], order_by: str | None, registered: Mapping[str, list[int]] | None = None
-) -> str:
-    """The candidates, best first: run id, the ordered metric, training time, size, type, and the
-    version of the model each run is already registered as."""
-    metric = ordered_metric(order_by) or "rmse"
-    header = (
-        f"  {'#':>2}  {'run id':<32}  {metric:>10}  {'train s':>8}  {'size MB':>8}  "
-        f"{'version':<7}  model type"
-    )
-    lines = [header]
-    for i, run in enumerate(runs, 1):
-        value = run.metrics.get(metric)
-        size = run.metrics.get("model_size_mb")
-        seconds = run.training_seconds
-        versions = ", ".join(f"v{n}" for n in (registered or {}).get(run.run_id, [])) or "—"
-        lines.append(
-            f"  {i:>2}  {run.run_id:<32}  {_num(value):>10}  {_num(seconds):>8}  {_num(size):>8}  "
-            f"{versions:<7}  {run.model_type}"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4g}"
 
 
 def propose(

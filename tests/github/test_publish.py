@@ -10,7 +10,8 @@ import pytest
 from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.github.body import COMMENT_LIMIT
 from mlflow_gitops.github.context import Actions, PullRequest
-from mlflow_gitops.github.publish import FORK_HINT, NO_URI_HINT, Outcome, plan_for_comment, publish
+from mlflow_gitops.github.publish import FORK_HINT, NO_URI_HINT, Outcome, publish
+from mlflow_gitops.reconcile.comment import plan_for_comment
 from mlflow_gitops.render.markdown import MARKER
 from tests.github.fake_github import TOKEN, FakeGitHub
 from tests.helpers import write_spec

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlflow_gitops.reconcile import make_plan, open_registry
+from mlflow_gitops.reconcile import make_plan
+from mlflow_gitops.reconcile.connect import open_registry
 from mlflow_gitops.spec.tree import load_tree
 from tests.cli_runner import run_process
 from tests.integration.mlflow_helpers import client, log_regressor, register

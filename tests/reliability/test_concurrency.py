@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from mlflow_gitops.apply import STALE, ApplyResult
+from mlflow_gitops.apply import STALE
 from mlflow_gitops.observed import ModelState
+from mlflow_gitops.outcome import ApplyResult
 from mlflow_gitops.reconcile import apply_plan, make_plan
 from mlflow_gitops.spec.load import load
 from tests.reliability.harness import AUDIT, NOW

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 
-from mlflow_gitops.apply import ApplyResult
 from mlflow_gitops.observed import ModelState, RegistryState, VersionState
+from mlflow_gitops.outcome import ApplyResult
 from mlflow_gitops.reconcile import Planned, apply_plan, make_plan
 from mlflow_gitops.spec.load import LoadedSpec, load
 from tests.reliability.harness import AUDIT, NOW

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mlflow_gitops import reconcile
+from mlflow_gitops.reconcile import connect
 from tests.cli_runner import run_cli, run_process
 from tests.reliability import load_worker
 from tests.reliability.corpus_cases import Case, all_cases, runs_alone, standard_registry
@@ -99,7 +99,7 @@ def test_bad_file_is_refused_with_a_location(
     registry = standard_registry()
     before = dict(registry.models)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(reconcile, "open_registry", lambda uri: registry)
+    monkeypatch.setattr(connect, "open_registry", lambda uri: registry)
     commands = ["validate", "plan", "apply"]
     if case.stage == "plan":
         commands = ["plan", "apply"]  # validate is offline: it cannot see these

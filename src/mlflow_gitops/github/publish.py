@@ -1,25 +1,23 @@
 """The plan of a pull request, published: to the job summary first, then as the one comment.
 
-`plan_for_comment` never raises for what a reviewer should read in the pull request (an invalid
-file, a registry that cannot be read): those become the comment. `publish` writes the body where
-it cannot be lost (the job summary, an optional file) before it talks to GitHub.
+reconcile/comment.py turns what a reviewer should read in the pull request (an invalid file, a
+registry that cannot be read) into an Outcome; `publish` writes its body where it cannot be lost
+(the job summary, an optional file) before it talks to GitHub.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
-from mlflow_gitops.errors import GitopsError, RegistryError, SpecError
+from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.github import body as bodies
 from mlflow_gitops.github.client import Action, GitHub, GitHubError, upsert_comment
 from mlflow_gitops.github.context import Actions
 from mlflow_gitops.plan.changes import Plan
 from mlflow_gitops.plan.tree import TreePlan
 from mlflow_gitops.secrets import redact
-from mlflow_gitops.settings import NoTrackingUri
 
 FORK_HINT = (
     "this pull request comes from a fork, and GitHub gives the workflows of fork pull requests no "
@@ -49,41 +47,6 @@ class Published:
     action: Action | None  # None: not posted (a fork's pull request)
     url: str = ""
     note: str = ""
-
-
-def plan_for_comment(
-    file: Path,
-    tracking_uri: str | None,
-    actions: Actions,
-    now: datetime,
-    *,
-    registries: tuple[str, ...] = (),
-    models: tuple[str, ...] = (),
-) -> Outcome:
-    """Load, plan and gate like `plan`; failures become a comment body instead of an exception.
-
-    Never plans against the embedded default registry: in CI a missing secret would otherwise
-    plan against an empty local database and show every model as new."""
-    from mlflow_gitops.reconcile import PlanRequest, plan_request
-
-    name = str(file)
-    request = PlanRequest(
-        file, tracking_uri, now, local_default=False, registries=registries, models=models
-    )
-    try:
-        outcome = plan_request(request)
-    except SpecError as exc:  # the file, or a run: that does not exist in the tracking server
-        return Outcome(bodies.invalid(name, exc.issues), error=exc)
-    except NoTrackingUri as exc:
-        fork = actions.pull_request is not None and actions.pull_request.from_fork
-        error = RegistryError(
-            exc.message + (" (pull request from a fork: no secrets)" if fork else ""),
-            FORK_HINT if fork else NO_URI_HINT,
-        )
-        return Outcome(bodies.failed(name, error), error=error)
-    except GitopsError as exc:
-        return Outcome(bodies.failed(name, exc), error=exc)
-    return tree_outcome(outcome.tree, file, outcome.plan)
 
 
 def tree_outcome(tree: TreePlan, file: Path, plan: Plan | None = None) -> Outcome:
@@ -144,10 +107,10 @@ def publish(outcome: Outcome, file: Path, actions: Actions, out: Path | None) ->
 
 def _unit(outcome: Outcome) -> Callable[[str], bool]:
     """What a cut counts: a model's heading, in a single file's plan or in a tree's."""
-    from mlflow_gitops.render.markdown import is_single
+    from mlflow_gitops.render.markdown import model_heading
 
-    tree = outcome.tree
-    return bodies.is_tree_model if tree is not None and not is_single(tree) else bodies.is_model
+    heading = model_heading(outcome.tree) if outcome.tree is not None else "####"
+    return lambda line: line.startswith(heading + " ")
 
 
 def _comment(outcome: Outcome, file: str, full: str, limit: int, run_url: str | None) -> str:
@@ -155,13 +118,13 @@ def _comment(outcome: Outcome, file: str, full: str, limit: int, run_url: str | 
     counts, then its changes as far as they fit; a single file's is cut after a model. Both
     say where the full plan is."""
     from mlflow_gitops.render.markdown import (
-        is_single,
+        is_flat,
         render_tree_details,
         render_tree_overview,
     )
 
     tree = outcome.tree
-    if tree is None or is_single(tree):
+    if tree is None or is_flat(tree):
         return bodies.fit(full, limit, bodies.comment_note(len(full), run_url))
     overview = redact(render_tree_overview(tree, title=bodies.title(file)))
     return bodies.tree_comment(full, overview, redact(render_tree_details(tree)), limit, run_url)

@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlflow_gitops.plan.gates import GateResult
 
-PLAN_SCHEMA_VERSION = 1
+# the version of every JSON output of the tool: a plan (shown or saved), a tree's plan, an
+# apply's result, a model's history (the audit record in MLflow has its own, in record.py)
+SCHEMA_VERSION = 1
 
 
 class Frozen(BaseModel):
@@ -192,7 +194,7 @@ Change = Annotated[
 class Plan(Frozen):
     """What apply would do, what it saw, and what stops it."""
 
-    schema_version: int = PLAN_SCHEMA_VERSION
+    schema_version: int = SCHEMA_VERSION
     changes: tuple[Change, ...] = ()
     blocked: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     unmanaged: dict[str, tuple[int, ...]] = Field(default_factory=dict)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from mlflow_gitops.plan.changes import Frozen, Plan
+from mlflow_gitops.spec.model import DEFAULT_REGISTRY
 
 
 class RegistryPlan(Frozen):
@@ -15,6 +16,7 @@ class RegistryPlan(Frozen):
     registry: str
     identity: str
     plan: Plan
+    uri: str = ""  # the URI as given, credentials masked (a single file's plan names it)
     files: dict[str, str] = Field(default_factory=dict)  # model -> file, as shown to the user
 
     def file_of(self, model: str) -> str:
@@ -34,6 +36,15 @@ class TreePlan(Frozen):
     @property
     def partial(self) -> bool:
         return bool(self.selected_registries or self.selected_models)
+
+    @property
+    def single(self) -> RegistryPlan | None:
+        """The one registry of a file without registries: planned whole, which every renderer
+        shows as a plain plan (one registry is a tree of one); None for any other tree."""
+        if len(self.registries) != 1 or self.partial:
+            return None
+        only = self.registries[0]
+        return only if only.registry == DEFAULT_REGISTRY else None
 
     @property
     def is_empty(self) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, assert_never
 
+from mlflow_gitops.history import Event
+from mlflow_gitops.outcome import RegistryResult, Step
 from mlflow_gitops.plan.changes import (
     Change,
     CopyVersion,
@@ -156,6 +158,11 @@ def describe(change: Change) -> str:
     return row(change).summary
 
 
+def step_text(step: Step) -> str:
+    """What an apply step did: its change, described, or the tool's own work."""
+    return step.what if isinstance(step.what, str) else describe(step.what)
+
+
 def _set(before: str | None) -> Action:
     return "add" if before is None else "change"
 
@@ -234,3 +241,19 @@ def number(value: float | None) -> str:
 def signed(value: float | None) -> str:
     """A difference with its sign."""
     return "" if value is None else f"{value:+.4g}"
+
+
+def when(event: Event) -> str:
+    """`2026-11-27 14:03` when the time is known, else the date."""
+    return event.time[:16].replace("T", " ") if "T" in event.time else event.date
+
+
+def registry_status(result: RegistryResult) -> str:
+    """What became of one registry of a tree's apply."""
+    if result.skipped:
+        return "NOT APPLIED: an earlier registry failed; nothing was changed here"
+    if result.result is None:
+        return "no changes"
+    if result.result.ok:
+        return "applied"
+    return "FAILED (below: what was applied and what was not)"

@@ -1,14 +1,22 @@
-"""The plan as JSON for machines: schema_version, every change with before and after."""
+"""Every output for machines, as JSON with one schema_version: a plan (every change with before
+and after), a tree's plan, a saved plan, an apply's result and a model's history."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from mlflow_gitops.outcome import ApplyResult
-from mlflow_gitops.plan.changes import PLAN_SCHEMA_VERSION, Plan
+from mlflow_gitops.history import Event
+from mlflow_gitops.outcome import ApplyOutcome, ApplyResult
+from mlflow_gitops.plan.changes import SCHEMA_VERSION, Plan
+from mlflow_gitops.plan.saved import SAVED_PLAN_KIND
 from mlflow_gitops.plan.tree import TreePlan
-from mlflow_gitops.render.common import summarize
+from mlflow_gitops.render.common import registry_status, step_text, summarize
+from mlflow_gitops.secrets import redact
+from mlflow_gitops.settings import registry_identity
 
 
 def plan_document(plan: Plan, **meta: Any) -> dict[str, Any]:
@@ -32,13 +40,59 @@ def render_plan(plan: Plan, **meta: Any) -> str:
     return json.dumps(plan_document(plan, **meta), indent=2, sort_keys=True) + "\n"
 
 
-def render_result(result: ApplyResult) -> str:
-    """Each step with its status."""
+def render_saved(plan: Plan, *, tracking_uri: str, file: Path, now: datetime, name: str) -> str:
+    """plan.json (plan/saved.py reads it back): the plan, a fingerprint of every model it read,
+    the registry it was made against (its identity, never credentials; its URI only when that
+    carries none) and its name in the tree."""
+    safe_uri = tracking_uri if redact(tracking_uri) == tracking_uri else None
+    doc = plan_document(
+        plan,
+        kind=SAVED_PLAN_KIND,
+        created_at=now.isoformat(timespec="seconds"),
+        tracking_uri=safe_uri,
+        file=str(file),
+    )
+    doc["registry"] = registry_identity(tracking_uri)  # apply checks it
+    doc["registry_name"] = name
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def result_document(result: ApplyResult) -> dict[str, Any]:
+    """Each step with its status, and the audit run."""
     steps = [
-        {"model": s.model, "change": s.what, "status": s.status, "detail": s.detail}
+        {"model": s.model, "change": step_text(s), "status": s.status, "detail": s.detail}
         for s in result.steps
     ]
-    data = {"schema_version": 1, "ok": result.ok, "steps": steps, "audit_run": result.record}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "ok": result.ok,
+        "steps": steps,
+        "audit_run": result.record,
+    }
+
+
+def render_result(result: ApplyResult) -> str:
+    """Each step with its status."""
+    return json.dumps(result_document(result), indent=2) + "\n"
+
+
+def render_apply(outcome: ApplyOutcome) -> str:
+    """An apply's result: the one registry's steps, or each registry's status and result in
+    apply order ("" when a single registry had nothing to apply)."""
+    if len(outcome.registries) <= 1:
+        return render_result(outcome.result) if outcome.result else ""
+    data = {
+        "schema_version": SCHEMA_VERSION,
+        "ok": outcome.ok,
+        "registries": [
+            {
+                "registry": r.name,
+                "status": registry_status(r),
+                "result": result_document(r.result) if r.result else None,
+            }
+            for r in outcome.registries
+        ],
+    }
     return json.dumps(data, indent=2) + "\n"
 
 
@@ -54,7 +108,7 @@ def tree_document(tree: TreePlan, **meta: Any) -> dict[str, Any]:
         for key in ("add", "change", "delete", "total", "models", "blocked", "drift")
     }
     return {
-        "schema_version": PLAN_SCHEMA_VERSION,
+        "schema_version": SCHEMA_VERSION,
         "kind": "mlflow-gitops-tree-plan",
         "partial": tree.partial,
         "selected": {
@@ -67,6 +121,15 @@ def tree_document(tree: TreePlan, **meta: Any) -> dict[str, Any]:
     }
 
 
-def render_tree(tree: TreePlan, **meta: Any) -> str:
-    """Stable, sorted-key JSON of a tree's plan."""
-    return json.dumps(tree_document(tree, **meta), indent=2, sort_keys=True) + "\n"
+def render_tree(tree: TreePlan, *, file: str) -> str:
+    """Stable, sorted-key JSON of a tree's plan; a file without registries: (one registry is a
+    tree of one) as a plain plan with its tracking URI."""
+    if (single := tree.single) is not None:
+        return render_plan(single.plan, tracking_uri=single.uri, file=file)
+    return json.dumps(tree_document(tree, file=file), indent=2, sort_keys=True) + "\n"
+
+
+def render_history(name: str, found: list[Event]) -> str:
+    """The events of a model's history as objects, newest first."""
+    data = {"schema_version": SCHEMA_VERSION, "model": name, "events": [asdict(e) for e in found]}
+    return json.dumps(data, indent=2) + "\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from collections import Counter
 
+from mlflow_gitops.history import Event
 from mlflow_gitops.plan.changes import Plan
 from mlflow_gitops.plan.gates import GateResult
 from mlflow_gitops.plan.tree import RegistryPlan, TreePlan
@@ -16,8 +17,8 @@ from mlflow_gitops.render.common import (
     shorten,
     signed,
     summarize,
+    when,
 )
-from mlflow_gitops.spec.model import DEFAULT_REGISTRY
 
 MARKER = "<!-- mlflow-gitops:plan -->"
 
@@ -88,21 +89,26 @@ MODEL_HEADING = "#####"  # a model's heading in a tree (a file is ####, a regist
 UNDECLARED = "(not declared in any file)"
 
 
-def is_single(tree: TreePlan) -> bool:
-    """A tree that is today's single file against one registry: rendered exactly as before."""
-    if len(tree.registries) != 1 or tree.partial:
-        return False
-    only = tree.registries[0]
-    return only.registry == DEFAULT_REGISTRY and len(set(only.files.values())) <= 1
+def is_flat(tree: TreePlan, *, by_file: bool = True) -> bool:
+    """A tree shown as a plain plan, headed by model: a file without registries: (a tree of
+    one), unless `by_file` and its models are declared in several files."""
+    single = tree.single
+    return single is not None and not (by_file and len(set(single.files.values())) > 1)
 
 
-def render_tree(tree: TreePlan, *, title: str = "mlflow-gitops plan") -> str:
+def render_tree(tree: TreePlan, *, title: str = "mlflow-gitops plan", by_file: bool = True) -> str:
     """The plan of a tree: the total, the partial notice, then a section per registry (its
-    name and identity) and in it a section per file, each with its models' tables. A single
-    file against one registry renders as render_plan does."""
-    if is_single(tree):
+    name and identity) and in it a section per file, each with its models' tables. A flat tree
+    (is_flat) renders as render_plan does; `by_file`: group a file without registries: by its
+    included files (the pull-request comment), else not (plan --format markdown)."""
+    if is_flat(tree, by_file=by_file):
         return render_plan(tree.registries[0].plan, title=title)
     return "\n".join(tree_head(tree, title)) + "\n" + render_tree_details(tree)
+
+
+def model_heading(tree: TreePlan) -> str:
+    """The heading a model has in the tree's rendering (what a cut counts)."""
+    return "####" if is_flat(tree) else MODEL_HEADING
 
 
 def render_tree_details(tree: TreePlan) -> str:
@@ -263,3 +269,23 @@ def _chart(g: GateResult, metric: str, baseline: float, candidate: float) -> str
         f"    bar [{baseline:.6g}, {candidate:.6g}]\n"
         "```\n"
     )
+
+
+# --- history: the promotion history of a model --------------------------------------------
+
+
+def render_history(name: str, found: list[Event]) -> str:
+    """A table, newest first."""
+    rows = [
+        f"### History of {escape(name)}",
+        "",
+        "| when | version | change | commit | PR | by | gate |",
+    ]
+    rows.append("|---|---|---|---|---|---|---|")
+    for e in found:
+        what = escape(e.change, 120)
+        rows.append(
+            f"| {when(e)} | v{e.version} | {what} | {escape(e.commit or '')} | "
+            f"{'#' + str(e.pr) if e.pr is not None else ''} | {escape(e.actor or '')} | {e.gate or ''} |"
+        )
+    return "\n".join(rows) + "\n"

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
 from mlflow_gitops.errors import DENIED
-from mlflow_gitops.outcome import ApplyResult
+from mlflow_gitops.history import Event
+from mlflow_gitops.observed import RunSummary
+from mlflow_gitops.outcome import ApplyOutcome, ApplyResult
 from mlflow_gitops.plan.changes import Plan
 from mlflow_gitops.plan.gates import GateResult
 from mlflow_gitops.plan.tree import RegistryPlan, TreePlan
@@ -13,11 +18,15 @@ from mlflow_gitops.render.common import (
     Row,
     Summary,
     number,
+    registry_status,
     row,
     shorten,
     signed,
+    step_text,
     summarize,
+    when,
 )
+from mlflow_gitops.secrets import redact
 
 _COLORS = {"+": "32", "~": "33", "-": "31", "!": "1;31", "drift": "35", "dim": "2", "bold": "1"}
 
@@ -35,10 +44,14 @@ def render_plan(plan: Plan, *, color: bool = False, header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_tree(tree: TreePlan, *, color: bool = False, header: str = "") -> str:
+def render_tree(tree: TreePlan, *, color: bool = False, file: str | None = None) -> str:
     """A tree's plan: by registry (declared order), then by file, then by model; a partial plan
-    says what was selected and that the rest was neither read nor changed."""
-    lines = [header, ""] if header else []
+    says what was selected and that the rest was neither read nor changed. A file without
+    registries: (a tree of one) reads as a plain plan headed by its registry and `file`."""
+    if (single := tree.single) is not None:
+        header = f"Registry {single.uri}, file {file}" if file is not None else ""
+        return render_plan(single.plan, color=color, header=header)
+    lines = [f"Tree {file}", ""] if file is not None else []
     if tree.partial:
         lines += [_paint(partial_note(tree), "~", color), ""]
     for rp in tree.registries:
@@ -48,9 +61,11 @@ def render_tree(tree: TreePlan, *, color: bool = False, header: str = "") -> str
         if not shown:
             lines += ["  No changes.", ""]
         files = sorted({rp.file_of(m) for m in shown}, key=lambda f: _file_order(rp, f))
-        for file in files:
-            lines.append(_paint(f"  {file or '(not declared in any file)'}", "bold", color))
-            lines.extend(_models(plan, [m for m in shown if rp.file_of(m) == file], color, "    "))
+        for shown_file in files:
+            lines.append(_paint(f"  {shown_file or '(not declared in any file)'}", "bold", color))
+            lines.extend(
+                _models(plan, [m for m in shown if rp.file_of(m) == shown_file], color, "    ")
+            )
         lines.extend(_paint(f"  Note: {note}", "~", color) for note in plan.notes)
         if shown:
             lines += [f"  {summarize(plan).sentence()}", ""]
@@ -155,6 +170,19 @@ def _line(r: Row, color: bool) -> str:
     return out
 
 
+def render_apply(outcome: ApplyOutcome, *, color: bool = False) -> str:
+    """An apply's result: the one registry's steps, or each registry's in apply order
+    (applied, nothing to do, or not applied because an earlier registry failed)."""
+    if len(outcome.registries) <= 1:
+        return "\n" + render_result(outcome.result, color=color) if outcome.result else ""
+    lines = []
+    for r in outcome.registries:
+        lines.append(f"\nRegistry {r.name} ({redact(r.uri)}): {registry_status(r)}")
+        if r.result is not None:
+            lines.append(render_result(r.result, color=color).rstrip())
+    return "\n".join(lines) + "\n"
+
+
 def render_result(result: ApplyResult, *, color: bool = False) -> str:
     """What was applied, what failed, and what was not applied."""
     marks = {"applied": "✓", "failed": "✗", "not applied": "·", "blocked": "!"}
@@ -171,7 +199,7 @@ def render_result(result: ApplyResult, *, color: bool = False) -> str:
         lines.append(
             "  "
             + _paint(
-                f"{marks[step.status]} {step.status:<11} {shorten(step.what, 160)}{detail}",
+                f"{marks[step.status]} {step.status:<11} {shorten(step_text(step), 160)}{detail}",
                 styles[step.status],
                 color,
             )
@@ -200,4 +228,65 @@ def render_result(result: ApplyResult, *, color: bool = False) -> str:
         lines.append(
             f"Recorded as run {result.record} in the MLflow experiment {AUDIT_EXPERIMENT}."
         )
+    return "\n".join(lines) + "\n"
+
+
+# --- propose: the best runs of an experiment ------------------------------------------------
+
+_ORDER = re.compile(r"^\s*metrics\.`?(?P<metric>[^`\s]+)`?")
+
+
+def _ordered_metric(order_by: str | None) -> str | None:
+    """`metrics.rmse ASC` -> `rmse`."""
+    match = _ORDER.match(order_by or "")
+    return match["metric"] if match else None
+
+
+def render_runs(
+    runs: list[RunSummary], order_by: str | None, registered: Mapping[str, list[int]] | None = None
+) -> str:
+    """The candidates, best first: run id, the ordered metric, training time, size, type, and the
+    version of the model each run is already registered as."""
+    metric = _ordered_metric(order_by) or "rmse"
+    header = (
+        f"  {'#':>2}  {'run id':<32}  {metric:>10}  {'train s':>8}  {'size MB':>8}  "
+        f"{'version':<7}  model type"
+    )
+    lines = [header]
+    for i, run in enumerate(runs, 1):
+        value = run.metrics.get(metric)
+        size = run.metrics.get("model_size_mb")
+        seconds = run.training_seconds
+        versions = ", ".join(f"v{n}" for n in (registered or {}).get(run.run_id, [])) or "—"
+        lines.append(
+            f"  {i:>2}  {run.run_id:<32}  {_num(value):>10}  {_num(seconds):>8}  {_num(size):>8}  "
+            f"{versions:<7}  {run.model_type}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+# --- history: the promotion history of a model --------------------------------------------
+
+
+def render_history(name: str, found: list[Event]) -> str:
+    """One line per event, newest first."""
+    if not found:
+        return f"{name}: no history recorded\n"
+    lines = [f"{name}: history, newest first"]
+    for e in found:
+        who = ", ".join(
+            x
+            for x in (
+                f"commit {e.commit}" if e.commit else "",
+                f"PR #{e.pr}" if e.pr is not None else "",
+                f"by {e.actor}" if e.actor else "",
+                f"gate {e.gate}" if e.gate else "",
+            )
+            if x
+        )
+        lines.append(f"  {when(e)}  v{e.version:<4} {e.change}" + (f"  ({who})" if who else ""))
     return "\n".join(lines) + "\n"

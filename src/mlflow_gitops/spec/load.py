@@ -496,6 +496,16 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+def file_tracking_uri(text: str) -> str | None:
+    """The tracking_uri of a registry file's text, without requiring a valid file."""
+    try:
+        data = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        return None
+    found = data.get("tracking_uri") if isinstance(data, dict) else None
+    return found if isinstance(found, str) else None
+
+
 def load(path: Path | str) -> LoadedSpec:
     """Read, parse, validate and check a registry.yaml; every problem at once in a SpecError."""
 

@@ -1,0 +1,146 @@
+"""The `import` use case: the live registry as a registry.yaml, or with --tree the selected
+registries of a root, read at once, as a file per registry (or per model)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from mlflow_gitops.errors import GitopsError
+from mlflow_gitops.importer import (
+    TREE_FOLDER,
+    TreeFile,
+    declared_elsewhere,
+    include_patterns,
+    render_registry,
+    tree_files,
+    tree_paths,
+)
+from mlflow_gitops.observed import RegistryState
+from mlflow_gitops.reconcile import connect
+from mlflow_gitops.reconcile.planning import concurrently
+from mlflow_gitops.secrets import redact
+from mlflow_gitops.settings import registry_identity
+from mlflow_gitops.spec.tree import load_tree
+
+STAGES_AS_ALIASES = {"Production": "champion", "Staging": "challenger"}
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    """What `import` was given: the models (empty: all), the file to write (None: print it)."""
+
+    now: datetime
+    models: tuple[str, ...] = ()
+    out: Path | None = None
+    tracking_uri: str | None = None
+    aliases_from_stages: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Imported:
+    """The registry.yaml text and how many models it describes (written to `out` if given)."""
+
+    text: str
+    models: int
+    out: Path | None
+
+
+def import_registry(request: ImportRequest) -> Imported:
+    """Read the registry once and describe it as a registry.yaml; write it to `out` if given."""
+    out = request.out
+    uri, registry = connect.connect(
+        request.tracking_uri, None, out.resolve().parent if out else Path.cwd()
+    )
+    state = connect.read_models(registry, uri, list(request.models) or None)
+    mapping = dict(request.aliases_from_stages) if request.aliases_from_stages else None
+    text = render_registry(state, redact(uri), request.now, mapping)
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+    return Imported(text, len(state.models), out)
+
+
+@dataclass(frozen=True)
+class ImportTreeRequest:
+    """What `import --tree` was given. `registries` and `models` (empty: all) restrict it;
+    `out_dir` (default: `registries/` beside the root) must be inside the root's folder."""
+
+    root: Path
+    now: datetime
+    registries: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    split: bool = False
+    out_dir: Path | None = None
+    tracking_uri: str | None = None
+    aliases_from_stages: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class ImportTreeOutcome:
+    """The files to write (under `folder`), the notes to show first (a model the tree declares
+    elsewhere is left to its file), and the include: patterns the root lacks for them (empty:
+    it already includes them)."""
+
+    files: tuple[TreeFile, ...]
+    folder: Path
+    notes: tuple[str, ...]
+    missing_patterns: tuple[str, ...]
+
+
+def import_tree(request: ImportTreeRequest) -> ImportTreeOutcome:
+    """Read each selected registry once, all at once, each with its own credentials; leave the
+    models the tree already declares in files import does not rewrite to those files."""
+    tree = load_tree(request.root)
+    names = list(request.registries) or list(tree.registry_names)
+    if request.tracking_uri is not None and len(names) != 1:
+        raise GitopsError(
+            f"--tracking-uri names one registry, and {len(names)} are selected",
+            "select one with --registry NAME, or set each registry's variable",
+        )
+    root = request.root
+    folder = request.out_dir if request.out_dir is not None else root.parent / TREE_FOLDER
+    if not folder.resolve().is_relative_to(root.resolve().parent):
+        raise GitopsError(
+            f"--out-dir {folder} is outside the folder of {root}",
+            "include: patterns are relative to the root's folder: write the tree inside it",
+        )
+
+    def read_one(name: str) -> tuple[RegistryState, str]:
+        uri, registry = connect.connect_named(tree, name, request.tracking_uri)
+        return registry.read(list(request.models) or None), redact(registry_identity(uri))
+
+    read = dict(zip(names, concurrently(read_one, names), strict=True))
+    states = {name: state for name, (state, _) in read.items()}
+    found = {m for state in states.values() for m in state.models}
+    missing = sorted(set(request.models) - found)
+    if missing:
+        raise GitopsError(
+            f"no registered model named {', '.join(map(repr, missing))} in {', '.join(names)}",
+            "check the names (they are case-sensitive)",
+        )
+    elsewhere = declared_elsewhere(tree, tree_paths(states, folder, split=request.split))
+    notes: list[str] = []
+    for name, state in states.items():
+        left = {m: w for m, w in elsewhere.get(name, {}).items() if m in state.models}
+        notes += [f"{name}: {m} is declared at {w}; left there." for m, w in sorted(left.items())]
+        states[name] = RegistryState({m: s for m, s in state.models.items() if m not in left})
+    mapping = dict(request.aliases_from_stages) if request.aliases_from_stages else None
+    files = tree_files(
+        states,
+        {name: identity for name, (_, identity) in read.items()},
+        folder,
+        request.now,
+        split=request.split,
+        aliases_from_stages=mapping,
+    )
+    patterns = include_patterns(root, tree.root.spec.include or [], [f.path for f in files])
+    return ImportTreeOutcome(tuple(files), folder, tuple(notes), tuple(patterns))
+
+
+def write_tree(outcome: ImportTreeOutcome) -> None:
+    """Write the files import_tree made."""
+    for file in outcome.files:
+        file.path.parent.mkdir(parents=True, exist_ok=True)
+        file.path.write_text(file.text, encoding="utf-8")

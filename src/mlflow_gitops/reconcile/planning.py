@@ -1,0 +1,307 @@
+"""One registry's plan, over the files that declare its models: read once, plan each file with
+its own defaults, check that runs to register exist, run the gates and write their records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from mlflow_gitops.errors import RegistryError, SpecError, SpecIssue
+from mlflow_gitops.gates.cache import not_recorded
+from mlflow_gitops.gates.port import Evidence
+from mlflow_gitops.gates.run import GateRun, run_gates
+from mlflow_gitops.observed import RegistryState
+from mlflow_gitops.plan.changes import CopyVersion, Plan, RegisterVersion
+from mlflow_gitops.plan.planner import history_drifted
+from mlflow_gitops.plan.planner import plan as compute_plan
+from mlflow_gitops.plan.tree import RegistryPlan, TreePlan
+from mlflow_gitops.record import SourceRef
+from mlflow_gitops.registry.copy import find_copies
+from mlflow_gitops.registry.port import RegistryPort
+from mlflow_gitops.secrets import redact
+from mlflow_gitops.settings import registry_identity
+from mlflow_gitops.spec.load import LoadedSpec, format_loc, locate
+from mlflow_gitops.spec.model import DEFAULT_REGISTRY
+from mlflow_gitops.spec.tree import DeclaredModel, LoadedTree, ModelKey
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A plan and the registry state it was computed from."""
+
+    plan: Plan
+    observed: RegistryState
+
+
+@dataclass(frozen=True)
+class PlanFile:
+    """A file whose models one registry plan covers, and the name errors give it."""
+
+    loaded: LoadedSpec
+    shown: str
+
+
+@dataclass(frozen=True)
+class Opened:
+    """One selected registry of the tree: where it is, its adapter, and its plan."""
+
+    name: str
+    uri: str
+    registry: RegistryPort
+    planned: Planned
+
+
+def make_plan(
+    loaded: LoadedSpec,
+    registry: RegistryPort,
+    evidence: Evidence | None,
+    now: datetime,
+) -> Planned:
+    """Read the managed models once, plan, check that runs to register exist, run the gates.
+    `now` is the one clock of the plan: the soak-time policy and the gates both measure by it."""
+    return plan_files([PlanFile(loaded, str(loaded.path))], registry, evidence, now)
+
+
+def plan_files(
+    files: Sequence[PlanFile],
+    registry: RegistryPort,
+    evidence: Evidence | None,
+    now: datetime,
+    *,
+    name: str = DEFAULT_REGISTRY,
+    identities: Mapping[str, str] | None = None,
+) -> Planned:
+    """make_plan over the files of one registry (a tree's): one read of all their models, each
+    file planned with its own defaults, one Plan. `name` is the registry's name in the tree and
+    `identities` every registry's identity by name (copies are matched by provenance)."""
+    observed = registry.read([m for f in files for m in f.loaded.spec.models])
+    # the audit record is read only for models whose history block was removed or edited
+    drifted = history_drifted(observed)
+    records = registry.read_records(drifted) if drifted else {}
+    plans: list[tuple[PlanFile, Plan]] = []
+    issues: list[SpecIssue] = []
+    copies = match_copies(files, observed, name, identities or {})
+    for f in files:
+        try:
+            planned = compute_plan(
+                f.loaded,
+                observed,
+                now,
+                records=records,
+                registry=name,
+                copies=copies,
+                file=f.shown,
+            )
+            _check_runs(planned, f, registry)
+        except SpecError as exc:
+            issues += exc.issues
+            continue
+        plans.append((f, planned))
+    if issues:
+        raise SpecError(issues)
+    if evidence is None:
+        return Planned(merge_plans([p for _, p in plans]), observed)
+    return Planned(gate_files(plans, registry, observed, evidence, now, identities), observed)
+
+
+def gate_files(
+    plans: Sequence[tuple[PlanFile, Plan]],
+    registry: RegistryPort,
+    observed: RegistryState,
+    evidence: Evidence,
+    now: datetime,
+    identities: Mapping[str, str] | None,
+) -> Plan:
+    """Each file's gates on its own plan (the gate spec is the file's), their records written;
+    one Plan of them all."""
+    return merge_plans(
+        [
+            _record_gates(registry, run_gates(f.loaded, p, observed, evidence, now, identities))
+            for f, p in plans
+        ]
+    )
+
+
+def match_copies(
+    files: Sequence[PlanFile],
+    observed: RegistryState,
+    registry: str,
+    identities: Mapping[str, str],
+) -> dict[tuple[str, str], int]:
+    """The live version each copy_from entry was copied into, by (model, entry key): the
+    version whose provenance tags name the entry's source registry (by identity), model and
+    version. An entry whose registry has no identity here matches nothing."""
+    found: dict[tuple[str, str], int] = {}
+    for f in files:
+        for model, spec in f.loaded.spec.models.items():
+            for entry in spec.versions:
+                if entry.copy_from is None:
+                    continue
+                source = entry.copy_from.in_registry(registry)
+                identity = identities.get(source.registry or registry)
+                if identity is None:
+                    continue
+                ref = SourceRef(identity, source.model, source.version)
+                number = find_copies(observed.models.get(model), [ref]).get(ref)
+                if number is not None:
+                    found[(model, entry.key)] = number
+    return found
+
+
+def merge_plans(plans: Sequence[Plan]) -> Plan:
+    """One Plan of the plans of several files of one registry (their models are distinct):
+    changes by model, each model's in its planned order."""
+    if len(plans) == 1:
+        return plans[0]
+    return Plan(
+        changes=tuple(sorted((c for p in plans for c in p.changes), key=lambda c: c.model)),
+        blocked={k: v for p in plans for k, v in p.blocked.items()},
+        unmanaged={k: v for p in plans for k, v in p.unmanaged.items()},
+        observed={k: v for p in plans for k, v in p.observed.items()},
+        gates=tuple(g for p in plans for g in p.gates),
+        notes=tuple(n for p in plans for n in p.notes),
+    )
+
+
+def _record_gates(registry: RegistryPort, run: GateRun) -> Plan:
+    """Write the gate records the run asks for; the plan says which could not be written."""
+    notes = []
+    for record in run.records:
+        try:
+            registry.set_version_tag(record.model, record.version, record.key, record.value)
+        except RegistryError as exc:
+            notes.append(not_recorded(record, exc.message))
+    return run.plan.model_copy(update={"notes": (*run.plan.notes, *notes)}) if notes else run.plan
+
+
+def _check_runs(plan: Plan, file: PlanFile, registry: RegistryPort) -> None:
+    loaded = file.loaded
+    new = [c for c in plan.changes if isinstance(c, RegisterVersion) and c.run_id]
+    missing = registry.missing_runs(sorted({c.run_id for c in new if c.run_id}))
+    if not missing:
+        return
+    issues = []
+    for change in new:
+        if change.run_id not in missing:
+            continue
+        model = loaded.spec.models[change.model]
+        index = next(i for i, v in enumerate(model.versions) if v.key == change.entry)
+        loc = ("models", change.model, "versions", index, "run")
+        _, pos = locate(loc, loaded.positions)
+        issues.append(
+            SpecIssue(
+                file.shown,
+                pos.line,
+                pos.column,
+                format_loc(loc),
+                f"run {change.run_id} does not exist in the tracking server",
+                "check the run id (mlflow-gitops propose lists the best runs)",
+            )
+        )
+    raise SpecError(issues)
+
+
+def files_of(tree: LoadedTree, models: Sequence[DeclaredModel]) -> list[PlanFile]:
+    """The files of these models, in tree order, each restricted to them (errors name the root
+    as they always did, an included file by its path from the root's folder)."""
+    names: dict[Path, list[str]] = {}
+    for m in models:
+        names.setdefault(m.file.path, []).append(m.name)
+    out = []
+    for whole in tree.all_files:
+        if whole.path not in names:
+            continue
+        keep = names[whole.path]
+        f = whole
+        if len(keep) != len(whole.spec.models):
+            models_of = {n: whole.spec.models[n] for n in keep}
+            f = LoadedSpec(
+                whole.spec.model_copy(update={"models": models_of}),
+                whole.path,
+                whole.positions,
+                whole.shown,
+            )
+        out.append(PlanFile(f, str(f.path) if f.path == tree.root.path else f.name))
+    return out
+
+
+_T = TypeVar("_T")
+
+
+def concurrently(fn: Callable[[str], _T], names: list[str]) -> list[_T]:
+    """fn over every registry at once (one thread each), results in the given order; the
+    located problems of every registry in one SpecError, else the first failure."""
+    if len(names) == 1:
+        return [fn(names[0])]
+    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="registry") as pool:
+        futures = [pool.submit(fn, n) for n in names]
+    issues: list[SpecIssue] = []
+    out: list[_T] = []
+    for future in futures:
+        exc = future.exception()
+        if isinstance(exc, SpecError):
+            issues += exc.issues
+        elif exc is not None:
+            raise exc
+        else:
+            out.append(future.result())
+    if issues:
+        raise SpecError(issues)
+    return out
+
+
+def check_sources(
+    tree: LoadedTree, copies: Sequence[tuple[str, CopyVersion]], opened: Mapping[str, RegistryPort]
+) -> None:
+    """Every version about to be copied exists and its files can be read, asked of its own
+    registry before anything is applied; each problem located at its copy_from."""
+    issues = []
+    for registry, change in copies:
+        found = opened[change.source_registry].describe_source(
+            change.source_model, change.source_version
+        )
+        if found.ok:
+            continue
+        declared = tree.models[ModelKey(registry, change.model)]
+        index = next(i for i, v in enumerate(declared.spec.versions) if v.key == change.entry)
+        loc = (*declared.loc, "versions", index, "copy_from")
+        _, pos = locate(loc, declared.file.positions)
+        issues.append(
+            SpecIssue(
+                declared.file.name,
+                pos.line,
+                pos.column,
+                format_loc(loc),
+                f"cannot {change.text()}: {found.problem}",
+                "fix the copy_from entry (registry:model/version), or make the source version "
+                "readable; nothing was applied",
+            )
+        )
+    if issues:
+        raise SpecError(issues)
+
+
+def tree_plan(
+    done: Sequence[Opened],
+    chosen: Mapping[str, Sequence[DeclaredModel]],
+    selected: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
+) -> TreePlan:
+    """The TreePlan every renderer takes: each registry's plan, its identity, the URI it was
+    given (masked) and the file of each model."""
+    registries = tuple(
+        RegistryPlan(
+            registry=o.name,
+            identity=registry_identity(o.uri),
+            uri=redact(o.uri),
+            plan=o.planned.plan,
+            files={m.name: m.file.name for m in chosen.get(o.name, ())},
+        )
+        for o in done
+    )
+    return TreePlan(
+        registries=registries, selected_registries=selected[0], selected_models=selected[1]
+    )
