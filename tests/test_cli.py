@@ -56,6 +56,41 @@ def test_offline_paths_never_import_mlflow(tmp_path: Path) -> None:
     assert "MLFLOW: []" in proc.stderr, proc.stderr[-2000:]
 
 
+def _crash(*_: object) -> None:
+    raise ZeroDivisionError("division by zero in the loader")
+
+
+@pytest.mark.parametrize("asked", ["", "--debug", "MLFLOW_GITOPS_DEBUG=1"])
+def test_a_bug_exits_70_with_one_line_and_the_traceback_only_when_asked(
+    asked: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mlflow_gitops.spec.tree.load_tree", _crash)  # a bug, planted
+    monkeypatch.delenv("MLFLOW_GITOPS_DEBUG", raising=False)
+    if asked.startswith("MLFLOW_GITOPS_DEBUG"):
+        monkeypatch.setenv("MLFLOW_GITOPS_DEBUG", "1")
+    flags = ["--debug"] if asked == "--debug" else []
+    result = run_cli(capsys, *flags, "validate", str(write_spec(tmp_path, GOOD)))
+    assert result.code == 70, result
+    assert result.out == ""
+    assert "this is a bug in mlflow-gitops; please report it" in result.err
+    if asked:
+        assert "Traceback (most recent call last)" in result.err
+        assert "ZeroDivisionError: division by zero in the loader" in result.err
+    else:
+        assert result.err.count("\n") == 1, result.err
+        assert "unexpected ZeroDivisionError: division by zero in the loader" in result.err
+        assert "--debug" in result.err
+        assert "Traceback" not in result.err
+
+
+def test_a_known_error_is_not_a_bug(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "--debug", "validate", str(tmp_path / "missing.yaml"))
+    assert result.code == 1
+    assert "file not found" in result.err
+    assert "Traceback" not in result.err
+    assert "this is a bug" not in result.err
+
+
 def test_validate_ok_and_bad(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = run_cli(capsys, "validate", str(write_spec(tmp_path, GOOD)))
     assert good.code == 0

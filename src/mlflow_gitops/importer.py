@@ -105,6 +105,18 @@ class TreeFile:
     models: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class ImportTreeOutcome:
+    """The files to write (under `folder`), the notes to show first (a model the tree declares
+    elsewhere is left to its file), and the include: patterns the root lacks for them (empty:
+    it already includes them)."""
+
+    files: tuple[TreeFile, ...]
+    folder: Path
+    notes: tuple[str, ...]
+    missing_patterns: tuple[str, ...]
+
+
 def tree_files(
     states: Mapping[str, RegistryState],
     identities: Mapping[str, str],

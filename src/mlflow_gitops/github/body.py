@@ -11,7 +11,7 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 
-from mlflow_gitops.errors import GitopsError, RegistryError, SpecIssue
+from mlflow_gitops.errors import GitopsError, RegistryError, SpecError, SpecIssue
 from mlflow_gitops.render.markdown import MARKER, MODEL_HEADING, escape
 
 COMMENT_LIMIT = 65_536  # characters: GitHub refuses a longer issue comment
@@ -203,6 +203,15 @@ def summary_note(shown: int, total: int) -> str:
         f"> [!NOTE]\n> This plan is too long for a job summary (GitHub allows 1 MiB), so it stops "
         f"after {shown} of {total} models. The full plan is in the `{ARTIFACT}` artifact.\n"
     )
+
+
+def job_log(body: str, error: GitopsError | None, active: bool) -> tuple[str, str]:
+    """What the job log shows of a comment (stdout, stderr): the body (inert in Actions), an
+    annotation per problem of an invalid file (in Actions), and the error."""
+    out = inert(body) if active else body
+    if isinstance(error, SpecError) and active:
+        out += "".join(line + "\n" for line in error_annotations(error.issues))
+    return out, error.render() + "\n" if error is not None else ""
 
 
 def inert(text: str) -> str:

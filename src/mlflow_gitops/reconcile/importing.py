@@ -11,7 +11,7 @@ from pathlib import Path
 from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.importer import (
     TREE_FOLDER,
-    TreeFile,
+    ImportTreeOutcome,
     declared_elsewhere,
     include_patterns,
     render_registry,
@@ -75,23 +75,13 @@ class ImportTreeRequest:
     out_dir: Path | None = None
     tracking_uri: str | None = None
     aliases_from_stages: Mapping[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class ImportTreeOutcome:
-    """The files to write (under `folder`), the notes to show first (a model the tree declares
-    elsewhere is left to its file), and the include: patterns the root lacks for them (empty:
-    it already includes them)."""
-
-    files: tuple[TreeFile, ...]
-    folder: Path
-    notes: tuple[str, ...]
-    missing_patterns: tuple[str, ...]
+    write: bool = False  # write the files (else only return them)
 
 
 def import_tree(request: ImportTreeRequest) -> ImportTreeOutcome:
     """Read each selected registry once, all at once, each with its own credentials; leave the
-    models the tree already declares in files import does not rewrite to those files."""
+    models the tree already declares in files import does not rewrite to those files; write
+    the files when asked."""
     tree = load_tree(request.root)
     names = list(request.registries) or list(tree.registry_names)
     if request.tracking_uri is not None and len(names) != 1:
@@ -136,11 +126,7 @@ def import_tree(request: ImportTreeRequest) -> ImportTreeOutcome:
         aliases_from_stages=mapping,
     )
     patterns = include_patterns(root, tree.root.spec.include or [], [f.path for f in files])
-    return ImportTreeOutcome(tuple(files), folder, tuple(notes), tuple(patterns))
-
-
-def write_tree(outcome: ImportTreeOutcome) -> None:
-    """Write the files import_tree made."""
-    for file in outcome.files:
+    for file in files if request.write else []:
         file.path.parent.mkdir(parents=True, exist_ok=True)
         file.path.write_text(file.text, encoding="utf-8")
+    return ImportTreeOutcome(tuple(files), folder, tuple(notes), tuple(patterns))

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from mlflow_gitops.errors import DENIED
 from mlflow_gitops.history import Event
+from mlflow_gitops.importer import ImportTreeOutcome
 from mlflow_gitops.observed import RunSummary
 from mlflow_gitops.outcome import ApplyOutcome, ApplyResult
 from mlflow_gitops.plan.changes import Plan
@@ -289,4 +290,20 @@ def render_history(name: str, found: list[Event]) -> str:
             if x
         )
         lines.append(f"  {when(e)}  v{e.version:<4} {e.change}" + (f"  ({who})" if who else ""))
+    return "\n".join(lines) + "\n"
+
+
+# --- import --tree: what was written, and what the root still needs -------------------------
+
+
+def render_import_tree(root: str, outcome: ImportTreeOutcome) -> str:
+    """The notes, the count of models and files written, and the include: lines to add."""
+    lines = [*outcome.notes]
+    count = sum(len(f.models) for f in outcome.files)
+    lines.append(f"Wrote {count} models in {len(outcome.files)} files under {outcome.folder}.")
+    if outcome.missing_patterns:
+        lines += [f"Add to the include: of {root}:", "include:"]
+        lines += [f"  - {p}" for p in outcome.missing_patterns]
+    else:
+        lines.append(f"{root} already includes them.")
     return "\n".join(lines) + "\n"

@@ -7,31 +7,38 @@ The use cases are imported inside the commands (and mlflow lazily below them) so
 
 from __future__ import annotations
 
-import os
 import sys
-import traceback
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from mlflow_gitops.cli.terminal import (
+    DEBUG_VARIABLE,
+    EXIT_BUG,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    DetailedOpt,
+    EditedFileOpt,
+    FileArg,
+    Format,
+    ModelOpt,
+    NoColorOpt,
+    RegistryOpt,
+    Status,
+    UriOpt,
+    bug_report,
+    color,
+    emit,
+    exit_code,
+)
 from mlflow_gitops.errors import GitopsError
-from mlflow_gitops.secrets import redact
 
 if TYPE_CHECKING:
-    from mlflow_gitops.plan.changes import Plan
     from mlflow_gitops.plan.tree import TreePlan
-    from mlflow_gitops.reconcile.importing import ImportTreeOutcome
     from mlflow_gitops.reconcile.plan import PlanOutcome
-
-# 0: done (no changes with --detailed-exitcode); 1: a known error, or an apply that failed;
-# 2: changes pending (--detailed-exitcode); 3: a gate or policy blocked a model;
-# 70: a bug in mlflow-gitops (sysexits EX_SOFTWARE); 130: interrupted
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED = 0, 1, 2, 3
-EXIT_BUG, EXIT_INTERRUPTED = 70, 130
-DEBUG_VARIABLE = "MLFLOW_GITOPS_DEBUG"
 
 app = typer.Typer(
     name="mlflow-gitops",
@@ -61,81 +68,6 @@ def _options(
     ] = False,
 ) -> None:
     _Debug.on = debug
-
-
-class Format(StrEnum):
-    text = "text"
-    markdown = "markdown"
-    json = "json"
-
-
-FileArg = Annotated[
-    Path, typer.Argument(help="The registry file.", show_default=True, dir_okay=False)
-]
-UriOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--tracking-uri",
-        help="Registry URI; default: $MLFLOW_TRACKING_URI, then the file's tracking_uri, "
-        "then sqlite:///mlflow.db next to the file.",
-    ),
-]
-NoColorOpt = Annotated[bool, typer.Option("--no-color", help="Plain output even on a terminal.")]
-RegistryOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--registry",
-        help="Only this registry of the tree (repeatable); the others are neither read nor "
-        "changed.",
-    ),
-]
-ModelOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--model",
-        help="Only this model (repeatable); the others are neither read nor changed.",
-    ),
-]
-
-
-def emit(text: str, *, err: bool = False, verbatim: bool = False) -> None:
-    """Every byte the tool prints goes through here, and through redact(); `verbatim` text is
-    data reproduced from the registry (its URI already redacted), which is never altered."""
-    stream = sys.stderr if err else sys.stdout
-    stream.write(text if verbatim else redact(text))
-    stream.flush()
-
-
-def _color(no_color: bool) -> bool:
-    return (
-        not no_color
-        and sys.stdout.isatty()
-        and "NO_COLOR" not in os.environ
-        and not os.environ.get("CI")
-    )
-
-
-class _Status:
-    """A one-line progress display on stderr while long work runs (terminals only)."""
-
-    def __init__(self) -> None:
-        self.live = sys.stderr.isatty() and not os.environ.get("CI")
-
-    def __call__(self, text: str) -> None:
-        if self.live:
-            sys.stderr.write("\r\033[K" + redact(text))
-            sys.stderr.flush()
-
-    def done(self) -> None:
-        if self.live:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-    def __enter__(self) -> _Status:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done()
 
 
 # --- validate / schema: offline, no mlflow ---------------------------------------------------------
@@ -173,10 +105,7 @@ def plan(
     out: Annotated[
         Path | None, typer.Option("--out", help="Also save the plan as JSON, for `apply PLAN`.")
     ] = None,
-    detailed_exitcode: Annotated[
-        bool,
-        typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none."),
-    ] = False,
+    detailed_exitcode: DetailedOpt = False,
     tracking_uri: UriOpt = None,
     registry: RegistryOpt = None,
     model: ModelOpt = None,
@@ -188,12 +117,12 @@ def plan(
     request = PlanRequest(
         file, tracking_uri, _now(), out, registries=tuple(registry or ()), models=tuple(model or ())
     )
-    with _Status() as status:
+    with Status() as status:
         outcome = plan_request(request, status)
     emit(_render_plan(outcome.tree, fmt, file, no_color))
     if out is not None:
         emit(f"Saved the plan to {out}; apply it with `mlflow-gitops apply {out}`.\n", err=True)
-    return _exit_code(outcome.plan, detailed=detailed_exitcode)
+    return exit_code(outcome.plan, detailed=detailed_exitcode)
 
 
 @app.command()
@@ -224,7 +153,7 @@ def apply(
         target, tracking_uri, _now, commit, actor, pr, parallelism, tuple(registry or ()),
         tuple(model or ()),
     )  # fmt: skip
-    status = _Status()
+    status = Status()
 
     def show(planned: PlanOutcome) -> None:  # before any write, so a refused apply shows it too
         status.done()
@@ -236,8 +165,8 @@ def apply(
     if fmt is Format.json:
         emit(render_json.render_apply(outcome))
     else:
-        emit(render_text.render_apply(outcome, color=_color(no_color)))
-    return _exit_code(outcome.plan, failed=not outcome.ok)
+        emit(render_text.render_apply(outcome, color=color(no_color)))
+    return exit_code(outcome.plan, failed=not outcome.ok)
 
 
 @app.command("import")
@@ -284,6 +213,7 @@ def import_(
     """Print (or write) a registry.yaml that describes the live registry; plan on it is empty.
     With --tree, write a file per registry of the root (or per model) instead."""
     from mlflow_gitops.reconcile import importing
+    from mlflow_gitops.render.text import render_import_tree
 
     mapping = importing.STAGES_AS_ALIASES if aliases_from_stages else None
     if tree:
@@ -291,9 +221,9 @@ def import_(
             raise GitopsError("--out writes one file; --tree writes several", "use --out-dir")
         request = importing.ImportTreeRequest(
             root, _now(), tuple(registry or ()), tuple(model or ()), split, out_dir, tracking_uri,
-            mapping,
+            mapping, write=True,
         )  # fmt: skip
-        _import_tree(root, importing.import_tree(request))
+        emit(render_import_tree(str(root), importing.import_tree(request)), err=True)
         return
     if split or registry or out_dir is not None:
         raise GitopsError(
@@ -309,32 +239,13 @@ def import_(
         emit(f"Wrote {imported.models} models to {out}.\n", err=True)
 
 
-def _import_tree(root: Path, outcome: ImportTreeOutcome) -> None:
-    """Write the files of import --tree, and say what the root still needs."""
-    from mlflow_gitops.reconcile.importing import write_tree
-
-    for note in outcome.notes:
-        emit(f"{note}\n", err=True)
-    write_tree(outcome)
-    count = sum(len(f.models) for f in outcome.files)
-    emit(f"Wrote {count} models in {len(outcome.files)} files under {outcome.folder}.\n", err=True)
-    if outcome.missing_patterns:
-        lines = "".join(f"  - {p}\n" for p in outcome.missing_patterns)
-        emit(f"Add to the include: of {root}:\ninclude:\n{lines}", err=True)
-    else:
-        emit(f"{root} already includes them.\n", err=True)
-
-
 # --- comment: the plan on a GitHub pull request ----------------------------------------------------
 
 
 @app.command()
 def comment(
     file: FileArg = Path("registry.yaml"),
-    detailed_exitcode: Annotated[
-        bool,
-        typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none."),
-    ] = False,
+    detailed_exitcode: DetailedOpt = False,
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the full comment to this file.")
     ] = None,
@@ -352,7 +263,6 @@ def comment(
     """In a pull_request job: plan, write the plan to the job summary, and post it as the pull
     request's one comment (updated in place). An invalid file or an unreachable registry is
     posted too, and exits 1. Needs GITHUB_TOKEN; never falls back to sqlite:///mlflow.db."""
-    from mlflow_gitops.errors import SpecError
     from mlflow_gitops.github import body as bodies
     from mlflow_gitops.github.context import actions_context
     from mlflow_gitops.github.publish import Outcome
@@ -364,18 +274,16 @@ def comment(
     )
 
     def show(outcome: Outcome) -> None:  # before GitHub is asked, so the job log has it
-        emit(bodies.inert(outcome.body) if actions.active else outcome.body)
-        if isinstance(outcome.error, SpecError) and actions.active:
-            emit("".join(line + "\n" for line in bodies.error_annotations(outcome.error.issues)))
-        if outcome.error is not None:
-            emit(outcome.error.render() + "\n", err=True)
+        out, err = bodies.job_log(outcome.body, outcome.error, actions.active)
+        emit(out)
+        emit(err, err=True)
 
     done = comment_request(request, show)
     published = done.published
     emit((published.note or f"comment {published.action}: {published.url}") + "\n", err=True)
     if done.outcome.error is not None or done.outcome.plan is None:
         return EXIT_ERROR
-    return _exit_code(done.outcome.plan, detailed=detailed_exitcode)
+    return exit_code(done.outcome.plan, detailed=detailed_exitcode)
 
 
 # --- lifecycle: propose, history, rollback --------------------------------------------------------
@@ -398,9 +306,7 @@ def propose(
         str | None, typer.Option("--run", help="Add this run instead of the best.")
     ] = None,
     max_results: Annotated[int, typer.Option(min=1, max=1000, help="Runs to show.")] = 5,
-    file: Annotated[Path, typer.Option("--file", help="The registry file to edit.")] = Path(
-        "registry.yaml"
-    ),
+    file: EditedFileOpt = Path("registry.yaml"),
     tracking_uri: UriOpt = None,
 ) -> None:
     """Show the best runs of an experiment and add one to registry.yaml (comments kept)."""
@@ -442,9 +348,7 @@ def history(
 @app.command()
 def rollback(
     model: Annotated[str, typer.Argument(help="Registered model to roll back.")],
-    file: Annotated[Path, typer.Option("--file", help="The registry file to edit.")] = Path(
-        "registry.yaml"
-    ),
+    file: EditedFileOpt = Path("registry.yaml"),
     tracking_uri: UriOpt = None,
 ) -> None:
     """Edit registry.yaml so Production goes back to its previous holder (open a PR with it)."""
@@ -457,16 +361,6 @@ def rollback(
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _exit_code(plan_: Plan, *, failed: bool = False, detailed: bool = False) -> int:
-    """1 when something failed, 3 when a gate or policy blocked, 2 for pending changes when
-    asked (--detailed-exitcode), else 0."""
-    if failed:
-        return EXIT_ERROR
-    if plan_.blocked:
-        return EXIT_BLOCKED
-    return EXIT_CHANGES if detailed and not plan_.is_empty else EXIT_OK
-
-
 def _render_plan(tree: TreePlan, fmt: Format, file: Path, no_color: bool) -> str:
     """The plan in the format asked for (a file without registries: reads as it always did)."""
     from mlflow_gitops.render import json, markdown, text
@@ -475,7 +369,7 @@ def _render_plan(tree: TreePlan, fmt: Format, file: Path, no_color: bool) -> str
         return json.render_tree(tree, file=str(file))
     if fmt is Format.markdown:
         return markdown.render_tree(tree, by_file=False)
-    return text.render_tree(tree, color=_color(no_color), file=str(file))
+    return text.render_tree(tree, color=color(no_color), file=str(file))
 
 
 def _now() -> datetime:
@@ -507,19 +401,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
         emit("interrupted: the registry holds what was applied so far; run apply again\n", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
-        emit(_bug_report(exc), err=True)
+        emit(bug_report(exc, _Debug.on), err=True)
         sys.exit(EXIT_BUG)
     sys.exit(code if isinstance(code, int) else EXIT_OK)
-
-
-def _bug_report(exc: Exception) -> str:
-    """One line that says it is a bug and what to do; the traceback only when asked for."""
-    if _Debug.on or os.environ.get(DEBUG_VARIABLE):
-        return "".join(traceback.format_exception(exc)) + (
-            "this is a bug in mlflow-gitops; please report it with the command you ran and the "
-            "traceback above\n"
-        )
-    return (
-        f"error: unexpected {type(exc).__name__}: {exc}: this is a bug in mlflow-gitops; please "
-        f"report it with the command you ran (run it again with --debug for the traceback)\n"
-    )
