@@ -212,28 +212,19 @@ def import_(
 ) -> None:
     """Print (or write) a registry.yaml that describes the live registry; plan on it is empty.
     With --tree, write a file per registry of the root (or per model) instead."""
+    from mlflow_gitops.importer import ImportTreeOutcome
     from mlflow_gitops.reconcile import importing
     from mlflow_gitops.render.text import render_import_tree
 
     mapping = importing.STAGES_AS_ALIASES if aliases_from_stages else None
-    if tree:
-        if out is not None:
-            raise GitopsError("--out writes one file; --tree writes several", "use --out-dir")
-        request = importing.ImportTreeRequest(
-            root, _now(), tuple(registry or ()), tuple(model or ()), split, out_dir, tracking_uri,
-            mapping, write=True,
-        )  # fmt: skip
-        emit(render_import_tree(str(root), importing.import_tree(request)), err=True)
-        return
-    if split or registry or out_dir is not None:
-        raise GitopsError(
-            "--split, --registry and --out-dir need --tree",
-            "add --tree (and --root if the root is not ./registry.yaml)",
-        )
-    imported = importing.import_registry(
-        importing.ImportRequest(_now(), tuple(model or ()), out, tracking_uri, mapping)
-    )
-    if out is None:
+    request = importing.ImportRequest(
+        _now(), tuple(model or ()), out, tracking_uri, mapping, tree, root, split,
+        tuple(registry or ()), out_dir,
+    )  # fmt: skip
+    imported = importing.import_request(request)
+    if isinstance(imported, ImportTreeOutcome):
+        emit(render_import_tree(str(root), imported), err=True)
+    elif out is None:
         emit(imported.text, verbatim=True)  # the registry's data exactly, as --out writes it
     else:
         emit(f"Wrote {imported.models} models to {out}.\n", err=True)

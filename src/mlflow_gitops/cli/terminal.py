@@ -88,21 +88,19 @@ class Status:
     def __init__(self) -> None:
         self.live = sys.stderr.isatty() and not os.environ.get("CI")
 
-    def __call__(self, text: str) -> None:
+    def __call__(self, text: str = "") -> None:
         if self.live:
             sys.stderr.write("\r\033[K" + redact(text))
             sys.stderr.flush()
 
     def done(self) -> None:
-        if self.live:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+        self()
 
     def __enter__(self) -> Status:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.done()
+        self()
 
 
 def exit_code(plan: Plan, *, failed: bool = False, detailed: bool = False) -> int:

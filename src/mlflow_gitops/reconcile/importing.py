@@ -30,13 +30,19 @@ STAGES_AS_ALIASES = {"Production": "champion", "Staging": "challenger"}
 
 @dataclass(frozen=True)
 class ImportRequest:
-    """What `import` was given: the models (empty: all), the file to write (None: print it)."""
+    """What `import` was given: the models (empty: all), the file to write (None: print it);
+    with `tree`, the root whose registries (empty: all) to write as files under `out_dir`."""
 
     now: datetime
     models: tuple[str, ...] = ()
     out: Path | None = None
     tracking_uri: str | None = None
     aliases_from_stages: Mapping[str, str] | None = None
+    tree: bool = False
+    root: Path = Path("registry.yaml")
+    split: bool = False
+    registries: tuple[str, ...] = ()
+    out_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,33 @@ class Imported:
     text: str
     models: int
     out: Path | None
+
+
+def import_request(request: ImportRequest) -> Imported | ImportTreeOutcome:
+    """One registry.yaml of the live registry, or with `tree` a file per registry of the root
+    (or per model), written."""
+    if request.tree:
+        if request.out is not None:
+            raise GitopsError("--out writes one file; --tree writes several", "use --out-dir")
+        return import_tree(
+            ImportTreeRequest(
+                request.root,
+                request.now,
+                request.registries,
+                request.models,
+                request.split,
+                request.out_dir,
+                request.tracking_uri,
+                request.aliases_from_stages,
+                write=True,
+            )
+        )
+    if request.split or request.registries or request.out_dir is not None:
+        raise GitopsError(
+            "--split, --registry and --out-dir need --tree",
+            "add --tree (and --root if the root is not ./registry.yaml)",
+        )
+    return import_registry(request)
 
 
 def import_registry(request: ImportRequest) -> Imported:
