@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pydantic import ValidationError
 
 from mlflow_gitops.apply import Progress, apply
 from mlflow_gitops.audit import AuditContext, from_environment
+from mlflow_gitops.credentials import Credentials
 from mlflow_gitops.errors import (
     DENIED,
     GitopsError,
@@ -43,15 +43,16 @@ from mlflow_gitops.plan.planner import history_drifted
 from mlflow_gitops.plan.planner import plan as compute_plan
 from mlflow_gitops.plan.tree import RegistryPlan, TreePlan
 from mlflow_gitops.record import AUDIT_EXPERIMENT, SourceRef
-from mlflow_gitops.registry.copy import Credentials, find_copies
+from mlflow_gitops.registry.copy import find_copies
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.render.common import describe
 from mlflow_gitops.render.json import plan_document
-from mlflow_gitops.secrets import redact, register_secrets
+from mlflow_gitops.secrets import redact
 from mlflow_gitops.settings import NoTrackingUri, registry_identity, resolve_tracking_uri
+from mlflow_gitops.spec.connection import resolve_connection
 from mlflow_gitops.spec.load import LoadedSpec, format_loc, locate
 from mlflow_gitops.spec.model import DEFAULT_REGISTRY
-from mlflow_gitops.spec.tree import DeclaredModel, LoadedTree, ModelKey, load_tree, resolve_registry
+from mlflow_gitops.spec.tree import DeclaredModel, LoadedTree, ModelKey, load_tree
 
 SAVED_PLAN_KIND = "mlflow-gitops-plan"
 
@@ -67,7 +68,7 @@ class Planned:
 def open_registry(uri: str, credentials: Credentials | None = None) -> RegistryPort:
     """The MLflow adapter; imported here so that validate, schema and --help never load mlflow.
     `credentials`: this registry's own (a tree's named registry); None: MLflow's variables."""
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 
     return MlflowRegistry(uri, credentials)
 
@@ -96,7 +97,7 @@ class _LazyEvidence:
     @property
     def real(self) -> Evidence:
         if self._real is None:
-            from mlflow_gitops.gates.evidence import MlflowEvidence
+            from mlflow_gitops.registry.mlflow.evidence import MlflowEvidence
 
             self._real = MlflowEvidence(self.uri, self.credentials, self.registries)
         return self._real
@@ -598,7 +599,7 @@ def _plan_tree(request: PlanRequest, progress: Callable[[str], None]) -> PlanOut
         if (source := m.copy_source(entry)) is not None and source.registry
     }
     where = {
-        name: _resolve(
+        name: resolve_connection(
             tree,
             name,
             request.tracking_uri if name in chosen else None,
@@ -657,33 +658,9 @@ def _plan_tree(request: PlanRequest, progress: Callable[[str], None]) -> PlanOut
     )
 
 
-def _resolve(
-    tree: LoadedTree, name: str, flag: str | None, *, local_default: bool = True
-) -> tuple[str, Credentials | None]:
-    """A registry's URI and credentials; a file without registries: resolves as it always did
-    (--tracking-uri, $MLFLOW_TRACKING_URI, tracking_uri:, the local default) with MLflow's own
-    variables. A named registry's password and token are masked in all output from now on."""
-    if not tree.registries:
-        root = tree.root
-        uri = resolve_tracking_uri(
-            flag, root.spec.tracking_uri, root.folder, local_default=local_default
-        )
-        return uri, None
-    resolved = resolve_registry(tree, name, os.environ, flag=flag)
-    register_secrets(resolved.secrets)
-    values, own = resolved.credentials, tree.registries[name]
-    credentials = Credentials(
-        username=values.get("MLFLOW_TRACKING_USERNAME"),
-        password=values.get("MLFLOW_TRACKING_PASSWORD"),
-        token=values.get("MLFLOW_TRACKING_TOKEN"),
-        source=tuple(v for v in (own.username_env, own.password_env, own.token_env) if v),
-    )
-    return resolved.uri, credentials
-
-
 def connect_named(tree: LoadedTree, name: str, flag: str | None) -> tuple[str, RegistryPort]:
     """One registry of a tree: its URI and an adapter that sends only its own credentials."""
-    uri, credentials = _resolve(tree, name, flag)
+    uri, credentials = resolve_connection(tree, name, flag)
     return uri, _open(uri, credentials)
 
 
@@ -936,7 +913,7 @@ def saved_registry(
             "nothing was applied",
             "run `mlflow-gitops plan --registry NAME --out` again",
         )
-    uri, credentials = _resolve(tree, saved.registry_name, flag)
+    uri, credentials = resolve_connection(tree, saved.registry_name, flag)
     _same_registry(saved.registry, uri)
     return saved.registry_name, uri, credentials
 
