@@ -170,7 +170,7 @@ def run_tool(url: str, file: Path, parallelism: int, proposed: bool = False) -> 
     from mlflow_gitops.audit import AuditContext
     from mlflow_gitops.plan.changes import TransitionStage
     from mlflow_gitops.reconcile import apply_plan, make_plan
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
     from mlflow_gitops.spec.load import load
 
     loaded = load(file)
@@ -239,7 +239,7 @@ def planned_writes(url: str, file: Path) -> list[tuple[str, tuple[Any, ...]]]:
     sequential loop makes exactly the same calls whatever the applier annotates."""
     from mlflow_gitops.audit import AuditContext
     from mlflow_gitops.reconcile import apply_plan, make_plan
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
     from mlflow_gitops.spec.load import load
 
     registry = MlflowRegistry(url)

@@ -180,7 +180,7 @@ def build(tmp: Path, real_data: Path | None) -> Setup:
 
 def timed_evidence(uri: str) -> Any:
     """MlflowEvidence that also adds up the seconds spent loading models and evaluating."""
-    from mlflow_gitops.gates.evidence import MlflowEvidence
+    from mlflow_gitops.registry.mlflow.evidence import MlflowEvidence
 
     class TimedEvidence(MlflowEvidence):
         def __init__(self, uri: str) -> None:
@@ -226,7 +226,7 @@ def timed_evidence(uri: str) -> Any:
 def tool_plan(spec: Path, uri: str) -> dict[str, Any]:
     """make_plan end to end with a fresh evidence object (no model loaded before)."""
     from mlflow_gitops.reconcile import make_plan
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
     from mlflow_gitops.spec.load import load
 
     scratch = Path(tempfile.gettempdir())
@@ -406,7 +406,7 @@ def compare(s: Setup, repeats: int, s3_spec: Path) -> dict[str, Any]:
     runs made under the same load."""
     import mlflow
 
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 
     MlflowRegistry(s.uri)  # sets MLflow's global tracking and registry URI, as the CLI does
     mlflow.set_experiment("bench-gates-mlflow-evaluate")
@@ -621,7 +621,7 @@ def child(spec: str, uri: str, proposed: bool) -> None:
     """Subprocess: plan the gate once (cold) and report time and memory as one JSON line."""
     from mlflow_gitops.gates import evidence
     from mlflow_gitops.reconcile import make_plan  # noqa: F401  (imports before the first reading)
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 
     quiet_mlflow()
 

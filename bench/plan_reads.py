@@ -77,7 +77,7 @@ def measure_plan(url: str, registry_file: Path, repeats: int) -> dict[str, Any]:
     """make_plan in-process: wall time, real HTTP requests and MlflowRegistry.calls."""
     from mlflow_gitops.plan.planner import plan as compute_plan
     from mlflow_gitops.reconcile import make_plan
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
     from mlflow_gitops.spec.load import load
 
     started = time.perf_counter()
@@ -176,7 +176,7 @@ def _search(url: str, what: str, params: dict[str, Any]) -> tuple[int | str, str
 
 def url_limit(url: str, names: list[str]) -> dict[str, Any]:
     """The longest `name IN (...)` filter the server accepts in a GET query string."""
-    from mlflow_gitops.registry.client import _quote
+    from mlflow_gitops.registry.mlflow.base import quote as _quote
 
     def status(k: int) -> tuple[int | str, int]:
         flt = f"name IN ({', '.join(_quote(n) for n in names[:k])})"
@@ -223,15 +223,16 @@ def chunked_reads(
     url: str, names: list[str], variants: list[tuple[int, int]]
 ) -> list[dict[str, Any]]:
     """The adapter's read with other MAX_FILTER_URL_CHARS / MAX_FILTER_CHUNKS (patched here only)."""
-    import mlflow_gitops.registry.client as adapter
+    import mlflow_gitops.registry.mlflow.reads as adapter
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 
     saved = adapter.MAX_FILTER_URL_CHARS, adapter.MAX_FILTER_CHUNKS
     out = []
     try:
         for chars, max_chunks in variants:
             adapter.MAX_FILTER_URL_CHARS, adapter.MAX_FILTER_CHUNKS = chars, max_chunks
-            registry = adapter.MlflowRegistry(url)
-            chunks = len(adapter._in_chunks(sorted(names)))
+            registry = MlflowRegistry(url)
+            chunks = len(adapter.in_chunks(sorted(names)))
             with HttpCounter() as http:
                 started = time.perf_counter()
                 try:
@@ -262,7 +263,8 @@ def chunked_reads(
 
 def adapter_read(url: str, names: list[str]) -> dict[str, Any]:
     """The adapter's read as it is, with these names: the URLs it sends and what came back."""
-    from mlflow_gitops.registry.client import MlflowRegistry, _in_chunks
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.reads import in_chunks as _in_chunks
 
     registry = MlflowRegistry(url)
     with HttpCounter() as http:

@@ -126,8 +126,8 @@ def read_only(urls: dict[str, str], names: list[str], together: bool) -> float:
     """The registry reads alone (what the threads overlap): both at once, or one then the other."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from mlflow_gitops.registry.client import MlflowRegistry
-    from mlflow_gitops.registry.copy import Credentials
+    from mlflow_gitops.credentials import Credentials
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 
     registries = [MlflowRegistry(url, Credentials()) for url in urls.values()]
     started = time.perf_counter()

@@ -96,8 +96,8 @@ def measure(engine: str, data: str, state: dict[str, Any]) -> dict[str, Any]:
     """One evaluation in this (fresh) process: its wall time and memory."""
     quiet_mlflow()
     from mlflow_gitops.gates import evidence
-    from mlflow_gitops.gates.evidence import MlflowEvidence
     from mlflow_gitops.gates.port import Side
+    from mlflow_gitops.registry.mlflow.evidence import MlflowEvidence
     from mlflow_gitops.spec.model import EvaluateSpec
 
     single = evidence.stream_frames

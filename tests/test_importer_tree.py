@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from mlflow_gitops import reconcile
+from mlflow_gitops.credentials import Credentials
 from mlflow_gitops.importer import include_patterns, tree_files
 from mlflow_gitops.observed import ModelState, RegistryState, VersionState
 from mlflow_gitops.reconcile import connect
-from mlflow_gitops.registry.copy import Credentials
 from mlflow_gitops.spec.tree import load_tree
 from tests.cli_runner import run_cli
 from tests.fakes import FakeRegistry

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mlflow_gitops import reconcile
+from mlflow_gitops.credentials import Credentials
 from mlflow_gitops.errors import GitopsError, SpecError, StalePlanError
 from mlflow_gitops.observed import ModelState, RegistryState, VersionState
 from mlflow_gitops.plan.changes import CopyVersion, TransitionStage
@@ -18,7 +19,6 @@ from mlflow_gitops.plan.planner import plan as compute_plan
 from mlflow_gitops.plan.saved import load_plan
 from mlflow_gitops.reconcile import ApplyRequest, PlanRequest, apply_request, connect, plan_request
 from mlflow_gitops.record import SourceRef, provenance_tags
-from mlflow_gitops.registry.copy import Credentials
 from mlflow_gitops.render.json import tree_document
 from mlflow_gitops.render.text import render_tree
 from mlflow_gitops.secrets import redact

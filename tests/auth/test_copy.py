@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 
+from mlflow_gitops.credentials import Credentials
 from mlflow_gitops.errors import DENIED, PermissionDenied
 from mlflow_gitops.record import COPIES_EXPERIMENT, COPY_RUN_TAG, COPY_VERSION_TAG
-from mlflow_gitops.registry.client import MlflowRegistry
-from mlflow_gitops.registry.copy import Credentials
+from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 from tests.auth.harness import AuthServer
 from tests.integration.mlflow_helpers import register
 from tests.integration.train_regressor import train_and_log

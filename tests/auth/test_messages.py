@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlflow_gitops.errors import PermissionDenied
-from mlflow_gitops.registry.client import MlflowRegistry
+from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 from tests.auth.harness import AuthServer
 from tests.cli_runner import run_cli
 from tests.helpers import write_spec

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mlflow_gitops.gates.evidence import MlflowEvidence
 from mlflow_gitops.reconcile import make_plan
-from mlflow_gitops.registry.client import MlflowRegistry
+from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
+from mlflow_gitops.registry.mlflow.evidence import MlflowEvidence
 from mlflow_gitops.spec.load import load
 from tests.helpers import write_spec
 from tests.integration.mlflow_helpers import client

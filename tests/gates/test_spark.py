@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlflow_gitops.gates import spark as engine
-from mlflow_gitops.gates.evidence import MlflowEvidence
 from mlflow_gitops.gates.port import Side
+from mlflow_gitops.registry.mlflow.evidence import MlflowEvidence
 from mlflow_gitops.spec.model import EvaluateSpec, SparkSpec
 from tests.gates.harness import (
     EVALUATE,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_gitops.registry import client as adapter
-from mlflow_gitops.registry.client import MlflowRegistry
+from mlflow_gitops.registry.mlflow import reads
+from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 from tests.cli_runner import run_cli
 from tests.github.fake_github import TOKEN, FakeGitHub, serve
 from tests.github.harness import PR, REPOSITORY, make_runner, pull_request_event
@@ -115,7 +115,7 @@ def test_read_costs_per_server_generation(
     generation_server: tuple[str, MlflowServer], managed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     generation, server = generation_server
-    monkeypatch.setattr(adapter, "_NO_NAME_IN", {})  # a new process: the generation is unknown
+    monkeypatch.setattr(reads, "_NO_NAME_IN", {})  # a new process: the generation is unknown
     names = [f"cost-{i:03d}" for i in range(managed)]
     calls = []
     for _ in range(2):

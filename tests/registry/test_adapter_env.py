@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from mlflow_gitops.credentials import Credentials
 from mlflow_gitops.errors import PermissionDenied, RegistryError
-from mlflow_gitops.registry import copy
-from mlflow_gitops.registry.client import MlflowRegistry
-from mlflow_gitops.registry.copy import Credentials, credentials_env
+from mlflow_gitops.registry.mlflow import copy
+from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
+from mlflow_gitops.registry.mlflow.env import credentials_env
 from tests.fakes import FakeRegistry
 
 

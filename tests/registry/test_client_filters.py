@@ -11,11 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_gitops.registry.client import (
-    MAX_NAME_FILTERS,
-    _filters,
-    _refuses_name_in,
-)
+from mlflow_gitops.registry.mlflow.errors import refuses_name_in
+from mlflow_gitops.registry.mlflow.reads import MAX_NAME_FILTERS, filters
 from tests.cli_runner import run_cli
 from tests.helpers import write_spec
 from tests.servers import free_port
@@ -50,7 +47,7 @@ class FakeMlflowError(Exception):
 def test_filters_per_server_generation(
     names: list[str] | None, no_name_in: bool, expected: list[str | None]
 ) -> None:
-    assert _filters(None if names is None else set(names), no_name_in) == expected
+    assert filters(None if names is None else set(names), no_name_in) == expected
 
 
 @pytest.mark.parametrize(
@@ -65,16 +62,20 @@ def test_filters_per_server_generation(
     ],
 )
 def test_only_mlflow2s_refusal_of_name_in_switches_filters(error: Exception, refusal: bool) -> None:
-    assert _refuses_name_in(error) is refusal
+    assert refuses_name_in(error) is refusal
 
 
 def test_name_filters_fit_a_url_once_percent_encoded() -> None:
     from urllib.parse import quote_plus
 
-    from mlflow_gitops.registry.client import MAX_FILTER_NAMES, MAX_FILTER_URL_CHARS, _in_chunks
+    from mlflow_gitops.registry.mlflow.reads import (
+        MAX_FILTER_NAMES,
+        MAX_FILTER_URL_CHARS,
+        in_chunks,
+    )
 
     names = [f"modèle prévision n°{i:04d}" for i in range(400)] + [f"m{i}" for i in range(4000)]
-    chunks = _in_chunks(names)
+    chunks = in_chunks(names)
     assert all(len(quote_plus(c)) <= MAX_FILTER_URL_CHARS + 40 for c in chunks)
     assert all(c.count("', '") + 1 <= MAX_FILTER_NAMES for c in chunks)
     assert sum(c.count("', '") + 1 for c in chunks) == len(names)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlflow_gitops.credentials import Credentials
 from mlflow_gitops.errors import RegistryError
 from mlflow_gitops.record import (
     COPIES_EXPERIMENT,
@@ -18,8 +19,8 @@ from mlflow_gitops.record import (
     COPY_VERSION_TAG,
     SourceRef,
 )
-from mlflow_gitops.registry.client import MlflowRegistry
-from mlflow_gitops.registry.copy import Credentials, find_copies
+from mlflow_gitops.registry.copy import find_copies
+from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 from mlflow_gitops.settings import registry_identity
 from tests.integration.mlflow_helpers import client
 from tests.servers import MlflowServer, free_port

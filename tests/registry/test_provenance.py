@@ -9,16 +9,12 @@ import threading
 
 import pytest
 
+from mlflow_gitops.credentials import CREDENTIAL_VARIABLES, Credentials
 from mlflow_gitops.errors import RegistryError
 from mlflow_gitops.observed import ModelState, VersionState
-from mlflow_gitops.registry.copy import (
-    CREDENTIAL_VARIABLES,
-    Credentials,
-    SourceRef,
-    credentials_env,
-    find_copies,
-    provenance_tags,
-)
+from mlflow_gitops.record import SourceRef, provenance_tags
+from mlflow_gitops.registry.copy import find_copies
+from mlflow_gitops.registry.mlflow.env import credentials_env
 from tests.fakes import FakeRegistry
 
 DEV = "http://dev.internal:5000"
@@ -88,15 +84,15 @@ def test_credentials_env_sets_exactly_one_side_and_restores(
 
 def test_credentials_env_holds_the_process_lock_while_it_runs() -> None:
     """Another thread cannot set its own registry's credentials while a side's calls run."""
-    from mlflow_gitops.registry import copy
+    from mlflow_gitops.registry.mlflow import env
 
     taken: list[bool] = []
 
     def other() -> None:
-        got = copy._ENV_LOCK.acquire(blocking=False)
+        got = env._ENV_LOCK.acquire(blocking=False)
         taken.append(got)
         if got:
-            copy._ENV_LOCK.release()
+            env._ENV_LOCK.release()
 
     with credentials_env(Credentials("one", "pw1")):
         thread = threading.Thread(target=other)

@@ -49,7 +49,7 @@ def seed(uri: str, scenario: Scenario) -> Scenario:
     """Create the scenario's live state in MLflow; the scenario with the state MLflow reports."""
     from mlflow import MlflowClient
 
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     with warnings.catch_warnings():

@@ -82,7 +82,7 @@ def uri(postgres_server: MlflowServer) -> str:
 
 def race(uri: str, folder: Path, name: str) -> str:
     """One round: both revisions planned, then applied at the same moment; the outcome."""
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 
     seed(uri, name)
     files = {"A": revision(folder, name, "A", 2), "B": revision(folder, name, "B", 3)}
@@ -147,7 +147,7 @@ def test_two_applies_at_once_never_leave_two_production_versions(uri: str, tmp_p
 
 
 def test_apply_after_another_apply_refuses_with_registry_changed(uri: str, tmp_path: Path) -> None:
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 
     name = f"stale-{tmp_path.name[-12:]}"
     seed(uri, name)
@@ -164,7 +164,7 @@ def test_apply_after_another_apply_refuses_with_registry_changed(uri: str, tmp_p
 
 
 def test_plan_while_an_apply_runs_never_fails(uri: str, tmp_path: Path) -> None:
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 
     name = f"planning-{tmp_path.name[-12:]}"
     seed(uri, name)

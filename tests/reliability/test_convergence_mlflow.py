@@ -30,7 +30,7 @@ def uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def check_real(uri: str, scenario: Scenario, folder: Path) -> None:
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 
     scenario = seed(uri, scenario.renamed(f"r{next(_counter)}-"))
     file = folder / "registry.yaml"

@@ -204,7 +204,7 @@ def test_fault_then_reapply_converges(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 
     for key, value in (*RETRY_ENV.items(), *case.env):
         monkeypatch.setenv(key, value)

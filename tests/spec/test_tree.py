@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mlflow_gitops.credentials import Credentials
 from mlflow_gitops.errors import SpecError
 from mlflow_gitops.spec.load import load
 from mlflow_gitops.spec.model import CopyFrom, settings_for
@@ -136,7 +137,7 @@ def test_a_file_without_the_new_keys_is_a_tree_of_one(tmp_path: Path) -> None:
     assert tree.root.spec == load(root).spec
     resolved = resolve_registry(tree, "default", {"MLFLOW_TRACKING_TOKEN": "t0k3n"})
     assert resolved.uri == f"sqlite:///{tmp_path / 'db/mlflow.db'}"
-    assert resolved.credentials == {"MLFLOW_TRACKING_TOKEN": "t0k3n"}
+    assert resolved.credentials == Credentials(token="t0k3n")
     assert resolve_registry(tree, "default", {"MLFLOW_TRACKING_URI": "http://x:1"}).uri == (
         "http://x:1"
     )
@@ -410,14 +411,11 @@ def test_a_registry_is_resolved_from_its_own_variables(tmp_path: Path) -> None:
     }
     dev = resolve_registry(tree, "dev", environ)
     assert dev.uri == "http://dev:5000"
-    assert dev.credentials == {
-        "MLFLOW_TRACKING_USERNAME": "alice",
-        "MLFLOW_TRACKING_PASSWORD": "dev-secret",
-    }
+    assert dev.credentials == Credentials(username="alice", password="dev-secret")
     assert dev.secrets == ("dev-secret",)
     prod = resolve_registry(tree, "prod", environ)
     assert prod.uri == "http://mlflow-prod.internal:5000"
-    assert prod.credentials == {"MLFLOW_TRACKING_TOKEN": "prod-token"}
+    assert prod.credentials == Credentials(token="prod-token")
     assert "dev-secret" not in repr(dev)  # a URI may carry credentials too: neither is shown
     assert "http://dev" not in repr(dev)
     assert "prod-token" not in repr(prod)

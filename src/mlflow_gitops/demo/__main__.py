@@ -104,7 +104,7 @@ def main() -> int:
         + (" (generated, TLC-shaped)" if args.data is None else " (real TLC files)")
     )
 
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 
     existing = MlflowRegistry(uri).read([MODEL]).models.get(MODEL)
     if existing is not None and len(existing.versions) >= 3:
@@ -238,7 +238,7 @@ def _bucket(march: Path) -> Iterator[None]:
 
 def _show(uri: str) -> None:
     from mlflow_gitops.record import TOOL_TAG_PREFIX
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 
     model = MlflowRegistry(uri).read([MODEL]).models[MODEL]
     print(f"{MODEL}: aliases {dict(model.aliases)}")

@@ -128,7 +128,7 @@ def run(
     folder.mkdir(exist_ok=True)
     dev_uri, prod_uri = f"sqlite:///{folder / 'dev.db'}", f"sqlite:///{folder / 'prod.db'}"
 
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 
     existing = MlflowRegistry(dev_uri).read([MODEL]).models.get(MODEL)
     if existing is not None and len(existing.versions) >= 3:

@@ -1,5 +1,6 @@
-"""What the gates need from the outside world, as a protocol and plain values: MLflow serves it
-in production (`evidence.MlflowEvidence`), a fake serves the unit tests (tests/gates)."""
+"""What the gates need from the outside world, as a protocol and plain values: the registry's
+backend serves it in production (MLflow: registry/mlflow/evidence.MlflowEvidence, over
+gates/evidence.ModelEvidence), a fake serves the unit tests (tests/gates)."""
 
 from __future__ import annotations
 

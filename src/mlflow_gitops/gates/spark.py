@@ -23,16 +23,13 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mlflow_gitops.gates.evidence import STREAM_ROWS, data_location
+from mlflow_gitops.gates.evidence import STREAM_ROWS, ModelEvidence, data_location
 from mlflow_gitops.gates.metrics import Accumulator
 from mlflow_gitops.gates.port import GateError, Side
 from mlflow_gitops.gates.predict import LATENCY_BATCHES, Loaded, Scoring
 from mlflow_gitops.spec.model import TABLE_PREFIX, EvaluateSpec, SparkSpec
-
-if TYPE_CHECKING:
-    from mlflow_gitops.gates.evidence import MlflowEvidence
 
 DEFAULT_MASTER = "local[*]"
 _SESSION: dict[str, Any] = {}  # this process's session and the settings it was made with
@@ -152,7 +149,7 @@ def table_digest(data: str) -> str:
 
 
 def score(
-    evidence: MlflowEvidence, scoring: Scoring, folder: Path, sides: list[tuple[str, Side]]
+    evidence: ModelEvidence, scoring: Scoring, folder: Path, sides: list[tuple[str, Side]]
 ) -> None:
     """The evaluate gate's sums from Spark tasks, merged exactly into `scoring` (so the metrics
     are the local engine's); latency timed on the driver."""
@@ -180,7 +177,7 @@ def score(
         scoring.time(frame.limit(LATENCY_BATCHES * scoring.latency_rows).toPandas())
 
 
-def _ship(evidence: MlflowEvidence, spec: EvaluateSpec, name: str, side: Side) -> Shipped:
+def _ship(evidence: ModelEvidence, spec: EvaluateSpec, name: str, side: Side) -> Shipped:
     """The side's model folder, downloaded through the registry, and its preprocessor's bytes
     (the ones the driver unpickled)."""
     folder = evidence.download(side)

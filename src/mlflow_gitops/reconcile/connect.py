@@ -4,28 +4,28 @@ validate, schema and --help never load it."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mlflow_gitops.credentials import Credentials
 from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.gates.port import Evidence
 from mlflow_gitops.observed import RegistryState
 from mlflow_gitops.plan.saved import SavedPlan, same_registry, saved_plan_uri
-from mlflow_gitops.registry.copy import Credentials
 from mlflow_gitops.registry.port import RegistryPort
-from mlflow_gitops.secrets import redact, register_secrets
+from mlflow_gitops.secrets import redact
 from mlflow_gitops.settings import resolve_tracking_uri
+from mlflow_gitops.spec.connection import resolve_connection
 from mlflow_gitops.spec.load import file_tracking_uri, read_text
 from mlflow_gitops.spec.model import DEFAULT_REGISTRY
-from mlflow_gitops.spec.tree import LoadedTree, resolve_registry
+from mlflow_gitops.spec.tree import LoadedTree
 
 
 def open_registry(uri: str, credentials: Credentials | None = None) -> RegistryPort:
     """The MLflow adapter; imported here so that validate, schema and --help never load mlflow.
     `credentials`: this registry's own (a tree's named registry); None: MLflow's variables."""
-    from mlflow_gitops.registry.client import MlflowRegistry
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 
     return MlflowRegistry(uri, credentials)
 
@@ -54,7 +54,7 @@ class _LazyEvidence:
     @property
     def real(self) -> Evidence:
         if self._real is None:
-            from mlflow_gitops.gates.evidence import MlflowEvidence
+            from mlflow_gitops.registry.mlflow.evidence import MlflowEvidence
 
             self._real = MlflowEvidence(self.uri, self.credentials, self.registries)
         return self._real
@@ -66,25 +66,8 @@ class _LazyEvidence:
 def resolve(
     tree: LoadedTree, name: str, flag: str | None, *, local_default: bool = True
 ) -> tuple[str, Credentials | None]:
-    """A registry's URI and credentials; a file without registries: resolves as it always did
-    (--tracking-uri, $MLFLOW_TRACKING_URI, tracking_uri:, the local default) with MLflow's own
-    variables. A named registry's password and token are masked in all output from now on."""
-    if not tree.registries:
-        root = tree.root
-        uri = resolve_tracking_uri(
-            flag, root.spec.tracking_uri, root.folder, local_default=local_default
-        )
-        return uri, None
-    resolved = resolve_registry(tree, name, os.environ, flag=flag)
-    register_secrets(resolved.secrets)
-    values, own = resolved.credentials, tree.registries[name]
-    credentials = Credentials(
-        username=values.get("MLFLOW_TRACKING_USERNAME"),
-        password=values.get("MLFLOW_TRACKING_PASSWORD"),
-        token=values.get("MLFLOW_TRACKING_TOKEN"),
-        source=tuple(v for v in (own.username_env, own.password_env, own.token_env) if v),
-    )
-    return resolved.uri, credentials
+    """A registry's URI and credentials (spec/connection: the one place that reads them)."""
+    return resolve_connection(tree, name, flag, local_default=local_default)
 
 
 def connect_named(tree: LoadedTree, name: str, flag: str | None) -> tuple[str, RegistryPort]:

@@ -1,1 +1,2 @@
-"""The boundary to MLflow: a narrow port (port) and its adapter over MlflowClient (client)."""
+"""The boundary to registries: the port by capability (port), the algorithms every backend shares
+over its primitives (lock, audit, copy), and the MLflow backend (mlflow/)."""

@@ -1,4 +1,10 @@
-"""The registry operations the tool needs, and nothing more."""
+"""The registry operations the tool needs, and nothing more: one small protocol per capability,
+and `RegistryPort`, all of them, which the orchestrator opens. A consumer takes the narrowest one
+it needs (the applier: Writes; history: Records; the copy planner: Copies...).
+
+A backend implements these; the apply lock and the audit record are written once over smaller
+primitives (registry/lock.LockStore, registry/audit.RecordStore), so a backend may implement
+those and take `lock`, `start_record`, `finish_record` and `read_records` from them."""
 
 from __future__ import annotations
 
@@ -12,8 +18,8 @@ from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart
 from mlflow_gitops.registry.copy import SourceVersion
 
 
-class RegistryPort(Protocol):
-    """Implemented by the MLflow adapter and by the in-memory fake the unit tests use."""
+class Identity(Protocol):
+    """Which registry this is and who its requests act as."""
 
     @property
     def identity(self) -> str:
@@ -26,6 +32,10 @@ class RegistryPort(Protocol):
         """Who this registry's requests act as, for messages ("user 'alice'"): a tree's named
         registry's own user, else the one MLflow's variables name (permissions.current_user)."""
         ...
+
+
+class Reads(Identity, Protocol):
+    """The live registry, read up front."""
 
     def read(self, names: Sequence[str] | None = None) -> RegistryState:
         """The live state of those models (all models when None) in as few calls as possible."""
@@ -41,20 +51,9 @@ class RegistryPort(Protocol):
         """The best runs of an experiment, in MLflow's filter and order syntax."""
         ...
 
-    def can(self, name: str, permission: Permission) -> bool:
-        """Whether this user holds the MLflow permission on the registered model, asked without
-        changing anything; True where the registry has no permissions."""
-        ...
 
-    def can_record(self) -> bool:
-        """Whether this user may log the apply's run in the audit experiment, asked without
-        changing anything; True where it cannot be known before trying (the run is then opened
-        under the lock, before the first change)."""
-        ...
-
-    def lock(self, holder: str) -> AbstractContextManager[None]:
-        """Hold the registry-wide apply lock (one apply at a time) while the block runs."""
-        ...
+class Writes(Protocol):
+    """Every change the applier makes."""
 
     def create_model(self, name: str) -> None: ...
 
@@ -87,6 +86,33 @@ class RegistryPort(Protocol):
 
     def delete_version(self, name: str, version: int) -> None: ...
 
+
+class Permissions(Protocol):
+    """What this user may do, asked without changing anything."""
+
+    def can(self, name: str, permission: Permission) -> bool:
+        """Whether this user holds the MLflow permission on the registered model, asked without
+        changing anything; True where the registry has no permissions."""
+        ...
+
+    def can_record(self) -> bool:
+        """Whether this user may log the apply's run in the audit experiment, asked without
+        changing anything; True where it cannot be known before trying (the run is then opened
+        under the lock, before the first change)."""
+        ...
+
+
+class Locking(Protocol):
+    """One apply at a time (registry/lock.hold over a backend's LockStore)."""
+
+    def lock(self, holder: str) -> AbstractContextManager[None]:
+        """Hold the registry-wide apply lock (one apply at a time) while the block runs."""
+        ...
+
+
+class Records(Protocol):
+    """The durable record of every apply (registry/audit.py over a backend's RecordStore)."""
+
     def start_record(self, start: RecordStart) -> str:
         """Open this apply's run in the audit experiment (created if absent); returns its id.
         Called before any change, so an apply that cannot record changes nothing."""
@@ -99,6 +125,10 @@ class RegistryPort(Protocol):
     def read_records(self, names: Sequence[str]) -> dict[str, tuple[AuditRun, ...]]:
         """The audit runs that touched each model, oldest first: one search per model."""
         ...
+
+
+class Copies(Identity, Protocol):
+    """Promotion across registries."""
 
     def describe_source(self, model: str, version: int) -> SourceVersion:
         """A version about to be copied out of this registry: its run id, its source and where
@@ -113,3 +143,8 @@ class RegistryPort(Protocol):
         whose source is models:/<model>/<version>; other server: the run's and the model's files
         copied into a run here); returns its number. A copy made before is returned as is."""
         ...
+
+
+class RegistryPort(Reads, Writes, Permissions, Locking, Records, Copies, Protocol):
+    """Every capability: implemented by the MLflow adapter (registry/mlflow/adapter.py) and by
+    the in-memory fake the unit tests use (tests/fakes.py)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
+from mlflow_gitops.credentials import CREDENTIAL_VARIABLES, Credentials
 from mlflow_gitops.errors import SpecError, SpecIssue
 from mlflow_gitops.spec.check import check, unknown_registry
 from mlflow_gitops.spec.load import LoadedSpec, Loc, format_loc, locate, parse_file, read_text
@@ -28,12 +29,8 @@ from mlflow_gitops.spec.model import (
 
 MAX_FILES = 10_000
 ROOT_ONLY = ("registries", "default_registry", "tracking_uri")
-# the variables MLflow's client reads, filled per registry from the variables that registry names
-CREDENTIALS = {
-    "username_env": "MLFLOW_TRACKING_USERNAME",
-    "password_env": "MLFLOW_TRACKING_PASSWORD",
-    "token_env": "MLFLOW_TRACKING_TOKEN",
-}
+# a registry's credential fields, each filled from the variable its `registries:` entry names
+CREDENTIAL_FIELDS = {"username_env": "username", "password_env": "password", "token_env": "token"}
 
 
 class ModelKey(NamedTuple):
@@ -346,19 +343,17 @@ def _issue(loaded: LoadedSpec, loc: Loc, message: str, hint: str) -> SpecIssue:
 
 @dataclass(frozen=True)
 class ResolvedRegistry:
-    """A registry ready to connect to: its URI and the credential variables MLflow's client
-    reads, filled from this registry's own variables only (never shown: repr hides both)."""
+    """A registry ready to connect to: its URI and its credentials, read from this registry's
+    own variables only (never shown: repr hides both)."""
 
     name: str
     uri: str = field(repr=False)
-    credentials: dict[str, str] = field(repr=False)
+    credentials: Credentials = field(repr=False)
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values to mask in any output (passwords and tokens; a username is not a secret)."""
-        return tuple(
-            v for k, v in self.credentials.items() if k != "MLFLOW_TRACKING_USERNAME" and v
-        )
+        return self.credentials.secrets
 
 
 def resolve_registry(
@@ -389,7 +384,8 @@ def resolve_registry(
             or environ.get("MLFLOW_TRACKING_URI")
             or anchor(root.spec.tracking_uri or DEFAULT_URI, root.folder)
         )
-        known = {k: environ[k] for k in CREDENTIALS.values() if environ.get(k)}
+        username, password, token = (environ.get(k) or None for k in CREDENTIAL_VARIABLES)
+        known = Credentials(username, password, token)
         return ResolvedRegistry(name=name, uri=uri, credentials=known)
     connection = tree.registries[name]
     issues: list[SpecIssue] = []
@@ -416,11 +412,10 @@ def resolve_registry(
         uri = anchor(connection.tracking_uri, root.folder)
     else:
         uri = variable("tracking_uri_env")
-    credentials = {
-        target: variable(key)
-        for key, target in CREDENTIALS.items()
-        if getattr(connection, key) is not None
-    }
+    named = [key for key in CREDENTIAL_FIELDS if getattr(connection, key) is not None]
+    values = {CREDENTIAL_FIELDS[key]: variable(key) for key in named}
     if issues:
         raise SpecError(issues)
+    source = tuple(getattr(connection, key) for key in named)
+    credentials = Credentials(**values, source=source)
     return ResolvedRegistry(name=name, uri=uri, credentials=credentials)

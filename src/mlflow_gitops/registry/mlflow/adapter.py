@@ -1,0 +1,45 @@
+"""The MLflow adapter: the registry port (registry/port.py) over MlflowClient, for one
+tracking/registry URI, composed from one mixin per capability over one connection (base.py): reads,
+writes, permission probes, copies, and the primitives of the lock and of the audit record, whose
+algorithms are the backend-neutral registry/lock.py and registry/audit.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from mlflow_gitops.credentials import Credentials
+from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart
+from mlflow_gitops.registry import audit
+from mlflow_gitops.registry.lock import SYSTEM_CLOCK, Clock, hold
+from mlflow_gitops.registry.mlflow.audit import RecordPrimitives
+from mlflow_gitops.registry.mlflow.copy import Copies
+from mlflow_gitops.registry.mlflow.lock import LockPrimitives
+from mlflow_gitops.registry.mlflow.probes import Probes
+
+
+class MlflowRegistry(Copies, Probes, LockPrimitives, RecordPrimitives):
+    """RegistryPort over MlflowClient, for one tracking/registry URI. `credentials`: this
+    registry's own (a tree's named registry); None: MLflow's variables as the process has them.
+    `clock`: where the apply lock's lease reads time."""
+
+    def __init__(
+        self, uri: str, credentials: Credentials | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        super().__init__(uri, credentials)
+        self.clock = clock
+
+    @contextmanager
+    def lock(self, holder: str) -> Iterator[None]:
+        """One apply at a time (registry/lock.py over this adapter's lock primitives)."""
+        with hold(self, holder, self.clock):
+            yield
+
+    def start_record(self, start: RecordStart) -> str:
+        return audit.start_record(self, start)
+
+    def finish_record(self, run_id: str, finish: RecordFinish) -> None:
+        audit.finish_record(self, run_id, finish)
+
+    def read_records(self, names: Sequence[str]) -> dict[str, tuple[AuditRun, ...]]:
+        return audit.read_records(self, names)

@@ -1,0 +1,126 @@
+"""MLflow's failures as the errors a user reads: the one mapping every call to MLflow goes
+through (the adapter's registry calls and the gate evidence alike)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from mlflow_gitops.errors import DENIED, PermissionDenied, RegistryError
+from mlflow_gitops.permissions import OPERATIONS, WHAT_NEEDS
+from mlflow_gitops.secrets import redact
+
+Kind = Literal["schema", "unauthenticated", "denied", "unreachable", "other"]
+
+# MLflow 2.x's SearchUtils answer to `name IN (...)`, in search_registered_models and
+# search_model_versions alike (2.9 to 2.22)
+_NAME_IN_REFUSAL = "Only the 'run_id' attribute supports comparison with a list of quoted string"
+
+
+def kind(exc: BaseException) -> Kind:
+    """What went wrong, as far as the user can act on it."""
+    if "out-of-date database schema" in str(exc):
+        return "schema"
+    if unauthenticated(exc):
+        return "unauthenticated"
+    if denied(exc):
+        return "denied"
+    if type(exc).__name__ in ("ConnectionError", "MaxRetryError", "NewConnectionError", "Timeout"):
+        return "unreachable"
+    if "Max retries exceeded" in str(exc) or "Connection refused" in str(exc):
+        return "unreachable"
+    return "other"
+
+
+def translate(
+    exc: BaseException,
+    doing: str,
+    uri: str,
+    *,
+    operation: str | None = None,
+    model: str | None = None,
+    version: int | None = None,
+    who: str,
+    hint: str,
+) -> RegistryError:
+    """`doing` completes "cannot <doing> <uri>"; `who`: the user the refused request acted as;
+    `hint`: which credentials to check after a 401."""
+    text = redact(first_line(exc))
+    where = redact(uri)
+    match kind(exc):
+        case "schema":
+            return RegistryError(
+                f"the registry database at {where} was created by an older MLflow",
+                f"back it up, then run `mlflow db upgrade {where}`",
+            )
+        case "unauthenticated":
+            return RegistryError(
+                f"cannot {doing} {where}: the registry refused the credentials "
+                "(401 Unauthenticated)",
+                hint,
+            )
+        case "denied":
+            return permission_denied(doing, where, operation, model, version, who)
+        case "unreachable":
+            return RegistryError(
+                f"cannot {doing} {where}: the registry is unreachable ({text[:200]})",
+                "check the tracking URI and that the server is up; nothing was changed by this "
+                "step",
+            )
+        case "other":
+            return RegistryError(f"cannot {doing} {where}: {text[:500]}", "")
+
+
+def permission_denied(
+    doing: str,
+    where: str,
+    operation: str | None,
+    model: str | None,
+    version: int | None,
+    who: str,
+) -> PermissionDenied:
+    """A 403: the operation, the model, and the MLflow permission it needs."""
+    need = OPERATIONS.get(operation or "")
+    if model is None:
+        return PermissionDenied(
+            f"{DENIED}: {who} may not {doing} {where}",
+            "ask an MLflow admin for the permission, or run as a user who has it",
+        )
+    target = f"registered model '{model}'" + (f" (version {version})" if version else "")
+    needs = f" needs {need}" if need else " is not allowed"
+    return PermissionDenied(
+        f"{DENIED}: {operation or doing}{needs} on {target}, which {who} lacks at {where}",
+        f"ask an MLflow admin to grant {need or 'it'} on '{model}', or apply as a user who "
+        f"holds it ({WHAT_NEEDS}); applying again as the same user will not help",
+    )
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def denied(exc: BaseException) -> bool:
+    """A 403 from the server (basic-auth's "Permission denied")."""
+    return getattr(exc, "error_code", "") == "PERMISSION_DENIED" or ("error code 403" in str(exc))
+
+
+def unauthenticated(exc: BaseException) -> bool:
+    """A 401: no credentials, or wrong ones."""
+    return getattr(exc, "error_code", "") == "UNAUTHENTICATED" or "error code 401" in str(exc)
+
+
+def not_found(exc: Any) -> bool:
+    return getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or (
+        "not found" in str(exc).lower()
+    )
+
+
+def error_code(exc: BaseException) -> str:
+    return str(getattr(exc, "error_code", ""))
+
+
+def refuses_name_in(exc: BaseException) -> bool:
+    """True for exactly MLflow 2.x's refusal of `name IN (...)`, and no other error."""
+    return error_code(exc) == "INVALID_PARAMETER_VALUE" and (
+        _NAME_IN_REFUSAL in str(getattr(exc, "message", exc))
+    )
