@@ -247,6 +247,18 @@ def test_the_layer_table_names_every_module_and_folder() -> None:
     )
 
 
+def test_the_layout_lists_every_module_and_folder() -> None:
+    """docs/architecture.md's layout block names each top-level `module.py` and `folder/`."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    listed = set(re.findall(r"^  (\w+(?:\.py|/))", block, re.MULTILINE))
+    present = {p.name for p in SOURCE.glob("*.py") if p.name != "__init__.py"} | {
+        f"{p.name}/" for p in SOURCE.iterdir() if (p / "__init__.py").exists()
+    }
+    assert sorted(present - listed) == [], "add these to the layout in docs/architecture.md"
+    assert sorted(listed - present) == [], "the layout in docs/architecture.md names these"
+
+
 def test_no_import_goes_up_the_layer_table() -> None:
     found = imports_up(layers())
     unknown = [line for pair, line in found if pair not in KNOWN_UP]

@@ -218,7 +218,10 @@ def train_or_reuse(
     existing = MlflowRegistry(tracking_uri).read([model_name]).models.get(model_name)
     if existing is not None and len(existing.versions) >= 3:
         count = len(existing.versions)
-        say(f"{step}. Models: {where} already holds {count} versions of {model_name} (--reset)")
+        say(
+            f"{step}. Models: {where} already holds {count} versions of {model_name}"
+            " (--reset to retrain)"
+        )
         return
     say(f"{step}. Models: train three regressors the course's way into {where} (versions 1-3)")
     runs = train_and_log(
