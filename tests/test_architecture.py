@@ -295,6 +295,13 @@ def test_the_tool_never_imports_the_demo() -> None:
     assert [graph[node]["demo"] for node in sorted(graph) if "demo" in graph[node]] == []
 
 
+def write_package(source: Path, files: dict[str, str]) -> None:
+    """A package for the checks' own tests: path under the package -> text."""
+    for name, text in files.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text(text, encoding="utf-8")
+
+
 def test_a_cycle_is_found_through_every_kind_of_import(tmp_path: Path) -> None:
     """The check itself: relative, function-local and `from package import module` imports make
     edges; a cycle is reported with its path and the import of each step."""
@@ -312,9 +319,7 @@ def test_a_cycle_is_found_through_every_kind_of_import(tmp_path: Path) -> None:
         "render.py": "from mlflow_gitops.spec import model\n",
         "spec/model.py": "from mlflow_gitops import render\n",
     }
-    for name, text in files.items():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        (source / name).write_text(text, encoding="utf-8")
+    write_package(source, files)
     graph = import_graph(source)
     assert graph["cli"] == {"reconcile": f"{PACKAGE}/cli.py:1 imports {PACKAGE}.reconcile"}
     found = cycles(graph)
@@ -351,9 +356,7 @@ def test_an_import_up_and_a_circle_inside_a_folder_are_named(tmp_path: Path) -> 
         "spec/load.py": "def later():\n    from mlflow_gitops.spec import model\n",
         "spec/check.py": "from mlflow_gitops.spec import model, load\n",
     }
-    for name, text in files.items():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        (source / name).write_text(text, encoding="utf-8")
+    write_package(source, files)
     assert imports_up(table, source) == [
         (
             ("errors", "spec"),
