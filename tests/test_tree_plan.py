@@ -377,11 +377,17 @@ def saved_prod_plan(tmp_path: Path, prod_file: str = GATED_PROD_FILE) -> Path:
     return out
 
 
-def test_a_saved_plan_of_a_named_registry_applies_with_its_own_credentials(
-    fakes: Registries, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def gated_prod_plan(fakes: Registries, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """saved_prod_plan with the gate of `other` on prod passing (its evidence: SMALL)."""
     monkeypatch.setattr(connect, "open_evidence", lambda *_: FakeEvidence(models=SMALL))
-    saved = saved_prod_plan(tmp_path)
+    return saved_prod_plan(tmp_path)
+
+
+def test_a_saved_plan_of_a_named_registry_applies_with_its_own_credentials(
+    fakes: Registries, gated_prod_plan: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved = gated_prod_plan
     assert json.loads(saved.read_text(encoding="utf-8"))["registry_name"] == "prod"
     fakes.prod.credentials = None
     # MLflow's own variables name another user: a saved plan of prod must not send them
@@ -395,10 +401,9 @@ def test_a_saved_plan_of_a_named_registry_applies_with_its_own_credentials(
 
 
 def test_a_saved_plan_gated_in_an_included_file_is_not_stale(
-    fakes: Registries, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fakes: Registries, gated_prod_plan: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(connect, "open_evidence", lambda *_: FakeEvidence(models=SMALL))
-    saved = saved_prod_plan(tmp_path)
+    saved = gated_prod_plan
     (gate,) = load_plan(saved).plan.gates
     assert (gate.model, gate.verdict) == ("other", "pass")
     prod_file = tmp_path / "teams/a/prod.yaml"

@@ -219,7 +219,7 @@ def start_auth_server(root: Path, default_permission: str, generation: str = "3"
         if status != 200:
             server.stop()
             raise RuntimeError(f"creating user {user} on the basic-auth server: HTTP {status}")
-    # the README's setup: an admin makes the audit experiment and grants EDIT on it to those who
+    # the setup docs/servers.md describes: an admin makes the audit experiment and grants EDIT on it to those who
     # apply (whoever made it first would hold MANAGE, everyone else only default_permission)
     with auth.as_user("admin"):
         audit = auth.client().create_experiment(AUDIT_EXPERIMENT)

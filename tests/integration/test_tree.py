@@ -101,6 +101,15 @@ def predictions(uri: str, model: str, version: int, valid: Path, tmp: Path) -> A
     return predict(uri, model, version, features(uri, run_id, valid, tmp))
 
 
+def in_tree(folder: Path, dev: MlflowServer, prod: MlflowServer, mp: pytest.MonkeyPatch) -> None:
+    """Run from the tree's folder, its registries' variables naming the two servers and MLflow's
+    own URI unset (a named registry never uses it)."""
+    mp.chdir(folder)
+    mp.setenv("TREE_DEV_URI", dev.uri)
+    mp.setenv("TREE_PROD_URI", prod.uri)
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 def test_a_tree_promotes_a_model_from_dev_to_prod(
     dev: MlflowServer,
     prod: MlflowServer,
@@ -111,10 +120,7 @@ def test_a_tree_promotes_a_model_from_dev_to_prod(
 ) -> None:
     prod_model = f"taxi-prod-{uuid.uuid4().hex[:6]}"
     tree(tmp_path, trained.model, trained.version, prod_model)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TREE_DEV_URI", dev.uri)
-    monkeypatch.setenv("TREE_PROD_URI", prod.uri)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    in_tree(tmp_path, dev, prod, monkeypatch)
 
     planned = run_cli(capsys, "plan", "registry.yaml", "--no-color")
     assert planned.code == 0, planned.err
@@ -267,10 +273,7 @@ def test_a_gated_copy_is_evaluated_on_its_source_against_the_destination_holder(
     write(tmp_path, "teams/a/features.py", HOOK)
     (tmp_path / "teams/a/data").mkdir(parents=True)
     (tmp_path / "teams/a/data/valid.parquet").write_bytes(trained.valid.read_bytes())
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TREE_DEV_URI", dev.uri)
-    monkeypatch.setenv("TREE_PROD_URI", prod.uri)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    in_tree(tmp_path, dev, prod, monkeypatch)
     # prod's holder: the worst run, copied and promoted while prod held nothing (no baseline)
     write(
         tmp_path, "teams/a/prod.yaml", gated_prod_file(prod_model, holder, None, "{threshold: 100}")

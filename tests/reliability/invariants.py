@@ -192,7 +192,7 @@ class CheckedRegistry(LimitedRegistry):
 
 
 def convergence_problems(scenario: Scenario, after: RegistryState) -> list[str]:
-    """How the registry after apply differs from what the file and the README's rules say."""
+    """How the registry after apply differs from what the file and the documented rules say."""
     problems: list[str] = []
     for name, live in after.models.items():
         untouchable = name not in scenario.desired or scenario.expect(name).blocked

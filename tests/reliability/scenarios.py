@@ -1,6 +1,6 @@
 """Random registries and random registry.yaml files for the convergence property, and an oracle:
-what the registry must look like after a successful apply, derived from the README's rules
-independently of the planner."""
+what the registry must look like after a successful apply, derived from the documented rules
+(docs/registry-yaml.md, docs/commands.md) independently of the planner."""
 
 from __future__ import annotations
 
@@ -166,7 +166,7 @@ class Scenario:
     # --- the oracle ------------------------------------------------------------------------------
 
     def expect(self, name: str) -> Expected:
-        """What `name` must look like after apply, by the README's rules."""
+        """What `name` must look like after apply, by the documented rules."""
         live = self.observed.get(name) or ModelState(name=name)
         model = self.desired[name]
         archive, unmanaged, limits = self.settings(name)

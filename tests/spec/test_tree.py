@@ -143,39 +143,40 @@ def test_a_file_without_the_new_keys_is_a_tree_of_one(tmp_path: Path) -> None:
     )
 
 
-def test_a_file_two_patterns_match_is_an_error_at_the_second(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("patterns", "errors"),
+    [
+        pytest.param(
+            "  - teams/rides/prod.yaml\n",
+            [
+                "registry.yaml:13:5: include[1]: include pattern 'teams/rides/prod.yaml' includes "
+                "{root}/teams/rides/prod.yaml a second time: 'teams/*/*.yaml' already matches it"
+            ],
+            id="a file two patterns match is an error at the second",
+        ),
+        pytest.param(
+            "  - teams/rides/*.yaml\n  - 'teams/**'\n",
+            [
+                "registry.yaml:13:5: include[1]: include pattern 'teams/rides/*.yaml' includes "
+                "{root}/teams/rides/dev.yaml (and 1 more) a second time: 'teams/*/*.yaml' already",
+                "registry.yaml:14:5: include[2]: include pattern 'teams/**' includes",
+            ],
+            id="a broad overlap is one error per pair of patterns",
+        ),
+    ],
+)
+def test_a_file_included_twice_is_an_error_at_each_later_pattern(
+    tmp_path: Path, patterns: str, errors: list[str]
+) -> None:
     files = tree_files()
-    files["registry.yaml"] = ROOT.replace(
-        "  - teams/*/*.yaml\n", "  - teams/*/*.yaml\n  - teams/rides/prod.yaml\n"
-    )
+    files["registry.yaml"] = ROOT.replace("  - teams/*/*.yaml\n", "  - teams/*/*.yaml\n" + patterns)
     with pytest.raises(SpecError) as err:
         load_tree(write_tree(tmp_path, files))
     rendered = err.value.render()
-    assert (
-        f"{tmp_path}/registry.yaml:13:5: include[1]: include pattern 'teams/rides/prod.yaml' includes "
-        f"{tmp_path}/teams/rides/prod.yaml a second time: 'teams/*/*.yaml' already matches it"
-    ) in rendered, rendered
+    for error in errors:
+        assert f"{tmp_path}/" + error.format(root=tmp_path) in rendered, rendered
     assert "narrow one of the two patterns" in rendered
-    assert rendered.count("a second time") == 1
-
-
-def test_a_broad_overlap_is_one_error_per_pair_of_patterns(tmp_path: Path) -> None:
-    files = tree_files()
-    files["registry.yaml"] = ROOT.replace(
-        "  - teams/*/*.yaml\n", "  - teams/*/*.yaml\n  - teams/rides/*.yaml\n  - 'teams/**'\n"
-    )
-    with pytest.raises(SpecError) as err:
-        load_tree(write_tree(tmp_path, files))
-    rendered = err.value.render()
-    assert (
-        f"{tmp_path}/registry.yaml:13:5: include[1]: include pattern 'teams/rides/*.yaml' includes "
-        f"{tmp_path}/teams/rides/dev.yaml (and 1 more) a second time: 'teams/*/*.yaml' already"
-    ) in rendered, rendered
-    assert (
-        f"{tmp_path}/registry.yaml:14:5: include[2]: include pattern 'teams/**' includes"
-        in rendered
-    )
-    assert rendered.count("a second time") == 2
+    assert rendered.count("a second time") == len(errors)
 
 
 def test_the_same_name_in_two_registries_is_two_models(tmp_path: Path) -> None:

@@ -3,6 +3,9 @@
     python -m mlflow_gitops.demo [--data DIR] [--rows N] [--reset] [--s3] [--file registry.yaml]
     python -m mlflow_gitops.demo --promote [--data DIR] [--rows N] [--reset]
 
+Either prints the story it tells: MLflow's own log lines (database creation, pickle cautions,
+registration notes) show only with --verbose or MLFLOW_GITOPS_DEBUG=1, or when the demo fails.
+
 --promote runs the second demo instead: a promotion from a dev registry to a prod registry (two
 SQLite files) through a tree whose prod file copies dev's version (demo/promote.py).
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import shutil
 import socket
@@ -37,6 +41,23 @@ BUCKET_MARCH = "s3://demo-holdout/green/year=2021/month=3/"
 
 def _say(text: str) -> None:
     print(f"\n\033[1m== {text}\033[0m" if sys.stdout.isatty() else f"\n== {text}", flush=True)
+
+
+@contextlib.contextmanager
+def _quiet(verbose: bool) -> Iterator[None]:
+    """What this process writes to stderr (MLflow's INFO and WARNING lines, its registration
+    notes, library warnings) held back while the demo runs, and shown only if it fails: the
+    output is the demo's story. The commands it runs write their own stderr, untouched."""
+    if verbose:
+        yield
+        return
+    held = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(held):  # MLflow's log stream writes to sys.stderr
+            yield
+    except BaseException:
+        sys.stderr.write(held.getvalue())
+        raise
 
 
 def _run(*args: str, cwd: Path) -> int:
@@ -83,7 +104,17 @@ def main() -> int:
         action="store_true",
         help="the second demo: promote a version from a dev registry to a prod registry",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show MLflow's own log lines between the steps (as MLFLOW_GITOPS_DEBUG=1 does)",
+    )
     args = parser.parse_args()
+    with _quiet(args.verbose or bool(os.environ.get("MLFLOW_GITOPS_DEBUG"))):
+        return _demo(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
     folder = args.file.resolve().parent
     if args.promote:
         from mlflow_gitops.demo import promote
@@ -104,30 +135,10 @@ def main() -> int:
         + (" (generated, TLC-shaped)" if args.data is None else " (real TLC files)")
     )
 
-    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
+    from mlflow_gitops.demo.train import train_or_reuse
 
-    existing = MlflowRegistry(uri).read([MODEL]).models.get(MODEL)
-    if existing is not None and len(existing.versions) >= 3:
-        _say(
-            f"2. Models: {MODEL} already has {len(existing.versions)} versions (--reset to retrain)"
-        )
-    else:
-        _say("2. Train three regressors the course's way and register them (versions 1-3)")
-        from mlflow_gitops.demo.train import register_runs, train_and_log
-
-        runs = train_and_log(
-            data / MONTHS[0],
-            data / MONTHS[1],
-            experiment="nyc-taxi-duration",
-            tracking_uri=uri,
-            artifact_location=artifacts.as_uri(),
-        )
-        versions = register_runs(runs, MODEL, uri)
-        for run, version in zip(runs, versions, strict=True):
-            print(
-                f"  v{version}: {run.model_type:<26} rmse {run.rmse:6.3f}  "
-                f"trained in {run.training_time_s:5.1f} s  {run.model_size_mb:6.2f} MB  run {run.run_id}"
-            )
+    months = (data / MONTHS[0], data / MONTHS[1])
+    train_or_reuse(MODEL, uri, months, artifacts, _say, "2", "the registry")
 
     file = str(args.file)
     _say("3. validate: the file alone, offline")

@@ -128,24 +128,10 @@ def run(
     folder.mkdir(exist_ok=True)
     dev_uri, prod_uri = f"sqlite:///{folder / 'dev.db'}", f"sqlite:///{folder / 'prod.db'}"
 
-    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
+    from mlflow_gitops.demo.train import train_or_reuse
 
-    existing = MlflowRegistry(dev_uri).read([MODEL]).models.get(MODEL)
-    if existing is not None and len(existing.versions) >= 3:
-        say(f"P1. dev already holds {len(existing.versions)} versions of {MODEL} (--reset)")
-    else:
-        say("P1. Train three regressors into dev (versions 1-3); prod is empty")
-        from mlflow_gitops.demo.train import register_runs, train_and_log
-
-        runs = train_and_log(
-            data / months[0],
-            data / months[1],
-            experiment="nyc-taxi-duration",
-            tracking_uri=dev_uri,
-            artifact_location=(folder / "dev-artifacts").as_uri(),
-        )
-        for r, v in zip(runs, register_runs(runs, MODEL, dev_uri), strict=True):
-            print(f"  dev v{v}: {r.model_type:<26} rmse {r.rmse:6.3f}  run {r.run_id}")
+    months_in_dev = (data / months[0], data / months[1])
+    train_or_reuse(MODEL, dev_uri, months_in_dev, folder / "dev-artifacts", say, "P1", "dev")
     _experiments(dev_uri, folder / "dev-artifacts")
     _experiments(prod_uri, folder / "prod-artifacts")
 

@@ -33,7 +33,7 @@ from sklearn.metrics import root_mean_squared_error
 
 from mlflow_gitops.demo.taxi import prepare, read_trips
 
-__all__ = ["MODEL_FACTORIES", "TrainedRun", "register_runs", "train_and_log"]
+__all__ = ["MODEL_FACTORIES", "TrainedRun", "register_runs", "train_and_log", "train_or_reuse"]
 
 MODEL_ARTIFACT = "model"
 PREPROCESSOR_DIR = "preprocessor"
@@ -199,3 +199,40 @@ def register_runs(runs: Sequence[TrainedRun], model_name: str, tracking_uri: str
             version = mlflow.register_model(f"runs:/{run.run_id}/{MODEL_ARTIFACT}", model_name)
             versions.append(int(version.version))
     return versions
+
+
+def train_or_reuse(
+    model_name: str,
+    tracking_uri: str,
+    months: tuple[Path, Path],
+    artifacts: Path,
+    say: Callable[[str], None],
+    step: str,
+    where: str,
+) -> None:
+    """The demos' model step: train the three regressors on ``months`` (train, valid) into
+    ``tracking_uri`` and register them as versions 1-3 of ``model_name``, unless the model holds
+    three versions already (a second run of a demo reuses them; ``--reset`` starts over)."""
+    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
+
+    existing = MlflowRegistry(tracking_uri).read([model_name]).models.get(model_name)
+    if existing is not None and len(existing.versions) >= 3:
+        count = len(existing.versions)
+        say(
+            f"{step}. Models: {where} already holds {count} versions of {model_name}"
+            " (--reset to retrain)"
+        )
+        return
+    say(f"{step}. Models: train three regressors the course's way into {where} (versions 1-3)")
+    runs = train_and_log(
+        months[0],
+        months[1],
+        experiment="nyc-taxi-duration",
+        tracking_uri=tracking_uri,
+        artifact_location=artifacts.as_uri(),
+    )
+    for run, version in zip(runs, register_runs(runs, model_name, tracking_uri), strict=True):
+        print(
+            f"  v{version}: {run.model_type:<26} rmse {run.rmse:6.3f}  "
+            f"trained in {run.training_time_s:5.1f} s  {run.model_size_mb:6.2f} MB  run {run.run_id}"
+        )
