@@ -31,9 +31,9 @@ _USERINFO = re.compile(
     r"(?<![A-Za-z0-9+.\-])(?!(?i:abfss?|wasbs?)://)"
     r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?:(?P<user>[^/@:\s]*):)?(?P<secret>[^/@\s]+)@"
 )
-# ?password=..., &token=..., access_token=... in query strings
+# ?password=..., &token=..., access_token=..., &sig=... (an Azure SAS) in query strings
 _QUERY_SECRET = re.compile(
-    r"(?P<key>(?:password|passwd|pwd|token|access_token|secret|api_key|apikey)=)[^&\s]+",
+    r"(?P<key>(?:password|passwd|pwd|token|access_token|secret|api_key|apikey|sig)=)[^&\s]+",
     re.IGNORECASE,
 )
 

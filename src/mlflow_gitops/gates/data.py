@@ -33,6 +33,9 @@ DENIED = (
     "unauthorized", "permission denied", "authorizationfailure",
     "status 400) during headobject",  # S3: an expired or invalid session token, on a HEAD
     "oauth2 access token",  # GCS: no usable credentials
+    "unauthenticated",  # GCS: an anonymous caller (STORAGE_EMULATOR_HOST) on a private bucket
+    "authenticationfailed", "authorizationpermissionmismatch",  # Azure: a wrong key or SAS
+    "authenticationexception",  # Azure: no credential at all
 )  # fmt: skip
 UNREACHABLE = (
     "network_connection", "could not connect", "could not resolve", "timed out", "timeout",
@@ -156,14 +159,15 @@ def _azure(uri: str) -> tuple[Any, str]:
             AZURE_HINT,
         )
     options: dict[str, Any] = {}
+    key = sas = None
     if settings.get("accountname", "").lower() == account.lower():
         options |= _endpoints(account, settings)
         key, sas = settings.get("accountkey"), settings.get("sharedaccesssignature")
-    elif not named or named.lower() == account.lower():
+    # a connection string without a key or SAS gives the endpoint only; variables naming
+    # another account do not hold this one's key
+    if not (key or sas) and (not named or named.lower() == account.lower()):
         key = os.environ.get("AZURE_STORAGE_ACCOUNT_KEY")
         sas = os.environ.get("AZURE_STORAGE_SAS_TOKEN")
-    else:  # the variables name another account: its key is not this one's
-        key = sas = None
     if host and "blob_storage_authority" not in options:
         suffix = host.split(".", 2)[2] if host.count(".") >= 2 else "core.windows.net"
         options |= {"blob_storage_authority": f".blob.{suffix}",
@@ -171,7 +175,7 @@ def _azure(uri: str) -> tuple[Any, str]:
     if key:
         options["account_key"] = key
     elif sas:
-        options["sas_token"] = sas.lstrip("?")
+        options["sas_token"] = "?" + sas.lstrip("?")
     register_secrets(v for v in (key, sas) if v)
     return pafs.AzureFileSystem(account_name=account, **options), container + parts.path
 
@@ -223,7 +227,7 @@ def open_source(data: str, folder: Path) -> DataSource:
         files, base = _list(fs, path)
     except DataError:
         raise
-    except (OSError, ValueError) as exc:
+    except _store_errors() as exc:
         raise explain(data, exc) from None
     if not files:
         raise DataError(
@@ -289,7 +293,7 @@ def identity(source: DataSource) -> str:
                 entries.append([name, _sha256(source.filesystem, info.path)])
             else:
                 entries.append([name, info.size, info.mtime_ns, *_reported(source, info.path)])
-    except (OSError, ValueError) as exc:
+    except _store_errors() as exc:
         raise explain(source.data, exc) from None
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
@@ -351,7 +355,7 @@ def batches(source: DataSource, rows: int) -> Iterator[Any]:
                     [*batch.columns, *columns],
                     names=[*batch.schema.names, *(f.name for f in fields)],
                 )
-    except (OSError, ValueError) as exc:
+    except _store_errors() as exc:
         raise explain(source.data, exc) from None
 
 
@@ -368,6 +372,14 @@ def _file_batches(source: DataSource, path: str, rows: int) -> Iterator[Any]:
         # pre_buffer would keep every row group read so far: memory grew with the file
         parquet = pq.ParquetFile(handle, pre_buffer=False, buffer_size=1 << 20)
         yield from parquet.iter_batches(batch_size=rows)
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    """What a store's failure raises: pyarrow's own errors are OSError or ValueError, but an
+    Azure credential failure is a bare ArrowException."""
+    import pyarrow as pa
+
+    return (OSError, ValueError, pa.ArrowException)
 
 
 def explain(data: str, exc: BaseException) -> DataError:
