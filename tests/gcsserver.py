@@ -9,6 +9,7 @@ the client libraries call anonymously, so that is what a denied read looks like 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +84,27 @@ class GcsEmulator:
         with fs.open_output_stream(path) as out:
             out.write(local.read_bytes())
 
-    def requests(self) -> list[str]:
-        """Every request answered so far: `METHOD /path?query HTTP/1.1" status`."""
+    def mark(self) -> int:
+        """The position in the log after every request answered so far (the log is written
+        after each answer: a request of our own marks the point once it shows up)."""
+        token = f"gitops-mark-{uuid.uuid4().hex}"
+        with contextlib.suppress(urllib.error.HTTPError):  # any answer will do
+            urllib.request.urlopen(f"http://127.0.0.1:{self.port}/{token}", timeout=10).close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            lines = self._lines()
+            for i, line in enumerate(lines):
+                if token in line:
+                    return i + 1
+            time.sleep(0.05)
+        raise RuntimeError(f"the mark request is not in {self.log_path}")
+
+    def requests(self, since: int = 0) -> list[str]:
+        """The requests answered after a mark(), as their log lines (`"METHOD /path HTTP/1.1"
+        status ...`); call mark() first to see the latest ones."""
+        return [line for line in self._lines()[since:] if "gitops-mark-" not in line]
+
+    def _lines(self) -> list[str]:
         return [line for line in self.log_path.read_text().splitlines() if " HTTP/1." in line]
 
     def stop(self) -> None:

@@ -307,7 +307,13 @@ def _sha256(fs: Any, path: str) -> str:
 
 
 def _reported(source: DataSource, path: str) -> list[str]:
-    """ETag/generation from the object's metadata: one HEAD request, the body is not read."""
+    """ETag/generation from the object's metadata: one HEAD request, the body is not read.
+
+    Not on GCS: there pyarrow's file asks for the metadata when opened, but its metadata() (and
+    its close) start a download of the object. The listing's `updated` time (to the microsecond,
+    new for every write of the object) and size are GCS's identity."""
+    if source.scheme in ("gs", "gcs"):
+        return []
     with source.filesystem.open_input_file(path) as handle:
         metadata = handle.metadata()
     out = []
