@@ -25,13 +25,15 @@ SECRET_VARIABLES = (
 )
 MASK = "***"
 
-# scheme://user:password@host (the password is masked, the user kept), and scheme://token@host
+# scheme://user:password@host (the password is masked, the user kept), and scheme://token@host;
+# not Azure's abfs[s]:// and wasb[s]://, whose container@account names no secret
 _USERINFO = re.compile(
+    r"(?<![A-Za-z0-9+.\-])(?!(?i:abfss?|wasbs?)://)"
     r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?:(?P<user>[^/@:\s]*):)?(?P<secret>[^/@\s]+)@"
 )
-# ?password=..., &token=..., access_token=... in query strings
+# ?password=..., &token=..., access_token=..., &sig=... (an Azure SAS) in query strings
 _QUERY_SECRET = re.compile(
-    r"(?P<key>(?:password|passwd|pwd|token|access_token|secret|api_key|apikey)=)[^&\s]+",
+    r"(?P<key>(?:password|passwd|pwd|token|access_token|secret|api_key|apikey|sig)=)[^&\s]+",
     re.IGNORECASE,
 )
 

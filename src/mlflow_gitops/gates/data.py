@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mlflow_gitops.errors import GitopsError
-from mlflow_gitops.secrets import redact
+from mlflow_gitops.secrets import redact, register_secrets
 
 GLOB_CHARS = "*?["
 CSV_SUFFIXES = (".csv", ".csv.gz")
@@ -33,6 +33,9 @@ DENIED = (
     "unauthorized", "permission denied", "authorizationfailure",
     "status 400) during headobject",  # S3: an expired or invalid session token, on a HEAD
     "oauth2 access token",  # GCS: no usable credentials
+    "unauthenticated",  # GCS: an anonymous caller (STORAGE_EMULATOR_HOST) on a private bucket
+    "authenticationfailed", "authorizationpermissionmismatch",  # Azure: a wrong key or SAS
+    "authenticationexception",  # Azure: no credential at all
 )  # fmt: skip
 UNREACHABLE = (
     "network_connection", "could not connect", "could not resolve", "timed out", "timeout",
@@ -99,25 +102,121 @@ def filesystem(scheme: str, uri: str) -> tuple[Any, str]:
         )  # keys and session token: the AWS SDK's default chain (AWS_ACCESS_KEY_ID, ...)
         return fs, parts.netloc + parts.path
     if scheme in ("gs", "gcs"):
-        # default credentials: GOOGLE_APPLICATION_CREDENTIALS, else the machine's; bounded
-        # retries, so an unreachable endpoint fails the gate instead of hanging the plan
-        gcs = pafs.GcsFileSystem(retry_time_limit=timedelta(seconds=20))
-        return gcs, parts.netloc + parts.path
-    if scheme == "az" or (scheme in ("abfs", "abfss") and "@" not in parts.netloc):
-        account = os.environ.get("AZURE_STORAGE_ACCOUNT_NAME", "")
-        if not account:
-            raise DataError(
-                f"cannot read the evaluation data {redact(uri)}: it names no storage account",
-                "set AZURE_STORAGE_ACCOUNT_NAME (and AZURE_STORAGE_ACCOUNT_KEY, or the "
-                "AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET of a service principal)",
-            )
-        key = os.environ.get("AZURE_STORAGE_ACCOUNT_KEY")
-        return pafs.AzureFileSystem(account_name=account, account_key=key or None), (
-            parts.netloc + parts.path
-        )
-    # abfs://container@account.dfs.core.windows.net/..., hdfs://
+        return _gcs(), parts.netloc + parts.path
+    if scheme in ("az", "abfs", "abfss"):
+        return _azure(uri)
+    # hdfs://
     fs, path = pafs.FileSystem.from_uri(uri)
     return fs, path
+
+
+def _gcs() -> Any:
+    """GCS with the machine's default credentials (GOOGLE_APPLICATION_CREDENTIALS, ...), or, with
+    STORAGE_EMULATOR_HOST set (the client libraries' convention), that emulator, anonymously.
+    Retries are bounded, so an unreachable endpoint fails the gate instead of hanging the plan."""
+    import pyarrow.fs as pafs
+
+    retries = timedelta(seconds=20)
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST", "").strip()
+    if not emulator:
+        return pafs.GcsFileSystem(retry_time_limit=retries)
+    split = urlsplit(emulator if "://" in emulator else f"http://{emulator}")
+    return pafs.GcsFileSystem(
+        anonymous=True,
+        endpoint_override=split.netloc,
+        scheme=split.scheme or "http",
+        retry_time_limit=retries,
+    )
+
+
+# the account and key every Azurite (and the older Storage Emulator) accepts, published by
+# Microsoft: what a connection string's UseDevelopmentStorage=true stands for
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURE_HINT = (
+    "set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with "
+    "AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN (or the AZURE_CLIENT_ID/"
+    "AZURE_TENANT_ID/AZURE_CLIENT_SECRET of a service principal)"
+)
+
+
+def _azure(uri: str) -> tuple[Any, str]:
+    """Azure Blob / ADLS Gen2: `az://container/path` and `abfs[s]://container/path` name the
+    account in the environment, `abfs[s]://container@account.dfs.core.windows.net/path` in the
+    URI. Credentials and endpoints: AZURE_STORAGE_CONNECTION_STRING (its BlobEndpoint may point
+    at Azurite), else AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or
+    AZURE_STORAGE_SAS_TOKEN, else Azure's default credential (a service principal, ...)."""
+    import pyarrow.fs as pafs
+
+    parts = urlsplit(uri)
+    container, _, host = parts.netloc.partition("@")
+    settings = _connection_string()
+    named = os.environ.get("AZURE_STORAGE_ACCOUNT_NAME", "").strip()
+    account = host.split(".")[0] if host else settings.get("accountname") or named
+    if not account:
+        raise DataError(
+            f"cannot read the evaluation data {redact(uri)}: it names no storage account",
+            AZURE_HINT,
+        )
+    options: dict[str, Any] = {}
+    key = sas = None
+    if settings.get("accountname", "").lower() == account.lower():
+        options |= _endpoints(account, settings)
+        key, sas = settings.get("accountkey"), settings.get("sharedaccesssignature")
+    # a connection string without a key or SAS gives the endpoint only; variables naming
+    # another account do not hold this one's key
+    if not (key or sas) and (not named or named.lower() == account.lower()):
+        key = os.environ.get("AZURE_STORAGE_ACCOUNT_KEY")
+        sas = os.environ.get("AZURE_STORAGE_SAS_TOKEN")
+    if host and "blob_storage_authority" not in options:
+        suffix = host.split(".", 2)[2] if host.count(".") >= 2 else "core.windows.net"
+        options |= {"blob_storage_authority": f".blob.{suffix}",
+                    "dfs_storage_authority": f".dfs.{suffix}"}  # fmt: skip
+    if key:
+        options["account_key"] = key
+    elif sas:
+        options["sas_token"] = "?" + sas.lstrip("?")
+    register_secrets(v for v in (key, sas) if v)
+    return pafs.AzureFileSystem(account_name=account, **options), container + parts.path
+
+
+def _connection_string() -> dict[str, str]:
+    """AZURE_STORAGE_CONNECTION_STRING as lower-cased keys (`Key=value;...`); UseDevelopmentStorage
+    expands to the local emulator's account, key and endpoint."""
+    text = os.environ.get("AZURE_STORAGE_CONNECTION_STRING", "")
+    settings = {}
+    for item in text.split(";"):
+        name, sep, value = item.strip().partition("=")
+        if sep:
+            settings[name.strip().lower()] = value.strip()
+    if settings.get("usedevelopmentstorage", "").lower() == "true":
+        proxy = settings.get("developmentstorageproxyuri", "http://127.0.0.1").rstrip("/")
+        settings = {"accountname": DEV_ACCOUNT, "accountkey": DEV_KEY,
+                    "blobendpoint": f"{proxy}:10000/{DEV_ACCOUNT}"}  # fmt: skip
+    return settings
+
+
+def _endpoints(account: str, settings: dict[str, str]) -> dict[str, str]:
+    """pyarrow's authority and scheme of the blob and dfs endpoints of a connection string: an
+    authority starting with "." follows the account name (`account.blob.core.windows.net`), any
+    other is a host[:port] whose first path segment is the account (Azurite)."""
+    protocol = settings.get("defaultendpointsprotocol", "https")
+    suffix = settings.get("endpointsuffix", "core.windows.net")
+    blob = settings.get("blobendpoint", "")
+    # no DfsEndpoint: the blob endpoint's twin (Azurite serves both on one port)
+    endpoints = {
+        "blob": blob,
+        "dfs": settings.get("dfsendpoint") or blob.replace(".blob.", ".dfs."),
+    }
+    out = {}
+    for service, endpoint in endpoints.items():
+        split = urlsplit(endpoint)
+        authority = split.netloc or f"{account}.{service}.{suffix}"
+        if authority.lower().startswith(f"{account.lower()}."):
+            authority = authority[len(account) :]
+        out[f"{service}_storage_authority"] = authority
+        out[f"{service}_storage_scheme"] = split.scheme or protocol
+    return out
 
 
 def open_source(data: str, folder: Path) -> DataSource:
@@ -128,7 +227,7 @@ def open_source(data: str, folder: Path) -> DataSource:
         files, base = _list(fs, path)
     except DataError:
         raise
-    except (OSError, ValueError) as exc:
+    except _store_errors() as exc:
         raise explain(data, exc) from None
     if not files:
         raise DataError(
@@ -194,7 +293,7 @@ def identity(source: DataSource) -> str:
                 entries.append([name, _sha256(source.filesystem, info.path)])
             else:
                 entries.append([name, info.size, info.mtime_ns, *_reported(source, info.path)])
-    except (OSError, ValueError) as exc:
+    except _store_errors() as exc:
         raise explain(source.data, exc) from None
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
@@ -208,7 +307,13 @@ def _sha256(fs: Any, path: str) -> str:
 
 
 def _reported(source: DataSource, path: str) -> list[str]:
-    """ETag/generation from the object's metadata: one HEAD request, the body is not read."""
+    """ETag/generation from the object's metadata: one HEAD request, the body is not read.
+
+    Not on GCS: there pyarrow's file asks for the metadata when opened, but its metadata() (and
+    its close) start a download of the object. The listing's `updated` time (to the microsecond,
+    new for every write of the object) and size are GCS's identity."""
+    if source.scheme in ("gs", "gcs"):
+        return []
     with source.filesystem.open_input_file(path) as handle:
         metadata = handle.metadata()
     out = []
@@ -256,7 +361,7 @@ def batches(source: DataSource, rows: int) -> Iterator[Any]:
                     [*batch.columns, *columns],
                     names=[*batch.schema.names, *(f.name for f in fields)],
                 )
-    except (OSError, ValueError) as exc:
+    except _store_errors() as exc:
         raise explain(source.data, exc) from None
 
 
@@ -273,6 +378,14 @@ def _file_batches(source: DataSource, path: str, rows: int) -> Iterator[Any]:
         # pre_buffer would keep every row group read so far: memory grew with the file
         parquet = pq.ParquetFile(handle, pre_buffer=False, buffer_size=1 << 20)
         yield from parquet.iter_batches(batch_size=rows)
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    """What a store's failure raises: pyarrow's own errors are OSError or ValueError, but an
+    Azure credential failure is a bare ArrowException."""
+    import pyarrow as pa
+
+    return (OSError, ValueError, pa.ArrowException)
 
 
 def explain(data: str, exc: BaseException) -> DataError:
@@ -294,9 +407,7 @@ def explain(data: str, exc: BaseException) -> DataError:
     if any(s in lowered for s in UNREACHABLE):
         return DataError(
             f"cannot read the evaluation data {shown}: the store is unreachable ({text[:200]})",
-            "check the endpoint (AWS_ENDPOINT_URL for S3-compatible stores) and the network"
-            if scheme == "s3"
-            else "check the network and the store's endpoint",
+            _endpoint_hint(scheme),
         )
     if scheme == "hdfs" and any(s in lowered for s in ("libjvm", "libhdfs", "hadoop")):
         return DataError(
@@ -325,5 +436,19 @@ def _credentials_hint(scheme: str) -> str:
     if scheme in ("gs", "gcs"):
         return "check GOOGLE_APPLICATION_CREDENTIALS and the account's read access"
     if scheme in ("az", "abfs", "abfss"):
-        return "check AZURE_STORAGE_ACCOUNT_KEY or the service principal's read access"
+        return (
+            "check AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_TOKEN or the key or "
+            "SharedAccessSignature in AZURE_STORAGE_CONNECTION_STRING (or the service "
+            "principal's read access)"
+        )
     return "check the read permissions of the data"
+
+
+def _endpoint_hint(scheme: str) -> str:
+    if scheme == "s3":
+        return "check the endpoint (AWS_ENDPOINT_URL for S3-compatible stores) and the network"
+    if scheme in ("gs", "gcs"):
+        return "check the network (and STORAGE_EMULATOR_HOST, when it names an emulator)"
+    if scheme in ("az", "abfs", "abfss"):
+        return "check the network (and the BlobEndpoint in AZURE_STORAGE_CONNECTION_STRING)"
+    return "check the network and the store's endpoint"
