@@ -11,6 +11,7 @@ from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, Versio
 from mlflow_gitops.permissions import current_user
 from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart, SourceRef, provenance_tags
 from mlflow_gitops.registry.copy import SourceVersion, find_copies
+from mlflow_gitops.registry.port import RegistryPort
 
 
 @dataclass
@@ -224,11 +225,12 @@ class FakeRegistry:
         return SourceVersion(ref, found.run_id, found.source, found.source, problem)
 
     def copy_version(
-        self, source: FakeRegistry, src_model: str, src_version: int, dest_model: str
+        self, source: RegistryPort, src_model: str, src_version: int, dest_model: str
     ) -> int:
         """The adapter's contract: an earlier copy is returned; otherwise one new version with the
         source's own tags and description and the provenance tags (source: models:/ on the same
         server, a new run's model elsewhere)."""
+        assert isinstance(source, FakeRegistry), "a fake copies from another fake"
         ref = SourceRef(source.identity, src_model, src_version)
         made = find_copies(self.models.get(dest_model), [ref]).get(ref)
         if made is not None:

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mlflow_gitops.errors import SpecError, SpecIssue
 from mlflow_gitops.observed import ModelState, RegistryState, VersionState
 from mlflow_gitops.plan.changes import (
     Change,
-    CopyVersion,
     CreateModel,
     DeleteAlias,
     DeleteModelTag,
     DeleteVersion,
     DeleteVersionTag,
     Plan,
-    RegisterVersion,
     RestoreHistory,
     SetAlias,
     SetModelDescription,
@@ -29,8 +26,8 @@ from mlflow_gitops.plan.changes import (
     TransitionStage,
     sort_key,
 )
+from mlflow_gitops.plan.match import Slot, VersionMatcher
 from mlflow_gitops.record import (
-    REGISTRATION_TAG,
     AuditRun,
     history_altered,
     last_move,
@@ -47,31 +44,8 @@ from mlflow_gitops.spec.model import (
     GUARDED_STAGES,
     ModelSpec,
     Settings,
-    VersionSpec,
-    parse_run_ref,
     settings_for,
 )
-
-FULL_RUN_ID_LENGTH = 32
-
-
-@dataclass(frozen=True)
-class _Slot:
-    """A file entry matched to a live version, or to a version this plan registers."""
-
-    entry: VersionSpec
-    index: int
-    observed: VersionState | None
-
-    @property
-    def target(self) -> Target:
-        if self.observed is not None:
-            return Target(version=self.observed.version)
-        return Target(entry=self.entry.key)
-
-    @property
-    def name(self) -> int | str:
-        return self.observed.version if self.observed else self.entry.key
 
 
 def plan(
@@ -143,7 +117,6 @@ class _ModelPlanner:
         self.issues: list[SpecIssue] = []
         self.blocked: list[str] = []
         self.unmanaged: list[int] = []
-        self.duplicates: set[int] = set()  # copies of an interrupted registration, deleted
         self.out: list[Change] = []
         self.records = records  # the model's audit runs, when a history block needs rebuilding
         self.registry = DEFAULT_REGISTRY  # the registry this model lives in (a tree's name)
@@ -153,7 +126,14 @@ class _ModelPlanner:
     def run(self) -> list[Change]:
         if not self.exists:
             self.out.append(CreateModel(model=self.name))
-        slots = self._match_versions()
+        matcher = VersionMatcher(
+            self.desired, self.name, self.model, self.live, self.exists, self.file,
+            self.registry, self.copies,
+        )  # fmt: skip
+        slots = matcher.match()
+        self.out += matcher.out
+        self.issues += matcher.issues
+        self.unmanaged = matcher.unmanaged
         self._model_fields()
         for slot in slots:
             self._version_fields(slot)
@@ -172,132 +152,11 @@ class _ModelPlanner:
         self.unmanaged = [v for v in self.unmanaged if v not in touched]
         return self.out
 
-    # --- matching file entries to live versions -----------------------------------------------
-
-    def _match_versions(self) -> list[_Slot]:
-        slots = []
-        claimed: dict[int, int] = {}  # live version -> the entry that names it
-        for i, entry in enumerate(self.model.versions):
-            found = self._find(entry, i)
-            if found is not None and found.version in claimed:
-                self._issue(
-                    ("models", self.name, "versions", i),
-                    f"{entry.key} is version {found.version}, which versions[{claimed[found.version]}] "
-                    "already names",
-                    "keep one entry per version",
-                )
-                continue
-            if found is not None:
-                claimed[found.version] = i
-            if (
-                found is None
-                and entry.copy_from is not None
-                and not entry.deleted
-                and not self._issue_at(i)
-            ):
-                source_ref = entry.copy_from.in_registry(self.registry)
-                self.out.append(
-                    CopyVersion(
-                        model=self.name,
-                        entry=entry.key,
-                        source_registry=source_ref.registry or self.registry,
-                        source_model=source_ref.model,
-                        source_version=source_ref.version,
-                        registry=self.registry,
-                    )
-                )
-            elif (
-                found is None
-                and entry.version is None
-                and not entry.deleted
-                and not self._issue_at(i)
-            ):
-                source, run_id = _source_of(entry)
-                self.out.append(
-                    RegisterVersion(model=self.name, entry=entry.key, source=source, run_id=run_id)
-                )
-            if found is not None or (entry.version is None and not entry.deleted):
-                slots.append(_Slot(entry, i, found))
-        matched = {s.observed.version for s in slots if s.observed} | self.duplicates
-        self.unmanaged = [v.version for v in self.live.versions if v.version not in matched]
-        return slots
-
-    def _find(self, entry: VersionSpec, i: int) -> VersionState | None:
-        loc: Loc = ("models", self.name, "versions", i)
-        if entry.version is not None:
-            found = self.live.version(entry.version)
-            if found is None and not entry.deleted:
-                what = f"model '{self.name}' has no version {entry.version}"
-                if not self.exists:
-                    what = f"model '{self.name}' does not exist yet, so it has no version {entry.version}"
-                self._issue(
-                    loc,
-                    what,
-                    "name a version that exists, or register one with run: or source:",
-                )
-            return found
-        if entry.copy_from is not None:
-            return self._copy(entry)
-        if entry.run is not None:
-            run_id, path = parse_run_ref(entry.run)
-            candidates = [v for v in self.live.versions if _matches_run(v, run_id, path)]
-            if not candidates and len(run_id) < FULL_RUN_ID_LENGTH:
-                self._issue(
-                    loc,
-                    f"run id prefix '{run_id}' matches no version of '{self.name}'",
-                    "to register a new version, give the full 32-character run id",
-                )
-        else:
-            candidates = [v for v in self.live.versions if v.source == entry.source]
-        tokens = {v.tags.get(REGISTRATION_TAG) for v in candidates}
-        if len(candidates) > 1 and len(tokens) == 1 and None not in tokens:
-            # copies made by one registration whose answers were lost (MLflow retried the POST
-            # while the server was slow): keep the first, delete the others, which no one uses
-            keep, *copies = sorted(candidates, key=lambda v: v.version)
-            for copy in copies:
-                if (
-                    copy.stage in ("None", "Archived")
-                    and copy.version not in self.live.aliases.values()
-                ):
-                    self.out.append(
-                        DeleteVersion(
-                            model=self.name, target=Target(version=copy.version), stage=copy.stage
-                        )
-                    )
-            self.out.append(
-                DeleteVersionTag(
-                    model=self.name,
-                    target=Target(version=keep.version),
-                    key=REGISTRATION_TAG,
-                    before=keep.tags[REGISTRATION_TAG],
-                )
-            )
-            self.duplicates |= {c.version for c in copies}
-            return keep
-        if len(candidates) > 1:
-            listed = ", ".join(str(v.version) for v in candidates)
-            self._issue(
-                loc,
-                f"{entry.key} matches several versions of '{self.name}': {listed}",
-                "name the version with `version: N` instead",
-            )
-            return None
-        return candidates[0] if candidates else None
-
-    def _copy(self, entry: VersionSpec) -> VersionState | None:
-        """The version of this model copied from the entry's source (matched by provenance)."""
-        number = self.copies.get(entry.key)
-        return self.live.version(number) if number is not None else None
-
     def _issue(self, loc: Loc, message: str, hint: str) -> None:
         _, pos = locate(loc, self.desired.positions)
         self.issues.append(
             SpecIssue(self.file, pos.line, pos.column, format_loc(loc), message, hint)
         )
-
-    def _issue_at(self, index: int) -> bool:
-        prefix = format_loc(("models", self.name, "versions", index))
-        return any(i.path == prefix for i in self.issues)
 
     # --- descriptions and tags ------------------------------------------------------------------
 
@@ -315,7 +174,7 @@ class _ModelPlanner:
             elif value is not None and before != value:
                 self.out.append(SetModelTag(model=name, key=key, before=before, after=value))
 
-    def _version_fields(self, slot: _Slot) -> None:
+    def _version_fields(self, slot: Slot) -> None:
         entry, live, name, target = slot.entry, slot.observed, self.name, slot.target
         if entry.deleted:
             return
@@ -361,7 +220,7 @@ class _ModelPlanner:
 
     # --- stages -----------------------------------------------------------------------------------
 
-    def _stages(self, slots: list[_Slot]) -> dict[int | str, str]:
+    def _stages(self, slots: list[Slot]) -> dict[int | str, str]:
         final: dict[int | str, str] = {v.version: v.stage for v in self.live.versions}
         targets: dict[int | str, Target] = {
             v.version: Target(version=v.version) for v in self.live.versions
@@ -427,7 +286,7 @@ class _ModelPlanner:
 
     # --- aliases ---------------------------------------------------------------------------------
 
-    def _aliases(self, slots: list[_Slot]) -> None:
+    def _aliases(self, slots: list[Slot]) -> None:
         applied = recorded_aliases(self.live.tags)
         by_key = {slot.entry.key: slot for slot in slots}
         for alias, value in (self.model.aliases or {}).items():
@@ -461,7 +320,7 @@ class _ModelPlanner:
 
     # --- stages mirrored to aliases, deletions, policies ---------------------------------------
 
-    def _mirror(self, final: dict[int | str, str], slots: list[_Slot]) -> None:
+    def _mirror(self, final: dict[int | str, str], slots: list[Slot]) -> None:
         """mirror_stages_to_aliases: each alias follows the (newest) holder of its stage."""
         for stage, alias in sorted(self.settings.mirror_stages_to_aliases.items()):
             holders = [k for k, s in final.items() if s == stage]
@@ -482,7 +341,7 @@ class _ModelPlanner:
                     )
                 )
 
-    def _deletions(self, slots: list[_Slot], final: dict[int | str, str]) -> None:
+    def _deletions(self, slots: list[Slot], final: dict[int | str, str]) -> None:
         """`deleted: true`: only a version in None or Archived that no alias names."""
         aliases = dict(self.live.aliases)
         for change in self.out:
@@ -506,7 +365,7 @@ class _ModelPlanner:
                 )
             self.out.append(DeleteVersion(model=self.name, target=slot.target, stage=stage))
 
-    def _policies(self, slots: list[_Slot]) -> None:
+    def _policies(self, slots: list[Slot]) -> None:
         policy = self.settings.policy
         allowed = {
             str(k): [str(s) for s in v] for k, v in (policy.allowed_transitions or {}).items()
@@ -644,30 +503,6 @@ def _empties(t: TransitionStage, stages: dict[str, str]) -> bool:
     if t.before not in GUARDED_STAGES:
         return False
     return not any(s == t.before for k, s in stages.items() if k != _key(t.target))
-
-
-def _source_of(entry: VersionSpec) -> tuple[str, str | None]:
-    if entry.run is not None:
-        run_id, path = parse_run_ref(entry.run)
-        return f"runs:/{run_id}/{path}", run_id
-    assert entry.source is not None
-    return entry.source, None
-
-
-def _matches_run(version: VersionState, run_id: str, path: str) -> bool:
-    """A version registered from that run and artifact path, however MLflow recorded its source.
-
-    MLflow 3 resolves `runs:/<id>/<path>` at registration to the run's artifact location or to a
-    logged model (`models:/m-...`), so the source alone cannot be compared to the reference.
-    """
-    if not version.run_id or not version.run_id.startswith(run_id):
-        return False
-    source = version.source.rstrip("/")
-    return (
-        source == f"runs:/{version.run_id}/{path}"
-        or source.endswith(f"/{path}")
-        or source.startswith("models:/m-")
-    )
 
 
 def _stage_drifted(version: VersionState | None) -> bool:
