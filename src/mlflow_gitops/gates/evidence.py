@@ -12,11 +12,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow_gitops.gates.data import DataError, batches, open_source
+from mlflow_gitops.gates.data import DataError, DataSource, batches, open_source
 from mlflow_gitops.gates.data import identity as data_identity
 from mlflow_gitops.gates.port import Evaluation, GateError, Side
 from mlflow_gitops.gates.predict import Hook, Loaded, Scoring, named
-from mlflow_gitops.spec.model import TABLE_PREFIX, EvaluateSpec
+from mlflow_gitops.spec.model import EvaluateSpec
 
 if TYPE_CHECKING:
     from mlflow_gitops.registry.copy import Credentials
@@ -54,6 +54,7 @@ class MlflowEvidence:
         self.folders: dict[tuple[str | None, str], Path] = {}
         self.run_ids: dict[tuple[str | None, str], str | None] = {}
         self.preprocessors: dict[tuple[str | None, str | None, str], tuple[Any, bytes]] = {}
+        self.sources: dict[tuple[str, Path], DataSource] = {}
         self.loads = 0  # how many models were loaded: 0 when every verdict came from the cache
 
     def _registry(self, side: Side) -> tuple[str, Credentials | None]:
@@ -153,16 +154,27 @@ class MlflowEvidence:
 
     def data_digest(self, data: str, folder: Path) -> str:
         """The identity of the data as its store reports it: sha256 of local files, ETag or
-        generation, size and mtime of objects (no object data is read); for table:<name>, its
-        files as the Spark catalog lists them."""
-        if data.startswith(TABLE_PREFIX):  # engine: spark only (validated)
-            from mlflow_gitops.gates import spark
+        generation, size and mtime of objects (no object data is read); for table:<name> or a
+        URI only Hadoop reads (engine: spark), its files as Spark lists them."""
+        from mlflow_gitops.gates import spark  # imports no pyspark until a session is made
 
-            return spark.table_digest(data)
+        if spark.spark_reads(data):  # engine: spark only (validated for table:)
+            return spark.spark_digest(data)
         try:
-            return data_identity(open_source(data, folder))
+            return data_identity(self.source(data, folder))
         except DataError as exc:
             raise GateError(exc.message, exc.hint) from None
+
+    def source(self, data: str, folder: Path) -> DataSource:
+        """The files of `data:`, listed once per plan: the Spark engine's tasks read the very
+        files whose identities the cache key holds."""
+        key = (data, folder)
+        if key not in self.sources:
+            try:
+                self.sources[key] = open_source(data, folder)
+            except DataError as exc:
+                raise GateError(exc.message, exc.hint) from None
+        return self.sources[key]
 
     def load_model(self, side: Side) -> Any:
         """The side's pyfunc model, from its own registry only."""
