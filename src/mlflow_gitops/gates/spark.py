@@ -1,15 +1,16 @@
 """`engine: spark`: the evaluate gate's per-batch evaluation run in Spark tasks, merged exactly.
 
-The driver lists the data once (gates/data.py: the files whose identities the cache key
-holds) and each task reads its own files with pyarrow's filesystems, from every store the local
-engine reads (no Hadoop connector); the store's standard credentials travel inside the task's
-closure, never in a Spark setting, log or plan. A `table:<name>` or a URI only Hadoop reads
-(s3a://, wasbs://, ...) is read by Spark itself. Every task runs the local engine's batch step (`predict.Scoring`: the
-`prepare` hook, each run's preprocessor with `transform` only, both models' `predict`) and
-returns its partial sums as JSON; the driver merges them exactly (`metrics.Accumulator`), so
-the metrics are the local engine's. Models and preprocessors are loaded on the driver through
-the configured registry only (the local engine's trust rule) and reach the tasks as those same
-bytes: the model's artifact folder as a tar archive, the preprocessor as the run's artifact.
+The driver lists the data once (gates/data.py: the files whose identities the cache key holds)
+and each task reads its own files with pyarrow's filesystems, from every store the local engine
+reads (no Hadoop connector); the store's standard credentials travel inside the task's closure,
+never in a Spark setting, log or plan. A `table:<name>` or a URI only Hadoop reads (s3a://,
+wasbs://, ...) is read by Spark itself. Every task runs the local engine's batch step
+(`predict.Scoring`: the `prepare` hook, each run's preprocessor with `transform` only, both
+models' `predict`) and returns its partial sums as JSON; the driver merges them exactly
+(`metrics.Accumulator`), so the metrics are the local engine's. Models and preprocessors are
+loaded on the driver through the configured registry only (the local engine's trust rule) and
+reach the tasks as those same bytes: the model's artifact folder as a tar archive, the
+preprocessor as the run's artifact.
 Latency is timed on the driver, on the first rows of the data, with the models the driver
 loaded: the same measurement the local engine makes, and never one skewed by tasks sharing an
 executor. pyspark is imported only here, and only when a gate runs on Spark.
@@ -26,7 +27,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,18 +43,8 @@ if TYPE_CHECKING:
 DEFAULT_MASTER = "local[*]"
 # schemes only Hadoop's filesystems read: Spark reads these itself (with the cluster's connectors)
 HADOOP_SCHEMES = (
-    "s3a",
-    "s3n",
-    "wasb",
-    "wasbs",
-    "adl",
-    "dbfs",
-    "viewfs",
-    "har",
-    "oss",
-    "cosn",
-    "ofs",
-)
+    "s3a", "s3n", "wasb", "wasbs", "adl", "dbfs", "viewfs", "har", "oss", "cosn", "ofs",
+)  # fmt: skip
 TASKS_PER_SLOT = 4  # at most this many tasks per core of the session when files are many
 _SESSION: dict[str, Any] = {}  # this process's session and the settings it was made with
 
@@ -90,7 +81,7 @@ class Files:
     fields: tuple[Any, ...]  # the hive partition columns (pyarrow fields)
     parts: tuple[store.Part, ...]
     shares: int  # tasks per parquet file (each reads every shares-th row group)
-    environment: dict[str, str]
+    environment: dict[str, str] = field(repr=False)  # secrets: never in a repr or message
 
     @property
     def units(self) -> list[tuple[int, int]]:
