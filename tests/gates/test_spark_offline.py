@@ -1,14 +1,18 @@
-"""engine: spark in the file: validated offline, without importing pyspark; where it runs."""
+"""engine: spark in the file: validated offline, without importing pyspark; where it runs; what
+a task reads (its units of the driver's listing) and which variables it carries, without Spark."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from mlflow_gitops.gates.spark import DEFAULT_MASTER, placement
+from mlflow_gitops.gates.data import store_environment
+from mlflow_gitops.gates.port import GateError
+from mlflow_gitops.gates.spark import DEFAULT_MASTER, Files, placement, read_units, spark_reads
 from mlflow_gitops.spec.model import SparkSpec
 from tests.cli_runner import run_cli
 from tests.helpers import write_spec
@@ -120,3 +124,88 @@ def test_placement_file_then_spark_remote_then_local(
         monkeypatch.setenv("SPARK_REMOTE", env)
     spark = SparkSpec.model_validate(settings) if settings is not None else None
     assert placement(spark) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "by_spark"),
+    [
+        ("table:holdout.green", True),
+        ("s3a://bucket/green/", True),
+        ("wasbs://c@a.blob.core.windows.net/x", True),
+        ("dbfs:/mnt/holdout/", True),
+        ("s3://bucket/green/", False),
+        ("gs://bucket/x.parquet", False),
+        ("abfs://c@a.dfs.core.windows.net/x", False),
+        ("az://c/x", False),
+        ("hdfs://namenode/x", False),
+        ("file:///srv/x.parquet", False),
+        ("holdout/", False),
+    ],
+)
+def test_spark_reads_tables_and_hadoop_only_uris_the_tasks_read_the_rest(
+    data: str, by_spark: bool
+) -> None:
+    assert spark_reads(data) is by_spark
+
+
+def test_the_store_variables_are_this_stores_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3-secret")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "az-key")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    s3 = store_environment("s3")
+    assert s3["AWS_SECRET_ACCESS_KEY"] == "s3-secret"
+    assert s3["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9"
+    assert "AZURE_STORAGE_ACCOUNT_KEY" not in s3
+    assert "PATH" not in s3
+    assert store_environment("abfs")["AZURE_STORAGE_ACCOUNT_KEY"] == "az-key"
+    assert store_environment("") == {}
+    assert store_environment("hdfs") == {}
+
+
+def _files(tmp_path: Path, shares: int, environment: dict[str, str]) -> Files:
+    """A hive-partitioned folder of three parquet files of 5 row groups each, as a task gets it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlflow_gitops.gates.data import layout, open_source
+
+    for part in range(3):
+        folder = tmp_path / "data" / f"part={part}"
+        folder.mkdir(parents=True)
+        table = pa.table({"x": list(range(part * 100, part * 100 + 100))})
+        pq.write_table(table, folder / "f.parquet", row_group_size=20)
+    source = open_source("data/", tmp_path)
+    fields, parts = layout(source)
+    where = str(tmp_path / "data")
+    return Files(source.data, "", where, False, fields, parts, shares, environment)
+
+
+@pytest.mark.parametrize("shares", [1, 2, 3, 7])
+def test_tasks_read_every_row_once_whatever_the_shares(tmp_path: Path, shares: int) -> None:
+    """Units (file, share of its row groups) read by any task grouping: each row exactly once,
+    with its partition column; the store's variables are set only while a task reads."""
+    import pandas as pd
+
+    files = _files(tmp_path, shares, {"MLFLOW_GITOPS_TEST_SECRET": "s"})
+    ids = [pd.DataFrame({"id": list(range(0, len(files.units), 2))}),
+           pd.DataFrame({"id": list(range(1, len(files.units), 2))})]  # fmt: skip
+    seen = []
+    for frame in read_units(files, iter(ids)):
+        assert os.environ["MLFLOW_GITOPS_TEST_SECRET"] == "s"
+        seen.append(frame)
+    assert "MLFLOW_GITOPS_TEST_SECRET" not in os.environ
+    rows = pd.concat(seen).sort_values("x")
+    assert rows["x"].tolist() == list(range(300))
+    assert (rows["part"] == rows["x"] // 100).all()
+
+
+def test_an_object_replaced_since_the_listing_fails_the_task(tmp_path: Path) -> None:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = _files(tmp_path, 1, {})
+    pq.write_table(pa.table({"x": list(range(1000))}), tmp_path / "data" / "part=1" / "f.parquet")
+    with pytest.raises(GateError, match="changed since it was listed: plan again"):
+        list(read_units(files, iter([pd.DataFrame({"id": [0, 1, 2]})])))

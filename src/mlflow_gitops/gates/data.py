@@ -227,7 +227,7 @@ def open_source(data: str, folder: Path) -> DataSource:
         files, base = _list(fs, path)
     except DataError:
         raise
-    except _store_errors() as exc:
+    except store_errors() as exc:
         raise explain(data, exc) from None
     if not files:
         raise DataError(
@@ -293,7 +293,7 @@ def identity(source: DataSource) -> str:
                 entries.append([name, _sha256(source.filesystem, info.path)])
             else:
                 entries.append([name, info.size, info.mtime_ns, *_reported(source, info.path)])
-    except _store_errors() as exc:
+    except store_errors() as exc:
         raise explain(source.data, exc) from None
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
@@ -331,56 +331,120 @@ def batches(source: DataSource, rows: int) -> Iterator[Any]:
     pyarrow.dataset finds the partitions (and their types); each file is then read with
     ParquetFile.iter_batches, page by page: the dataset scanner decodes whole row groups and
     held twice the memory on a 2-million-row file (bench/gates.py)."""
-    import pyarrow as pa
-    import pyarrow.dataset as pads
-
     try:
-        dataset = pads.dataset(
-            [f.path for f in source.files],
-            filesystem=source.filesystem,
-            format="csv" if source.csv else "parquet",
-            partitioning="hive",
-            partition_base_dir=source.base,
-        )
-        fragments = [
-            (f.path, pads.get_partition_keys(f.partition_expression))
-            for f in dataset.get_fragments()
-        ]
-        names = list(dict.fromkeys(k for _, keys in fragments for k in keys))
-        for path, keys in fragments:
-            for batch in _file_batches(source, path, rows):
-                fields = [dataset.schema.field(n) for n in names if n not in batch.schema.names]
-                if not fields:
-                    yield batch
-                    continue
-                columns = [
-                    pa.repeat(pa.scalar(keys.get(f.name), type=f.type), batch.num_rows)
-                    for f in fields
-                ]
-                yield pa.RecordBatch.from_arrays(
-                    [*batch.columns, *columns],
-                    names=[*batch.schema.names, *(f.name for f in fields)],
-                )
-    except _store_errors() as exc:
+        fields, parts = layout(source)
+        for part in parts:
+            yield from part_batches(source.filesystem, source.csv, part, fields, rows)
+    except store_errors() as exc:
         raise explain(source.data, exc) from None
 
 
-def _file_batches(source: DataSource, path: str, rows: int) -> Iterator[Any]:
-    if source.csv:
+@dataclass(frozen=True)
+class Part:
+    """One file of the data as the listing found it (path and size: no request to open it) and
+    the hive partition values its rows get; plain values, so a Spark task can receive it."""
+
+    path: str
+    size: int
+    keys: tuple[tuple[str, Any], ...]
+
+
+def layout(source: DataSource) -> tuple[tuple[Any, ...], tuple[Part, ...]]:
+    """The hive partition fields (pyarrow fields, typed over every file of the data) and each
+    file with its partition values. Reads at most the first file's footer (the schema)."""
+    import pyarrow.dataset as pads
+
+    dataset = pads.dataset(
+        [f.path for f in source.files],
+        filesystem=source.filesystem,
+        format="csv" if source.csv else "parquet",
+        partitioning="hive",
+        partition_base_dir=source.base,
+    )
+    sizes = {f.path: f.size for f in source.files}
+    parts = tuple(
+        Part(f.path, sizes[f.path], tuple(pads.get_partition_keys(f.partition_expression).items()))
+        for f in dataset.get_fragments()
+    )
+    names = dict.fromkeys(k for p in parts for k, _ in p.keys)
+    return tuple(dataset.schema.field(n) for n in names), parts
+
+
+def part_batches(
+    fs: Any,
+    csv: bool,
+    part: Part,
+    fields: tuple[Any, ...],
+    rows: int,
+    share: tuple[int, int] = (0, 1),
+) -> Iterator[Any]:
+    """One file's record batches with the partition columns added. `share` (j, m): only the
+    row groups whose index is j modulo m (m tasks reading one parquet file between them)."""
+    import pyarrow as pa
+
+    keys = dict(part.keys)
+    for batch in _file_batches(fs, csv, part, rows, share):
+        missing = [f for f in fields if f.name not in batch.schema.names]
+        if not missing:
+            yield batch
+            continue
+        columns = [
+            pa.repeat(pa.scalar(keys.get(f.name), type=f.type), batch.num_rows) for f in missing
+        ]
+        yield pa.RecordBatch.from_arrays(
+            [*batch.columns, *columns], names=[*batch.schema.names, *(f.name for f in missing)]
+        )
+
+
+def _file_batches(
+    fs: Any, csv: bool, part: Part, rows: int, share: tuple[int, int]
+) -> Iterator[Any]:
+    if csv:
         import pyarrow.csv as pacsv
 
-        with source.filesystem.open_input_stream(path, compression="detect") as stream:
+        if share[0] != 0:
+            return  # a csv file is not split: the first share reads it whole
+        with fs.open_input_stream(part.path, compression="detect") as stream:
             yield from pacsv.open_csv(stream, read_options=pacsv.ReadOptions(block_size=1 << 22))
         return
     import pyarrow.parquet as pq
 
-    with source.filesystem.open_input_file(path) as handle:
+    with fs.open_input_file(part.path) as handle:
+        if handle.size() != part.size:  # replaced since it was listed (and identified)
+            raise OSError(f"{part.path} changed since it was listed: plan again")
         # pre_buffer would keep every row group read so far: memory grew with the file
         parquet = pq.ParquetFile(handle, pre_buffer=False, buffer_size=1 << 20)
-        yield from parquet.iter_batches(batch_size=rows)
+        j, m = share
+        groups = [g for g in range(parquet.num_row_groups) if g % m == j]
+        if groups:
+            yield from parquet.iter_batches(batch_size=rows, row_groups=groups)
 
 
-def _store_errors() -> tuple[type[BaseException], ...]:
+# the standard variables each store's filesystem is built from here: what a Spark task needs to
+# build the same filesystem (secrets among them: they travel inside the task, never in a conf)
+STORE_VARIABLES = {
+    "s3": (
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+        "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+    ),
+    "gs": ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"),
+    "az": (
+        "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN",
+        "AZURE_STORAGE_CONNECTION_STRING", "AZURE_CLIENT_ID", "AZURE_TENANT_ID",
+        "AZURE_CLIENT_SECRET",
+    ),
+}  # fmt: skip
+STORE_FAMILY = {"s3": "s3", "gs": "gs", "gcs": "gs", "az": "az", "abfs": "az", "abfss": "az"}
+
+
+def store_environment(scheme: str) -> dict[str, str]:
+    """This store's standard variables as set in this process (secrets included): with them,
+    `filesystem` builds the same filesystem elsewhere. Never to be logged or put in a conf."""
+    names = STORE_VARIABLES.get(STORE_FAMILY.get(scheme, ""), ())
+    return {n: os.environ[n] for n in names if n in os.environ}
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
     """What a store's failure raises: pyarrow's own errors are OSError or ValueError, but an
     Azure credential failure is a bare ArrowException."""
     import pyarrow as pa

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mlflow_gitops.gates.data import DataError, batches, open_source
+from mlflow_gitops.gates.data import DataError, DataSource, batches, open_source
 from mlflow_gitops.gates.data import identity as data_identity
 from mlflow_gitops.gates.port import Evaluation, GateError, Side
 from mlflow_gitops.gates.predict import Hook, Loaded, Scoring, named
-from mlflow_gitops.spec.model import TABLE_PREFIX, EvaluateSpec
+from mlflow_gitops.spec.model import EvaluateSpec
 
 STREAM_ROWS = 65_536
 
@@ -36,6 +36,7 @@ class ModelEvidence(ABC):
 
     def __init__(self) -> None:
         self.evaluations: dict[tuple[str, ...], Evaluation] = {}
+        self.sources: dict[tuple[str, Path], DataSource] = {}
 
     @abstractmethod
     def run_metric(self, side: Side, key: str) -> float | None: ...
@@ -61,16 +62,27 @@ class ModelEvidence(ABC):
 
     def data_digest(self, data: str, folder: Path) -> str:
         """The identity of the data as its store reports it: sha256 of local files, ETag or
-        generation, size and mtime of objects (no object data is read); for table:<name>, its
-        files as the Spark catalog lists them."""
-        if data.startswith(TABLE_PREFIX):  # engine: spark only (validated)
-            from mlflow_gitops.gates import spark
+        generation, size and mtime of objects (no object data is read); for table:<name> or a
+        URI only Hadoop reads (engine: spark), its files as Spark lists them."""
+        from mlflow_gitops.gates import spark  # imports no pyspark until a session is made
 
-            return spark.table_digest(data)
+        if spark.spark_reads(data):  # engine: spark only (validated for table:)
+            return spark.spark_digest(data)
         try:
-            return data_identity(open_source(data, folder))
+            return data_identity(self.source(data, folder))
         except DataError as exc:
             raise GateError(exc.message, exc.hint) from None
+
+    def source(self, data: str, folder: Path) -> DataSource:
+        """The files of `data:`, listed once per plan: the Spark engine's tasks read the very
+        files whose identities the cache key holds."""
+        key = (data, folder)
+        if key not in self.sources:
+            try:
+                self.sources[key] = open_source(data, folder)
+            except DataError as exc:
+                raise GateError(exc.message, exc.hint) from None
+        return self.sources[key]
 
     def load_sides(
         self, spec: EvaluateSpec, candidate: Side, baseline: Side | None

@@ -6,7 +6,7 @@ No MLflow and no files here: the models, preprocessors and `prepare` hook arrive
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,15 @@ class Scoring:
         """One batch: each side's predictions added to its sums (the first calls timed)."""
         for name, y, predictions in self._predict(frame):
             self.sums[name].add(y, predictions)
+
+    def partial(self) -> dict[str, Any]:
+        """Each side's sums as JSON-safe state (what a Spark task returns to the driver)."""
+        return {name: sums.to_state() for name, sums in self.sums.items()}
+
+    def merge(self, partial: Mapping[str, Any]) -> None:
+        """Add another scoring's `partial` sums (a Spark task's) into these, exactly."""
+        for name, state in partial.items():
+            self.sums[name].merge(Accumulator.from_state(state))
 
     def time(self, frame: Any) -> None:
         """Time predict on this batch without adding it to the sums."""

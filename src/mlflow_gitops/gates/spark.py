@@ -1,11 +1,16 @@
 """`engine: spark`: the evaluate gate's per-batch evaluation run in Spark tasks, merged exactly.
 
-Spark reads the data; every task runs the local engine's batch step (`predict.Scoring`: the
-`prepare` hook, each run's preprocessor with `transform` only, both models' `predict`) and
-returns its partial sums as JSON; the driver merges them exactly (`metrics.Accumulator`), so
-the metrics are the local engine's. Models and preprocessors are loaded on the driver through
-the configured registry only (the local engine's trust rule) and reach the tasks as those same
-bytes: the model's artifact folder as a tar archive, the preprocessor as the run's artifact.
+The driver lists the data once (gates/data.py: the files whose identities the cache key holds)
+and each task reads its own files with pyarrow's filesystems, from every store the local engine
+reads (no Hadoop connector); the store's standard credentials travel inside the task's closure,
+never in a Spark setting, log or plan. A `table:<name>` or a URI only Hadoop reads (s3a://,
+wasbs://, ...) is read by Spark itself. Every task runs the local engine's batch step
+(`predict.Scoring`: the `prepare` hook, each run's preprocessor with `transform` only, both
+models' `predict`) and returns its partial sums as JSON; the driver merges them exactly
+(`metrics.Accumulator`), so the metrics are the local engine's. Models and preprocessors are
+loaded on the driver through the configured registry only (the local engine's trust rule) and
+reach the tasks as those same bytes: the model's artifact folder as a tar archive, the
+preprocessor as the run's artifact.
 Latency is timed on the driver, on the first rows of the data, with the models the driver
 loaded: the same measurement the local engine makes, and never one skewed by tasks sharing an
 executor. pyspark is imported only here, and only when a gate runs on Spark.
@@ -21,17 +26,23 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlflow_gitops.gates import data as store
 from mlflow_gitops.gates.evidence import STREAM_ROWS, ModelEvidence, data_location
-from mlflow_gitops.gates.metrics import Accumulator
 from mlflow_gitops.gates.port import GateError, Side
 from mlflow_gitops.gates.predict import LATENCY_BATCHES, Loaded, Scoring
 from mlflow_gitops.spec.model import TABLE_PREFIX, EvaluateSpec, SparkSpec
 
 DEFAULT_MASTER = "local[*]"
+# schemes only Hadoop's filesystems read: Spark reads these itself (with the cluster's connectors)
+HADOOP_SCHEMES = (
+    "s3a", "s3n", "wasb", "wasbs", "adl", "dbfs", "viewfs", "har", "oss", "cosn", "ofs",
+)  # fmt: skip
+TASKS_PER_SLOT = 4  # at most this many tasks per core of the session when files are many
 _SESSION: dict[str, Any] = {}  # this process's session and the settings it was made with
 
 
@@ -51,6 +62,27 @@ class Task:
     spec: EvaluateSpec
     prepare: Any  # the hook the driver resolved inside the registry's folder, or None
     sides: tuple[Shipped, ...]
+
+
+@dataclass(frozen=True)
+class Files:
+    """The data as the driver listed it, for tasks that read it themselves: the store (scheme
+    and location: each task builds the filesystem again from them and `environment`, the
+    store's standard variables, secrets included, which travel only inside the task), every
+    file with its partition values, and the units (file, share of its row groups) by task id."""
+
+    data: str
+    scheme: str
+    where: str
+    csv: bool
+    fields: tuple[Any, ...]  # the hive partition columns (pyarrow fields)
+    parts: tuple[store.Part, ...]
+    shares: int  # tasks per parquet file (each reads every shares-th row group)
+    environment: dict[str, str] = field(repr=False)  # secrets: never in a repr or message
+
+    @property
+    def units(self) -> list[tuple[int, int]]:
+        return [(i, j) for i in range(len(self.parts)) for j in range(self.shares)]
 
 
 def placement(settings: SparkSpec | None) -> tuple[str, str]:
@@ -119,6 +151,13 @@ def stop() -> None:
         spark.stop()
 
 
+def spark_reads(data: str) -> bool:
+    """Spark itself reads `table:<name>` and URIs only Hadoop's filesystems read (s3a://, ...);
+    tasks read everything the local engine reads (gates/data.py) with pyarrow."""
+    scheme = data.split(":", 1)[0].lower() if ":" in data else ""
+    return data.startswith(TABLE_PREFIX) or scheme in HADOOP_SCHEMES
+
+
 def read(spark: Any, data: str, folder: Path) -> Any:
     """A Spark DataFrame of `data`: `table:<name>`, or a parquet/csv file, directory or glob."""
     try:
@@ -136,9 +175,10 @@ def read(spark: Any, data: str, folder: Path) -> Any:
         ) from None
 
 
-def table_digest(data: str) -> str:
-    """A table's identity without reading it: its name and its files as the catalog lists them
-    (Spark writers name every new file uniquely, so a rewrite changes the list)."""
+def spark_digest(data: str) -> str:
+    """The identity of data Spark reads itself, without reading it: its name and its files as
+    the catalog (or Hadoop's listing) reports them (Spark writers name every new file uniquely,
+    so a rewrite changes the list)."""
     spark = _SESSION.get("session") or session(None)
     frame = read(spark, data, Path.cwd())
     try:
@@ -156,11 +196,18 @@ def score(
     spec = scoring.spec
     shipped = tuple(_ship(evidence, spec, name, side) for name, side in sides)
     spark = session(spec.spark)
-    frame = read(spark, spec.data, folder)
     task = Task(spec=spec, prepare=scoring.prepare, sides=shipped)
+    files: Files | None = None
+    if spark_reads(spec.data):
+        frame = read(spark, spec.data, folder)
+    else:
+        source = evidence.source(spec.data, folder)  # the listing the cache key identified
+        files = _files(spark, source, folder)
+        units = len(files.units)
+        frame = spark.range(units, numPartitions=min(units, TASKS_PER_SLOT * _slots(spark)))
 
     def run(batches: Iterator[Any]) -> Iterator[Any]:
-        return evaluate_partition(task, batches)
+        return evaluate_partition(task, batches if files is None else read_units(files, batches))
 
     try:
         rows = frame.mapInPandas(run, schema="state string").collect()
@@ -170,11 +217,53 @@ def score(
         state = json.loads(row["state"])
         if "error" in state:
             raise GateError(state["error"], state.get("hint", ""))
-        for name, part in state["sides"].items():
-            scoring.sums[name].merge(Accumulator.from_state(part))
+        scoring.merge(state["sides"])
     if scoring.latency_rows:
         # the driver's models on the data's first rows: never skewed by tasks sharing an executor
-        scoring.time(frame.limit(LATENCY_BATCHES * scoring.latency_rows).toPandas())
+        wanted = LATENCY_BATCHES * scoring.latency_rows
+        if files is None:
+            scoring.time(frame.limit(wanted).toPandas())
+        else:
+            scoring.time(_first_rows(evidence.source(spec.data, folder), wanted))
+
+
+def _files(spark: Any, source: store.DataSource, folder: Path) -> Files:
+    try:
+        fields, parts = store.layout(source)
+    except store.store_errors() as exc:
+        error = store.explain(source.data, exc)
+        raise GateError(error.message, error.hint) from None
+    scheme, where = store.location(source.data, folder)
+    # a few parquet files on many cores: each file's row groups are shared among tasks
+    shares = 1 if source.csv else max(1, _slots(spark) // len(parts))
+    environment = store.store_environment(scheme)
+    return Files(source.data, scheme, where, source.csv, fields, parts, shares, environment)
+
+
+def _slots(spark: Any) -> int:
+    """The session's cores (classic: its default parallelism; Connect: the server's setting,
+    else one task per file)."""
+    try:
+        return int(spark.sparkContext.defaultParallelism)
+    except Exception:  # Spark Connect has no SparkContext
+        value = spark.conf.get("spark.default.parallelism", None)
+        return int(value) if value else 1
+
+
+def _first_rows(source: store.DataSource, rows: int) -> Any:
+    """The data's first `rows` rows, read on the driver (for the latency gate)."""
+    import pyarrow as pa
+
+    taken, seen = [], 0
+    try:
+        for batch in store.batches(source, min(rows, STREAM_ROWS)):
+            taken.append(batch)
+            seen += batch.num_rows
+            if seen >= rows:
+                break
+    except store.DataError as exc:
+        raise GateError(exc.message, exc.hint) from None
+    return pa.Table.from_batches(taken).slice(0, rows).to_pandas()
 
 
 def _ship(evidence: ModelEvidence, spec: EvaluateSpec, name: str, side: Side) -> Shipped:
@@ -193,26 +282,64 @@ def _ship(evidence: ModelEvidence, spec: EvaluateSpec, name: str, side: Side) ->
 _LOADED: dict[str, Any] = {}  # per Python worker: model and preprocessor by sha256 of bytes
 
 
-def evaluate_partition(task: Task, batches: Iterator[Any]) -> Iterator[Any]:
-    """One task: the local engine's batch step over its batches; one row of partial sums."""
+def evaluate_partition(task: Task, frames: Iterator[Any]) -> Iterator[Any]:
+    """One task: the local engine's batch step over its frames; one row of partial sums."""
     import pandas as pd
 
     try:
-        state: dict[str, Any] = {"sides": _partition_sums(task, batches)}
+        state: dict[str, Any] = {"sides": _partition_sums(task, frames)}
     except GateError as exc:
         state = {"error": exc.message, "hint": exc.hint}
     yield pd.DataFrame({"state": [json.dumps(state)]})
 
 
-def _partition_sums(task: Task, batches: Iterator[Any]) -> dict[str, Any]:
+def _partition_sums(task: Task, frames: Iterator[Any]) -> dict[str, Any]:
     sides = tuple(
         Loaded(s.name, _task_model(s.model_tar), *_task_preprocessor(s.preprocessor))
         for s in task.sides
     )
     scoring = Scoring(task.spec, task.prepare, sides)
-    for frame in batches:
+    for frame in frames:
         scoring.add(frame)
-    return {name: a.to_state() for name, a in scoring.sums.items()}
+    return scoring.partial()
+
+
+def read_units(files: Files, ids: Iterator[Any]) -> Iterator[Any]:
+    """The frames of this task's units (the ids Spark gave it), read from the store with
+    pyarrow, in batches of the local engine's size."""
+    units = files.units
+    try:
+        with _environment(files.environment):
+            fs, _ = store.filesystem(files.scheme, files.where)
+            for frame in ids:
+                for unit in frame["id"].tolist():
+                    part, share = units[unit]
+                    for batch in store.part_batches(
+                        fs, files.csv, files.parts[part], files.fields, STREAM_ROWS,
+                        (share, files.shares),
+                    ):  # fmt: skip
+                        yield batch.to_pandas()
+    except store.DataError as exc:
+        raise GateError(exc.message, exc.hint) from None
+    except store.store_errors() as exc:
+        error = store.explain(files.data, exc)
+        raise GateError(error.message, error.hint) from None
+
+
+@contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """The driver's store variables in this Python worker while its task reads (the AWS SDK
+    reads them at each request), then as they were: a reused worker keeps none of them."""
+    saved = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _task_model(archive: bytes) -> Any:
