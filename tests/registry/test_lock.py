@@ -75,7 +75,8 @@ def test_a_lock_whose_lease_ran_out_is_broken_then_taken() -> None:
     time = Time()
     store = MemoryLock(held=HeldLock(True, "other", "killed apply", "bob", time.now - 1))
     with hold(store, "apply by alice", time.clock()):
-        assert store.held is not None and store.held.holder == "apply by alice"
+        assert store.held is not None
+        assert store.held.holder == "apply by alice"
     assert store.calls == ["create", "read", "break", "create", "release"]
 
 
@@ -98,7 +99,8 @@ def test_a_live_lock_ends_the_wait_at_the_deadline_naming_its_holder(
     assert "another apply holds the registry's apply lock (apply of PR #7" in waited.value.message
     assert "did not release it within 5 s" in waited.value.message
     assert WAIT_VARIABLE in waited.value.hint
-    assert "break" not in store.calls and "release" not in store.calls
+    assert "break" not in store.calls
+    assert "release" not in store.calls
     assert store.held == live
 
 
