@@ -5,7 +5,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from mlflow_gitops.spec.load import LoadedSpec, load
+from mlflow_gitops.spec.load import load
+from mlflow_gitops.spec.located import LoadedSpec
 
 
 def write_spec(folder: Path, text: str, name: str = "registry.yaml") -> Path:

@@ -25,7 +25,7 @@ from mlflow_gitops.observed import RegistryState
 from mlflow_gitops.plan.gates import Check, GateResult
 from mlflow_gitops.plan.planner import plan
 from mlflow_gitops.record import GATE_TAG_PREFIX
-from mlflow_gitops.spec.load import LoadedSpec
+from mlflow_gitops.spec.located import LoadedSpec
 from tests.fakes import observed_from_data
 from tests.gates.fake_evidence import FakeEvidence
 from tests.helpers import load_text

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, event, given, settings
 from mlflow_gitops.observed import ModelState, RegistryState, VersionState
 from mlflow_gitops.outcome import ApplyResult
 from mlflow_gitops.reconcile import Planned, apply_plan, make_plan
-from mlflow_gitops.spec.load import LoadedSpec, load
+from mlflow_gitops.spec.load import load
+from mlflow_gitops.spec.located import LoadedSpec
 from tests.reliability.harness import AUDIT, NOW
 from tests.reliability.invariants import CheckedRegistry, Watch, convergence_problems
 from tests.reliability.scenarios import ModelDecl, Scenario, VersionDecl, scenarios

@@ -19,7 +19,8 @@ from mlflow_gitops.reconcile import apply_plan, make_plan
 from mlflow_gitops.render import json as render_json
 from mlflow_gitops.render import markdown as render_markdown
 from mlflow_gitops.render import text as render_text
-from mlflow_gitops.spec.load import LoadedSpec, load
+from mlflow_gitops.spec.load import load
+from mlflow_gitops.spec.located import LoadedSpec
 from tests.reliability.corpus_cases import RUN_MISSING, RUN_SHARED, RUN_V2, standard_registry
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)  # the one clock of these plans

@@ -44,6 +44,16 @@ UNREACHABLE = (
 REMOTE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "az", "hdfs")
 
 
+STREAM_ROWS = 65_536
+
+
+def data_location(data: str, folder: Path) -> str:
+    """A path relative to registry.yaml's folder, or a URI as written."""
+    if "://" in data:
+        return data
+    return str((folder / data).resolve())
+
+
 class DataError(GitopsError):
     """The data cannot be listed or read; the gate fails with the cause and what to do."""
 

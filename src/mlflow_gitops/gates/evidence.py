@@ -13,20 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mlflow_gitops.gates.data import DataError, DataSource, batches, open_source
+from mlflow_gitops.gates.data import (
+    STREAM_ROWS,
+    DataError,
+    DataSource,
+    batches,
+    data_location,
+    open_source,
+)
 from mlflow_gitops.gates.data import identity as data_identity
 from mlflow_gitops.gates.port import Evaluation, GateError, Side
 from mlflow_gitops.gates.predict import Hook, Loaded, Scoring, named
 from mlflow_gitops.spec.model import EvaluateSpec
-
-STREAM_ROWS = 65_536
-
-
-def data_location(data: str, folder: Path) -> str:
-    """A path relative to registry.yaml's folder, or a URI as written."""
-    if "://" in data:
-        return data
-    return str((folder / data).resolve())
 
 
 class ModelEvidence(ABC):

@@ -35,7 +35,7 @@ from mlflow_gitops.gates.select import (
 from mlflow_gitops.observed import ModelState, RegistryState
 from mlflow_gitops.plan.changes import Plan
 from mlflow_gitops.plan.gates import GateResult
-from mlflow_gitops.spec.load import LoadedSpec
+from mlflow_gitops.spec.located import LoadedSpec
 from mlflow_gitops.spec.model import (
     EvaluateGate,
     Gate,

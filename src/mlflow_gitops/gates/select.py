@@ -19,7 +19,7 @@ from mlflow_gitops.plan.changes import (
     TransitionStage,
 )
 from mlflow_gitops.record import read_record
-from mlflow_gitops.spec.load import LoadedSpec
+from mlflow_gitops.spec.located import LoadedSpec
 from mlflow_gitops.spec.model import (
     STAGES,
     EvaluateGate,

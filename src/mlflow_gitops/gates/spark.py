@@ -29,13 +29,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mlflow_gitops.gates import data as store
-from mlflow_gitops.gates.evidence import STREAM_ROWS, ModelEvidence, data_location
+from mlflow_gitops.gates.data import STREAM_ROWS, data_location
 from mlflow_gitops.gates.port import GateError, Side
 from mlflow_gitops.gates.predict import LATENCY_BATCHES, Loaded, Scoring
 from mlflow_gitops.spec.model import TABLE_PREFIX, EvaluateSpec, SparkSpec
+
+
+class Models(Protocol):
+    """What the engine takes from the gate evidence (gates/evidence.ModelEvidence): the listing
+    the cache key identified, and each side's model folder and preprocessor bytes to ship."""
+
+    def source(self, data: str, folder: Path) -> store.DataSource: ...
+
+    def download(self, side: Side, path: str = "", doing: str = "download") -> Path: ...
+
+    def load_preprocessor(self, side: Side, artifact: str) -> tuple[Any, bytes]: ...
+
 
 DEFAULT_MASTER = "local[*]"
 # schemes only Hadoop's filesystems read: Spark reads these itself (with the cluster's connectors)
@@ -188,9 +200,7 @@ def spark_digest(data: str) -> str:
     return hashlib.sha256(json.dumps([data, files]).encode()).hexdigest()
 
 
-def score(
-    evidence: ModelEvidence, scoring: Scoring, folder: Path, sides: list[tuple[str, Side]]
-) -> None:
+def score(evidence: Models, scoring: Scoring, folder: Path, sides: list[tuple[str, Side]]) -> None:
     """The evaluate gate's sums from Spark tasks, merged exactly into `scoring` (so the metrics
     are the local engine's); latency timed on the driver."""
     spec = scoring.spec
@@ -266,7 +276,7 @@ def _first_rows(source: store.DataSource, rows: int) -> Any:
     return pa.Table.from_batches(taken).slice(0, rows).to_pandas()
 
 
-def _ship(evidence: ModelEvidence, spec: EvaluateSpec, name: str, side: Side) -> Shipped:
+def _ship(evidence: Models, spec: EvaluateSpec, name: str, side: Side) -> Shipped:
     """The side's model folder, downloaded through the registry, and its preprocessor's bytes
     (the ones the driver unpickled)."""
     folder = evidence.download(side)

@@ -17,7 +17,7 @@ from mlflow_gitops.plan.changes import (
     Target,
 )
 from mlflow_gitops.record import REGISTRATION_TAG
-from mlflow_gitops.spec.load import LoadedSpec, Loc, format_loc, locate
+from mlflow_gitops.spec.located import LoadedSpec, Loc, format_loc, locate
 from mlflow_gitops.spec.model import DEFAULT_REGISTRY, ModelSpec, VersionSpec, parse_run_ref
 
 FULL_RUN_ID_LENGTH = 32

@@ -38,7 +38,7 @@ from mlflow_gitops.record import (
     text_altered,
 )
 from mlflow_gitops.spec.check import alias_key
-from mlflow_gitops.spec.load import LoadedSpec, Loc, format_loc, locate
+from mlflow_gitops.spec.located import LoadedSpec, Loc, format_loc, locate
 from mlflow_gitops.spec.model import (
     DEFAULT_REGISTRY,
     GUARDED_STAGES,

@@ -6,7 +6,7 @@ permissions, lock, apply, record.
   `comment.comment_request`, `importing.import_registry` and `importing.import_tree`,
   `lifecycle.propose_request`, `lifecycle.history_request`, `lifecycle.rollback_request`;
 - `planning`: one registry's plan over its files; `connect`: where each registry is, its
-  credentials and its adapter; `policy`: whether this user may apply a plan (pure).
+  credentials and its adapter; `permission`: whether this user may apply a plan (pure).
 """
 
 from mlflow_gitops.reconcile.apply import ApplyRequest, apply_plan, apply_request, check_fresh

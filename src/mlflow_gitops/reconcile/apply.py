@@ -28,9 +28,9 @@ from mlflow_gitops.plan.saved import (
     saved_tree,
 )
 from mlflow_gitops.reconcile import connect
+from mlflow_gitops.reconcile.permission import permission_asks, refusal
 from mlflow_gitops.reconcile.plan import PlanOutcome, PlanRequest, ignore, plan_request
 from mlflow_gitops.reconcile.planning import Opened, Planned, files_of, gate_files, tree_plan
-from mlflow_gitops.reconcile.policy import permission_asks, refusal
 from mlflow_gitops.record import AUDIT_EXPERIMENT, RecordedChange, RecordFinish, RecordStart
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.render.common import step_text

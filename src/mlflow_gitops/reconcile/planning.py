@@ -24,7 +24,7 @@ from mlflow_gitops.registry.copy import find_copies
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.secrets import redact
 from mlflow_gitops.settings import registry_identity
-from mlflow_gitops.spec.load import LoadedSpec, format_loc, locate
+from mlflow_gitops.spec.located import LoadedSpec, format_loc, locate
 from mlflow_gitops.spec.model import DEFAULT_REGISTRY
 from mlflow_gitops.spec.tree import DeclaredModel, LoadedTree, ModelKey
 

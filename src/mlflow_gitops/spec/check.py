@@ -27,7 +27,7 @@ from mlflow_gitops.spec.model import (
 )
 
 if TYPE_CHECKING:
-    from mlflow_gitops.spec.load import LoadedSpec, Loc
+    from mlflow_gitops.spec.located import LoadedSpec, Loc
 
 _Add = Callable[..., None]  # add(loc, message, hint='')
 
@@ -42,7 +42,7 @@ TAG_KEY_PATTERN = re.compile(r"^[/\w.\- :]*$")
 
 def check(loaded: LoadedSpec, file: str) -> list[SpecIssue]:
     """Every semantic problem in the file, in file order."""
-    from mlflow_gitops.spec.load import format_loc, locate
+    from mlflow_gitops.spec.located import format_loc, locate
 
     issues: list[SpecIssue] = []
 

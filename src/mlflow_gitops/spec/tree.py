@@ -17,7 +17,8 @@ from typing import NamedTuple
 from mlflow_gitops.credentials import CREDENTIAL_VARIABLES, Credentials
 from mlflow_gitops.errors import SpecError, SpecIssue
 from mlflow_gitops.spec.check import check, unknown_registry
-from mlflow_gitops.spec.load import LoadedSpec, Loc, format_loc, locate, parse_file, read_text
+from mlflow_gitops.spec.load import parse_file, read_text
+from mlflow_gitops.spec.located import LoadedSpec, Loc, format_loc, locate
 from mlflow_gitops.spec.model import (
     DEFAULT_REGISTRY,
     CopyFrom,

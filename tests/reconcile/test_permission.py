@@ -16,7 +16,7 @@ from mlflow_gitops.plan.changes import (
     SetModelTag,
     Target,
 )
-from mlflow_gitops.reconcile.policy import permission_asks, refusal
+from mlflow_gitops.reconcile.permission import permission_asks, refusal
 
 TAG = SetModelTag(model="m", key="team", before=None, after="search")
 UNALIAS = DeleteAlias(model="m", alias="champion", before=2)
