@@ -23,6 +23,7 @@ from mlflow_gitops.plan.changes import (
     SetVersionTag,
     TransitionStage,
 )
+from mlflow_gitops.plan.gates import Reused
 
 Action = Literal["add", "change", "delete"]
 SYMBOL: dict[Action, str] = {"add": "+", "change": "~", "delete": "-"}
@@ -234,3 +235,12 @@ def number(value: float | None) -> str:
 def signed(value: float | None) -> str:
     """A difference with its sign."""
     return "" if value is None else f"{value:+.4g}"
+
+
+def reused_line(r: Reused) -> str:
+    """Scores a gate read from a record, with when and on which inputs they were computed."""
+    hook = f", hook {r.hook}" if r.hook else ""
+    return (
+        f"{r.side} v{r.version} scores reused: computed {r.scored_at} on data {r.data}{hook}"
+        f" ({r.rows:,} rows); not loaded or scored again"
+    )

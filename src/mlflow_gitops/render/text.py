@@ -13,6 +13,7 @@ from mlflow_gitops.render.common import (
     Row,
     Summary,
     number,
+    reused_line,
     row,
     shorten,
     signed,
@@ -135,6 +136,7 @@ def _gates(results: list[GateResult], color: bool) -> list[str]:
             lines.append(
                 f"      {c.name}: {number(c.candidate)}{vs} {c.bound} -> {c.verdict}{note}"
             )
+        lines.extend(f"      {reused_line(r)}" for r in g.reused)
     return lines
 
 
