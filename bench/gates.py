@@ -1090,6 +1090,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="cold runs per path (3)")
     parser.add_argument("--big-rows", type=int, default=None, help="rows of the large file (2M)")
     parser.add_argument("--big-repeats", type=int, default=None, help="series on it (1)")
+    parser.add_argument(
+        "--compare-readers", action="store_true", help="memory: also the reader src replaced"
+    )
     parser.add_argument("--child", nargs=2, metavar=("SPEC", "URI"), help=argparse.SUPPRESS)
     parser.add_argument("--proposed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -1132,10 +1135,15 @@ def main() -> None:
             "replan": replan(setup, max(3, size.repeats)),
             "reverse": reverse(setup),
             "threshold_equivalence": threshold_equivalence(),
-            # --smoke: one child process (each imports MLflow and scikit-learn: seconds each)
+            # one child process per file and reader (each imports MLflow and scikit-learn);
+            # the reader src replaced is measured again only with --compare-readers
             "memory": measure_memory(setup, [size.small_rows], READERS[:1])
             if args.smoke
-            else measure_memory(setup, [size.big_rows, size.small_rows]),
+            else measure_memory(
+                setup,
+                [size.big_rows, size.small_rows],
+                READERS if args.compare_readers else READERS[:1],
+            ),
         }
         with contextlib.suppress(Exception):
             mlflow.end_run()
