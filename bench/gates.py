@@ -1061,6 +1061,34 @@ def report(r: dict[str, Any]) -> None:
         )
 
 
+def run_series_only(
+    args: argparse.Namespace, size: Sizes, setup: Setup, big: Path, load_before: Any
+) -> None:
+    """Part 0 alone, its figures written after each data set (a busy machine may not let the
+    larger one finish)."""
+    doc: dict[str, Any] = {
+        "goal_min_speedup": GOAL_SPEEDUP,
+        "goal_first_gate_over_floor": GOAL_FIRST_GATE,
+        "goal_same_numbers": GOAL_SAME,
+        "data": f"real TLC files from {args.data}" if args.data else "generated TLC-shaped",
+        "repeats": size.repeats,
+        "big_rows": size.big_rows,
+        "train_seconds": setup.train_seconds,
+        "load_average_start": load_before,
+        "summary": {},
+    }
+    for label, data, repeats in (
+        ("march", setup.march, size.repeats),
+        (f"{size.big_rows}_rows", big, size.big_repeats),
+    ):
+        doc[f"series_{label}"] = series(setup, data, repeats, label)
+        doc["summary"][label] = summarize_series(doc[f"series_{label}"])
+        doc["load_average_end"] = os.getloadavg()
+        report_series(label, doc[f"series_{label}"], doc["summary"][label])
+        path = write_results("gates-series", doc, args.quick, smoke=args.smoke)
+        print(f"wrote {path}", flush=True)
+
+
 @dataclass(frozen=True)
 class Sizes:
     """How much each part measures: the full run, --quick, or --smoke (seconds, no real data)."""
@@ -1091,6 +1119,11 @@ def main() -> None:
     parser.add_argument("--big-rows", type=int, default=None, help="rows of the large file (2M)")
     parser.add_argument("--big-repeats", type=int, default=None, help="series on it (1)")
     parser.add_argument(
+        "--series-only",
+        action="store_true",
+        help="only part 0 (the series), written to gates-series.json after each data set",
+    )
+    parser.add_argument(
         "--compare-readers", action="store_true", help="memory: also the reader src replaced"
     )
     parser.add_argument("--child", nargs=2, metavar=("SPEC", "URI"), help=argparse.SUPPRESS)
@@ -1116,6 +1149,9 @@ def main() -> None:
         setup = build(Path(tmp_name), None if args.smoke else args.data, size.month_rows)
         big = Path(tmp_name) / "series-big.parquet"
         big_seconds = write_big(big, size.big_rows)
+        if args.series_only:
+            run_series_only(args, size, setup, big, load_before)
+            return
         results: dict[str, Any] = {
             "goal_min_speedup": GOAL_SPEEDUP,
             "goal_max_over_floor": GOAL_FLOOR,
