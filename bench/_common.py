@@ -16,6 +16,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -33,6 +34,10 @@ GITOPS = str(BIN / "mlflow-gitops")
 HOST = "127.0.0.1"
 POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 LOAD_AT_START = os.getloadavg()
+# every script's --smoke: tiny sizes, seconds, no shared data; tests/test_bench_smoke.py runs it
+SMOKE_HELP = (
+    "tiny sizes, seconds: checks that the benchmark still runs (figures to the temp folder)"
+)
 
 
 # --- the registry's content ------------------------------------------------------------------
@@ -443,13 +448,20 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_results(name: str, data: dict[str, Any], quick: bool) -> Path:
-    """bench/results/<name>.json (a --quick run writes <name>.quick.json, never the committed file)."""
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / (f"{name}.quick.json" if quick else f"{name}.json")
+def write_results(name: str, data: dict[str, Any], quick: bool, smoke: bool = False) -> Path:
+    """bench/results/<name>.json (a --quick run writes <name>.quick.json, never the committed
+    file; a --smoke run writes into the temporary folder, never into bench/)."""
+    if smoke:
+        folder = Path(tempfile.gettempdir()) / "mlflow-gitops-bench-smoke"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{name}.json"
+    else:
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / (f"{name}.quick.json" if quick else f"{name}.json")
     doc = {
         "benchmark": name,
         "quick": quick,
+        "smoke": smoke,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(),
         **data,

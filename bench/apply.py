@@ -45,6 +45,7 @@ from typing import Any
 
 from _common import (
     BENCH,
+    SMOKE_HELP,
     HttpCounter,
     MlflowServer,
     ModelRow,
@@ -382,9 +383,10 @@ def keepalive_latency(url: str, n: int = 30) -> dict[str, float]:
 def matrix(args: argparse.Namespace) -> None:
     """This checkout on every server configuration: the concurrency against the loop."""
     quiet_mlflow()
-    n_models = 10 if args.quick else 50
+    n_models = 3 if args.smoke else 10 if args.quick else 50
     repeats = args.repeats or 1
     backends = ["sqlite"]
+    configs = CONFIGS[:1] if args.smoke else CONFIGS
     if not (args.quick or args.no_postgres) and postgres_available():
         backends.append("postgresql")
     rows = models(n_models)
@@ -405,7 +407,7 @@ def matrix(args: argparse.Namespace) -> None:
                 else:
                     db_uri = stack.enter_context(postgres_database(f"bench_apply_{os.getpid()}"))
                 create_schema(db_uri)
-                for name, workers, gunicorn in CONFIGS:
+                for name, workers, gunicorn in configs:
                     if name != backend:
                         continue
                     with MlflowServer(db_uri, tmp, workers=workers, gunicorn=gunicorn) as server:
@@ -415,9 +417,10 @@ def matrix(args: argparse.Namespace) -> None:
                     results["configs"].append(
                         run_config(backend, db_uri, tmp, (workers, gunicorn), rows, repeats)
                     )
-                    write_results("apply", results, args.quick)  # partial figures survive a crash
+                    # partial figures survive a crash
+                    write_results("apply", results, args.quick, smoke=args.smoke)
     report(results)
-    path = write_results("apply", results, args.quick)
+    path = write_results("apply", results, args.quick, smoke=args.smoke)
     print(f"\nwrote {path}")
 
 
@@ -649,7 +652,10 @@ def main() -> None:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
+    if args.smoke:  # the matrix on one SQLite server, 3 models (the before side needs git history)
+        args.matrix, args.quick, args.models = True, True, 3
     if args.side:
         side(args)
     elif args.matrix:

@@ -1,14 +1,21 @@
 """The tool's evaluation gate against MLflow's own evaluate + validate path, on the same decision.
 
-    .venv/bin/python bench/gates.py [--quick] [--data DIR] [--repeats N] [--big-rows N]
+    .venv/bin/python bench/gates.py [--quick | --smoke] [--data DIR] [--repeats N] [--big-rows N]
 
 Setup, in a temporary folder: taxi months shaped like the TLC green taxi 2021 files (January
 76,518 rows, February 64,572, March 83,827; or the real files with --data), the course's three
 regressors trained on January and scored on February by the demo's `train_and_log` (each run
 logs the model and the fitted DictVectorizer as `preprocessor/preprocessor.b`), the gradient
-boosting model registered as version 1 in Production and the random forest as version 2, in a
-SQLite registry.
+boosting model registered as version 1 in Production, the random forest as version 2, the
+linear model as version 3 and the random forest's run again as version 4, in a SQLite registry.
 
+0. A series of three candidates (v2, v3, v4) against the champion v1, as three pull requests
+   would gate them, on March and on a generated file of --big-rows rows (2 million): the tool,
+   each gate a fresh plan starting with no record on any version (the first gate scores both
+   models and records their scores on both versions; the next two read the champion's scores
+   and load only the candidate), against `mlflow.models.evaluate` for both models +
+   `validate_evaluation_results` for each gate; the numbers of both compared (relative
+   difference), and the cold first gate against its floor (below).
 1. The decision "may the random forest take Production from the gradient boosting model?" made
    on the March data three ways, each going first in turn:
    - the tool: `make_plan` with a registry.yaml whose Production gate is an `evaluate` gate
@@ -33,7 +40,10 @@ SQLite registry.
    (pyarrow.dataset, which also reads directories, globs and object stores) and with the
    single-file ParquetFile reader it replaced (parquetfile_stream_frames).
 
-Measurements, never assertions: nothing here fails on a timing.
+--smoke runs every part on a few thousand generated rows (one memory child) in a minute or two,
+writing its figures into the temporary folder: tests/test_bench_smoke.py runs it so that a change
+that breaks the benchmark fails CI. Measurements, never assertions: nothing here fails on a
+timing.
 """
 
 from __future__ import annotations
@@ -63,9 +73,12 @@ from _common import median, quiet_mlflow, table, write_results
 
 GOAL_SPEEDUP = 3.0  # issue 12: at least 3x faster than MLflow's evaluate path
 GOAL_FLOOR = 1.25  # issue 12: the local engine within 1.25x of the floor
+GOAL_FIRST_GATE = 1.15  # issue 19: a cold first gate of a series within 1.15x of its floor
+GOAL_SAME = 1e-9  # issue 19: the series' numbers equal MLflow's to 1e-9 (relative)
 BUCKET = "bench-holdout"
 MODEL = "taxi-duration"
-GATE_TAG = "mlflow_gitops.gate.Production"
+GATE_TAG_PREFIX = "mlflow_gitops.gate."  # record.GATE_TAG_PREFIX
+SCORES_TAG_PREFIX = "mlflow_gitops.scores."  # record.SCORES_TAG_PREFIX
 PREPROCESSOR = "preprocessor/preprocessor.b"
 # rows of the TLC green taxi 2021 files: the generated months have the same shape
 MONTH_ROWS = {1: 76_518, 2: 64_572, 3: 83_827}
@@ -94,16 +107,19 @@ class Setup:
     candidate: tuple[int, str]  # random forest
     spec: Path  # registry.yaml gating Production on the March data
     train_seconds: float
+    # the series of candidates against the champion: the random forest (v2), the linear model
+    # (v3), the random forest's run registered again (v4: another version, scored anew)
+    series: tuple[tuple[int, str], ...] = ()
 
 
-def registry_yaml(data: Path | str) -> str:
+def registry_yaml(data: Path | str, candidate: int = 2) -> str:
     return textwrap.dedent(
         f"""\
         version: 1
         models:
           {MODEL}:
             versions:
-              - {{version: 2, stage: Production}}
+              - {{version: {candidate}, stage: Production}}
             gates:
               Production:
                 - evaluate:
@@ -143,8 +159,9 @@ def reverse_yaml(data: Path) -> str:
     )
 
 
-def build(tmp: Path, real_data: Path | None) -> Setup:
-    """Months, the three trained runs, versions 1 (GBR, Production) and 2 (RF)."""
+def build(tmp: Path, real_data: Path | None, month_rows: dict[int, int] | None = None) -> Setup:
+    """Months, the three trained runs, versions 1 (GBR, Production), 2 (RF), 3 (linear) and 4
+    (the RF run again)."""
     from mlflow import MlflowClient
 
     from mlflow_gitops.demo.taxi import file_name, write_months
@@ -156,7 +173,7 @@ def build(tmp: Path, real_data: Path | None) -> Setup:
         for month in MONTH_ROWS:
             shutil.copy(real_data / file_name(2021, month), data)
     else:
-        for month, rows in MONTH_ROWS.items():
+        for month, rows in (month_rows or MONTH_ROWS).items():
             write_months(data, rows=rows, months=((2021, month),))
     jan, feb, march = (data / file_name(2021, m) for m in MONTH_ROWS)
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
@@ -165,14 +182,18 @@ def build(tmp: Path, real_data: Path | None) -> Setup:
     train_seconds = time.perf_counter() - started
     by_type = {r.model_type: r for r in runs}
     gbr, rf = by_type["GradientBoostingRegressor"], by_type["RandomForestRegressor"]
-    v_gbr, v_rf = register_runs([gbr, rf], MODEL, uri)
+    lr = by_type["LinearRegression"]
+    v_gbr, v_rf, v_lr, v_rf2 = register_runs([gbr, rf, lr, rf], MODEL, uri)
     MlflowClient(tracking_uri=uri, registry_uri=uri).transition_model_version_stage(
         MODEL, str(v_gbr), "Production"
     )
     (tmp / "features.py").write_text(HOOK, encoding="utf-8")
     spec = tmp / "registry.yaml"
     spec.write_text(registry_yaml(march), encoding="utf-8")
-    return Setup(tmp, uri, march, (v_gbr, gbr.run_id), (v_rf, rf.run_id), spec, train_seconds)
+    series = ((v_rf, rf.run_id), (v_lr, lr.run_id), (v_rf2, rf.run_id))
+    return Setup(
+        tmp, uri, march, (v_gbr, gbr.run_id), (v_rf, rf.run_id), spec, train_seconds, series
+    )
 
 
 # --- the tool's gate --------------------------------------------------------------------------
@@ -249,6 +270,7 @@ def tool_plan(spec: Path, uri: str) -> dict[str, Any]:
         "seconds": seconds,
         "verdict": gate.verdict,
         "cached": gate.cached,
+        "reused": [f"{r.side} v{r.version}" for r in gate.reused],
         "message": gate.message,
         "loads": evidence.loads,
         "rows": int(rows) if rows is not None else None,
@@ -267,18 +289,45 @@ def tool_plan(spec: Path, uri: str) -> dict[str, Any]:
 
 
 def clear_cached(uri: str) -> None:
+    """Cold again: every gate record and every recorded score removed from every version."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    version = client.get_model_version(MODEL, "2")
-    if GATE_TAG in version.tags:
-        client.delete_model_version_tag(MODEL, "2", GATE_TAG)
+    for version in client.search_model_versions(f"name = '{MODEL}'"):
+        for key in version.tags:
+            if key.startswith((GATE_TAG_PREFIX, SCORES_TAG_PREFIX)):
+                client.delete_model_version_tag(MODEL, version.version, key)
 
 
 # --- MLflow's own path --------------------------------------------------------------------------
 
 
-def mlflow_path(s: Setup) -> dict[str, Any]:
+@contextlib.contextmanager
+def mlflow_globals(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking and registry URIs set to `uri` (what a user of MLflow
+    alone sets for `models:/` and `start_run`), restored afterwards: the tool's own path never
+    reads them, so the benchmark must not leave them set for it."""
+    import mlflow
+
+    saved = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved[0])
+        mlflow.set_registry_uri(saved[1])
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def mlflow_path(
+    s: Setup, data: Path | None = None, candidate: tuple[int, str] | None = None
+) -> dict[str, Any]:
     """What a user writes with MLflow alone: prepare the data, load both models and their
     preprocessors, evaluate each, validate the candidate against the baseline.
 
@@ -287,6 +336,11 @@ def mlflow_path(s: Setup) -> dict[str, Any]:
     matrix would take gigabytes), so each model is passed as a function of the prepared
     DataFrame that applies the run's preprocessor and predicts through the pyfunc model, the way
     MLflow documents evaluating a custom callable."""
+    with mlflow_globals(s.uri):
+        return _mlflow_path(s, data or s.march, candidate or s.candidate)
+
+
+def _mlflow_path(s: Setup, data: Path, candidate: tuple[int, str]) -> dict[str, Any]:
     import mlflow
     import mlflow.pyfunc
     import pandas as pd
@@ -295,16 +349,17 @@ def mlflow_path(s: Setup) -> dict[str, Any]:
 
     from mlflow_gitops.demo.taxi import prepare
 
+    mlflow.set_experiment("bench-gates-mlflow-evaluate")
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    dicts, y = prepare(pd.read_parquet(s.march))
+    dicts, y = prepare(pd.read_parquet(data))
     frame = pd.DataFrame(dicts).assign(duration=y)
     seconds["prepare_data"] = time.perf_counter() - started
 
     client = mlflow.MlflowClient(tracking_uri=s.uri, registry_uri=s.uri)
     results: dict[str, Any] = {}
     seconds["load_models"] = seconds["evaluate"] = 0.0
-    for side, (version, run_id) in (("candidate", s.candidate), ("baseline", s.baseline)):
+    for side, (version, run_id) in (("candidate", candidate), ("baseline", s.baseline)):
         t0 = time.perf_counter()
         model = mlflow.pyfunc.load_model(f"models:/{MODEL}/{version}")
         with tempfile.TemporaryDirectory() as tmp:
@@ -358,7 +413,8 @@ def warm_up() -> None:
 
 
 def floor_inputs(s: Setup) -> tuple[Any, Any, Any]:
-    """Both models (pyfunc) and the preprocessor, loaded once for the floor measurement."""
+    """Both models (pyfunc) and the preprocessor, loaded once for the floor measurement, each
+    from the location its version names in this registry (no process-wide MLflow URI)."""
     import mlflow
     import mlflow.pyfunc
 
@@ -368,12 +424,13 @@ def floor_inputs(s: Setup) -> tuple[Any, Any, Any]:
         with open(local, "rb") as fh:
             vectorizer = pickle.load(fh)
     candidate, baseline = (
-        mlflow.pyfunc.load_model(f"models:/{MODEL}/{v}") for v, _ in (s.candidate, s.baseline)
+        mlflow.pyfunc.load_model(client.get_model_version_download_uri(MODEL, str(v)))
+        for v, _ in (s.candidate, s.baseline)
     )
     return candidate, baseline, vectorizer
 
 
-def floor(s: Setup, loaded: tuple[Any, Any, Any]) -> dict[str, Any]:
+def floor(s: Setup, loaded: tuple[Any, Any, Any], data: Path | None = None) -> dict[str, Any]:
     """The work any path must do, with no framework around it: read and prepare March once,
     transform once, predict with both (already loaded) models, two RMSEs."""
     import numpy as np
@@ -383,7 +440,7 @@ def floor(s: Setup, loaded: tuple[Any, Any, Any]) -> dict[str, Any]:
 
     candidate, baseline, vectorizer = loaded
     started = time.perf_counter()
-    dicts, y = prepare(pd.read_parquet(s.march))
+    dicts, y = prepare(pd.read_parquet(data or s.march))
     x = vectorizer.transform(dicts)
     rmse = [
         float(np.sqrt(np.mean((np.asarray(m.predict(x)).reshape(-1) - y) ** 2)))
@@ -404,12 +461,6 @@ PATHS = ("tool", "mlflow", "floor", "tool_latency", "tool_s3")
 def compare(s: Setup, repeats: int, s3_spec: Path) -> dict[str, Any]:
     """Every path in turn, each going first in turn, in one process: the ratios come from
     runs made under the same load."""
-    import mlflow
-
-    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
-
-    MlflowRegistry(s.uri)  # sets MLflow's global tracking and registry URI, as the CLI does
-    mlflow.set_experiment("bench-gates-mlflow-evaluate")
     warm_up()
     loaded = floor_inputs(s)
     latency_spec = s.folder / "registry-latency.yaml"
@@ -532,6 +583,125 @@ def replan(s: Setup, repeats: int) -> list[dict[str, Any]]:
     return [tool_plan(s.spec, s.uri) for _ in range(repeats)]
 
 
+# --- a series of candidates against one champion -----------------------------------------------
+
+
+def series(s: Setup, data: Path, repeats: int, label: str) -> dict[str, Any]:
+    """Three candidates against the champion in turn, as three pull requests would gate them.
+    The tool: each gate a fresh plan with a fresh evidence (a new CI job), starting cold (no
+    record on any version); the first gate scores both models and records their scores, the
+    next two read the champion's instead of loading and scoring it. MLflow's path: each gate
+    evaluates both models and validates. The floor: the first gate's work with no framework.
+    Tool series, MLflow series and floor take turns going first."""
+    specs = []
+    for version, _ in s.series:
+        spec = s.folder / f"registry-series-{label}-v{version}.yaml"
+        spec.write_text(registry_yaml(data, version), encoding="utf-8")
+        specs.append(spec)
+    loaded = floor_inputs(s)
+    runs: dict[str, list[Any]] = {"tool": [], "mlflow": [], "floor": []}
+    order = ("tool", "mlflow", "floor")
+    for i in range(repeats):
+        for which in order[i % 3 :] + order[: i % 3]:
+            if which == "tool":
+                clear_cached(s.uri)
+                runs["tool"].append([tool_plan(spec, s.uri) for spec in specs])
+            elif which == "mlflow":
+                runs["mlflow"].append([mlflow_path(s, data, c) for c in s.series])
+            else:
+                runs["floor"].append(floor(s, loaded, data))
+    return {"data": str(data.name), "candidates": [v for v, _ in s.series], **runs}
+
+
+def relative(a: float | None, b: float | None) -> float:
+    """|a - b| / |b|: how far the tool's number is from MLflow's."""
+    if a is None or b is None:
+        return math.inf
+    return abs(a - b) / abs(b) if b else abs(a - b)
+
+
+def summarize_series(r: dict[str, Any]) -> dict[str, Any]:
+    """Each series' total (median over repeats), the speed-up, the first gate over its floor,
+    and the largest relative difference between the tool's numbers and MLflow's."""
+    tool_totals = [sum(g["seconds"] for g in run) for run in r["tool"]]
+    mlflow_totals = [sum(g["seconds"] for g in run) for run in r["mlflow"]]
+    first = median([run[0]["seconds"] for run in r["tool"]])
+    floor_s = median([f["seconds"] for f in r["floor"]])
+    differences = [
+        relative(t[side], m[side])
+        for tool_run, mlflow_run in zip(r["tool"], r["mlflow"], strict=True)
+        for t, m in zip(tool_run, mlflow_run, strict=True)
+        for side in ("candidate_rmse", "baseline_rmse")
+    ]
+    verdicts = [
+        [t["verdict"] == m["verdict"] for t, m in zip(tr, mr, strict=True)]
+        for tr, mr in zip(r["tool"], r["mlflow"], strict=True)
+    ]
+    speedup = median(mlflow_totals) / median(tool_totals)
+    return {
+        "rows": r["tool"][0][0]["rows"],
+        "tool_series_seconds": median(tool_totals),
+        "mlflow_series_seconds": median(mlflow_totals),
+        "speedup": speedup,
+        "speedup_paired_median": median(
+            [m / t for t, m in zip(tool_totals, mlflow_totals, strict=True)]
+        ),
+        "goal_speedup_met": speedup >= GOAL_SPEEDUP,
+        "tool_gate_seconds": [
+            median([run[i]["seconds"] for run in r["tool"]]) for i in range(len(r["candidates"]))
+        ],
+        "mlflow_gate_seconds": [
+            median([run[i]["seconds"] for run in r["mlflow"]]) for i in range(len(r["candidates"]))
+        ],
+        "models_loaded_per_gate": [g["loads"] for g in r["tool"][0]],
+        "reused_per_gate": [g["reused"] for g in r["tool"][0]],
+        "first_gate_seconds": first,
+        "floor_seconds": floor_s,
+        "first_gate_over_floor": first / floor_s,
+        "goal_first_gate_met": first / floor_s <= GOAL_FIRST_GATE,
+        "max_relative_difference": max(differences),
+        "same_numbers": max(differences) <= GOAL_SAME,
+        "same_verdicts": all(all(v) for v in verdicts),
+        "verdicts": [g["verdict"] for g in r["tool"][0]],
+    }
+
+
+def report_series(label: str, r: dict[str, Any], s: dict[str, Any]) -> None:
+    print(
+        f"\nseries on {label} ({s['rows']:,} rows after preparation): candidates "
+        f"{', '.join(f'v{v}' for v in r['candidates'])} against champion v1, median of "
+        f"{len(r['tool'])} run(s)"
+    )
+    rows = [
+        [
+            f"v{v}",
+            s["tool_gate_seconds"][i],
+            s["models_loaded_per_gate"][i],
+            ", ".join(s["reused_per_gate"][i]) or "-",
+            s["mlflow_gate_seconds"][i],
+            r["tool"][0][i]["candidate_rmse"],
+            r["tool"][0][i]["verdict"],
+        ]
+        for i, v in enumerate(r["candidates"])
+    ]
+    rows.append(["series", s["tool_series_seconds"], "", "", s["mlflow_series_seconds"], "", ""])
+    print(
+        table(
+            ["gate", "tool s", "models loaded", "scores read", "MLflow s", "rmse", "verdict"],
+            rows,
+        )
+    )
+    print(
+        f"speed-up over MLflow's series {s['speedup']:.2f}x (paired {s['speedup_paired_median']:.2f}x;"
+        f" goal {GOAL_SPEEDUP:.0f}x: {'met' if s['goal_speedup_met'] else 'NOT met'}); first gate "
+        f"{s['first_gate_seconds']:.2f} s = {s['first_gate_over_floor']:.2f}x its floor "
+        f"({s['floor_seconds']:.2f} s; goal {GOAL_FIRST_GATE}x: "
+        f"{'met' if s['goal_first_gate_met'] else 'NOT met'}); largest relative difference from "
+        f"MLflow's rmse {s['max_relative_difference']:.1e} (goal {GOAL_SAME:g}: "
+        f"{'met' if s['same_numbers'] else 'NOT met'}); same verdicts: {s['same_verdicts']}"
+    )
+
+
 # --- memory ------------------------------------------------------------------------------------
 
 
@@ -644,7 +814,9 @@ def child(spec: str, uri: str, proposed: bool) -> None:
 READERS = ("dataset (src)", "ParquetFile (before)")
 
 
-def measure_memory(s: Setup, sizes: list[int]) -> list[dict[str, Any]]:
+def measure_memory(
+    s: Setup, sizes: list[int], readers: tuple[str, ...] = READERS
+) -> list[dict[str, Any]]:
     """Each file planned in a fresh process, with the reader as it is in src and with the fix
     it replaced (parquetfile_stream_frames)."""
     out = []
@@ -653,7 +825,7 @@ def measure_memory(s: Setup, sizes: list[int]) -> list[dict[str, Any]]:
         gen_seconds = write_big(data, rows)
         spec = s.folder / f"registry-{rows}.yaml"
         spec.write_text(registry_yaml(data), encoding="utf-8")
-        for reader in READERS:
+        for reader in readers:
             clear_cached(s.uri)
             cmd = [sys.executable, __file__, "--child", str(spec), s.uri]
             started = time.perf_counter()
@@ -707,7 +879,7 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         return float(m["peak_rss_kb"] - m["rss_before_kb"]) / 1024
 
     memory = {}
-    for reader in READERS:
+    for reader in sorted({k[1] for k in mem}):
         big, small = mem[big_rows, reader], mem[small_rows, reader]
         memory[reader] = {
             "big_peak_mb": big["peak_rss_kb"] / 1024,
@@ -715,7 +887,7 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
             "peak_ratio": big["peak_rss_kb"] / small["peak_rss_kb"],
             "big_growth_mb": growth(big),
             "small_growth_mb": growth(small),
-            "growth_ratio": growth(big) / growth(small),
+            "growth_ratio": growth(big) / growth(small) if growth(small) else math.nan,
             "big_eval_seconds": big["seconds"],
         }
     return {
@@ -883,18 +1055,77 @@ def report(r: dict[str, Any]) -> None:
     for reader, m in s["memory"].items():
         print(
             f"{reader}: peak {m['big_peak_mb']:.0f} vs {m['small_peak_mb']:.0f} MiB "
-            f"({m['peak_ratio']:.2f}x) for {s['big_rows'] // s['small_rows']}x rows; growth "
+            f"({m['peak_ratio']:.2f}x) for {s['big_rows'] / s['small_rows']:g}x rows; growth "
             f"during the plan {m['big_growth_mb']:.0f} vs {m['small_growth_mb']:.0f} MiB "
             f"({m['growth_ratio']:.2f}x)"
         )
 
 
+def run_series_only(
+    args: argparse.Namespace, size: Sizes, setup: Setup, big: Path, load_before: Any
+) -> None:
+    """Part 0 alone, its figures written after each data set (a busy machine may not let the
+    larger one finish)."""
+    doc: dict[str, Any] = {
+        "goal_min_speedup": GOAL_SPEEDUP,
+        "goal_first_gate_over_floor": GOAL_FIRST_GATE,
+        "goal_same_numbers": GOAL_SAME,
+        "data": f"real TLC files from {args.data}" if args.data else "generated TLC-shaped",
+        "repeats": size.repeats,
+        "big_rows": size.big_rows,
+        "train_seconds": setup.train_seconds,
+        "load_average_start": load_before,
+        "summary": {},
+    }
+    for label, data, repeats in (
+        ("march", setup.march, size.repeats),
+        (f"{size.big_rows}_rows", big, size.big_repeats),
+    ):
+        doc[f"series_{label}"] = series(setup, data, repeats, label)
+        doc["summary"][label] = summarize_series(doc[f"series_{label}"])
+        doc["load_average_end"] = os.getloadavg()
+        report_series(label, doc[f"series_{label}"], doc["summary"][label])
+        path = write_results("gates-series", doc, args.quick, smoke=args.smoke)
+        print(f"wrote {path}", flush=True)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each part measures: the full run, --quick, or --smoke (seconds, no real data)."""
+
+    repeats: int
+    big_rows: int
+    small_rows: int = SMALL_ROWS
+    big_repeats: int = 1
+    month_rows: dict[int, int] | None = None  # None: the TLC shapes (MONTH_ROWS)
+
+
+def sizes(args: argparse.Namespace) -> Sizes:
+    if args.smoke:
+        return Sizes(1, 6_000, 3_000, month_rows={1: 3_000, 2: 2_000, 3: 2_500})
+    repeats = args.repeats or (1 if args.quick else 3)
+    big = args.big_rows or (200_000 if args.quick else 2_000_000)
+    return Sizes(repeats, big, big_repeats=args.big_repeats or 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one repeat; 1M rows, not 10M")
+    parser.add_argument("--quick", action="store_true", help="one repeat; 200k rows, not 2M")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny generated data, seconds: checks it still runs"
+    )
     parser.add_argument("--data", type=Path, help="the real TLC files (green_tripdata_2021-0M)")
-    parser.add_argument("--repeats", type=int, default=None, help="cold runs per path (5)")
-    parser.add_argument("--big-rows", type=int, default=None, help="rows of the large file")
+    parser.add_argument("--repeats", type=int, default=None, help="cold runs per path (3)")
+    parser.add_argument("--big-rows", type=int, default=None, help="rows of the large file (2M)")
+    parser.add_argument("--big-repeats", type=int, default=None, help="series on it (1)")
+    parser.add_argument(
+        "--series-only",
+        action="store_true",
+        help="only part 0 (the series), written to gates-series.json after each data set",
+    )
+    parser.add_argument(
+        "--compare-readers", action="store_true", help="memory: also the reader src replaced"
+    )
     parser.add_argument("--child", nargs=2, metavar=("SPEC", "URI"), help=argparse.SUPPRESS)
     parser.add_argument("--proposed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -905,8 +1136,7 @@ def main() -> None:
     import mlflow  # importing mlflow resets its log level: quiet it afterwards
 
     quiet_mlflow()
-    repeats = args.repeats or (1 if args.quick else 5)
-    big = args.big_rows or (1_000_000 if args.quick else 10_000_000)
+    size = sizes(args)
     started = time.perf_counter()
     load_before = os.getloadavg()
     saved_tempdir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
@@ -916,20 +1146,40 @@ def main() -> None:
         scratch = Path(tmp_name) / "scratch"
         scratch.mkdir()
         tempfile.tempdir = os.environ["TMPDIR"] = str(scratch)
-        setup = build(Path(tmp_name), args.data)
+        setup = build(Path(tmp_name), None if args.smoke else args.data, size.month_rows)
+        big = Path(tmp_name) / "series-big.parquet"
+        big_seconds = write_big(big, size.big_rows)
+        if args.series_only:
+            run_series_only(args, size, setup, big, load_before)
+            return
         results: dict[str, Any] = {
             "goal_min_speedup": GOAL_SPEEDUP,
             "goal_max_over_floor": GOAL_FLOOR,
-            "data": f"real TLC files from {args.data}" if args.data else "generated TLC-shaped",
-            "month_rows": MONTH_ROWS,
-            "repeats": repeats,
+            "goal_first_gate_over_floor": GOAL_FIRST_GATE,
+            "goal_same_numbers": GOAL_SAME,
+            "data": f"real TLC files from {args.data}"
+            if args.data and not args.smoke
+            else "generated TLC-shaped",
+            "month_rows": size.month_rows or MONTH_ROWS,
+            "repeats": size.repeats,
             "train_seconds": setup.train_seconds,
             "mlflow_min_absolute_change": MLFLOW_MIN_CHANGE,
-            "comparison": compare_with_bucket(setup, repeats),
-            "replan": replan(setup, max(3, repeats)),
+            "series_march": series(setup, setup.march, size.repeats, "march"),
+            "series_big": series(setup, big, size.big_repeats, "big"),
+            "series_big_generate_seconds": big_seconds,
+            "comparison": compare_with_bucket(setup, size.repeats),
+            "replan": replan(setup, max(3, size.repeats)),
             "reverse": reverse(setup),
             "threshold_equivalence": threshold_equivalence(),
-            "memory": measure_memory(setup, [big, SMALL_ROWS]),
+            # one child process per file and reader (each imports MLflow and scikit-learn);
+            # the reader src replaced is measured again only with --compare-readers
+            "memory": measure_memory(setup, [size.small_rows], READERS[:1])
+            if args.smoke
+            else measure_memory(
+                setup,
+                [size.big_rows, size.small_rows],
+                READERS if args.compare_readers else READERS[:1],
+            ),
         }
         with contextlib.suppress(Exception):
             mlflow.end_run()
@@ -940,14 +1190,24 @@ def main() -> None:
             os.environ["TMPDIR"] = saved_env
     results["load_average"] = {"start": load_before, "end": os.getloadavg()}
     results["summary"] = summarize(results)
+    results["summary"]["series"] = {
+        "march": summarize_series(results["series_march"]),
+        f"{size.big_rows}_rows": summarize_series(results["series_big"]),
+    }
     results["total_seconds"] = time.perf_counter() - started
     report(results)
+    report_series("March", results["series_march"], results["summary"]["series"]["march"])
+    report_series(
+        f"{size.big_rows:,} generated rows",
+        results["series_big"],
+        results["summary"]["series"][f"{size.big_rows}_rows"],
+    )
     load = results["load_average"]
     print(
         f"\nwhole benchmark {results['total_seconds']:.0f} s on {os.cpu_count()} CPUs; "
         f"1-min load average {load['start'][0]:.1f} at the start, {load['end'][0]:.1f} at the end"
     )
-    path = write_results("gates", results, args.quick)
+    path = write_results("gates", results, args.quick, smoke=args.smoke)
     print(f"wrote {path}")
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    SMOKE_HELP,
     MlflowServer,
     create_schema,
     postgres_available,
@@ -119,12 +120,13 @@ def main() -> int:
     parser.add_argument("--models", type=int, default=None)
     parser.add_argument("--versions", type=int, default=20)
     parser.add_argument("--parallelism", type=int, default=4, help="apply --parallelism")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     if not postgres_available():
         print("PostgreSQL is not listening on 127.0.0.1:5432", file=sys.stderr)
         return 2
     quiet_mlflow()
-    n_models = args.models or (200 if args.quick else 1000)
+    n_models = args.models or (5 if args.smoke else 200 if args.quick else 1000)
     rows = synthetic_models(n_models, args.versions, prefix="load-model")
     moved = {(m.name, MOVED_VERSION): "Archived" for m in rows}
     db_name = f"mlflow_gitops_load_{secrets.token_hex(4)}"
@@ -175,8 +177,9 @@ def main() -> int:
         results.update({"plan": plan, "apply": apply, "plan_after_apply": after})
     results["database_dropped"] = db_name
     report(results)
-    path = write_results("load", results, quick=False)  # the committed file says "quick" itself
-    if args.quick or args.models:
+    # the committed file says "quick" itself
+    path = write_results("load", results, quick=False, smoke=args.smoke)
+    if (args.quick or args.models) and not args.smoke:
         doc = json.loads(path.read_text())
         doc["quick"] = bool(args.quick or n_models < 1000)
         path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

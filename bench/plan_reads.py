@@ -1,11 +1,15 @@
 """How many REST calls and how long `plan` takes to read a large registry through `mlflow server`,
 against a script that reads the same state one version at a time.
 
-    .venv/bin/python bench/plan_reads.py [--quick] [--workers N]
+    .venv/bin/python bench/plan_reads.py [--quick | --smoke] [--workers N]
 
 The registry (1,000 models x 20 versions by default) is written straight into the server's SQLite
 file with MLflow's own SQLAlchemy models before the server starts: registering 20,000 versions over
 REST would take longer than the benchmark itself.
+
+The floor (issue 19: the CLI's plan within 1.5x of it): the same two searches with `requests`,
+JSON decoded, in one process, measured as many times as the CLI, between its runs.
+--smoke: 10 models x 5 versions, one run, no server limits probed, no gunicorn server.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 import requests
 from _common import (
     GITOPS,
+    SMOKE_HELP,
     HttpCounter,
     MlflowServer,
     ModelRow,
@@ -39,6 +44,7 @@ from _common import (
 NOW = datetime.now(UTC)  # the one clock of the bench's plans, read once at start
 GOAL_CALLS = 10
 GOAL_SPEEDUP = 100.0
+GOAL_CLI_OVER_FLOOR = 1.5  # issue 19: the command-line plan within 1.5x of the REST floor
 
 
 def verify(url: str, models: list[ModelRow]) -> dict[str, Any]:
@@ -116,13 +122,19 @@ def measure_plan(url: str, registry_file: Path, repeats: int) -> dict[str, Any]:
 
 
 def measure_cli(url: str, registry_file: Path, repeats: int) -> dict[str, Any]:
+    """The CLI as a subprocess, each run followed by one floor read (the same load for both)."""
     cmd = [GITOPS, "plan", str(registry_file), "--tracking-uri", url, "--detailed-exitcode"]
-    times, last = [], None
+    times, floors, last = [], [], None
     for _ in range(repeats):
         seconds, last = timed_subprocess(cmd)
         times.append(seconds)
+        floors.append(floor_read(url)["sequential_s"])
     assert last is not None
     return {
+        "floor_runs_s": floors,
+        "floor_median_s": median(floors),
+        "over_floor": median(times) / median(floors),
+        "over_floor_paired_median": median([t / f for t, f in zip(times, floors, strict=True)]),
         "command": f"mlflow-gitops plan registry.yaml --tracking-uri {url} --detailed-exitcode",
         "runs_s": times,
         "median_s": median(times),
@@ -313,10 +325,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 models, one repeat")
     parser.add_argument("--workers", type=int, default=1, help="mlflow server --workers")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     quiet_mlflow()
-    n_models, n_versions = (100, 20) if args.quick else (1000, 20)
-    repeats, sample = (1, 200) if args.quick else (3, 1000)
+    n_models, n_versions = (10, 5) if args.smoke else (100, 20) if args.quick else (1000, 20)
+    repeats, sample = (1, 10) if args.smoke else (1, 200) if args.quick else (3, 1000)
     models = synthetic_models(n_models, n_versions)
     names = [m.name for m in models]
     # the URL probe needs more names than fit; they need not exist (same length as the real ones)
@@ -346,24 +359,26 @@ def main() -> None:
             results["plan"] = measure_plan(server.url, registry_file, repeats)
             results["cli"] = measure_cli(server.url, registry_file, repeats)
             results["baseline"] = measure_baseline(server.url, models, sample)
-            results["limits"] = {
-                "uvicorn_url": url_limit(server.url, probe_names),
-                "page_sizes": page_limits(server.url),
-            }
+            if not args.smoke:
+                results["limits"] = {
+                    "uvicorn_url": url_limit(server.url, probe_names),
+                    "page_sizes": page_limits(server.url),
+                }
             results["floor_read"] = floor_read(server.url)
             results["chunked_reads"] = chunked_reads(
                 server.url, names, [(3000, 2), (3000, 10**6), (12000, 10**6)]
             )
-        with MlflowServer(db_uri, tmp, workers=1, gunicorn=True) as gunicorn:
-            results["limits"]["gunicorn_url"] = url_limit(gunicorn.url, probe_names)
-            # names MLflow accepts, with characters that URL-encode to 3-9 characters each
-            accented = [f"modèle prévision n°{i:04d}" for i in range(200)]
-            results["limits"]["gunicorn_adapter_accented_names"] = adapter_read(
-                gunicorn.url, accented
-            )
+        if not args.smoke:
+            with MlflowServer(db_uri, tmp, workers=1, gunicorn=True) as gunicorn:
+                results["limits"]["gunicorn_url"] = url_limit(gunicorn.url, probe_names)
+                # names MLflow accepts, with characters that URL-encode to 3-9 characters each
+                accented = [f"modèle prévision n°{i:04d}" for i in range(200)]
+                results["limits"]["gunicorn_adapter_accented_names"] = adapter_read(
+                    gunicorn.url, accented
+                )
 
     report(results)
-    path = write_results("plan_reads", results, args.quick)
+    path = write_results("plan_reads", results, args.quick, smoke=args.smoke)
     print(f"\nwrote {path}")
 
 
@@ -414,6 +429,12 @@ def report(r: dict[str, Any]) -> None:
     )
     print(f"CLI exit code {cli['exit_code']} (0 = no changes); plan had {run['changes']} changes")
     print(
+        f"CLI plan / REST floor (two searches with requests + json, one process, measured after "
+        f"each CLI run): {cli['median_s']:.2f} s / {cli['floor_median_s']:.2f} s = "
+        f"{cli['over_floor']:.2f}x (paired {cli['over_floor_paired_median']:.2f}x; goal "
+        f"{GOAL_CLI_OVER_FLOOR}x: {'met' if cli['over_floor'] <= GOAL_CLI_OVER_FLOOR else 'NOT met'})"
+    )
+    print(
         f"where make_plan's time goes (last run, {run['wall_s']:.2f} s): "
         f"HTTP requests {run['http_s']:.2f} s, "
         f"pure plan() {run['pure_plan_s']:.3f} s, the rest (JSON -> MLflow entities -> "
@@ -427,6 +448,19 @@ def report(r: dict[str, Any]) -> None:
             [[q["path"], q["url_chars"], q["status"], q["s"]] for q in run["requests"]],
         )
     )
+    if "limits" in r:
+        report_limits(r)
+    floor = r["floor_read"]
+    print(
+        f"\nfloor through REST (requests + json, no MLflow entities): {floor['sequential_s']:.2f} s "
+        f"sequential, {floor['concurrent_s']:.2f} s with the two searches concurrent; "
+        f"the baseline / floor ratio bounds any REST reader at "
+        f"{base['scaled_wall_s'] / min(floor['sequential_s'], floor['concurrent_s']):.0f}x"
+    )
+    report_chunks(r)
+
+
+def report_limits(r: dict[str, Any]) -> None:
     lim = r["limits"]
     print("\nServer limits (measured):")
     rows = []
@@ -461,13 +495,9 @@ def report(r: dict[str, Any]) -> None:
         f"status {[q['status'] for q in acc['requests']]}"
         + (f"; FAILS: {acc['error'][:90]}" if acc["error"] else "")
     )
-    floor = r["floor_read"]
-    print(
-        f"\nfloor through REST (requests + json, no MLflow entities): {floor['sequential_s']:.2f} s "
-        f"sequential, {floor['concurrent_s']:.2f} s with the two searches concurrent; "
-        f"the baseline / floor ratio bounds any REST reader at "
-        f"{base['scaled_wall_s'] / min(floor['sequential_s'], floor['concurrent_s']):.0f}x"
-    )
+
+
+def report_chunks(r: dict[str, Any]) -> None:
     print("\nThe adapter's read with other settings (patched in this process only):")
     print(
         table(

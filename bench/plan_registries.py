@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from _common import (
+    SMOKE_HELP,
     MlflowServer,
     create_schema,
     median,
@@ -144,12 +145,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="50 models x 20 versions, 1 repeat")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     quiet_mlflow()
     if not postgres_available():
         raise SystemExit("PostgreSQL on 127.0.0.1:5432 is needed for the prod registry")
-    n_models, n_versions = (50, 20) if args.quick else (500, 20)
-    repeats = 1 if args.quick else args.repeats
+    n_models, n_versions = (5, 4) if args.smoke else (50, 20) if args.quick else (500, 20)
+    repeats = 1 if args.quick or args.smoke else args.repeats
     models = synthetic_models(n_models, n_versions)
     results: dict[str, Any] = {
         "registries": {
@@ -215,7 +217,7 @@ def main() -> None:
             "median_one_after_the_other_s": median([r["one_after_the_other_s"] for r in reads]),
         }
     report(results)
-    path = write_results("plan_registries", results, args.quick)
+    path = write_results("plan_registries", results, args.quick, smoke=args.smoke)
     print(f"\nwrote {path}")
 
 

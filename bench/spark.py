@@ -1,6 +1,6 @@
 """The evaluate gate on the local engine against `engine: spark` with `local[2]`, on 2 cores.
 
-    .venv/bin/python bench/spark.py [--quick] [--data DIR] [--rows N]
+    .venv/bin/python bench/spark.py [--quick | --smoke] [--data DIR] [--rows N]
 
 Setup, under bench/work/spark/ (gitignored, made once and reused): the course's three regressors
 trained on the real January 2021 file and scored on February (`train_and_log`, each run logs the
@@ -22,7 +22,9 @@ demo's generator as a hive-partitioned parquet directory, 1 million rows per par
    reads the directory file by file with its own streaming reader (`stream_frames`), as the gate
    does for one file.
 
-Measurements, never assertions: nothing here fails on a timing.
+--smoke: everything in a temporary folder instead of bench/work/spark, on generated months of a
+few thousand rows (no real data), 2 partitions of 2,000 rows, one size: a minute or so, for
+tests/test_bench_smoke.py. Measurements, never assertions: nothing here fails on a timing.
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ from typing import Any
 
 from _common import BENCH, quiet_mlflow, table, write_results
 
-WORK = BENCH / "work" / "spark"
+# --smoke points both at a temporary folder and tiny partitions (read again by each --measure child)
+WORK = Path(os.environ.get("BENCH_SPARK_WORK") or BENCH / "work" / "spark")
 REAL = Path("/work/shared/data/nyc-green-taxi")
-CHUNK_ROWS = 1_000_000
+CHUNK_ROWS = int(os.environ.get("BENCH_SPARK_CHUNK_ROWS") or 1_000_000)
+SMOKE_MONTH_ROWS = 3_000
 METRICS = {
     "rmse": {"min_absolute_change": 0.0},
     "mae": {"threshold": 100.0},
@@ -88,7 +92,7 @@ def setup(data: Path, rows: int) -> dict[str, Any]:
         part.parent.mkdir(parents=True, exist_ok=True)
         table_ = pa.Table.from_pandas(frame, schema=arrow_schema(), preserve_index=False)
         pq.write_table(table_, part, row_group_size=131_072)
-        print(f"  wrote {part.relative_to(BENCH)}", flush=True)
+        print(f"  wrote {part}", flush=True)
     return {**json.loads(state.read_text()), "chunks": chunks}
 
 
@@ -196,18 +200,35 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 million synthetic rows")
     parser.add_argument("--data", type=Path, default=REAL, help="the real TLC 2021 files")
     parser.add_argument("--rows", type=int, default=20_000_000, help="synthetic rows")
+    parser.add_argument(
+        "--smoke", action="store_true", help="generated data in a temporary folder, seconds"
+    )
     parser.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke and not os.environ.get("BENCH_SPARK_WORK"):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="bench-spark-smoke-") as tmp:
+            env = {**os.environ, "BENCH_SPARK_WORK": tmp, "BENCH_SPARK_CHUNK_ROWS": "2000"}
+            argv = [sys.executable, __file__, *sys.argv[1:]]
+            raise SystemExit(subprocess.run(argv, env=env, check=False).returncode)
+    if args.smoke:  # in the child above: generated months instead of the real files
+        from mlflow_gitops.demo.taxi import write_months
+
+        args.data = WORK / "months"
+        for month in (1, 2, 3):
+            write_months(args.data, rows=SMOKE_MONTH_ROWS, months=((2021, month),))
     if args.measure:
         state = json.loads((WORK / "registry.json").read_text())
         print(json.dumps(measure(args.measure[0], args.measure[1], state)))
         return
-    rows = 2_000_000 if args.quick else args.rows
-    print(f"setup under {WORK.relative_to(BENCH.parent)} ({rows:,} synthetic rows)", flush=True)
+    rows = 4_000 if args.smoke else 2_000_000 if args.quick else args.rows
+    print(f"setup under {WORK} ({rows:,} synthetic rows)", flush=True)
     state = setup(args.data, rows)
     march = str(args.data / "green_tripdata_2021-03.parquet")
 
-    print("\n1. exactness on the real March 2021 file", flush=True)
+    which = "a generated March (--smoke)" if args.smoke else "the real March 2021 file"
+    print(f"\n1. exactness on {which}", flush=True)
     local, on_spark = fresh("local", march), fresh("spark", march)
     exact_rows = []
     for side in ("candidate", "baseline"):
@@ -220,13 +241,14 @@ def main() -> None:
 
     print("\n2. time and memory by size", flush=True)
     chunks = state["chunks"]
-    sizes = sorted({1, min(10, max(1, chunks // 4)), chunks})
+    sizes = [chunks] if args.smoke else sorted({1, min(10, max(1, chunks // 4)), chunks})
     runs = []
     for k in sizes:
         # one glob both readers understand (Python's glob and Hadoop's)
         chosen = "*" if k == chunks else f"chunk=0[0-{k - 1}]"
         data = str(WORK / "trips" / chosen / "part.parquet")
-        for engine in ("local", "spark"):
+        # --smoke: Spark already ran in part 1; its start (tens of seconds) is paid once
+        for engine in ("local",) if args.smoke else ("local", "spark"):
             print(f"  {engine} on {k * CHUNK_ROWS:,} rows ...", flush=True)
             runs.append({**fresh(engine, data), "size_rows": k * CHUNK_ROWS})
     print(
@@ -265,8 +287,9 @@ def main() -> None:
             "runs": runs,
         },
         args.quick,
+        smoke=args.smoke,
     )
-    print(f"\nwritten to {path.relative_to(BENCH.parent)}")
+    print(f"\nwritten to {path}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 
 from _common import (
     GITOPS,
+    SMOKE_HELP,
     median,
     registry_yaml,
     synthetic_models,
@@ -58,8 +59,9 @@ def references(registry: Path) -> list[tuple[str, list[str]]]:
     ]
 
 
-def time_command(cmd: list[str], runs: int) -> dict[str, Any]:
-    timed_subprocess(cmd)  # warm the page cache: every run below starts the same way
+def time_command(cmd: list[str], runs: int, warm: bool = True) -> dict[str, Any]:
+    if warm:  # warm the page cache: every run below starts the same way
+        timed_subprocess(cmd)
     times, last = [], None
     for _ in range(runs):
         seconds, last = timed_subprocess(cmd)
@@ -100,9 +102,10 @@ def imported_modules(args: list[str]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 runs each instead of 10")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
-    runs = 3 if args.quick else 10
-    n_models, n_versions = 1000, 5
+    runs = 1 if args.smoke else 3 if args.quick else 10
+    n_models, n_versions = (20, 5) if args.smoke else (1000, 5)
     results: dict[str, Any] = {
         "runs_per_command": runs,
         "registry": {"models": n_models, "versions_per_model": n_versions},
@@ -116,14 +119,14 @@ def main() -> None:
         results["registry"]["bytes"] = registry.stat().st_size
         for label, cmd, module_args in commands(registry):
             print(f"timing {label} ...", flush=True)
-            results["commands"][label] = time_command(cmd, runs)
+            results["commands"][label] = time_command(cmd, runs, warm=not args.smoke)
             results["imports"][label] = imported_modules(module_args)
         for label, cmd in references(registry):
             print(f"timing {label} ...", flush=True)
-            results["references"][label] = time_command(cmd, runs)
+            results["references"][label] = time_command(cmd, runs, warm=not args.smoke)
 
     report(results)
-    path = write_results("startup", results, args.quick)
+    path = write_results("startup", results, args.quick, smoke=args.smoke)
     print(f"\nwrote {path}")
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from _common import (
     BENCH,
     GITOPS,
+    SMOKE_HELP,
     median,
     registry_yaml,
     synthetic_models,
@@ -105,10 +106,10 @@ def write_tree(folder: Path, n_models: int, n_files: int, n_versions: int) -> Pa
     return root
 
 
-def time_command(cmd: list[str]) -> dict[str, Any]:
+def time_command(cmd: list[str], runs: int = RUNS) -> dict[str, Any]:
     timed_subprocess(cmd, env=ENV)  # warm the page cache: every run below starts the same way
     times, last = [], None
-    for _ in range(RUNS):
+    for _ in range(runs):
         seconds, last = timed_subprocess(cmd, env=ENV)
         times.append(seconds)
     assert last is not None
@@ -132,18 +133,25 @@ def stages(root: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1,000 models in 20 files")
-    quick = parser.parse_args().quick
-    n_models, n_files = (1_000, 20) if quick else (10_000, 200)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = parser.parse_args()
+    quick, smoke = args.quick, args.smoke
+    n_models, n_files = (40, 4) if smoke else (1_000, 20) if quick else (10_000, 200)
+    runs = 1 if smoke else RUNS
+    single_models = 40 if smoke else 1_000
     with tempfile.TemporaryDirectory(prefix="bench-validate-tree-") as tmp:
         folder = Path(tmp)
         root = write_tree(folder / "tree", n_models, n_files, 5)
         single = folder / "single" / "registry.yaml"
         single.parent.mkdir()
-        single.write_text(registry_yaml(synthetic_models(1_000, 5)), encoding="utf-8")
+        single.write_text(registry_yaml(synthetic_models(single_models, 5)), encoding="utf-8")
         tree_bytes = sum(p.stat().st_size for p in (folder / "tree").rglob("*.yaml"))
         rows = [
             ("interpreter start: python -c pass", [PY, "-c", "pass"]),
-            ("validate, 1 file of 1,000 models (baseline)", [GITOPS, "validate", str(single)]),
+            (
+                f"validate, 1 file of {single_models:,} models (baseline)",
+                [GITOPS, "validate", str(single)],
+            ),
             (
                 f"validate, tree: {n_models:,} models in {n_files} files + root",
                 [GITOPS, "validate", str(root)],
@@ -153,7 +161,7 @@ def main() -> None:
                 [PY, "-c", NODE_WALKER, "validate", str(root)],
             ),
         ]
-        results = {label: time_command(cmd) for label, cmd in rows}
+        results = {label: time_command(cmd, runs) for label, cmd in rows}
         breakdown = stages(root)
     print(
         table(
@@ -173,13 +181,14 @@ def main() -> None:
             "files": n_files + 1,
             "versions_per_model": 5,
             "tree_yaml_bytes": tree_bytes,
-            "runs": RUNS,
+            "runs": runs,
             "commands": results,
             "stages_in_process": breakdown,
             "goal_s": 3.0,
             "goal_met": median_s < 3.0,
         },
         quick,
+        smoke=smoke,
     )
     print(f"wrote {path}")
 

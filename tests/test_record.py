@@ -5,6 +5,9 @@ and history read from the record: on the fake registry."""
 from __future__ import annotations
 
 import json
+import math
+import struct
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,6 +42,7 @@ from mlflow_gitops.record import (
     RecordedChange,
     RecordFinish,
     RecordStart,
+    Scores,
     bucket_tag,
     changes_document,
     changes_from_document,
@@ -47,10 +51,12 @@ from mlflow_gitops.record import (
     decode_aliases,
     decode_bucket,
     decode_gate_record,
+    decode_scores,
     digest,
     encode_aliases,
     encode_buckets,
     encode_gate_record,
+    encode_scores,
     gate_tag,
     history_altered,
     history_line,
@@ -66,6 +72,7 @@ from mlflow_gitops.record import (
     rebuild_block,
     recorded_aliases,
     recorded_verdict,
+    scores_tag,
     split_history,
     start_tags,
     text_altered,
@@ -73,6 +80,7 @@ from mlflow_gitops.record import (
 )
 from mlflow_gitops.render.markdown import render_plan as render_markdown
 from mlflow_gitops.render.text import render_history, render_plan, render_result
+from mlflow_gitops.spec.model import EVALUATION_METRICS
 from tests.fakes import FakeRegistry
 from tests.helpers import load_text
 
@@ -484,6 +492,35 @@ def test_a_gate_record_reads_back_as_written() -> None:
     assert recorded_verdict(tags, "Production") is None
     assert decode_gate_record("not json") is None
     assert decode_gate_record('{"verdict": "pass"}') is None  # no results: not a record
+
+
+def test_a_versions_scores_read_back_to_the_same_bits_within_a_tag() -> None:
+    awkward = [0.1 + 0.2, -0.0, 5e-324, 1.7976931348623157e308, math.inf, -math.inf, math.nan]
+    metrics = {m: awkward[i % len(awkward)] for i, m in enumerate(EVALUATION_METRICS)}
+    scores = Scores(
+        key="ab" * 12,
+        rows=80_372,
+        metrics=metrics,
+        at="2026-11-27T09:00:00+00:00",
+        inputs={"data": "0123456789ab", "hook": "ba9876543210"},
+        latency_ms={"p50_ms": 74.123456789, "p95_ms": 96.5},
+        latency_rows=1000,
+    )
+    key = scores_tag("0123456789abcdef")
+    assert key == "mlflow_gitops.scores.0123456789abcdef"
+    value = encode_scores(scores)
+    assert len(value) <= MAX_TAG_VALUE - 100  # every metric, timed: still one version tag
+    back = decode_scores(value)
+    assert back is not None
+    assert {k: struct.pack("<d", v) for k, v in back.metrics.items()} == {
+        k: struct.pack("<d", v) for k, v in metrics.items()
+    }
+    assert replace(back, metrics={}) == replace(scores, metrics={})
+    untimed = replace(scores, metrics={"rmse": 6.5}, latency_ms={}, latency_rows=0)
+    assert decode_scores(encode_scores(untimed)) == untimed
+    for bad in ("not json", '{"rows": 3}', '{"key": "k", "rows": 3, "metrics": {"rmse": "x"}}'):
+        assert decode_scores(bad) is None
+    assert decode_scores(None) is None
 
 
 @pytest.mark.parametrize("context", [ALICE, BOB, AuditContext(pr=7)])

@@ -11,6 +11,8 @@ What the tool writes, and where:
   alice)` (history_line / read_history, join_history / split_history);
 - the gate results on the candidate version, `mlflow_gitops.gate.<target>` (gate_tag,
   gate_record / read_gate_record);
+- a version's metrics on one evaluation data set, `mlflow_gitops.scores.<digest>` (scores_tag,
+  encode_scores / decode_scores), so that a later gate reads them instead of scoring it again;
 - the applied aliases, inside the model's record (encode_aliases / decode_aliases);
 - a one-off token on a version while it is registered (REGISTRATION_TAG);
 - the apply lock: a registered model LOCK_MODEL with its lock tags;
@@ -39,6 +41,7 @@ from mlflow_gitops.audit import AuditContext
 TOOL_TAG_PREFIX = "mlflow_gitops."  # every tag key the tool writes; reserved in registry.yaml
 RECORD_TAG = TOOL_TAG_PREFIX + "record"  # the whole annotation of a version or model, as JSON
 GATE_TAG_PREFIX = TOOL_TAG_PREFIX + "gate."  # + target: a version's gate results for that target
+SCORES_TAG_PREFIX = TOOL_TAG_PREFIX + "scores."  # + digest of (data location, metrics): its scores
 # a one-off token on a version while it is registered: finds the copies a retried POST made
 REGISTRATION_TAG = TOOL_TAG_PREFIX + "registration"
 # the apply lock: a registered model that exists while an apply runs, and its tags
@@ -347,6 +350,75 @@ def recorded_verdict(tags: Mapping[str, str], target: str) -> str | None:
     except ValueError:
         return None
     return str(data.get("verdict")) if isinstance(data, dict) else None
+
+
+# --- a version's metrics on one evaluation data set ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A version's metrics on one data set, as one evaluation computed them: `key` digests what
+    they are a function of (the version's artifacts, the data's identity, the prepare hook, the
+    metric definitions); `inputs` names those inputs for the reader, `at` says when."""
+
+    key: str
+    rows: int
+    metrics: Mapping[str, float]
+    at: str  # ISO 8601, seconds
+    inputs: Mapping[str, str] = field(default_factory=dict)  # data, hook: short digests
+    latency_ms: Mapping[str, float] = field(default_factory=dict)  # p50_ms, p95_ms when timed
+    latency_rows: int = 0  # the batch size the latencies were timed on (0: not timed)
+
+
+def scores_tag(slot: str) -> str:
+    """`mlflow_gitops.scores.<slot>`: one tag per data set and metric set, so a replaced object
+    overwrites its stale scores instead of adding a tag."""
+    return SCORES_TAG_PREFIX + slot
+
+
+def encode_scores(scores: Scores) -> str:
+    """The tag value: compact JSON (floats as repr: they read back to the same bits)."""
+    data: dict[str, Any] = {
+        "key": scores.key,
+        "rows": scores.rows,
+        "metrics": dict(sorted(scores.metrics.items())),
+        "at": scores.at,
+        "inputs": dict(sorted(scores.inputs.items())),
+    }
+    if scores.latency_rows:
+        data["latency_ms"] = dict(sorted(scores.latency_ms.items()))
+        data["latency_rows"] = scores.latency_rows
+    return json.dumps(data, separators=(",", ":"))
+
+
+def decode_scores(raw: str | None) -> Scores | None:
+    """The scores back; None when absent or not a value the tool wrote."""
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("key"), str):
+        return None
+    metrics, latency = data.get("metrics"), data.get("latency_ms") or {}
+    rows, latency_rows = data.get("rows"), data.get("latency_rows") or 0
+    if not isinstance(metrics, dict) or not isinstance(latency, dict):
+        return None
+    if not isinstance(rows, int) or not isinstance(latency_rows, int):
+        return None
+    numbers = {**metrics, **latency}.values()
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
+        return None
+    inputs = data.get("inputs")
+    inputs = inputs if isinstance(inputs, dict) else {}
+    return Scores(
+        key=data["key"],
+        rows=rows,
+        metrics={str(k): float(v) for k, v in metrics.items()},
+        at=str(data.get("at", "")),
+        inputs={str(k): str(v) for k, v in inputs.items()},
+        latency_ms={str(k): float(v) for k, v in latency.items()},
+        latency_rows=latency_rows,
+    )
 
 
 # --- provenance of a version copied from another registry -----------------------------------------

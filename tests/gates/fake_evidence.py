@@ -38,11 +38,12 @@ class FakeData:
 @dataclass
 class FakeEvidence:
     """Run metrics by run id, models by URI (`dev:models:/m/3` for a version of registry dev, as
-    the source of a copy), data sets by the path the file names."""
+    the source of a copy), data sets by the path the file names, hook digests by reference."""
 
     runs: dict[str, dict[str, float]] = field(default_factory=dict)
     models: dict[str, FakeModel] = field(default_factory=dict)
     data: dict[str, FakeData] = field(default_factory=dict)
+    hooks: dict[str, str] = field(default_factory=dict)  # prepare hook -> its file's digest
     calls: list[str] = field(default_factory=list)
     loaded: list[str] = field(default_factory=list)  # model URIs, in the order they were loaded
 
@@ -54,6 +55,7 @@ class FakeEvidence:
             runs={k: dict(v) for k, v in (doc.get("runs") or {}).items()},
             models={k: FakeModel(**v) for k, v in (doc.get("models") or {}).items()},
             data={k: FakeData(**v) for k, v in (doc.get("data") or {}).items()},
+            hooks={k: str(v) for k, v in (doc.get("hooks") or {}).items()},
         )
 
     @property
@@ -105,6 +107,12 @@ class FakeEvidence:
     def data_digest(self, data: str, folder: Path) -> str:
         self.calls.append(f"data_digest {data}")
         return self._data(data).digest
+
+    def hook_digest(self, ref: str, folder: Path) -> str:
+        self.calls.append(f"hook_digest {ref}")
+        if ref not in self.hooks:
+            raise GateError(f"prepare hook {ref} not found", "hooks are Python files")
+        return self.hooks[ref]
 
     def evaluate(
         self,

@@ -2,7 +2,9 @@
 evidence values, and the expected verdicts, messages, blocks, records and evidence calls.
 
 A case may go on with `again:`: a second plan after the first one's gate records were written on
-the versions (as the orchestrator writes them), with `evidence:` overrides and its own `expected:`.
+the versions (as the orchestrator writes them), with `evidence:` overrides, optionally another
+`desired:` file (a new candidate) or `observed:` registry (the records are written on it by model
+and version), and its own `expected:`.
 On a mismatch the assertion shows both sides as YAML, line by line; the actual YAML can be pasted
 into the case once it is right.
 """
@@ -24,7 +26,7 @@ from mlflow_gitops.gates.run import GateRun, run_gates
 from mlflow_gitops.observed import RegistryState
 from mlflow_gitops.plan.gates import Check, GateResult
 from mlflow_gitops.plan.planner import plan
-from mlflow_gitops.record import GATE_TAG_PREFIX
+from mlflow_gitops.record import GATE_TAG_PREFIX, SCORES_TAG_PREFIX, decode_scores
 from mlflow_gitops.spec.located import LoadedSpec
 from tests.fakes import observed_from_data
 from tests.gates.fake_evidence import FakeEvidence
@@ -44,7 +46,13 @@ def test_case(case: Path, tmp_path: Path) -> None:
     first = _check(loaded, observed, data["evidence"], data["expected"], case.stem)
     if "again" in data:
         then = data["again"]
+        assert set(then) <= {"desired", "observed", "evidence", "expected"}
         evidence = {**data["evidence"], **(then.get("evidence") or {})}
+        if "desired" in then:
+            (tmp_path / "again").mkdir()
+            loaded = load_text(tmp_path / "again", then["desired"])
+        if "observed" in then:
+            observed = RegistryState(models=observed_from_data(then["observed"]))
         _check(loaded, _written(observed, first.records), evidence, then["expected"], "again")
 
 
@@ -92,6 +100,13 @@ def _result(g: GateResult) -> dict[str, Any]:
     }
     if g.checks:
         out["checks"] = [_check_line(c) for c in g.checks]
+    if g.reused:
+        out["reused"] = [
+            f"{r.side} v{r.version} scored {r.scored_at} on data {r.data}"
+            + (f" hook {r.hook}" if r.hook else "")
+            + f", {r.rows} rows"
+            for r in g.reused
+        ]
     return out
 
 
@@ -108,6 +123,11 @@ def _check_line(c: Check) -> str:
 
 
 def _record(r: GateRecord) -> str:
+    if r.key.startswith(SCORES_TAG_PREFIX):
+        scores = decode_scores(r.value)
+        assert scores is not None, "the runner wrote scores it cannot read back"
+        metrics = ", ".join(f"{k} {v!r}" for k, v in scores.metrics.items())
+        return f"{r.model}/{r.version} scores ({metrics}; {scores.rows} rows)"
     decoded = decode_gate_record(r.value)
     assert decoded is not None, "the runner wrote a record it cannot read back"
     verdicts = ", ".join(f"{g.gate} {g.verdict}" for g in decoded[1])

@@ -84,6 +84,46 @@ def test_results_are_cached_and_rerun_when_the_data_changes(trained: Trained) ->
     assert not third.gates[0].cached  # type: ignore[attr-defined]
 
 
+def test_a_series_of_candidates_scores_the_champion_once(
+    trained: Trained, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "series-gate"
+    registered(trained, name, {1: "Production"})  # the champion; 2 and 3 are candidates in turn
+    gate = f"gates:\n  Production:{textwrap.indent(EVALUATE, '    ')}"
+
+    def candidate(version: int) -> str:
+        return spec(
+            trained, name, f"versions:\n  - {{version: {version}, stage: Production}}\n{gate}"
+        )
+
+    first, evidence = plan_with_gates(trained, candidate(2))
+    assert evidence.loads == 2
+    [scored] = first.gates  # type: ignore[attr-defined]
+    assert scored.reused == ()
+    champion = client(trained.uri).get_model_version(name, "1").tags
+    assert any(k.startswith("mlflow_gitops.scores.") for k in champion), champion
+
+    second, evidence = plan_with_gates(trained, candidate(3))
+    assert evidence.loads == 1, "the champion's recorded scores are read, not scored again"
+    [reused] = second.gates  # type: ignore[attr-defined]
+    assert [(r.side, r.version) for r in reused.reused] == [("baseline", 1)]
+    before = {c.name: c.baseline for c in scored.checks if c.baseline is not None}
+    assert {c.name: c.baseline for c in reused.checks if c.baseline is not None} == before
+    shown = run_cli(capsys, "plan", candidate(3), "--tracking-uri", trained.uri)
+    assert "baseline v1 scores reused: computed" in shown.out, shown.out
+
+    hook = trained.folder / "features.py"
+    original = hook.read_text()
+    try:
+        hook.write_text(original + "\n# edited: the scores of every version are stale\n")
+        third, evidence = plan_with_gates(trained, candidate(3))
+        assert evidence.loads == 2
+        assert third.gates[0].reused == ()  # type: ignore[attr-defined]
+        assert not third.gates[0].cached  # type: ignore[attr-defined]
+    finally:
+        hook.write_text(original)
+
+
 @pytest.mark.parametrize(
     ("gate", "expected"),
     [

@@ -117,6 +117,40 @@ def test_gates_form_one_markdown_table() -> None:
     assert len(table) == 2 + 3  # header, rule, one row per check: no blank line splits it
 
 
+def test_reused_scores_show_as_such_in_text_json_and_markdown() -> None:
+    from mlflow_gitops.plan.gates import Check, GateResult, Reused
+
+    reused = Reused(
+        side="baseline",
+        version=2,
+        scored_at="2026-11-27T12:00:00+00:00",
+        data="0123456789ab",
+        hook="ba9876543210",
+        rows=80_372,
+    )
+    gate = GateResult(
+        model="m",
+        target="Production",
+        version="v4",
+        gate="evaluate",
+        verdict="pass",
+        checks=(Check(name="rmse", candidate=6.5, baseline=6.6, bound="<= baseline"),),
+        baseline_version=2,
+        reused=(reused,),
+    )
+    planned = PLAN.model_copy(update={"gates": (gate,)})
+    said = (
+        "baseline v2 scores reused: computed 2026-11-27T12:00:00+00:00 on data 0123456789ab, "
+        "hook ba9876543210 (80,372 rows); not loaded or scored again"
+    )
+    assert f"      {said}" in text.render_plan(planned, color=False).splitlines()
+    assert f"- v4 → Production: {said}" in markdown.render_plan(planned).splitlines()
+    doc = json.loads(render_json.render_plan(planned))
+    assert doc["gates"][0]["reused"] == [reused.model_dump(mode="json")]
+    unused = PLAN.model_copy(update={"gates": (gate.model_copy(update={"reused": ()}),)})
+    assert "reused" not in text.render_plan(unused, color=False) + markdown.render_plan(unused)
+
+
 V2, NEW = Target(version=2), Target(entry="run " + "3f2a" * 8 + "/model")
 ONE_LINE = [
     (CreateModel(model="m"), "create model"),

@@ -71,6 +71,10 @@ class ModelEvidence(ABC):
         except DataError as exc:
             raise GateError(exc.message, exc.hint) from None
 
+    def hook_digest(self, ref: str, folder: Path) -> str:
+        """The sha256 of the prepare hook's file: an edited hook scores every version again."""
+        return hashlib.sha256(hook_path(ref, folder).read_bytes()).hexdigest()
+
     def source(self, data: str, folder: Path) -> DataSource:
         """The files of `data:`, listed once per plan: the Spark engine's tasks read the very
         files whose identities the cache key holds."""
@@ -142,9 +146,9 @@ def stream_frames(location: str, rows: int) -> Iterator[Any]:
         raise GateError(exc.message, exc.hint) from None
 
 
-def load_hook(ref: str, folder: Path) -> Hook:
-    """`module:function` from a file inside the registry's folder, never from elsewhere."""
-    module, _, function = ref.partition(":")
+def hook_path(ref: str, folder: Path) -> Path:
+    """The file of hook `module:function`, inside the registry's folder, never elsewhere."""
+    module, _, _ = ref.partition(":")
     parts = module.split(".")
     if not all(p.isidentifier() for p in parts):
         raise GateError(f"prepare '{ref}' is not module:function")
@@ -154,6 +158,13 @@ def load_hook(ref: str, folder: Path) -> Hook:
             f"prepare hook {module} not found as {path}",
             "hooks are Python files inside the folder of registry.yaml",
         )
+    return path
+
+
+def load_hook(ref: str, folder: Path) -> Hook:
+    """`module:function` from a file inside the registry's folder, never from elsewhere."""
+    module, _, function = ref.partition(":")
+    path = hook_path(ref, folder)
     spec = importlib.util.spec_from_file_location(f"mlflow_gitops_hook_{module}", path)
     assert spec is not None
     assert spec.loader is not None

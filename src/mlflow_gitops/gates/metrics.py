@@ -17,6 +17,9 @@ from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.spec.model import EVALUATION_METRICS
 
 METRICS = EVALUATION_METRICS  # the names registry.yaml may use (checked by validate)
+# the version of the metric formulas below: recorded scores (gates/reuse.py) are keyed by it, so
+# bump it when a formula changes and every version is scored again
+DEFINITIONS = 1
 CLASSIFICATION = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc"})
 
 _UNIT_EXP = 1126  # sums count units of 2**-1126: every 26-bit half-mantissa is a whole number

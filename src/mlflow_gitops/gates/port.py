@@ -50,6 +50,8 @@ class Evidence(Protocol):
 
     def data_digest(self, data: str, folder: Path) -> str: ...
 
+    def hook_digest(self, ref: str, folder: Path) -> str: ...
+
     def evaluate(
         self,
         spec: EvaluateSpec,

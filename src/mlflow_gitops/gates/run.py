@@ -9,7 +9,7 @@ come back as `GateRecord`s, and the orchestrator writes them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import assert_never
 
@@ -22,22 +22,25 @@ from mlflow_gitops.gates.cache import (
     oversize,
 )
 from mlflow_gitops.gates.judge import Observed
-from mlflow_gitops.gates.port import Evidence, GateError, Side
+from mlflow_gitops.gates.port import Evaluation, Evidence, GateError, Side
+from mlflow_gitops.gates.reuse import Need, Scored, score
 from mlflow_gitops.gates.select import (
     Candidate,
     baseline,
     data_of,
     first_evaluate,
     gated,
+    hooks_of,
     inputs_key,
     was_holder,
 )
-from mlflow_gitops.observed import ModelState, RegistryState
+from mlflow_gitops.observed import ModelState, RegistryState, VersionState
 from mlflow_gitops.plan.changes import Plan
-from mlflow_gitops.plan.gates import GateResult
+from mlflow_gitops.plan.gates import GateResult, Reused
 from mlflow_gitops.spec.located import LoadedSpec
 from mlflow_gitops.spec.model import (
     EvaluateGate,
+    EvaluateSpec,
     Gate,
     GateSet,
     LatencyGate,
@@ -76,7 +79,7 @@ def run_gates(
     blocked = {m: list(r) for m, r in plan.blocked.items()}
     for candidate, gate_set in gated(loaded, plan, observed):
         live = observed.models.get(candidate.model) or ModelState(name=candidate.model)
-        gate_results, record = _run_set(
+        gate_results, record, scores = _run_set(
             loaded, candidate, gate_set, live, evidence, now, identities or {}
         )
         results.extend(gate_results)
@@ -84,6 +87,7 @@ def run_gates(
             notes.append(not_recorded(record, too_large))  # the verdicts stand, uncached
         elif record is not None:
             records.append(record)
+        records.extend(s for s in scores if s not in records)
         for r in gate_results:
             if not r.passed:
                 blocked.setdefault(candidate.model, []).append(
@@ -107,10 +111,11 @@ def _run_set(
     evidence: Evidence,
     now: datetime,
     identities: Mapping[str, str],
-) -> tuple[list[GateResult], GateRecord | None]:
-    """One target's gates on one candidate: skipped, cached, or evaluated (and to be recorded)."""
+) -> tuple[list[GateResult], GateRecord | None, list[GateRecord]]:
+    """One target's gates on one candidate: skipped, cached, or evaluated (and to be recorded,
+    with the scores of each version the evaluation scored)."""
     if gate_set.on_rollback == "skip" and was_holder(candidate.version, candidate.target):
-        return [judge.rollback_skipped(candidate)], None
+        return [judge.rollback_skipped(candidate)], None, []
     if candidate.version is None and not candidate.side.uri.startswith(("runs:/", "models:/")):
         # gates unpickle models: only through the configured registry and its runs, never from
         # an arbitrary location named in the file
@@ -119,65 +124,110 @@ def _run_set(
             "is not registered yet",
             "register the version first (without a gated stage), then promote it in a second change",
         )
-        return [judge.error(candidate, "evaluate", untrusted, None)], None
+        return [judge.error(candidate, "evaluate", untrusted, None)], None, []
     base = baseline(live, candidate, gate_set)
     try:
         digests = {d: evidence.data_digest(d, loaded.folder) for d in data_of(gate_set)}
+        hooks = {h: evidence.hook_digest(h, loaded.folder) for h in hooks_of(gate_set)}
     except GateError as exc:
-        return [judge.error(candidate, "evaluate", exc, base)], None
-    inputs = inputs_key(candidate, gate_set, base, digests, identities)
+        return [judge.error(candidate, "evaluate", exc, base)], None, []
+    inputs = inputs_key(candidate, gate_set, base, digests, identities, hooks)
     if candidate.version is not None:
         cached = cached_results(candidate.version.tags, candidate.target, inputs)
         if cached is not None:
-            return list(cached), None
-    base_side = Side(f"models:/{candidate.model}/{base.version}", base.run_id) if base else None
+            return list(cached), None, []
+    context = _Context(loaded, candidate, base, digests, hooks, evidence, now)
     results = []
     for gate in gate_set.checks:
         try:
-            seen = _observe(loaded, candidate, gate, gate_set, base_side, evidence)
+            seen, reused = _observe(context, gate, gate_set)
             result = judge.result(candidate, gate, judge.checks(candidate, gate, seen), base)
+            result = result.model_copy(update={"reused": reused})
         except GateError as exc:
             result = judge.error(candidate, judge.kind(gate), exc, base)
         results.append(result.model_copy(update={"inputs": inputs}))
+    scores = [r for s in context.scored.values() for r in s.records]
     if candidate.version is None:
-        return results, None  # registered or copied by this plan: nothing to tag yet
+        return results, None, scores  # registered or copied by this plan: no gate tag yet
     number = candidate.version.version
-    return results, gate_record(candidate.model, number, candidate.target, inputs, results, now)
+    record = gate_record(candidate.model, number, candidate.target, inputs, results, now)
+    return results, record, scores
+
+
+@dataclass
+class _Context:
+    """What one candidate's gates share: its baseline, the data's and hooks' identities, and
+    the evaluations made so far (the latency gate reuses the evaluate gate's pass)."""
+
+    loaded: LoadedSpec
+    candidate: Candidate
+    base: VersionState | None
+    digests: Mapping[str, str]
+    hooks: Mapping[str, str]
+    evidence: Evidence
+    now: datetime
+    scored: dict[tuple[str, int], Scored] = field(default_factory=dict)
+
+    def evaluate(
+        self, spec: EvaluateSpec, latency_rows: int | None
+    ) -> tuple[Evaluation, tuple[Reused, ...]]:
+        """The evaluation of `spec`, reading recorded scores where they are still valid."""
+        key = (spec.model_dump_json(), latency_rows or 0)
+        if key not in self.scored:
+            base = self.base
+            self.scored[key] = score(
+                Need(
+                    model=self.candidate.model,
+                    spec=spec,
+                    data=self.digests[spec.data],
+                    hook=self.hooks.get(spec.prepare or "", ""),
+                    candidate=self.candidate.side,
+                    # a copy's source lives in another registry: nothing of it is recorded here
+                    candidate_version=self.candidate.version
+                    if self.candidate.side.registry is None
+                    else None,
+                    baseline=Side(f"models:/{self.candidate.model}/{base.version}", base.run_id)
+                    if base
+                    else None,
+                    baseline_version=base,
+                    latency_rows=latency_rows or 0,
+                ),
+                self.evidence,
+                self.loaded.folder,
+                self.now,
+            )
+        found = self.scored[key]
+        return found.evaluation, found.reused
 
 
 def _observe(
-    loaded: LoadedSpec,
-    candidate: Candidate,
-    gate: Gate,
-    gate_set: GateSet,
-    base_side: Side | None,
-    evidence: Evidence,
-) -> Observed:
-    """Ask the evidence for what this gate's verdict needs, and nothing more."""
-    side = candidate.side
+    context: _Context, gate: Gate, gate_set: GateSet
+) -> tuple[Observed, tuple[Reused, ...]]:
+    """Ask the evidence for what this gate's verdict needs, and nothing more; the recorded
+    scores it read instead of scoring a side again."""
+    evidence, side = context.evidence, context.candidate.side
     match gate:
         case MetricGate(metric=metric):
-            return Observed(metric=evidence.run_metric(side, metric))
+            return Observed(metric=evidence.run_metric(side, metric)), ()
         case EvaluateGate(evaluate=spec):
             # with a latency gate in the set, one pass over the data serves both gates
             latency = next((g.latency for g in gate_set.checks if isinstance(g, LatencyGate)), None)
             rows = latency.batch_rows if latency and first_evaluate(gate_set) == spec else None
-            return Observed(
-                evaluation=evidence.evaluate(spec, loaded.folder, side, base_side, rows)
-            )
+            evaluation, reused = context.evaluate(spec, rows)
+            return Observed(evaluation=evaluation), reused
         case SizeGate():
-            return Observed(size_mb=evidence.model_size_mb(side))
+            return Observed(size_mb=evidence.model_size_mb(side)), ()
         case LatencyGate(latency=spec):
             evaluate = first_evaluate(gate_set)
             if evaluate is None:
                 raise GateError(
                     "the latency gate times predict on the evaluate gate's data; add an evaluate gate"
                 )
-            found = evidence.evaluate(evaluate, loaded.folder, side, base_side, spec.batch_rows)
-            return Observed(evaluation=found)
+            evaluation, reused = context.evaluate(evaluate, spec.batch_rows)
+            return Observed(evaluation=evaluation), reused
         case RequireTagsGate():
-            return Observed()
+            return Observed(), ()
         case RequireSignatureGate(require_signature=required):
-            return Observed(signature=evidence.has_signature(side) if required else None)
+            return Observed(signature=evidence.has_signature(side) if required else None), ()
         case _:
             assert_never(gate)

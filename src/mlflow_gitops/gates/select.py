@@ -160,15 +160,29 @@ def data_of(gate_set: GateSet) -> list[str]:
     return sorted({g.evaluate.data for g in gate_set.checks if isinstance(g, EvaluateGate)})
 
 
+def hooks_of(gate_set: GateSet) -> list[str]:
+    """The prepare hooks the set's evaluate gates run, each once, sorted."""
+    return sorted(
+        {
+            g.evaluate.prepare
+            for g in gate_set.checks
+            if isinstance(g, EvaluateGate)
+            if g.evaluate.prepare
+        }
+    )
+
+
 def inputs_key(
     candidate: Candidate,
     gate_set: GateSet,
     base: VersionState | None,
     data_digests: Mapping[str, str],
     identities: Mapping[str, str] | None = None,
+    hooks: Mapping[str, str] | None = None,
 ) -> str:
     """Everything a verdict depends on: candidate (with its registry's identity when it lives in
-    another: the source of a copy), baseline, data digests, the gate spec."""
+    another: the source of a copy), baseline, data digests, prepare hooks' digests, the gate
+    spec."""
     needs_tags = any(isinstance(g, RequireTagsGate) for g in gate_set.checks)
     side = candidate.side
     about = [side.uri, candidate.version.source if candidate.version else ""]
@@ -183,4 +197,6 @@ def inputs_key(
         if needs_tags and candidate.version
         else None,
     }
+    if hooks:  # an edited hook evaluates again (absent without hooks: older records stay valid)
+        doc["hooks"] = dict(hooks)
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]

@@ -29,6 +29,19 @@ class Check(BaseModel):
         return self.candidate - self.baseline
 
 
+class Reused(BaseModel):
+    """Scores a gate read from a version's record instead of loading and scoring it again."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    side: Literal["candidate", "baseline"]
+    version: int
+    scored_at: str  # when the recorded evaluation ran (ISO 8601)
+    data: str  # the data's identity then (short digest)
+    hook: str = ""  # the prepare hook's digest then (short), "" without a hook
+    rows: int = 0
+
+
 class GateResult(BaseModel):
     """One gate on one planned change."""
 
@@ -44,6 +57,7 @@ class GateResult(BaseModel):
     message: str = ""
     cached: bool = False
     inputs: str = ""  # digest of everything the verdict depends on
+    reused: tuple[Reused, ...] = ()  # recorded scores read instead of scoring a side again
 
     @property
     def passed(self) -> bool:

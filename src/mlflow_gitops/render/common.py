@@ -25,6 +25,7 @@ from mlflow_gitops.plan.changes import (
     SetVersionTag,
     TransitionStage,
 )
+from mlflow_gitops.plan.gates import Reused
 
 Action = Literal["add", "change", "delete"]
 SYMBOL: dict[Action, str] = {"add": "+", "change": "~", "delete": "-"}
@@ -257,3 +258,12 @@ def registry_status(result: RegistryResult) -> str:
     if result.result.ok:
         return "applied"
     return "FAILED (below: what was applied and what was not)"
+
+
+def reused_line(r: Reused) -> str:
+    """Scores a gate read from a record, with when and on which inputs they were computed."""
+    hook = f", hook {r.hook}" if r.hook else ""
+    return (
+        f"{r.side} v{r.version} scores reused: computed {r.scored_at} on data {r.data}{hook}"
+        f" ({r.rows:,} rows); not loaded or scored again"
+    )

@@ -13,6 +13,7 @@ from mlflow_gitops.render.common import (
     SYMBOL,
     Summary,
     number,
+    reused_line,
     row,
     shorten,
     signed,
@@ -218,6 +219,7 @@ def _gates(results: list[GateResult]) -> list[str]:
     ]
     out.append("|---|---|---|---|---|---|---|---|")
     charts: list[str] = []
+    reused: list[str] = []
     for g in results:
         change = f"{escape(g.version, 40)} → {escape(g.target, 40)}"
         verdict = "✅ pass" if g.passed else "❌ **fail**"
@@ -240,6 +242,10 @@ def _gates(results: list[GateResult]) -> list[str]:
                 f"| {g.gate}{cached} | {change} | {escape(c.name, 30)} | {number(c.candidate)} | {base} "
                 f"| {signed(c.difference)} | {escape(c.bound, 50)} | {check_verdict} {escape(c.message, 80)} |"
             )
+        reused.extend(
+            f"- {escape(g.version, 40)} → {escape(g.target, 40)}: {reused_line(r)}"
+            for r in g.reused
+        )
         if g.gate == "evaluate" and g.baseline_version is not None:
             metrics = [
                 c
@@ -253,6 +259,8 @@ def _gates(results: list[GateResult]) -> list[str]:
                     )
                 )
     out.append("")
+    if reused:
+        out += ["Scores read from a version's record, not computed again:", "", *reused, ""]
     if not all(g.passed for g in results):
         out.append("> A failed gate blocks every change of this model; other models still apply.\n")
     return out + charts

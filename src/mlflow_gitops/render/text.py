@@ -20,6 +20,7 @@ from mlflow_gitops.render.common import (
     Summary,
     number,
     registry_status,
+    reused_line,
     row,
     shorten,
     signed,
@@ -151,6 +152,7 @@ def _gates(results: list[GateResult], color: bool) -> list[str]:
             lines.append(
                 f"      {c.name}: {number(c.candidate)}{vs} {c.bound} -> {c.verdict}{note}"
             )
+        lines.extend(f"      {reused_line(r)}" for r in g.reused)
     return lines
 
 
