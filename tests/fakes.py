@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from mlflow_gitops.errors import LockError, RegistryError
 from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, VersionState
 from mlflow_gitops.permissions import current_user
-from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart, SourceRef, provenance_tags
+from mlflow_gitops.record import SourceRef, provenance_tags
+from mlflow_gitops.record.run import AuditRun, RecordFinish, RecordStart
 from mlflow_gitops.registry.copy import SourceVersion, find_copies
 from mlflow_gitops.registry.port import RegistryPort
 

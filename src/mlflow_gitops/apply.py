@@ -38,7 +38,6 @@ from mlflow_gitops.record import (
     LEGACY_TAGS,
     RECORD_TAG,
     RESTORED,
-    RecordedChange,
     history_line,
     join_history,
     model_record,
@@ -47,6 +46,7 @@ from mlflow_gitops.record import (
     split_history,
     version_record,
 )
+from mlflow_gitops.record.run import RecordedChange
 from mlflow_gitops.registry.port import RegistryPort
 
 Progress = Callable[[str, int, int], None]

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mlflow_gitops.observed import ModelState, VersionState
-from mlflow_gitops.record import AuditRun, read_history, read_move, recorded_verdict
+from mlflow_gitops.record import read_history, read_move, recorded_verdict
+from mlflow_gitops.record.run import AuditRun
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.history import previous_holder
 from mlflow_gitops.observed import ModelState
 from mlflow_gitops.plan.match import matches_run as _matches_run
-from mlflow_gitops.record import AuditRun
+from mlflow_gitops.record.run import AuditRun
 from mlflow_gitops.spec.edit import add_entry, diff, set_entry_field
 from mlflow_gitops.spec.load import load_text
 

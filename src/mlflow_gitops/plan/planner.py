@@ -28,15 +28,14 @@ from mlflow_gitops.plan.changes import (
 )
 from mlflow_gitops.plan.match import Slot, VersionMatcher
 from mlflow_gitops.record import (
-    AuditRun,
     history_altered,
     last_move,
     read_record,
-    rebuild_block,
     recorded_aliases,
     split_history,
     text_altered,
 )
+from mlflow_gitops.record.run import AuditRun, rebuild_block
 from mlflow_gitops.spec.check import alias_key
 from mlflow_gitops.spec.located import LoadedSpec, Loc, format_loc, locate
 from mlflow_gitops.spec.model import (

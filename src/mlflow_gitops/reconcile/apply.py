@@ -31,7 +31,8 @@ from mlflow_gitops.reconcile import connect
 from mlflow_gitops.reconcile.permission import permission_asks, refusal
 from mlflow_gitops.reconcile.plan import PlanOutcome, PlanRequest, ignore, plan_request
 from mlflow_gitops.reconcile.planning import Opened, Planned, files_of, gate_files, tree_plan
-from mlflow_gitops.record import AUDIT_EXPERIMENT, RecordedChange, RecordFinish, RecordStart
+from mlflow_gitops.record import AUDIT_EXPERIMENT
+from mlflow_gitops.record.run import RecordedChange, RecordFinish, RecordStart
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.render.common import step_text
 from mlflow_gitops.spec.model import DEFAULT_REGISTRY

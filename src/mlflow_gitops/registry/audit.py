@@ -8,10 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mlflow_gitops.record import (
-    CHANGES_ARTIFACT,
-    GATES_ARTIFACT,
-    RESULT_TAG,
+from mlflow_gitops.record import CHANGES_ARTIFACT, GATES_ARTIFACT, RESULT_TAG
+from mlflow_gitops.record.run import (
     AuditRun,
     RecordFinish,
     RecordStart,

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from mlflow_gitops.observed import RegistryState, RunSummary
 from mlflow_gitops.permissions import Permission
-from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart
+from mlflow_gitops.record.run import AuditRun, RecordFinish, RecordStart
 from mlflow_gitops.registry.copy import SourceVersion
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from mlflow_gitops.credentials import Credentials
-from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart
+from mlflow_gitops.record.run import AuditRun, RecordFinish, RecordStart
 from mlflow_gitops.registry import audit
 from mlflow_gitops.registry.lock import SYSTEM_CLOCK, Clock, hold
 from mlflow_gitops.registry.mlflow.audit import RecordPrimitives

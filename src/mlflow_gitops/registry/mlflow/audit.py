@@ -9,7 +9,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mlflow_gitops.record import AUDIT_EXPERIMENT, model_filter
+from mlflow_gitops.record import AUDIT_EXPERIMENT
+from mlflow_gitops.record.run import model_filter
 from mlflow_gitops.registry.audit import StoredRun
 from mlflow_gitops.registry.mlflow.base import Connection
 from mlflow_gitops.registry.mlflow.env import credentials_env
