@@ -1,7 +1,7 @@
 """The gate record: a target's gate results, cached on the candidate version as one tag with a
 digest of their inputs, so that a later plan with the same inputs loads no model.
 
-The tag's key and JSON format are record.py's (gate_tag, encode/decode_gate_record); the three
+The tag's key and JSON format are record/'s (gate_tag, encode/decode_gate_record); the three
 functions at the top adapt them to GateResult, and everything else goes through those.
 """
 

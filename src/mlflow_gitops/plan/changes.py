@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlflow_gitops.plan.gates import GateResult
 
 # the version of every JSON output of the tool: a plan (shown or saved), a tree's plan, an
-# apply's result, a model's history (the audit record in MLflow has its own, in record.py)
+# apply's result, a model's history (the audit record in MLflow has its own, in record/)
 SCHEMA_VERSION = 1
 
 

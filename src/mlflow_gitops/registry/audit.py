@@ -1,4 +1,4 @@
-"""The audit record of an apply (one run per apply, record.py's formats), sequenced once over a
+"""The audit record of an apply (one run per apply, record/run.py's formats), sequenced once over a
 backend's primitives: open the run before any change, write each model's changes and the
 documents at the end, and read back the runs that touched a model."""
 

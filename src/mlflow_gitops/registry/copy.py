@@ -1,5 +1,5 @@
 """Promotion across registries, the part every backend shares: a version copied from another
-registry is found by its provenance tags (record.py) in the state the planner already read, and a
+registry is found by its provenance tags (record/) in the state the planner already read, and a
 version about to be copied is described by its registry as a SourceVersion. Pure; the copy itself
 is the backend's (MLflow: registry/mlflow/copy.py)."""
 
