@@ -18,10 +18,12 @@ from mlflow_gitops.plan.changes import (
     Change,
     CopyVersion,
     CreateModel,
+    CreateWebhook,
     DeleteAlias,
     DeleteModelTag,
     DeleteVersion,
     DeleteVersionTag,
+    DeleteWebhook,
     Plan,
     RegisterVersion,
     RestoreHistory,
@@ -32,6 +34,7 @@ from mlflow_gitops.plan.changes import (
     SetVersionTag,
     Target,
     TransitionStage,
+    UpdateWebhook,
 )
 from mlflow_gitops.record import (
     AUDIT_EXPERIMENT,
@@ -50,6 +53,7 @@ from mlflow_gitops.record import (
     version_record,
 )
 from mlflow_gitops.registry.port import RegistryPort
+from mlflow_gitops.registry.webhooks import apply_webhook
 from mlflow_gitops.render.common import describe
 
 Progress = Callable[[str, int, int], None]
@@ -340,6 +344,8 @@ class _ModelApplier:
                 number = self.number(target)
                 r.delete_version(name, number)
                 self.deleted.add(number)
+            case CreateWebhook() | UpdateWebhook() | DeleteWebhook():
+                apply_webhook(r.webhooks(), change)
             case _:
                 assert_never(change)
 

@@ -281,9 +281,12 @@ def import_(
             "add --tree (and --root if the root is not ./registry.yaml)",
         )
     from mlflow_gitops.reconcile import connect, read_models
+    from mlflow_gitops.registry.webhooks import live_webhooks
 
     uri, reg = connect(tracking_uri, None, out.resolve().parent if out else Path.cwd())
     state = read_models(reg, uri, model or None)
+    if not model:  # the whole registry: its webhooks too (MLflow 3.3+, readable by admins)
+        state = live_webhooks(state, reg.webhooks)
     text = render_registry(state, redact(uri), _now(), mapping)
     if out is None:
         emit(text, verbatim=True)  # the registry's data exactly, as --out writes it

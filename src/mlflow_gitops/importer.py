@@ -18,6 +18,7 @@ from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.observed import ModelState, RegistryState
 from mlflow_gitops.record import split_history
 from mlflow_gitops.spec.tree import LoadedTree
+from mlflow_gitops.spec.webhooks import webhooks_document
 
 
 class _Dumper(yaml.SafeDumper):
@@ -38,7 +39,8 @@ def registry_document(
     """The data of a registry.yaml for these models; with aliases_from_stages (e.g.
     {Production: champion}) the stages become aliases and the file declares no stage."""
     models = {name: _model(m, aliases_from_stages) for name, m in sorted(state.models.items())}
-    return {"version": 1, "models": models}
+    hooks = webhooks_document(state.webhooks)
+    return {"version": 1, **({"webhooks": hooks} if hooks else {}), "models": models}
 
 
 def _model(model: ModelState, aliases_from_stages: dict[str, str] | None = None) -> dict[str, Any]:
@@ -170,7 +172,7 @@ def _tree_text(
     aliases_from_stages: dict[str, str] | None,
 ) -> str:
     document = registry_document(state, aliases_from_stages)
-    document = {"version": 1, "registry": registry, "models": document["models"]}
+    document = {"version": 1, "registry": registry, **document}
     header = f"# Imported from {source} by mlflow-gitops on {now:%Y-%m-%d}.\n"
     return header + _dump(document)
 

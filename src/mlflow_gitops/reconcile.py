@@ -45,6 +45,12 @@ from mlflow_gitops.plan.tree import RegistryPlan, TreePlan
 from mlflow_gitops.record import AUDIT_EXPERIMENT, SourceRef
 from mlflow_gitops.registry.copy import Credentials, find_copies
 from mlflow_gitops.registry.port import RegistryPort
+from mlflow_gitops.registry.webhooks import (
+    declaring_file,
+    live_webhooks,
+    observe_webhooks,
+    webhooks_file,
+)
 from mlflow_gitops.render.common import describe
 from mlflow_gitops.render.json import plan_document
 from mlflow_gitops.secrets import redact, register_secrets
@@ -52,6 +58,7 @@ from mlflow_gitops.settings import NoTrackingUri, registry_identity, resolve_tra
 from mlflow_gitops.spec.load import LoadedSpec, format_loc, locate
 from mlflow_gitops.spec.model import DEFAULT_REGISTRY
 from mlflow_gitops.spec.tree import DeclaredModel, LoadedTree, ModelKey, load_tree, resolve_registry
+from mlflow_gitops.spec.webhooks import WEBHOOKS
 
 SAVED_PLAN_KIND = "mlflow-gitops-plan"
 
@@ -137,6 +144,8 @@ def plan_files(
     file planned with its own defaults, one Plan. `name` is the registry's name in the tree and
     `identities` every registry's identity by name (copies are matched by provenance)."""
     observed = registry.read([m for f in files for m in f.loaded.spec.models])
+    # the server's webhooks, when a file declares webhooks: (a located error on a server without)
+    observed = observe_webhooks(observed, [(f.loaded, f.shown) for f in files], registry.webhooks)
     # the audit record is read only for models whose history block was removed or edited
     drifted = history_drifted(observed)
     records = registry.read_records(drifted) if drifted else {}
@@ -298,7 +307,7 @@ def check_permissions(plan: Plan, registry: RegistryPort) -> None:
     missing: list[str] = []
     for model in plan.models:
         changes = [] if model in plan.blocked else plan.changes_for(model)
-        if not changes:
+        if not changes or model == WEBHOOKS:  # webhooks: reading them at plan time needed admin
             continue
         if any(isinstance(c, CreateModel) for c in changes):
             if not registry.can(model, "READ"):
@@ -468,7 +477,7 @@ def apply_request(
         evidence = open_evidence(uri, credentials, {name: (uri, credentials)})
         planned = check_fresh(saved, registry, evidence, request.clock(), tree=tree)
         opened = Opened(name, uri, registry, planned)
-        outcome = PlanOutcome((opened,), _tree_plan([opened], {}, ((), ())), folder)
+        outcome = PlanOutcome((opened,), _tree_plan([opened], {}, ((), ()), tree), folder)
     else:
         outcome = _plan_tree(
             PlanRequest(
@@ -615,6 +624,9 @@ def _plan_tree(request: PlanRequest, progress: Callable[[str], None]) -> PlanOut
     def plan_one(name: str) -> Opened:
         uri, credentials = where[name]
         files = _files(tree, chosen[name])
+        hooks = webhooks_file(tree, name, [f.loaded.path for f in files])
+        if hooks is not None and not request.models:  # --model plans no webhooks
+            files.append(PlanFile(*hooks))
         progress(
             f"reading {sum(len(f.loaded.spec.models) for f in files)} models from {uri} and "
             "running gates ..."
@@ -653,7 +665,7 @@ def _plan_tree(request: PlanRequest, progress: Callable[[str], None]) -> PlanOut
         )
     selected = (tuple(request.registries), tuple(request.models))
     return PlanOutcome(
-        tuple(done), _tree_plan(done, chosen, selected), tree.root.folder, dict(opened)
+        tuple(done), _tree_plan(done, chosen, selected, tree), tree.root.folder, dict(opened)
     )
 
 
@@ -775,13 +787,15 @@ def _tree_plan(
     done: Sequence[Opened],
     chosen: Mapping[str, Sequence[DeclaredModel]],
     selected: tuple[tuple[str, ...], tuple[str, ...]],
+    tree: LoadedTree | None = None,
 ) -> TreePlan:
     registries = tuple(
         RegistryPlan(
             registry=o.name,
             identity=registry_identity(o.uri),
             plan=o.planned.plan,
-            files={m.name: m.file.name for m in chosen.get(o.name, ())},
+            files={m.name: m.file.name for m in chosen.get(o.name, ())}
+            | declaring_file(tree, o.name, o.planned.plan),
         )
         for o in done
     )
@@ -1082,7 +1096,10 @@ def import_tree(request: ImportTreeRequest) -> ImportTreeOutcome:
 
     def read_one(name: str) -> tuple[RegistryState, str]:
         uri, registry = connect_named(tree, name, request.tracking_uri)
-        return registry.read(list(request.models) or None), redact(registry_identity(uri))
+        state = registry.read(list(request.models) or None)
+        if not request.models and not request.split:
+            state = live_webhooks(state, registry.webhooks)
+        return state, redact(registry_identity(uri))
 
     read = dict(zip(names, _concurrently(read_one, names), strict=True))
     states = {name: state for name, (state, _) in read.items()}

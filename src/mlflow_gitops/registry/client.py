@@ -53,6 +53,7 @@ from mlflow_gitops.registry.copy import (
     mlflow_globals,
 )
 from mlflow_gitops.registry.port import RegistryPort
+from mlflow_gitops.registry.webhooks import MlflowWebhooks, WebhookPort
 from mlflow_gitops.secrets import redact
 from mlflow_gitops.settings import registry_identity
 
@@ -145,6 +146,10 @@ class MlflowRegistry:
     def identity(self) -> str:
         """Which registry this is, without credentials (settings.registry_identity)."""
         return registry_identity(self.uri)
+
+    def webhooks(self) -> WebhookPort:
+        """The server's webhooks (MLflow 3.3+), over this adapter's client."""
+        return MlflowWebhooks(self)
 
     # --- reading ------------------------------------------------------------------------------
 

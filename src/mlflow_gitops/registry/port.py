@@ -10,6 +10,7 @@ from mlflow_gitops.observed import RegistryState, RunSummary
 from mlflow_gitops.permissions import Permission
 from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart
 from mlflow_gitops.registry.copy import SourceVersion
+from mlflow_gitops.registry.webhooks import WebhookPort
 
 
 class RegistryPort(Protocol):
@@ -112,4 +113,8 @@ class RegistryPort(Protocol):
         """Make dest_model here hold a copy of that version of `source` (same server: a version
         whose source is models:/<model>/<version>; other server: the run's and the model's files
         copied into a run here); returns its number. A copy made before is returned as is."""
+        ...
+
+    def webhooks(self) -> WebhookPort:
+        """The server's webhooks (MLflow 3.3+; registry/webhooks.py)."""
         ...
