@@ -15,8 +15,8 @@ from mlflow_gitops.observed import (
     WebhookState,
 )
 from mlflow_gitops.permissions import current_user
-from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart, SourceRef, provenance_tags
 from mlflow_gitops.plan.changes import WebhookFields
+from mlflow_gitops.record import AuditRun, RecordFinish, RecordStart, SourceRef, provenance_tags
 from mlflow_gitops.registry.copy import SourceVersion, find_copies
 from mlflow_gitops.registry.webhooks import WebhooksUnsupported
 
@@ -82,7 +82,7 @@ class FakeRegistry:
 
     def webhooks(self) -> FakeWebhooks:
         if self.hooks is None:
-            raise WebhooksUnsupported("this server has no webhook API", "")
+            raise WebhooksUnsupported.at("memory://fake")
         return self.hooks
 
     # --- reading -----------------------------------------------------------------------------
@@ -332,3 +332,20 @@ def observed_from_data(data: dict[str, dict[str, object]]) -> dict[str, ModelSta
             versions=versions,
         )
     return out
+
+
+def webhooks_from_data(data: list[dict[str, object]] | None) -> tuple[WebhookState, ...] | None:
+    """Case-file `observed_webhooks:` list -> WebhookStates (absent: None, not read)."""
+    if data is None:
+        return None
+    return tuple(
+        WebhookState(
+            webhook_id=str(h["id"]),
+            name=str(h["name"]),
+            url=str(h["url"]),
+            events=tuple(sorted(h["events"])),  # type: ignore[call-overload]
+            description=str(h.get("description", "")),
+            status=str(h.get("status", "ACTIVE")),
+        )
+        for h in data
+    )

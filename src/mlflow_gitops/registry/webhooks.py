@@ -34,6 +34,15 @@ PAGE = 100  # MLflow's own default page of list_webhooks
 class WebhooksUnsupported(RegistryError):
     """The server has no webhook API (MLflow 2.x, 3.x before 3.3, a file store)."""
 
+    @classmethod
+    def at(cls, where: str) -> WebhooksUnsupported:
+        """The error for the registry at `where` (shown without credentials)."""
+        return cls(
+            f"the registry at {redact(where)} has no webhook API: webhooks need an MLflow "
+            f"{MIN_MLFLOW}+ server (MLflow 2.x and 3.x before {MIN_MLFLOW} have none)",
+            f"upgrade the server to MLflow {MIN_MLFLOW} or later, or remove webhooks:",
+        )
+
 
 class WebhookPort(Protocol):
     """The webhook operations the tool needs; MLflow's admin-only API on basic-auth servers."""
@@ -67,12 +76,7 @@ class MlflowWebhooks:
             raise
         except Exception as exc:
             if _no_webhook_api(exc):
-                raise WebhooksUnsupported(
-                    f"the registry at {redact(self.registry.uri)} has no webhook API: "
-                    f"webhooks need an MLflow {MIN_MLFLOW}+ server (MLflow 2.x and 3.x before "
-                    f"{MIN_MLFLOW} have none)",
-                    f"upgrade the server to MLflow {MIN_MLFLOW} or later, or remove webhooks:",
-                ) from None
+                raise WebhooksUnsupported.at(self.registry.uri) from None
             raise self.registry._translate(exc, doing) from exc
 
     def read(self) -> tuple[WebhookState, ...]:
