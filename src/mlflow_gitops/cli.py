@@ -478,9 +478,6 @@ def rollback(
     emit(f"{edit.summary}:\n{edit.diff}")
 
 
-# --- helpers ---------------------------------------------------------------------------------------
-
-
 @app.command()
 def relay(
     repository: Annotated[
@@ -523,6 +520,9 @@ def relay(
             retry_for=retry_for,
         )
     )
+
+
+# --- helpers ---------------------------------------------------------------------------------------
 
 
 def _exit_code(plan_: Plan, *, failed: bool = False, detailed: bool = False) -> int:

@@ -42,15 +42,11 @@ from mlflow_gitops.plan.changes import CopyVersion, CreateModel, Plan, RegisterV
 from mlflow_gitops.plan.planner import history_drifted
 from mlflow_gitops.plan.planner import plan as compute_plan
 from mlflow_gitops.plan.tree import RegistryPlan, TreePlan
+from mlflow_gitops.plan.webhooks import declaring_file, webhooks_file
 from mlflow_gitops.record import AUDIT_EXPERIMENT, SourceRef
 from mlflow_gitops.registry.copy import Credentials, find_copies
 from mlflow_gitops.registry.port import RegistryPort
-from mlflow_gitops.registry.webhooks import (
-    declaring_file,
-    live_webhooks,
-    observe_webhooks,
-    webhooks_file,
-)
+from mlflow_gitops.registry.webhooks import live_webhooks, observe_webhooks
 from mlflow_gitops.render.common import describe
 from mlflow_gitops.render.json import plan_document
 from mlflow_gitops.secrets import redact, register_secrets

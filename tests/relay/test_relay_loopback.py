@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from mlflow import MlflowClient
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
 from mlflow_gitops.reconcile import ApplyRequest, apply_request
+from tests.cli_runner import run_cli
 from tests.github.fake_github import FakeGitHub, serve
 from tests.relay.harness import (
     REPOSITORY,
@@ -262,3 +264,31 @@ def test_a_restart_of_the_relay_loses_nothing_queued(
         assert len(world.dispatched(model)) == 1
     finally:
         again.stop()
+
+
+def test_import_writes_the_webhooks_and_plan_on_the_import_is_empty(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "registry.yaml"
+
+    imported = run_cli(capsys, "import", "--tracking-uri", world.server.uri, "--out", str(out))
+
+    assert imported.code == 0, imported.err
+    hooks = yaml.safe_load(out.read_text(encoding="utf-8"))["webhooks"]
+    assert hooks == {
+        "drift-relay": {
+            "url": f"http://127.0.0.1:{world.port}/webhook",
+            "events": [
+                "model_version_alias.created",
+                "model_version_alias.deleted",
+                "model_version_tag.deleted",
+                "model_version_tag.set",
+            ],
+            "description": "hand edits start a drift run",
+            "status": "ACTIVE",
+        }
+    }
+    planned = run_cli(
+        capsys, "plan", str(out), "--tracking-uri", world.server.uri, "--detailed-exitcode"
+    )
+    assert planned.code == 0, planned.out + planned.err

@@ -3,18 +3,23 @@ updated in place, a webhook declared null is deleted, and the others are left al
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from mlflow_gitops.errors import SpecIssue
 from mlflow_gitops.observed import RegistryState, WebhookState
 from mlflow_gitops.plan.changes import (
     Change,
     CreateWebhook,
     DeleteWebhook,
+    Plan,
     UpdateWebhook,
     WebhookChange,
     WebhookFields,
 )
 from mlflow_gitops.spec.load import LoadedSpec, format_loc, locate
-from mlflow_gitops.spec.webhooks import WebhookSpec
+from mlflow_gitops.spec.tree import LoadedTree
+from mlflow_gitops.spec.webhooks import WEBHOOKS, WebhookSpec
 
 DEFAULT_STATUS = "ACTIVE"
 
@@ -106,7 +111,7 @@ def shown(fields: WebhookFields) -> str:
         parts.append(f"url {fields.url}")
     if fields.events is not None:
         parts.append(f"events {', '.join(fields.events)}")
-    if fields.description is not None:
+    if fields.description:  # an empty description is not worth a word
         parts.append(f'description "{fields.description}"')
     if fields.status is not None:
         parts.append(f"status {fields.status}")
@@ -120,3 +125,35 @@ def is_webhook_change(change: Change) -> bool:
             return True
         case _:
             return False
+
+
+# --- in a tree: the file that declares a registry's webhooks ---------------------------------
+
+
+def webhooks_file(
+    tree: LoadedTree, registry: str, planned: Sequence[Path]
+) -> tuple[LoadedSpec, str] | None:
+    """The file of `registry` that declares webhooks:, as a plan file of no model, when it is
+    not among the files already planned (it declares none of the selected models)."""
+    for loaded in tree.files_in(registry):
+        if loaded.spec.webhooks is None or loaded.path in planned:
+            continue
+        bare = LoadedSpec(
+            loaded.spec.model_copy(update={"models": {}}),
+            loaded.path,
+            loaded.positions,
+            loaded.shown,
+        )
+        return bare, str(loaded.path) if loaded.path == tree.root.path else loaded.name
+    return None
+
+
+def declaring_file(tree: LoadedTree | None, registry: str, plan: Plan) -> dict[str, str]:
+    """{WEBHOOKS: the file that declares the registry's webhooks} when the plan changes them,
+    so that renderers show the webhooks under their file."""
+    if tree is None or not any(c.model == WEBHOOKS for c in plan.changes):
+        return {}
+    for loaded in tree.files_in(registry):
+        if loaded.spec.webhooks is not None:
+            return {WEBHOOKS: loaded.name}
+    return {}

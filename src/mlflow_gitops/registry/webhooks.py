@@ -7,7 +7,6 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mlflow_gitops.errors import PermissionDenied, RegistryError, SpecError, SpecIssue
@@ -15,15 +14,13 @@ from mlflow_gitops.observed import RegistryState, WebhookState
 from mlflow_gitops.plan.changes import (
     CreateWebhook,
     DeleteWebhook,
-    Plan,
     UpdateWebhook,
     WebhookFields,
 )
 from mlflow_gitops.plan.webhooks import fields_of
 from mlflow_gitops.secrets import redact, register_secrets
 from mlflow_gitops.spec.load import LoadedSpec, format_loc, locate
-from mlflow_gitops.spec.tree import LoadedTree
-from mlflow_gitops.spec.webhooks import MIN_MLFLOW, WEBHOOKS
+from mlflow_gitops.spec.webhooks import MIN_MLFLOW
 
 if TYPE_CHECKING:
     from mlflow_gitops.registry.client import MlflowRegistry
@@ -154,35 +151,6 @@ def live_webhooks(state: RegistryState, port: Callable[[], WebhookPort]) -> Regi
         return replace(state, webhooks=port().read())
     except (WebhooksUnsupported, PermissionDenied):
         return state
-
-
-def webhooks_file(
-    tree: LoadedTree, registry: str, planned: Sequence[Path]
-) -> tuple[LoadedSpec, str] | None:
-    """The file of `registry` that declares webhooks:, as a plan file of no model, when it is
-    not among the files already planned (it declares none of the selected models)."""
-    for loaded in tree.files_in(registry):
-        if loaded.spec.webhooks is None or loaded.path in planned:
-            continue
-        bare = LoadedSpec(
-            loaded.spec.model_copy(update={"models": {}}),
-            loaded.path,
-            loaded.positions,
-            loaded.shown,
-        )
-        return bare, str(loaded.path) if loaded.path == tree.root.path else loaded.name
-    return None
-
-
-def declaring_file(tree: LoadedTree | None, registry: str, plan: Plan) -> dict[str, str]:
-    """{WEBHOOKS: the file that declares the registry's webhooks} when the plan changes them,
-    so that renderers show the webhooks under their file."""
-    if tree is None or not any(c.model == WEBHOOKS for c in plan.changes):
-        return {}
-    for loaded in tree.files_in(registry):
-        if loaded.spec.webhooks is not None:
-            return {WEBHOOKS: loaded.name}
-    return {}
 
 
 # --- planning and applying ---------------------------------------------------------------------
