@@ -33,6 +33,7 @@ log = logging.getLogger("mlflow_gitops.relay")
 
 MAX_BODY = 1_048_576  # MLflow's registry payloads are a few kB; a tag value at most 8,000 chars
 MAX_BACKOFF_S = 60.0
+COMPACT_EVERY = 10_000  # outcomes between two rewrites of the journal: it never grows unbounded
 
 
 @dataclass(frozen=True)
@@ -117,22 +118,27 @@ class Relay:
         self.marks = Marks(keep=config.settle * 2)
         self.counters = Counters()
         self.stopping = False
+        self.finished = 0
         now = clock()
-        horizon = now - 2 * config.tolerance - config.settle
         entries = replay(config.journal)
         for e in entries:
-            if e.event.received >= horizon:
+            if e.event.received >= self._horizon(now):
                 self.seen[e.event.delivery_id] = e.event.received
                 mark = mark_of(e.event)
                 if mark is not None:
                     self.marks.add(mark)
             if e.done is None:
                 self._queue(e.event)
-        compact(config.journal, entries, horizon)
+        compact(config.journal, entries, self._horizon(now))
         if self.pending:
             log.info("relay: %d event(s) from the journal queued again", len(self.pending))
         self.journal = Journal(config.journal)
         self.worker = threading.Thread(target=self._work, name="relay-dispatch", daemon=True)
+
+    def _horizon(self, now: float) -> float:
+        """Entries received before this are no longer needed: a replay of them is refused by
+        its timestamp, and no held event waits for their record."""
+        return now - 2 * self.config.tolerance - 2 * self.config.settle
 
     def _queue(self, event: Event) -> None:
         due = event.received + self.config.settle
@@ -176,6 +182,13 @@ class Relay:
         """Record the outcome (under the condition's lock)."""
         self.journal.done(delivery, result)
         self.pending.pop(delivery, None)
+        self.finished += 1
+        if self.finished % COMPACT_EVERY == 0:
+            self.journal.close()
+            horizon = self._horizon(self.clock())
+            compact(self.config.journal, replay(self.config.journal), horizon)
+            self.seen = {k: v for k, v in self.seen.items() if v >= horizon}
+            self.journal = Journal(self.config.journal)
         if result == "own":
             self.counters.own += 1
         elif result == "dispatched":
@@ -260,7 +273,8 @@ class Relay:
         with self.cond:
             self.stopping = True
             self.cond.notify_all()
-        self.worker.join(timeout=self.config.timeout + 5)
+        if self.worker.is_alive():
+            self.worker.join(timeout=self.config.timeout + 5)
         self.journal.close()
 
 
