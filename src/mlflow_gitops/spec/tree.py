@@ -26,6 +26,7 @@ from mlflow_gitops.spec.model import (
     VersionSpec,
     merge_defaults,
 )
+from mlflow_gitops.spec.webhooks import webhook_files
 
 MAX_FILES = 10_000
 ROOT_ONLY = ("registries", "default_registry", "tracking_uri")
@@ -133,6 +134,7 @@ def load_tree(path: Path | str) -> LoadedTree:
         files.append(loaded)
     for loaded in files:
         issues += check(loaded, loaded.name)
+    issues += webhook_files(files, registry_of)
     models = _models(files, registry_of, known, issues)
     if issues:
         order = {name: i for i, name in enumerate([root.name, *included])}
