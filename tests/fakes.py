@@ -7,12 +7,59 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from mlflow_gitops.errors import LockError, RegistryError
-from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, VersionState
+from mlflow_gitops.observed import (
+    ModelState,
+    RegistryState,
+    RunSummary,
+    VersionState,
+    WebhookState,
+)
 from mlflow_gitops.permissions import current_user
+from mlflow_gitops.plan.changes import WebhookFields
 from mlflow_gitops.record import SourceRef, provenance_tags
 from mlflow_gitops.record.run import AuditRun, RecordFinish, RecordStart
 from mlflow_gitops.registry.copy import SourceVersion, find_copies
 from mlflow_gitops.registry.port import RegistryPort
+from mlflow_gitops.registry.webhooks import WebhooksUnsupported
+
+
+@dataclass
+class FakeWebhooks:
+    """A server's webhooks in memory; `secrets` holds what MLflow would store (never returns)."""
+
+    hooks: dict[str, WebhookState] = field(default_factory=dict)  # id -> webhook
+    secrets: dict[str, str | None] = field(default_factory=dict)
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+
+    def read(self) -> tuple[WebhookState, ...]:
+        self.calls.append(("read",))
+        return tuple(sorted(self.hooks.values(), key=lambda h: (h.name, h.webhook_id)))
+
+    def create(self, name: str, fields: WebhookFields, secret: str | None) -> str:
+        self.calls.append(("create", name))
+        hook_id = f"wh-{len(self.hooks) + 1}"
+        self.hooks[hook_id] = WebhookState(
+            webhook_id=hook_id,
+            name=name,
+            url=fields.url or "",
+            events=tuple(sorted(fields.events or ())),
+            description=fields.description or "",
+            status=fields.status or "ACTIVE",
+        )
+        self.secrets[hook_id] = secret
+        return hook_id
+
+    def update(self, webhook_id: str, fields: WebhookFields, secret: str | None) -> None:
+        self.calls.append(("update", webhook_id))
+        changed = {k: v for k, v in fields if v is not None}
+        self.hooks[webhook_id] = replace(self.hooks[webhook_id], **changed)
+        if secret is not None:
+            self.secrets[webhook_id] = secret
+
+    def delete(self, webhook_id: str) -> None:
+        self.calls.append(("delete", webhook_id))
+        del self.hooks[webhook_id]
+        self.secrets.pop(webhook_id, None)
 
 
 @dataclass
@@ -33,6 +80,12 @@ class FakeRegistry:
     lacking: set[tuple[str, str]] = field(default_factory=set)  # (model, permission) not held
     unreadable: frozenset[tuple[str, int]] = frozenset()
     user: str = field(default_factory=current_user)  # who its requests act as, for messages
+    hooks: FakeWebhooks | None = None  # the server's webhooks; None: a server without (2.x)
+
+    def webhooks(self) -> FakeWebhooks:
+        if self.hooks is None:
+            raise WebhooksUnsupported.at("memory://fake")
+        return self.hooks
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -282,3 +335,20 @@ def observed_from_data(data: dict[str, dict[str, object]]) -> dict[str, ModelSta
             versions=versions,
         )
     return out
+
+
+def webhooks_from_data(data: list[dict[str, object]] | None) -> tuple[WebhookState, ...] | None:
+    """Case-file `observed_webhooks:` list -> WebhookStates (absent: None, not read)."""
+    if data is None:
+        return None
+    return tuple(
+        WebhookState(
+            webhook_id=str(h["id"]),
+            name=str(h["name"]),
+            url=str(h["url"]),
+            events=tuple(sorted(h["events"])),  # type: ignore[call-overload]
+            description=str(h.get("description", "")),
+            status=str(h.get("status", "ACTIVE")),
+        )
+        for h in data
+    )

@@ -19,10 +19,12 @@ from mlflow_gitops.plan.changes import (
     Change,
     CopyVersion,
     CreateModel,
+    CreateWebhook,
     DeleteAlias,
     DeleteModelTag,
     DeleteVersion,
     DeleteVersionTag,
+    DeleteWebhook,
     Plan,
     RegisterVersion,
     RestoreHistory,
@@ -33,6 +35,7 @@ from mlflow_gitops.plan.changes import (
     SetVersionTag,
     Target,
     TransitionStage,
+    UpdateWebhook,
 )
 from mlflow_gitops.record import (
     LEGACY_TAGS,
@@ -48,6 +51,7 @@ from mlflow_gitops.record import (
 )
 from mlflow_gitops.record.run import RecordedChange
 from mlflow_gitops.registry.port import RegistryPort
+from mlflow_gitops.registry.webhooks import apply_webhook
 
 Progress = Callable[[str, int, int], None]
 
@@ -270,6 +274,8 @@ class _ModelApplier:
                 number = self.number(target)
                 r.delete_version(name, number)
                 self.deleted.add(number)
+            case CreateWebhook() | UpdateWebhook() | DeleteWebhook():
+                apply_webhook(r.webhooks(), change)
             case _:
                 assert_never(change)
 

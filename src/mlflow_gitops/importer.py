@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from mlflow_gitops.errors import GitopsError
-from mlflow_gitops.observed import ModelState, RegistryState
+from mlflow_gitops.observed import ModelState, RegistryState, WebhookState
 from mlflow_gitops.record import split_history
 from mlflow_gitops.spec.tree import LoadedTree
 
@@ -38,7 +38,21 @@ def registry_document(
     """The data of a registry.yaml for these models; with aliases_from_stages (e.g.
     {Production: champion}) the stages become aliases and the file declares no stage."""
     models = {name: _model(m, aliases_from_stages) for name, m in sorted(state.models.items())}
-    return {"version": 1, "models": models}
+    hooks = webhooks_document(state.webhooks)
+    return {"version": 1, **({"webhooks": hooks} if hooks else {}), "models": models}
+
+
+def webhooks_document(hooks: Sequence[WebhookState] | None) -> dict[str, dict[str, object]]:
+    """The `webhooks:` of an imported file: every webhook as the server holds it (no
+    secret_env: MLflow never returns a secret; add it by hand to manage the secret)."""
+    out: dict[str, dict[str, object]] = {}
+    for hook in sorted(hooks or (), key=lambda h: h.name):
+        entry: dict[str, object] = {"url": hook.url, "events": list(hook.events)}
+        if hook.description:
+            entry["description"] = hook.description
+        entry["status"] = hook.status
+        out.setdefault(hook.name, entry)  # two of one name: the first (plan says which)
+    return out
 
 
 def _model(model: ModelState, aliases_from_stages: dict[str, str] | None = None) -> dict[str, Any]:
@@ -182,7 +196,7 @@ def _tree_text(
     aliases_from_stages: dict[str, str] | None,
 ) -> str:
     document = registry_document(state, aliases_from_stages)
-    document = {"version": 1, "registry": registry, "models": document["models"]}
+    document = {"version": 1, "registry": registry, **document}
     header = f"# Imported from {source} by mlflow-gitops on {now:%Y-%m-%d}.\n"
     return header + _dump(document)
 

@@ -73,10 +73,24 @@ ABSENT_DIGEST = "absent"
 
 
 @dataclass(frozen=True)
+class WebhookState:
+    """One MLflow webhook as the server returns it (MLflow never returns its secret)."""
+
+    webhook_id: str
+    name: str
+    url: str
+    events: tuple[str, ...]  # MLflow's spelling, sorted
+    description: str = ""
+    status: str = "ACTIVE"
+
+
+@dataclass(frozen=True)
 class RegistryState:
-    """The managed part of the live registry; a model missing here does not exist."""
+    """The managed part of the live registry; a model missing here does not exist.
+    `webhooks`: the server's webhooks, read only when a file declares webhooks: (else None)."""
 
     models: Mapping[str, ModelState] = field(default_factory=dict)
+    webhooks: tuple[WebhookState, ...] | None = None
 
     def digest(self, name: str) -> str:
         """The model's fingerprint, or `absent`."""

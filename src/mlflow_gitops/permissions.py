@@ -15,10 +15,12 @@ from mlflow_gitops.plan.changes import (
     Change,
     CopyVersion,
     CreateModel,
+    CreateWebhook,
     DeleteAlias,
     DeleteModelTag,
     DeleteVersion,
     DeleteVersionTag,
+    DeleteWebhook,
     RegisterVersion,
     RestoreHistory,
     SetAlias,
@@ -27,6 +29,7 @@ from mlflow_gitops.plan.changes import (
     SetVersionDescription,
     SetVersionTag,
     TransitionStage,
+    UpdateWebhook,
 )
 
 Permission = Literal["READ", "EDIT", "MANAGE"]
@@ -62,7 +65,8 @@ WHAT_NEEDS = (
 
 
 def needed(change: Change) -> Permission | None:
-    """The permission a change needs on its registered model; None for creating the model."""
+    """The permission a change needs on its registered model; None for creating the model
+    and for webhooks (no model's)."""
     match change:
         case CreateModel():
             return None
@@ -81,6 +85,10 @@ def needed(change: Change) -> Permission | None:
             | SetAlias()
         ):
             return "EDIT"
+        case CreateWebhook() | UpdateWebhook() | DeleteWebhook():
+            # not a model permission: an MLflow admin's (basic-auth), which reading the
+            # webhooks at plan time already needed
+            return None
         case _:
             assert_never(change)
 

@@ -31,6 +31,8 @@ class FakeGitHub:
     fail_times: int | None = None  # how many requests `fail` answers; None: all of them
     next_id: int = 1000
     url: str = ""
+    # repository_dispatch events received, as (repository, body)
+    dispatches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def add(self, repository: str, number: int, body: str, login: str = "octocat") -> None:
         """A comment someone else wrote."""
@@ -43,6 +45,14 @@ class FakeGitHub:
             for c in self.comments.get((repository, number), [])
             if c["user"]["login"] == "github-actions[bot]"
         ]
+
+    def _dispatch(self, repository: str, body: Any) -> tuple[int, Any, str]:
+        """POST /repos/{owner}/{repo}/dispatches: 204 and no body, like GitHub."""
+        problem = _dispatch_problem(body)
+        if problem:
+            return 422, {"message": f"Validation Failed: {problem}"}, ""
+        self.dispatches.append((repository, body))
+        return 204, None, ""
 
     def _create(self, repository: str, number: int, body: str, login: str) -> dict[str, Any]:
         self.next_id += 1
@@ -81,6 +91,10 @@ class FakeGitHub:
                 if len(body["body"]) > BODY_LIMIT:
                     return 422, {"message": "Validation Failed: body is too long"}, ""
                 return 201, self._create(*key, body["body"], "github-actions[bot]"), ""
+        if len(parts) == 4 and parts[0] == "repos" and parts[3] == "dispatches":
+            if method != "POST":
+                return 404, {"message": "Not Found"}, ""
+            return self._dispatch(f"{parts[1]}/{parts[2]}", body)
         if len(parts) == 6 and parts[3:5] == ["issues", "comments"] and method == "PATCH":
             for comment in (c for cs in self.comments.values() for c in cs):
                 if comment["id"] == int(parts[5]):
@@ -89,6 +103,18 @@ class FakeGitHub:
                     comment["body"] = body["body"]
                     return 200, comment, ""
         return 404, {"message": "Not Found"}, ""
+
+
+def _dispatch_problem(body: Any) -> str:
+    """What GitHub's validation says of a repository_dispatch body ('' when valid)."""
+    if not isinstance(body, dict) or not isinstance(body.get("event_type"), str):
+        return "event_type is required"
+    if not 1 <= len(body["event_type"]) <= 100:
+        return "event_type must be 1 to 100 characters"
+    payload = body.get("client_payload", {})
+    if not isinstance(payload, dict) or len(payload) > 10:
+        return "client_payload can have at most 10 top-level properties"
+    return ""
 
 
 def serve(fake: FakeGitHub) -> ThreadingHTTPServer:
@@ -102,7 +128,7 @@ def serve(fake: FakeGitHub) -> ThreadingHTTPServer:
             status, data, link = fake.handle(
                 self.command, self.path, self.headers.get("Authorization", ""), body
             )
-            payload = json.dumps(data).encode()
+            payload = json.dumps(data).encode() if status != 204 else b""
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))

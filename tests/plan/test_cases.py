@@ -16,7 +16,7 @@ from mlflow_gitops.errors import SpecError
 from mlflow_gitops.observed import RegistryState
 from mlflow_gitops.plan.changes import Plan
 from mlflow_gitops.plan.planner import plan
-from tests.fakes import observed_from_data
+from tests.fakes import observed_from_data, webhooks_from_data
 from tests.helpers import load_text
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)  # the one clock of these plans
@@ -87,7 +87,10 @@ def difference(expected: dict[str, Any], planned: dict[str, Any], name: str) -> 
 def test_case(case: Path, tmp_path: Path) -> None:
     data = yaml.safe_load(case.read_text(encoding="utf-8"))
     desired = load_text(tmp_path, data["desired"])
-    observed = RegistryState(models=observed_from_data(data.get("observed") or {}))
+    observed = RegistryState(
+        models=observed_from_data(data.get("observed") or {}),
+        webhooks=webhooks_from_data(data.get("observed_webhooks")),
+    )
     if "error" in data:
         with pytest.raises(SpecError) as err:
             plan(desired, observed, NOW)

@@ -10,11 +10,13 @@ from mlflow_gitops.permissions import Permission
 from mlflow_gitops.plan.changes import (
     Change,
     CreateModel,
+    CreateWebhook,
     DeleteAlias,
     Plan,
     SetAlias,
     SetModelTag,
     Target,
+    WebhookFields,
 )
 from mlflow_gitops.reconcile.permission import permission_asks, refusal
 
@@ -22,6 +24,10 @@ TAG = SetModelTag(model="m", key="team", before=None, after="search")
 UNALIAS = DeleteAlias(model="m", alias="champion", before=2)
 ALIAS = SetAlias(model="m", alias="champion", before=None, target=Target(version=2))
 CREATE = CreateModel(model="new")
+HOOK = CreateWebhook(
+    name="drift-relay",
+    after=WebhookFields(url="https://relay.example.com/", events=("model_version.created",)),
+)
 USER = "user 'alice'"
 
 
@@ -36,6 +42,7 @@ def plan_of(*changes: Change, blocked: tuple[str, ...] = ()) -> Plan:
         (plan_of(TAG, UNALIAS), [("m", "EDIT"), ("m", "MANAGE")]),
         (plan_of(CREATE, TAG), [("m", "EDIT"), ("new", "READ")]),
         (plan_of(TAG, blocked=("m",)), []),
+        (plan_of(HOOK, TAG), [("m", "EDIT")]),  # webhooks: no model's (an admin's, read at plan)
         (plan_of(), []),
     ],
 )
@@ -68,6 +75,7 @@ def test_what_the_registry_is_asked(plan: Plan, asks: list[tuple[str, Permission
         ),
         (plan_of(CREATE), {("new", "READ"): True}, True, []),
         (plan_of(TAG, blocked=("m",)), {}, True, []),
+        (plan_of(HOOK), {}, True, []),
         (
             plan_of(TAG),
             {("m", "EDIT"): True},

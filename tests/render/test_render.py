@@ -11,10 +11,12 @@ from mlflow_gitops.plan.changes import (
     Change,
     CopyVersion,
     CreateModel,
+    CreateWebhook,
     DeleteAlias,
     DeleteModelTag,
     DeleteVersion,
     DeleteVersionTag,
+    DeleteWebhook,
     Plan,
     RegisterVersion,
     RestoreHistory,
@@ -25,6 +27,8 @@ from mlflow_gitops.plan.changes import (
     SetVersionTag,
     Target,
     TransitionStage,
+    UpdateWebhook,
+    WebhookFields,
 )
 from mlflow_gitops.render import json as render_json
 from mlflow_gitops.render import markdown, text
@@ -151,6 +155,7 @@ def test_reused_scores_show_as_such_in_text_json_and_markdown() -> None:
     assert "reused" not in text.render_plan(unused, color=False) + markdown.render_plan(unused)
 
 
+HOOK = WebhookFields(url="https://relay.example/webhook", events=("model_version.created",))
 V2, NEW = Target(version=2), Target(entry="run " + "3f2a" * 8 + "/model")
 ONE_LINE = [
     (CreateModel(model="m"), "create model"),
@@ -184,6 +189,20 @@ ONE_LINE = [
     (SetAlias(model="m", alias="champion", before=1, target=V2), "alias champion -> v2"),
     (DeleteAlias(model="m", alias="old", before=1), "delete alias old"),
     (DeleteVersion(model="m", target=V2, stage="Archived"), "delete v2"),
+    (
+        CreateWebhook(name="relay", after=HOOK, secret_env="RELAY_SECRET"),
+        "create webhook relay",
+    ),
+    (
+        UpdateWebhook(
+            name="relay",
+            webhook_id="w1",
+            before=WebhookFields(status="ACTIVE"),
+            after=WebhookFields(status="DISABLED"),
+        ),
+        "update webhook relay: status DISABLED",
+    ),
+    (DeleteWebhook(name="relay", webhook_id="w1", before=HOOK), "delete webhook relay"),
 ]
 
 

@@ -349,6 +349,50 @@ def rollback(
     emit(f"{edit.summary}:\n{edit.diff}")
 
 
+@app.command()
+def relay(
+    repository: Annotated[
+        str | None,
+        typer.Option(
+            help="OWNER/NAME to send repository_dispatch to (default: $GITHUB_REPOSITORY)."
+        ),
+    ] = None,
+    secret_env: Annotated[
+        str, typer.Option(help="The variable holding the webhook's secret (its secret_env).")
+    ] = "MLFLOW_WEBHOOK_SECRET",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8765,
+    journal: Annotated[
+        Path, typer.Option(help="The on-disk queue (JSON lines); keep it across restarts.")
+    ] = Path("mlflow-gitops-relay.jsonl"),
+    settle: Annotated[
+        float, typer.Option(min=0, help="Seconds an event waits for the tool's own record.")
+    ] = 10.0,
+    max_body: Annotated[int, typer.Option(min=1, help="Largest delivery accepted, in bytes.")] = (
+        1_048_576
+    ),
+    retry_for: Annotated[
+        float, typer.Option(min=0, help="Seconds a dispatch is retried before it is given up.")
+    ] = 3600.0,
+) -> None:
+    """Turn MLflow's signed registry events into GitHub repository_dispatch events
+    (mlflow-registry-event) that start the drift workflow; the GitHub token is GITHUB_TOKEN."""
+    from mlflow_gitops.relay.command import serve_command
+
+    raise typer.Exit(
+        serve_command(
+            repository=repository,
+            secret_env=secret_env,
+            journal=journal,
+            host=host,
+            port=port,
+            settle=settle,
+            max_body=max_body,
+            retry_for=retry_for,
+        )
+    )
+
+
 # --- helpers ---------------------------------------------------------------------------------------
 
 

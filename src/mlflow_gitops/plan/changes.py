@@ -7,6 +7,7 @@ from typing import Annotated, Literal, assert_never
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlflow_gitops.plan.gates import GateResult
+from mlflow_gitops.spec.webhooks import WEBHOOKS
 
 # the version of every JSON output of the tool: a plan (shown or saved), a tree's plan, an
 # apply's result, a model's history (the audit record in MLflow has its own, in record/)
@@ -172,6 +173,51 @@ class DeleteVersion(Frozen):
     stage: str
 
 
+class WebhookFields(Frozen):
+    """The managed fields of a webhook; in an update, only the fields that change are set."""
+
+    url: str | None = None
+    events: tuple[str, ...] | None = None
+    description: str | None = None
+    status: str | None = None
+
+
+class CreateWebhook(Frozen):
+    """Create one of the registry's webhooks; its secret is read from `secret_env` at apply
+    time and never stored in the plan. `model` is the registry's webhook entry (WEBHOOKS)."""
+
+    kind: Literal["create_webhook"] = "create_webhook"
+    model: str = WEBHOOKS
+    name: str
+    after: WebhookFields
+    secret_env: str | None = None
+
+
+class UpdateWebhook(Frozen):
+    """Change a webhook in place (only the fields in `after`; the secret is sent again)."""
+
+    kind: Literal["update_webhook"] = "update_webhook"
+    model: str = WEBHOOKS
+    name: str
+    webhook_id: str
+    before: WebhookFields
+    after: WebhookFields
+    secret_env: str | None = None
+
+
+class DeleteWebhook(Frozen):
+    """Delete a webhook the file declares as null."""
+
+    kind: Literal["delete_webhook"] = "delete_webhook"
+    model: str = WEBHOOKS
+    name: str
+    webhook_id: str
+    before: WebhookFields
+
+
+WebhookChange = CreateWebhook | UpdateWebhook | DeleteWebhook
+
+
 Change = Annotated[
     CreateModel
     | RegisterVersion
@@ -186,7 +232,10 @@ Change = Annotated[
     | TransitionStage
     | SetAlias
     | DeleteAlias
-    | DeleteVersion,
+    | DeleteVersion
+    | CreateWebhook
+    | UpdateWebhook
+    | DeleteWebhook,
     Field(discriminator="kind"),
 ]
 
@@ -250,6 +299,10 @@ def phase(change: Change) -> tuple[int, int]:
             return (5, 0)
         case DeleteVersion():
             return (6, 0)
+        case CreateWebhook() | UpdateWebhook():
+            return (0, 1)
+        case DeleteWebhook():
+            return (6, 1)
         case _:
             assert_never(change)
 
@@ -259,6 +312,8 @@ def sort_key(change: Change) -> tuple[object, ...]:
     cleanly."""
     if isinstance(change, SetAlias | DeleteAlias):
         return (change.model, *phase(change), 0, "", change.alias)
+    if isinstance(change, CreateWebhook | UpdateWebhook | DeleteWebhook):
+        return (change.model, *phase(change), 0, "", change.name)
     target = getattr(change, "target", None)
     number = target.version if isinstance(target, Target) and target.version else 0
     entry = (target.entry or "") if isinstance(target, Target) else getattr(change, "entry", "")

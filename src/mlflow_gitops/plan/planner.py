@@ -27,6 +27,7 @@ from mlflow_gitops.plan.changes import (
     sort_key,
 )
 from mlflow_gitops.plan.match import Slot, VersionMatcher
+from mlflow_gitops.plan.webhooks import plan_webhooks
 from mlflow_gitops.record import (
     history_altered,
     last_move,
@@ -85,6 +86,10 @@ def plan(
             blocked[name] = tuple(planner.blocked)
         if planner.unmanaged:
             unmanaged[name] = tuple(planner.unmanaged)
+    try:
+        changes.extend(plan_webhooks(desired, observed, file or str(desired.path)))
+    except SpecError as exc:
+        issues.extend(exc.issues)
     if issues:
         raise SpecError(issues)
     return Plan(

@@ -135,7 +135,7 @@ def _fresh_saved(request: ApplyRequest) -> PlanOutcome:
     evidence = connect.open_evidence(uri, credentials, {name: (uri, credentials)})
     planned = check_fresh(saved, registry, evidence, request.clock(), tree=tree)
     opened = Opened(name, uri, registry, planned)
-    return PlanOutcome((opened,), tree_plan([opened], {}), folder)
+    return PlanOutcome((opened,), tree_plan([opened], {}, tree=tree), folder)
 
 
 def check_fresh(

@@ -21,6 +21,7 @@ from mlflow_gitops.importer import (
 from mlflow_gitops.observed import RegistryState
 from mlflow_gitops.reconcile import connect
 from mlflow_gitops.reconcile.planning import concurrently
+from mlflow_gitops.registry.webhooks import live_webhooks
 from mlflow_gitops.secrets import redact
 from mlflow_gitops.settings import registry_identity
 from mlflow_gitops.spec.tree import load_tree
@@ -88,6 +89,8 @@ def import_registry(request: ImportRequest) -> Imported:
         request.tracking_uri, None, out.resolve().parent if out else Path.cwd()
     )
     state = connect.read_models(registry, uri, list(request.models) or None)
+    if not request.models:  # the whole registry: its webhooks too (MLflow 3.3+, readable by admins)
+        state = live_webhooks(state, registry.webhooks)
     mapping = dict(request.aliases_from_stages) if request.aliases_from_stages else None
     text = render_registry(state, redact(uri), request.now, mapping)
     if out is not None:
@@ -132,7 +135,10 @@ def import_tree(request: ImportTreeRequest) -> ImportTreeOutcome:
 
     def read_one(name: str) -> tuple[RegistryState, str]:
         uri, registry = connect.connect_named(tree, name, request.tracking_uri)
-        return registry.read(list(request.models) or None), redact(registry_identity(uri))
+        state = registry.read(list(request.models) or None)
+        if not request.models and not request.split:
+            state = live_webhooks(state, registry.webhooks)
+        return state, redact(registry_identity(uri))
 
     read = dict(zip(names, concurrently(read_one, names), strict=True))
     states = {name: state for name, (state, _) in read.items()}

@@ -1,6 +1,7 @@
 """Whether this user may apply a plan: a pure function of the plan and of what the registry said
 the user may do. Every change is annotated (tags, description), so any change needs EDIT;
-MLflow grants MANAGE on a model to the user who creates it."""
+MLflow grants MANAGE on a model to the user who creates it. Webhooks are no model's: changing
+them needs an MLflow admin, which reading them at plan time already needed."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from mlflow_gitops.permissions import WHAT_NEEDS, Permission, needed
 from mlflow_gitops.plan.changes import CreateModel, Plan
 from mlflow_gitops.record import AUDIT_EXPERIMENT
 from mlflow_gitops.render.common import describe
+from mlflow_gitops.spec.webhooks import WEBHOOKS
 
 Held = Mapping[tuple[str, Permission], bool]
 
@@ -21,7 +23,7 @@ def permission_asks(plan: Plan) -> list[tuple[str, Permission]]:
     asks: list[tuple[str, Permission]] = []
     for model in plan.models:
         changes = [] if model in plan.blocked else plan.changes_for(model)
-        if not changes:
+        if not changes or model == WEBHOOKS:  # webhooks: reading them at plan time needed admin
             continue
         if any(isinstance(c, CreateModel) for c in changes):
             asks.append((model, "READ"))
@@ -39,7 +41,7 @@ def refusal(plan: Plan, held: Held, may_record: bool, user: str) -> PermissionDe
     missing: list[str] = []
     for model in plan.models:
         changes = [] if model in plan.blocked else plan.changes_for(model)
-        if not changes:
+        if not changes or model == WEBHOOKS:  # webhooks: reading them at plan time needed admin
             continue
         if any(isinstance(c, CreateModel) for c in changes):
             if not held.get((model, "READ"), False):

@@ -11,9 +11,11 @@ from pathlib import Path
 from mlflow_gitops.errors import GitopsError
 from mlflow_gitops.plan.changes import CopyVersion, Plan
 from mlflow_gitops.plan.tree import TreePlan
+from mlflow_gitops.plan.webhooks import webhooks_file
 from mlflow_gitops.reconcile import connect
 from mlflow_gitops.reconcile.planning import (
     Opened,
+    PlanFile,
     Planned,
     check_sources,
     concurrently,
@@ -115,6 +117,9 @@ def plan_request(request: PlanRequest, progress: Callable[[str], None] = ignore)
     def plan_one(name: str) -> Opened:
         uri, credentials = where[name]
         files = files_of(tree, chosen[name])
+        hooks = webhooks_file(tree, name, [f.loaded.path for f in files])
+        if hooks is not None and not request.models:  # --model plans no webhooks
+            files.append(PlanFile(*hooks))
         progress(
             f"reading {sum(len(f.loaded.spec.models) for f in files)} models from {uri} and "
             "running gates ..."
@@ -153,7 +158,7 @@ def plan_request(request: PlanRequest, progress: Callable[[str], None] = ignore)
         )
     selected = (tuple(request.registries), tuple(request.models))
     return PlanOutcome(
-        tuple(done), tree_plan(done, chosen, selected), tree.root.folder, dict(opened)
+        tuple(done), tree_plan(done, chosen, selected, tree), tree.root.folder, dict(opened)
     )
 
 

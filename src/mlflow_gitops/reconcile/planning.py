@@ -19,9 +19,11 @@ from mlflow_gitops.plan.changes import CopyVersion, Plan, RegisterVersion
 from mlflow_gitops.plan.planner import history_drifted
 from mlflow_gitops.plan.planner import plan as compute_plan
 from mlflow_gitops.plan.tree import RegistryPlan, TreePlan
+from mlflow_gitops.plan.webhooks import declaring_file
 from mlflow_gitops.record import SourceRef
 from mlflow_gitops.registry.copy import find_copies
 from mlflow_gitops.registry.port import RegistryPort
+from mlflow_gitops.registry.webhooks import observe_webhooks
 from mlflow_gitops.secrets import redact
 from mlflow_gitops.settings import registry_identity
 from mlflow_gitops.spec.located import LoadedSpec, format_loc, locate
@@ -79,6 +81,8 @@ def plan_files(
     file planned with its own defaults, one Plan. `name` is the registry's name in the tree and
     `identities` every registry's identity by name (copies are matched by provenance)."""
     observed = registry.read([m for f in files for m in f.loaded.spec.models])
+    # the server's webhooks, when a file declares webhooks: (a located error on a server without)
+    observed = observe_webhooks(observed, [(f.loaded, f.shown) for f in files], registry.webhooks)
     # the audit record is read only for models whose history block was removed or edited
     drifted = history_drifted(observed)
     records = registry.read_records(drifted) if drifted else {}
@@ -289,16 +293,18 @@ def tree_plan(
     done: Sequence[Opened],
     chosen: Mapping[str, Sequence[DeclaredModel]],
     selected: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
+    tree: LoadedTree | None = None,
 ) -> TreePlan:
     """The TreePlan every renderer takes: each registry's plan, its identity, the URI it was
-    given (masked) and the file of each model."""
+    given (masked) and the file of each model (and of the webhooks, from `tree`)."""
     registries = tuple(
         RegistryPlan(
             registry=o.name,
             identity=registry_identity(o.uri),
             uri=redact(o.uri),
             plan=o.planned.plan,
-            files={m.name: m.file.name for m in chosen.get(o.name, ())},
+            files={m.name: m.file.name for m in chosen.get(o.name, ())}
+            | declaring_file(tree, o.name, o.planned.plan),
         )
         for o in done
     )

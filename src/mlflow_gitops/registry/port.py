@@ -1,6 +1,6 @@
 """The registry operations the tool needs, and nothing more: one small protocol per capability,
 and `RegistryPort`, all of them, which the orchestrator opens. A consumer takes the narrowest one
-it needs (the applier: Writes; history: Records; the copy planner: Copies...).
+it needs (the applier: Writes; history: Records; the copy planner: Copies; webhooks: Webhooks...).
 
 A backend implements these; the apply lock and the audit record are written once over smaller
 primitives (registry/lock.LockStore, registry/audit.RecordStore), so a backend may implement
@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from mlflow_gitops.observed import RegistryState, RunSummary
+from mlflow_gitops.observed import RegistryState, RunSummary, WebhookState
 from mlflow_gitops.permissions import Permission
+from mlflow_gitops.plan.changes import WebhookFields
 from mlflow_gitops.record.run import AuditRun, RecordFinish, RecordStart
 from mlflow_gitops.registry.copy import SourceVersion
 
@@ -145,6 +146,33 @@ class Copies(Identity, Protocol):
         ...
 
 
-class RegistryPort(Reads, Writes, Permissions, Locking, Records, Copies, Protocol):
+class WebhookPort(Protocol):
+    """The server's webhooks (MLflow 3.3+): MLflow's admin-only API on basic-auth servers. A
+    server without them raises registry/webhooks.WebhooksUnsupported."""
+
+    def read(self) -> tuple[WebhookState, ...]:
+        """Every webhook of the server (MLflow never returns their secrets)."""
+        ...
+
+    def create(self, name: str, fields: WebhookFields, secret: str | None) -> str:
+        """Create a webhook; returns its id."""
+        ...
+
+    def update(self, webhook_id: str, fields: WebhookFields, secret: str | None) -> None:
+        """Change the fields that are set (and the secret, when given)."""
+        ...
+
+    def delete(self, webhook_id: str) -> None: ...
+
+
+class Webhooks(Protocol):
+    """The registry's webhooks, as declared state (registry/webhooks.py plans and applies them)."""
+
+    def webhooks(self) -> WebhookPort:
+        """The server's webhooks; raises WebhooksUnsupported on a server without them."""
+        ...
+
+
+class RegistryPort(Reads, Writes, Permissions, Locking, Records, Copies, Webhooks, Protocol):
     """Every capability: implemented by the MLflow adapter (registry/mlflow/adapter.py) and by
     the in-memory fake the unit tests use (tests/fakes.py)."""

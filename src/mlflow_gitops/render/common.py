@@ -11,10 +11,12 @@ from mlflow_gitops.plan.changes import (
     Change,
     CopyVersion,
     CreateModel,
+    CreateWebhook,
     DeleteAlias,
     DeleteModelTag,
     DeleteVersion,
     DeleteVersionTag,
+    DeleteWebhook,
     Plan,
     RegisterVersion,
     RestoreHistory,
@@ -24,8 +26,10 @@ from mlflow_gitops.plan.changes import (
     SetVersionDescription,
     SetVersionTag,
     TransitionStage,
+    UpdateWebhook,
 )
 from mlflow_gitops.plan.gates import Reused
+from mlflow_gitops.plan.webhooks import shown
 
 Action = Literal["add", "change", "delete"]
 SYMBOL: dict[Action, str] = {"add": "+", "change": "~", "delete": "-"}
@@ -149,6 +153,27 @@ def row(change: Change) -> Row:
                 None,
                 "deleted: true",
                 summary=f"delete {t.label()}",
+            )
+        case CreateWebhook(name=name, after=after):
+            return Row(
+                "add", f"webhook {name}", None, shown(after), summary=f"create webhook {name}"
+            )
+        case UpdateWebhook(name=name, before=before, after=after):
+            return Row(
+                "change",
+                f"webhook {name}",
+                shown(before),
+                shown(after),
+                summary=f"update webhook {name}: {shown(after)}",
+            )
+        case DeleteWebhook(name=name, before=before):
+            return Row(
+                "delete",
+                f"webhook {name}",
+                shown(before),
+                None,
+                "declared null",
+                summary=f"delete webhook {name}",
             )
         case _:
             assert_never(change)

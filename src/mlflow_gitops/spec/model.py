@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from mlflow_gitops.record import MAX_DESCRIPTION
+from mlflow_gitops.spec.webhooks import WebhookName, WebhookSpec
 
 STAGES = ("None", "Staging", "Production", "Archived")
 GUARDED_STAGES = ("Staging", "Production")
@@ -478,6 +479,11 @@ class RegistrySpec(Strict):
     )
     defaults: Defaults = Field(default_factory=Defaults)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
+    webhooks: dict[WebhookName, WebhookSpec | None] | None = Field(
+        default=None,
+        description="MLflow 3.3+ webhooks of this file's registry, by name (null: delete it); "
+        "declared webhooks are managed, others are left alone",
+    )
 
 
 class Settings(Strict):

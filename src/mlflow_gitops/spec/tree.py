@@ -134,6 +134,7 @@ def load_tree(path: Path | str) -> LoadedTree:
         files.append(loaded)
     for loaded in files:
         issues += check(loaded, loaded.name)
+    issues += webhook_files(files, registry_of)
     models = _models(files, registry_of, known, issues)
     if issues:
         order = {name: i for i, name in enumerate([root.name, *included])}
@@ -420,3 +421,32 @@ def resolve_registry(
     source = tuple(getattr(connection, key) for key in named)
     credentials = Credentials(**values, source=source)
     return ResolvedRegistry(name=name, uri=uri, credentials=credentials)
+
+
+def webhook_files(files: list[LoadedSpec], registry_of: dict[Path, str]) -> list[SpecIssue]:
+    """A registry's webhooks are declared in one file: a second file of the same registry that
+    declares webhooks: is an error naming the first."""
+    first: dict[str, LoadedSpec] = {}
+    issues = []
+    for loaded in files:
+        if loaded.spec.webhooks is None:
+            continue
+        registry = registry_of[loaded.path]
+        if registry not in first:
+            first[registry] = loaded
+            continue
+        _, pos = locate(("webhooks",), loaded.positions)
+        earlier = first[registry]
+        _, where = locate(("webhooks",), earlier.positions)
+        issues.append(
+            SpecIssue(
+                loaded.name,
+                pos.line,
+                pos.column,
+                "webhooks",
+                f"registry '{registry}' already declares its webhooks at "
+                f"{earlier.name}:{where.line}:{where.column}",
+                "declare a registry's webhooks in one of its files",
+            )
+        )
+    return issues

@@ -1,6 +1,6 @@
 """The MLflow adapter: the registry port (registry/port.py) over MlflowClient, for one
 tracking/registry URI, composed from one mixin per capability over one connection (base.py): reads,
-writes, permission probes, copies, and the primitives of the lock and of the audit record, whose
+writes, permission probes, copies, webhooks, and the primitives of the lock and of the audit record, whose
 algorithms are the backend-neutral registry/lock.py and registry/audit.py."""
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from mlflow_gitops.registry.mlflow.audit import RecordPrimitives
 from mlflow_gitops.registry.mlflow.copy import Copies
 from mlflow_gitops.registry.mlflow.lock import LockPrimitives
 from mlflow_gitops.registry.mlflow.probes import Probes
+from mlflow_gitops.registry.mlflow.webhooks import MlflowWebhooks
+from mlflow_gitops.registry.port import WebhookPort
 
 
 class MlflowRegistry(Copies, Probes, LockPrimitives, RecordPrimitives):
@@ -43,3 +45,7 @@ class MlflowRegistry(Copies, Probes, LockPrimitives, RecordPrimitives):
 
     def read_records(self, names: Sequence[str]) -> dict[str, tuple[AuditRun, ...]]:
         return audit.read_records(self, names)
+
+    def webhooks(self) -> WebhookPort:
+        """The server's webhooks (MLflow 3.3+), over this adapter's connection."""
+        return MlflowWebhooks(self)

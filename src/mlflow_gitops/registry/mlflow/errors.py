@@ -124,3 +124,14 @@ def refuses_name_in(exc: BaseException) -> bool:
     return error_code(exc) == "INVALID_PARAMETER_VALUE" and (
         _NAME_IN_REFUSAL in str(getattr(exc, "message", exc))
     )
+
+
+def no_webhook_api(exc: BaseException) -> bool:
+    """A server without MLflow 3.3's webhook API: one that does not know the route (404,
+    ENDPOINT_NOT_FOUND), or a store without webhooks (MLflow's file store raises
+    NotImplementedError)."""
+    return (
+        error_code(exc) == "ENDPOINT_NOT_FOUND"
+        or "error code 404" in str(exc)
+        or isinstance(exc, NotImplementedError)
+    )
