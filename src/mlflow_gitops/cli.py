@@ -200,16 +200,20 @@ def apply(
         if fmt is Format.text:
             emit(_render_outcome(planned, Format.text, target, no_color))
 
+    from mlflow_gitops.github import loop as pull_loop
+
+    loop = pull_loop.start(target, _now)  # the merged pull request, its policies' verdicts
     request = ApplyRequest(
         target,
         tracking_uri,
         _now,
         commit,
         actor,
-        pr,
+        pr if pr is not None else loop.pr,
         parallelism,
         registries=tuple(registry or ()),
         models=tuple(model or ()),
+        judge=loop.judge,
     )
     with status:
         outcome = apply_request(request, status, show)
@@ -221,7 +225,8 @@ def apply(
             if fmt is Format.json
             else "\n" + render_text.render_result(outcome.result, color=_color(no_color))
         )
-    return _exit_code(outcome.plan, failed=not outcome.ok)
+    code = _exit_code(outcome.plan, failed=not outcome.ok)
+    return loop.finish(outcome, code, lambda line: emit(line, err=True))
 
 
 @app.command("import")
@@ -353,6 +358,7 @@ def comment(
     from mlflow_gitops.errors import SpecError
     from mlflow_gitops.github import body as bodies
     from mlflow_gitops.github.context import actions_context
+    from mlflow_gitops.github.loop import with_policies
     from mlflow_gitops.github.publish import plan_for_comment, publish
 
     actions = actions_context()
@@ -364,6 +370,7 @@ def comment(
         registries=tuple(registry or ()),
         models=tuple(model or ()),
     )
+    outcome = with_policies(outcome, file, actions, _now())  # per change: rules met, lacking
     emit(bodies.inert(outcome.body) if actions.active else outcome.body)
     if isinstance(outcome.error, SpecError) and actions.active:
         emit("".join(line + "\n" for line in bodies.error_annotations(outcome.error.issues)))

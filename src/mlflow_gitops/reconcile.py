@@ -408,6 +408,8 @@ class ApplyRequest:
     parallelism: int = 4
     registries: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
+    # policies: the plan judged before anything is shown or written (unmet rules block models)
+    judge: Callable[[PlanOutcome], PlanOutcome] | None = None
 
 
 @dataclass(frozen=True)
@@ -480,6 +482,8 @@ def apply_request(
             ),
             progress,
         )
+    if request.judge is not None:
+        outcome = request.judge(outcome)
     on_plan(outcome)
     if outcome.tree.is_empty:
         return ApplyOutcome(outcome.plan, outcome.uri, None, tree=outcome.tree)

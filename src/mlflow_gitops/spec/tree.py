@@ -27,7 +27,7 @@ from mlflow_gitops.spec.model import (
 )
 
 MAX_FILES = 10_000
-ROOT_ONLY = ("registries", "default_registry", "tracking_uri")
+ROOT_ONLY = ("registries", "default_registry", "tracking_uri", "policies")
 # the variables MLflow's client reads, filled per registry from the variables that registry names
 CREDENTIALS = {
     "username_env": "MLFLOW_TRACKING_USERNAME",
@@ -136,6 +136,10 @@ def load_tree(path: Path | str) -> LoadedTree:
         files.append(loaded)
     for loaded in files:
         issues += check(loaded, loaded.name)
+    if spec.policies:  # CEL is imported only for a file that has rules
+        from mlflow_gitops.policy.check import check_policies
+
+        issues += check_policies(root)
     models = _models(files, registry_of, known, issues)
     if issues:
         order = {name: i for i, name in enumerate([root.name, *included])}
