@@ -12,7 +12,7 @@ from mlflow_gitops.plan.changes import Plan, SetAlias, SetModelTag, Target, Tran
 from mlflow_gitops.plan.tree import RegistryPlan, TreePlan
 from mlflow_gitops.policy.evaluate import enforce, judge
 from mlflow_gitops.policy.facts import TEAMS_TOKEN, Approval, PullFacts
-from mlflow_gitops.policy.model import PolicyRule
+from mlflow_gitops.spec.policies import PolicyRule
 from mlflow_gitops.spec.tree import load_tree
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "policies" / "registry.yaml"

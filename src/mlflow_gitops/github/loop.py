@@ -23,8 +23,8 @@ from mlflow_gitops.policy.facts import TEAMS_TOKEN, PullFacts
 if TYPE_CHECKING:
     from mlflow_gitops.github.publish import Outcome
     from mlflow_gitops.policy.evaluate import PolicyReport
-    from mlflow_gitops.policy.model import PolicyRule
     from mlflow_gitops.reconcile import ApplyOutcome, PlanOutcome
+    from mlflow_gitops.spec.policies import PolicyRule
 
 STATUS_CONTEXT = "mlflow-gitops/apply"
 WRITE_HINT = (

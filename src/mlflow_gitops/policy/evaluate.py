@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from mlflow_gitops.cel import Compiled, EvalError, Problem, compile_rule, evaluate
 from mlflow_gitops.plan.changes import (
     Change,
     DeleteAlias,
@@ -19,9 +20,8 @@ from mlflow_gitops.plan.changes import (
 )
 from mlflow_gitops.plan.gates import GateResult
 from mlflow_gitops.plan.tree import TreePlan
-from mlflow_gitops.policy.cel import Compiled, EvalError, Problem, compile_rule, evaluate
 from mlflow_gitops.policy.facts import PullFacts, change_value, plan_value
-from mlflow_gitops.policy.model import PolicyRule
+from mlflow_gitops.spec.policies import PolicyRule
 
 Status = Literal["pass", "fail", "error", "overridden"]
 

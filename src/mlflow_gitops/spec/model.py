@@ -18,8 +18,8 @@ from pydantic import (
     model_validator,
 )
 
-from mlflow_gitops.policy.model import PolicyRule
 from mlflow_gitops.record import MAX_DESCRIPTION
+from mlflow_gitops.spec.policies import PolicyRule
 
 STAGES = ("None", "Staging", "Production", "Archived")
 GUARDED_STAGES = ("Staging", "Production")

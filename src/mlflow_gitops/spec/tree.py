@@ -137,7 +137,7 @@ def load_tree(path: Path | str) -> LoadedTree:
     for loaded in files:
         issues += check(loaded, loaded.name)
     if spec.policies:  # CEL is imported only for a file that has rules
-        from mlflow_gitops.policy.check import check_policies
+        from mlflow_gitops.spec.policies import check_policies
 
         issues += check_policies(root)
     models = _models(files, registry_of, known, issues)
