@@ -216,7 +216,11 @@ def apply(
         judge=loop.judge,
     )
     with status:
-        outcome = apply_request(request, status, show)
+        try:
+            outcome = apply_request(request, status, show)
+        except GitopsError as exc:  # refused before any change: the pull request says so too
+            loop.refused(exc, lambda line: emit(line, err=True))
+            raise
     if len(outcome.registries) > 1:
         emit(_render_results(outcome, fmt, no_color))
     elif outcome.result is not None:

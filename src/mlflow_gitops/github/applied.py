@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
+from mlflow_gitops.github.body import fenced
 from mlflow_gitops.render.markdown import escape
 from mlflow_gitops.secrets import redact
 
@@ -137,6 +138,23 @@ def section(outcome: ApplyOutcome, commit: str | None, run_url: str | None) -> s
             link = ui_link(r.uri, result.record)
             where = f" ([open in MLflow]({link}))" if link else ""
             out += [f"Audit run: `{escape(result.record, 64)}`{where}", ""]
+    if run_url:
+        out += [f"<sub>[apply run]({run_url})</sub>", ""]
+    return "\n".join([*out, END]) + "\n"
+
+
+def refused_section(message: str, commit: str | None, run_url: str | None) -> str:
+    """The Applied section of an apply that stopped before its first change."""
+    at = f" at {escape(commit[:7])}" if commit else ""
+    out = [
+        START,
+        f"### {ICON['failed']} Applied{at}: failed",
+        "",
+        "> [!CAUTION]\n> **The apply failed before changing anything**: the registry is as it was.",
+        "",
+        fenced(redact(message)),
+        "",
+    ]
     if run_url:
         out += [f"<sub>[apply run]({run_url})</sub>", ""]
     return "\n".join([*out, END]) + "\n"

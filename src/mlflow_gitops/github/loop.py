@@ -165,6 +165,21 @@ class ApplyLoop:
             return 1 if code == 0 else code
         return code
 
+    def refused(self, error: GitopsError, say: Callable[[str], None]) -> None:
+        """An apply that stopped before its first change (refused permissions, the lock held,
+        a stale plan): the comment and the commit status say so too. Best effort: the error
+        itself is what the job reports."""
+        if not self.writes or not self.actions.token:
+            return
+        github = GitHub(self.actions.api_url, self.actions.token)
+        section = bodies.refused_section(error.message, self.actions.commit, self.actions.run_url)
+        try:
+            for line in _post_section(github, self, section):
+                say(line + "\n")
+            say(post_status(github, self, "failure", f"apply failed: {error.message}") + "\n")
+        except GitHubError as exc:
+            say(f"error: {exc.message}\n  hint: {WRITE_HINT}\n")
+
 
 def start(
     target: Path, now: Callable[[], datetime], env: Mapping[str, str] | None = None
@@ -198,39 +213,12 @@ def start(
 def report(github: GitHub, loop: ApplyLoop, outcome: ApplyOutcome) -> list[str]:
     """The Applied section on each merged pull request's comment, the commit status, a
     deployment (with its status) per registry that had changes; what was done, line by line."""
-    from mlflow_gitops.github.body import COMMENT_LIMIT, file_key, is_ours, title
-    from mlflow_gitops.render.markdown import MARKER
-
     repository, sha = loop.repository or "", loop.actions.commit or ""
     run_url = loop.actions.run_url
-    done: list[str] = []
     section = bodies.section(outcome, sha, run_url)
-    file = loop.file
-    for number in loop.pulls:
-        comments = github.comments(repository, number)
-        ours = next((c for c in comments if is_ours(c.body, file)), None)
-        if ours is None:
-            text = f"{MARKER}\n### {title(file)}\n\n{section}\n{file_key(file)}\n"
-            made = github.create_comment(
-                repository, number, _fit(text, section, file, COMMENT_LIMIT)
-            )
-            done.append(f"pull request #{number}: comment created: {made.url}")
-        else:
-            text = _fit(bodies.with_section(ours.body, section), section, file, COMMENT_LIMIT)
-            made = github.update_comment(repository, ours.id, text)
-            done.append(f"pull request #{number}: comment updated: {made.url}")
+    done = _post_section(github, loop, section)
     state, description = bodies.status_description(outcome)
-    github.post(
-        f"/repos/{repository}/statuses/{sha}",
-        {
-            "state": state,
-            "context": STATUS_CONTEXT,
-            "description": description[:140],
-            **({"target_url": run_url} if run_url else {}),
-        },
-        "set the commit status",
-    )
-    done.append(f"commit {sha[:7]}: status {STATUS_CONTEXT} {state}")
+    done.append(post_status(github, loop, state, description))
     for r in outcome.registries:
         s = bodies.registry_state(r)
         if s.state == "no changes":
@@ -266,6 +254,46 @@ def report(github: GitHub, loop: ApplyLoop, outcome: ApplyOutcome) -> list[str]:
         )
         done.append(f"deployment {r.name}: {state_name}")
     return done
+
+
+def _post_section(github: GitHub, loop: ApplyLoop, section: str) -> list[str]:
+    """The Applied section on each merged pull request's sticky comment (created if missing)."""
+    from mlflow_gitops.github.body import COMMENT_LIMIT, file_key, is_ours, title
+    from mlflow_gitops.render.markdown import MARKER
+
+    repository, file = loop.repository or "", loop.file
+    done = []
+    for number in loop.pulls:
+        comments = github.comments(repository, number)
+        ours = next((c for c in comments if is_ours(c.body, file)), None)
+        if ours is None:
+            text = f"{MARKER}\n### {title(file)}\n\n{section}\n{file_key(file)}\n"
+            made = github.create_comment(
+                repository, number, _fit(text, section, file, COMMENT_LIMIT)
+            )
+            done.append(f"pull request #{number}: comment created: {made.url}")
+        else:
+            text = _fit(bodies.with_section(ours.body, section), section, file, COMMENT_LIMIT)
+            made = github.update_comment(repository, ours.id, text)
+            done.append(f"pull request #{number}: comment updated: {made.url}")
+    return done
+
+
+def post_status(github: GitHub, loop: ApplyLoop, state: str, description: str) -> str:
+    """The merge commit's status mlflow-gitops/apply, linking the run."""
+    repository, sha = loop.repository or "", loop.actions.commit or ""
+    run_url = loop.actions.run_url
+    github.post(
+        f"/repos/{repository}/statuses/{sha}",
+        {
+            "state": state,
+            "context": STATUS_CONTEXT,
+            "description": description[:140],
+            **({"target_url": run_url} if run_url else {}),
+        },
+        "set the commit status",
+    )
+    return f"commit {sha[:7]}: status {STATUS_CONTEXT} {state}"
 
 
 def _fit(text: str, section: str, file: str, limit: int) -> str:
