@@ -31,6 +31,7 @@ class Problem:
 class Compiled:
     text: str
     program: celpy.Runner
+    roots: frozenset[str] = frozenset()  # the names it reads: without `change`, one value per plan
 
 
 class EvalError(Exception):
@@ -48,27 +49,38 @@ def compile_rule(text: str) -> Compiled | Problem:
     except CELParseError as exc:
         line, column = getattr(exc, "line", None) or 1, getattr(exc, "column", None) or 1
         return Problem(line, column, _syntax(exc.__context__, text, line, column))
-    for token, name in _free_names(ast, frozenset()):
+    names = list(_free_names(ast, frozenset()))
+    for token, name in names:
         if name not in ROOTS:
             return Problem(
                 token.line or 1,
                 token.column or 1,
                 f"unknown name '{name}': a rule sees {', '.join(ROOTS)}",
             )
-    return Compiled(text, env.program(ast, functions=_functions()))
+    roots = frozenset(name for _, name in names)
+    return Compiled(text, env.program(ast, functions=_functions()), roots)
 
 
-def evaluate(compiled: Compiled, values: Mapping[str, Any], now: datetime) -> bool:
-    """The expression's value over plain values (dicts, lists, str, int, None); raises
-    EvalError when it errs or gives something that is not a bool."""
+def activation(values: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """Plain values (dicts, lists, str, int, None) as CEL values, converted once: a rule over
+    many changes shares the pull request's and the plan's."""
     from celpy import celtypes
     from celpy.adapter import json_to_cel
+
+    out: dict[str, Any] = {k: json_to_cel(v) for k, v in values.items()}
+    if now is not None:
+        out["now"] = celtypes.TimestampType(now)
+    return out
+
+
+def evaluate(compiled: Compiled, activation: Mapping[str, Any]) -> bool:
+    """The expression's value over an activation; raises EvalError when it errs or gives
+    something that is not a bool."""
+    from celpy import celtypes
     from celpy.evaluation import CELEvalError
 
-    activation = {k: json_to_cel(v) for k, v in values.items()}
-    activation["now"] = celtypes.TimestampType(now)
     try:
-        result = compiled.program.evaluate(activation)
+        result = compiled.program.evaluate(dict(activation))
     except CELEvalError as exc:
         raise EvalError(_message(exc)) from None
     except (TypeError, ValueError, ArithmeticError, KeyError) as exc:  # celpy lets some escape

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from mlflow_gitops.cel import Compiled, EvalError, Problem, compile_rule, evaluate
+from mlflow_gitops.cel import Compiled, EvalError, Problem, activation, compile_rule, evaluate
 from mlflow_gitops.plan.changes import (
     Change,
     DeleteAlias,
@@ -84,19 +84,16 @@ def judge(
     if not rules:
         return PolicyReport()
     compiled = [(rule, _compile(rule.if_), _compile(rule.require)) for rule in rules]
-    plan = plan_value(tree)
-    pull = pr.value()
+    shared = activation({"pr": pr.value(), "plan": plan_value(tree)}, now)  # converted once
+    memo: dict[int, bool | EvalError] = {}  # expressions that do not read `change`: once a plan
     verdicts = []
     for reg in tree.registries:
         for change in reg.plan.changes:
-            values = {
-                "change": change_value(change, reg.registry, reg.file_of(change.model)),
-                "pr": pull,
-                "plan": plan,
-            }
+            change_only = change_value(change, reg.registry, reg.file_of(change.model))
+            values = {**shared, **activation({"change": change_only})}
             results = []
             for rule, when, require in compiled:
-                result = _one(rule, when, require, values, pr, now)
+                result = _one(rule, when, require, values, pr, memo)
                 if result is not None:
                     results.append(result)
             if results:
@@ -114,12 +111,12 @@ def _one(
     require: Compiled | Problem,
     values: Mapping[str, object],
     pr: PullFacts,
-    now: datetime,
+    memo: dict[int, bool | EvalError],
 ) -> RuleResult | None:
     try:
-        if not _holds(when, values, now):
+        if not _holds(when, values, memo):
             return None
-        if _holds(require, values, now):
+        if _holds(require, values, memo):
             return RuleResult(rule.name, "pass", "")
         result = RuleResult(rule.name, "fail", rule.message)
     except EvalError as exc:
@@ -127,10 +124,23 @@ def _one(
     return _overridden(rule, pr) or result
 
 
-def _holds(expression: Compiled | Problem, values: Mapping[str, object], now: datetime) -> bool:
+def _holds(
+    expression: Compiled | Problem, values: Mapping[str, object], memo: dict[int, bool | EvalError]
+) -> bool:
     if isinstance(expression, Problem):  # validate reports it; never passes a change
         raise EvalError(expression.message)
-    return evaluate(expression, values, now)
+    if "change" in expression.roots:
+        return evaluate(expression, values)
+    key = id(expression)
+    if key not in memo:
+        try:
+            memo[key] = evaluate(expression, values)
+        except EvalError as exc:
+            memo[key] = exc
+    found = memo[key]
+    if isinstance(found, EvalError):
+        raise found
+    return found
 
 
 def _explain(error: str, pr: PullFacts) -> str:
