@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from mlflow_gitops.record import MAX_DESCRIPTION
+from mlflow_gitops.spec.policies import PolicyRule
 
 STAGES = ("None", "Staging", "Production", "Archived")
 GUARDED_STAGES = ("Staging", "Production")
@@ -478,6 +479,11 @@ class RegistrySpec(Strict):
     )
     defaults: Defaults = Field(default_factory=Defaults)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
+    policies: list[PolicyRule] | None = Field(
+        default=None,
+        description="Root file only: rules in CEL over each planned change; unmet at plan time "
+        "is shown in the pull request, unmet at apply time blocks the model like a gate",
+    )
 
 
 class Settings(Strict):
