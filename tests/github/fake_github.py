@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 TOKEN = "ghs_fake-job-token-1234"
+TEAMS_TOKEN = "ghp_fake-teams-token-5678"  # a personal token with members: read on the org
 BODY_LIMIT = 65_536
 
 
@@ -33,6 +34,17 @@ class FakeGitHub:
     url: str = ""
     # repository_dispatch events received, as (repository, body)
     dispatches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # the pull-request loop (see _loop): pull requests, reviews, teams, statuses, deployments
+    pulls: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    commit_pulls: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    reviews: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
+    files: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    events: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
+    teams: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # org -> slug -> users
+    statuses: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    deployments: list[dict[str, Any]] = field(default_factory=list)
+    # the job token's permissions, as the workflow's `permissions:` grants them (None: all)
+    granted: set[str] | None = None
 
     def add(self, repository: str, number: int, body: str, login: str = "octocat") -> None:
         """A comment someone else wrote."""
@@ -74,9 +86,12 @@ class FakeGitHub:
                 self.fail_times -= 1
             messages = {403: "Resource not accessible by integration", 404: "Not Found"}
             return self.fail, {"message": messages.get(self.fail, "Server Error")}, ""
-        if auth != f"Bearer {TOKEN}":
+        if auth not in (f"Bearer {TOKEN}", f"Bearer {TEAMS_TOKEN}"):
             return 401, {"message": "Bad credentials"}, ""
         parts = url.path.strip("/").split("/")
+        refused = self._refused(method, parts, auth)
+        if refused is not None:
+            return refused
         if len(parts) == 6 and parts[0] == "repos" and parts[3:6:2] == ["issues", "comments"]:
             key = (f"{parts[1]}/{parts[2]}", int(parts[4]))
             if method == "GET":
@@ -102,7 +117,159 @@ class FakeGitHub:
                         return 422, {"message": "Validation Failed: body is too long"}, ""
                     comment["body"] = body["body"]
                     return 200, comment, ""
+        answer = self._loop(method, parts, body)
+        if answer is not None:
+            return answer
         return 404, {"message": "Not Found"}, ""
+
+    # --- the pull-request loop: what the apply reads and writes after a merge ---------------------
+
+    def add_pull(
+        self,
+        repository: str,
+        number: int,
+        *,
+        author: str,
+        merge_sha: str | None = None,
+        labels: tuple[tuple[str, str], ...] = (),
+        reviews: tuple[tuple[str, str], ...] = (),
+        files: tuple[str, ...] = ("registry.yaml",),
+        head_repository: str | None = None,
+    ) -> None:
+        """A pull request (merged into `merge_sha` when given) with its labels (label, who set
+        it), reviews (user, state) in order, and changed files."""
+        self.pulls[(repository, number)] = {
+            "number": number,
+            "state": "closed" if merge_sha else "open",
+            "user": {"login": author},
+            "labels": [{"name": name} for name, _ in labels],
+            "merged_at": "2026-12-04T14:00:00Z" if merge_sha else None,
+            "merge_commit_sha": merge_sha,
+            "head": {"repo": {"full_name": head_repository or repository}},
+            "base": {"ref": "main", "repo": {"full_name": repository}},
+        }
+        if merge_sha:
+            self.commit_pulls.setdefault((repository, merge_sha), []).append(number)
+        self.reviews[(repository, number)] = [
+            {"id": i, "user": {"login": user}, "state": state}
+            for i, (user, state) in enumerate(reviews, 1)
+        ]
+        self.files[(repository, number)] = list(files)
+        self.events[(repository, number)] = [
+            {"event": "labeled", "label": {"name": name}, "actor": {"login": who}}
+            for name, who in labels
+        ]
+
+    def status(self, repository: str, sha: str, context: str, state: str) -> None:
+        """A commit status another check set (e.g. CI still pending)."""
+        self.statuses.setdefault((repository, sha), []).append(
+            {"context": context, "state": state, "description": ""}
+        )
+
+    def latest_statuses(self, repository: str, sha: str) -> dict[str, str]:
+        """Each context's latest state, as GitHub's combined status shows it."""
+        return {s["context"]: s["state"] for s in self.statuses.get((repository, sha), [])}
+
+    def _refused(self, method: str, parts: list[str], auth: str) -> tuple[int, Any, str] | None:
+        """403 for a request the token may not make: the job token cannot read teams; and with
+        `granted`, what the workflow's permissions: do not give it."""
+        if parts[:1] == ["orgs"]:
+            if auth != f"Bearer {TEAMS_TOKEN}":
+                return 403, {"message": "Resource not accessible by integration"}, ""
+            return None
+        if auth != f"Bearer {TOKEN}" or self.granted is None or parts[:1] != ["repos"]:
+            return None
+        kind = parts[3] if len(parts) > 3 else ""
+        scope = {
+            "issues": "pull-requests",  # a pull request's comments and events
+            "pulls": "pull-requests",
+            "commits": "pull-requests",  # the pull requests of a commit
+            "statuses": "statuses",
+            "deployments": "deployments",
+        }.get(kind, "contents")
+        need = f"{scope}:{'read' if method == 'GET' else 'write'}"
+        have = self.granted | {g.replace(":write", ":read") for g in self.granted}
+        if need not in have:
+            return 403, {"message": "Resource not accessible by integration"}, ""
+        return None
+
+    def _loop(self, method: str, parts: list[str], body: Any) -> tuple[int, Any, str] | None:
+        if parts[:1] == ["orgs"] and method == "GET":
+            org = parts[1]
+            if len(parts) == 3 and parts[2] == "teams":
+                slugs = sorted(self.teams.get(org, {}))
+                return 200, [{"slug": s, "name": s} for s in slugs], ""
+            members = self.teams.get(org, {}).get(parts[3], set()) if len(parts) > 3 else set()
+            membership = len(parts) == 6 and parts[2] == "teams" and parts[4] == "memberships"
+            if membership and parts[5] in members:  # GitHub answers 404 for a non-member
+                return 200, {"state": "active", "role": "member"}, ""
+            return 404, {"message": "Not Found"}, ""
+        if parts[:1] != ["repos"] or len(parts) < 4:
+            return None
+        repository, rest = f"{parts[1]}/{parts[2]}", parts[3:]
+        if method == "GET" and len(rest) == 3 and rest[0] == "commits" and rest[2] == "pulls":
+            numbers = self.commit_pulls.get((repository, rest[1]), [])
+            return 200, [self.pulls[(repository, n)] for n in numbers], ""
+        if method == "GET" and rest[0] in ("pulls", "issues") and len(rest) >= 2:
+            key = (repository, int(rest[1]))
+            if key not in self.pulls:
+                return 404, {"message": "Not Found"}, ""
+            tail = rest[0], *rest[2:]
+            if tail == ("pulls",):
+                return 200, self.pulls[key], ""
+            if tail == ("pulls", "reviews"):
+                return 200, self.reviews.get(key, []), ""
+            if tail == ("pulls", "files"):
+                return 200, [{"filename": f} for f in self.files.get(key, [])], ""
+            if tail == ("issues", "events"):
+                return 200, self.events.get(key, []), ""
+        if method == "POST" and len(rest) == 2 and rest[0] == "statuses":
+            if body.get("state") not in ("error", "failure", "pending", "success"):
+                return 422, {"message": "Validation Failed: state"}, ""
+            entry = {k: body.get(k) for k in ("state", "context", "description", "target_url")}
+            self.statuses.setdefault((repository, rest[1]), []).append(entry)
+            return 201, entry, ""
+        if method == "POST" and rest == ["deployments"]:
+            return self._deploy(repository, body)
+        if (
+            method == "POST"
+            and len(rest) == 3
+            and rest[0] == "deployments"
+            and rest[2] == "statuses"
+        ):
+            found = next((d for d in self.deployments if d["id"] == int(rest[1])), None)
+            if found is None:
+                return 404, {"message": "Not Found"}, ""
+            if body.get("state") not in ("error", "failure", "inactive", "in_progress", "queued",
+                                         "pending", "success"):  # fmt: skip
+                return 422, {"message": "Validation Failed: state"}, ""
+            found["statuses"].append(dict(body))
+            return 201, dict(body), ""
+        return None
+
+    def _deploy(self, repository: str, body: Any) -> tuple[int, Any, str]:
+        """GitHub's rule: without required_contexts, every context of the ref's commit
+        statuses must be success, else 409 (a pending status refuses the deployment)."""
+        ref = body.get("ref")
+        if not ref or not body.get("environment"):
+            return 422, {"message": "Validation Failed: ref and environment"}, ""
+        required = body.get("required_contexts")
+        latest = self.latest_statuses(repository, ref)
+        checked = latest if required is None else {c: latest.get(c) for c in required}
+        if any(state != "success" for state in checked.values()):
+            return 409, {"message": f"Conflict: Commit status checks failed for {ref}."}, ""
+        self.next_id += 1
+        deployment = {
+            "id": self.next_id,
+            "ref": ref,
+            "sha": ref,
+            "environment": body["environment"],
+            "description": body.get("description"),
+            "required_contexts": required,
+            "statuses": [],
+        }
+        self.deployments.append(deployment)
+        return 201, {k: v for k, v in deployment.items() if k != "statuses"}, ""
 
 
 def _dispatch_problem(body: Any) -> str:

@@ -78,3 +78,47 @@ def make_runner(
         }
     )
     return Runner(workspace, env, secrets, event, token=TOKEN)
+
+
+# --- pushes to main, shaped as GitHub sends them (the pull-request loop's tests) -----------------
+
+MERGE_MESSAGES = {
+    # a merge commit: GitHub's own message names the pull request
+    "merge": f"Merge pull request #{PR} from alice/promote-v3\n\nPromote v3",
+    # a squash merge: the pull request's title and its number
+    "squash": f"Promote v3 to Production (#{PR})\n\n* Promote v3\n* Fix the gate",
+    # a rebase merge: the last rebased commit, which names no pull request
+    "rebase": "Promote v3 to Production",
+    # a push straight to main: no pull request explains it
+    "direct": "Retag the champion by hand",
+}
+
+
+def merge_push_event(sha: str, kind: str) -> dict[str, Any]:
+    """The `push` event of main after a merge of `kind` (merge, squash, rebase) or a direct push."""
+    before = "0" * 39 + "1"
+    commits = [
+        {
+            "id": sha,
+            "message": MERGE_MESSAGES[kind],
+            "author": {"name": "Alice", "username": "alice"},
+            "distinct": True,
+        }
+    ]
+    if kind == "rebase":  # every rebased commit of the pull request is in the push
+        commits.insert(0, {**commits[0], "id": "e" * 40, "message": "Tighten the gate"})
+    return {
+        "ref": "refs/heads/main",
+        "before": before,
+        "after": sha,
+        "created": False,
+        "deleted": False,
+        "forced": False,
+        "base_ref": None,
+        "compare": f"https://github.com/{REPOSITORY}/compare/{before[:12]}...{sha[:12]}",
+        "commits": commits,
+        "head_commit": commits[-1],
+        "pusher": {"name": "alice" if kind == "direct" else "web-flow"},
+        "repository": {"full_name": REPOSITORY, "default_branch": "main"},
+        "sender": {"login": "alice"},
+    }

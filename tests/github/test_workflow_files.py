@@ -54,7 +54,15 @@ def test_apply_runs_after_merge_one_at_a_time_in_an_environment() -> None:
     assert "${{" not in apply["concurrency"]["group"]  # one group for the whole repository
     assert apply["permissions"] == {}
     (job,) = apply["jobs"].values()
-    assert job["permissions"] == {"contents": "read"}
+    # the merged pull request's comment, the commit status and a deployment per registry
+    assert job["permissions"] == {
+        "contents": "read",
+        "pull-requests": "write",
+        "statuses": "write",
+        "deployments": "write",
+    }
+    (step,) = [s for s in job["steps"] if "mlflow-gitops apply" in s.get("run", "")]
+    assert step["env"]["GITHUB_TOKEN"] == "${{ github.token }}"  # GitHub passes none by itself
     assert job["environment"]
 
 

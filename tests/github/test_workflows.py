@@ -280,10 +280,12 @@ def test_a_fork_without_secrets_gets_a_plan_that_says_it_could_not_reach_the_reg
 
 
 def test_apply_annotates_versions_with_commit_pr_actor_and_run_link(
-    tmp_path: Path, registry: Registry
+    tmp_path: Path, registry: Registry, github: FakeGitHub
 ) -> None:
     sha = "abcdef0123456789abcdef0123456789abcdef01"
-    runner = make_runner(tmp_path, push_event(sha), {"MLFLOW_TRACKING_URI": registry.uri}, sha=sha)
+    runner = make_runner(
+        tmp_path, push_event(sha), {"MLFLOW_TRACKING_URI": registry.uri}, github.url, sha=sha
+    )
     (runner.workspace / "registry.yaml").write_text(
         textwrap.dedent(
             f"""\
@@ -303,6 +305,8 @@ def test_apply_annotates_versions_with_commit_pr_actor_and_run_link(
 
     assert job.ok, job.step("Apply").stdout + job.step("Apply").stderr
     assert "    Apply complete" in job.summary  # an indented code block
+    # no pull request of this commit in GitHub's API: the status and the deployment only
+    assert github.latest_statuses(REPOSITORY, sha) == {"mlflow-gitops/apply": "success"}
     mlflow = client(registry.uri)
     for number, change in ((1, "None -> Production"), (2, "None -> Staging")):
         record = read_record(mlflow.get_model_version(APPLIED, str(number)).tags)

@@ -305,5 +305,8 @@ def base_env(extra: Mapping[str, str]) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "CI": "true",
         "GITHUB_ACTIONS": "true",
+        # a worktree's sources first, as in the test process (an editable install may point
+        # at another checkout)
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
         **extra,
     }

@@ -144,8 +144,12 @@ def apply(
     model: ModelOpt = None,
     no_color: NoColorOpt = False,
 ) -> int:
-    """Apply the file (plan, then apply) or a saved plan (refused when the registry changed)."""
-    from mlflow_gitops.reconcile.apply import ApplyRequest, apply_request
+    """Apply the file (plan, then apply) or a saved plan (refused when the registry changed);
+    in a push job of GitHub Actions, the merged pull request, the commit status and the
+    deployments tell what happened."""
+    from mlflow_gitops.outcome import ApplyOutcome
+    from mlflow_gitops.reconcile.apply import ApplyRequest
+    from mlflow_gitops.reconcile.loop import apply_and_report
     from mlflow_gitops.render import json as render_json
     from mlflow_gitops.render import text as render_text
 
@@ -160,13 +164,16 @@ def apply(
         if fmt is Format.text:
             emit(_render_plan(planned.tree, Format.text, target, no_color))
 
+    def result(outcome: ApplyOutcome) -> None:  # before GitHub is told
+        if fmt is Format.json:
+            emit(render_json.render_apply(outcome))
+        else:
+            emit(render_text.render_apply(outcome, color=color(no_color)))
+
     with status:
-        outcome = apply_request(request, status, show)
-    if fmt is Format.json:
-        emit(render_json.render_apply(outcome))
-    else:
-        emit(render_text.render_apply(outcome, color=color(no_color)))
-    return exit_code(outcome.plan, failed=not outcome.ok)
+        done = apply_and_report(request, status, show, result, lambda line: emit(line, err=True))
+    code = exit_code(done.outcome.plan, failed=not done.outcome.ok)
+    return EXIT_ERROR if code == EXIT_OK and not done.told else code  # a result nobody sees
 
 
 @app.command("import")

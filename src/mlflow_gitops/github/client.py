@@ -78,6 +78,29 @@ class GitHub:
         data, _ = self._request("PATCH", url, {"body": body}, "update the plan comment")
         return _comment(data)
 
+    def get(self, path: str, doing: str) -> Any:
+        """One GET of an API path (`/repos/...`)."""
+        data, _ = self._request("GET", f"{self.api_url}{path}", None, doing)
+        return data
+
+    def get_all(self, path: str, doing: str) -> list[Any]:
+        """Every item of a paged list (100 a page, at most MAX_PAGES pages)."""
+        joiner = "&" if "?" in path else "?"
+        url: str | None = f"{self.api_url}{path}{joiner}per_page=100"
+        found: list[Any] = []
+        for _ in range(MAX_PAGES):
+            if url is None:
+                break
+            data, link = self._request("GET", url, None, doing)
+            found += data if isinstance(data, list) else []
+            url = _next_page(link, self.api_url)
+        return found
+
+    def post(self, path: str, payload: dict[str, Any], doing: str) -> Any:
+        """One POST (never retried: it may have been made)."""
+        data, _ = self._request("POST", f"{self.api_url}{path}", payload, doing)
+        return data
+
     def _request(
         self, method: str, url: str, payload: dict[str, Any] | None, doing: str
     ) -> tuple[Any, str]:

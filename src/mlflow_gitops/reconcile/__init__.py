@@ -5,6 +5,7 @@ permissions, lock, apply, record.
 - `plan.plan_request`, `apply.apply_request` (`apply.apply_plan` for one planned registry),
   `comment.comment_request`, `importing.import_registry` and `importing.import_tree`,
   `lifecycle.propose_request`, `lifecycle.history_request`, `lifecycle.rollback_request`;
+- `loop.apply_and_report`: `apply` in the pull-request loop (what the `apply` command calls);
 - `planning`: one registry's plan over its files; `connect`: where each registry is, its
   credentials and its adapter; `permission`: whether this user may apply a plan (pure).
 """

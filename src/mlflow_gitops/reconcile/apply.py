@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from mlflow_gitops.plan.saved import (
     only,
     saved_tree,
 )
+from mlflow_gitops.plan.tree import TreePlan
 from mlflow_gitops.reconcile import connect
 from mlflow_gitops.reconcile.permission import permission_asks, refusal
 from mlflow_gitops.reconcile.plan import PlanOutcome, PlanRequest, ignore, plan_request
@@ -57,6 +58,8 @@ class ApplyRequest:
     parallelism: int = 4
     registries: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
+    # policies: the plan judged before anything is shown or written (unmet rules block models)
+    judge: Callable[[TreePlan], TreePlan] | None = None
 
 
 def apply_request(
@@ -78,6 +81,8 @@ def apply_request(
             models=request.models,
         )
         outcome = plan_request(plan, progress)
+    if request.judge is not None:
+        outcome = _judged(outcome, request.judge(outcome.tree))
     on_plan(outcome)
     if outcome.tree.is_empty:
         return ApplyOutcome(outcome.plan, outcome.uri, None, tree=outcome.tree)
@@ -117,6 +122,16 @@ def apply_request(
         failed = not result.ok
     single = results[0].result if len(results) == 1 else _merged(results)
     return ApplyOutcome(outcome.plan, outcome.uri, single, tuple(results), outcome.tree)
+
+
+def _judged(outcome: PlanOutcome, tree: TreePlan) -> PlanOutcome:
+    """The outcome with each registry's plan as the judged tree has it (models blocked)."""
+    plans = {r.registry: r.plan for r in tree.registries}
+    opened = tuple(
+        replace(o, planned=replace(o.planned, plan=plans.get(o.name, o.planned.plan)))
+        for o in outcome.opened
+    )
+    return replace(outcome, opened=opened, tree=tree)
 
 
 def _fresh_saved(request: ApplyRequest) -> PlanOutcome:

@@ -1,6 +1,7 @@
 """The `comment` use case: plan like `plan` (never against the local default registry), turn what
-a reviewer should read into the comment (an invalid file, a registry that cannot be read), and
-publish it: to the job summary first, then as the pull request's one comment."""
+a reviewer should read into the comment (an invalid file, a registry that cannot be read), add
+the Policies section (per change, the rules met and what is lacking) when the file has rules,
+and publish it: to the job summary first, then as the pull request's one comment."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from mlflow_gitops.errors import GitopsError, RegistryError, SpecError
 from mlflow_gitops.github import body as bodies
 from mlflow_gitops.github.context import Actions
+from mlflow_gitops.github.loop import with_policies
 from mlflow_gitops.github.publish import (
     FORK_HINT,
     NO_URI_HINT,
@@ -59,6 +61,7 @@ def comment_request(
         registries=request.registries,
         models=request.models,
     )
+    outcome = with_policies(outcome, request.file, request.actions, request.now)  # per change
     on_body(outcome)
     return Commented(outcome, publish(outcome, request.file, request.actions, request.out))
 

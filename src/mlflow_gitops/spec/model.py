@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from mlflow_gitops.record import MAX_DESCRIPTION
+from mlflow_gitops.spec.policies import PolicyRule
 from mlflow_gitops.spec.webhooks import WebhookName, WebhookSpec
 
 STAGES = ("None", "Staging", "Production", "Archived")
@@ -483,6 +484,11 @@ class RegistrySpec(Strict):
         default=None,
         description="MLflow 3.3+ webhooks of this file's registry, by name (null: delete it); "
         "declared webhooks are managed, others are left alone",
+    )
+    policies: list[PolicyRule] | None = Field(
+        default=None,
+        description="Root file only: rules in CEL over each planned change; unmet at plan time "
+        "is shown in the pull request, unmet at apply time blocks the model like a gate",
     )
 
 

@@ -29,7 +29,7 @@ from mlflow_gitops.spec.model import (
 )
 
 MAX_FILES = 10_000
-ROOT_ONLY = ("registries", "default_registry", "tracking_uri")
+ROOT_ONLY = ("registries", "default_registry", "tracking_uri", "policies")
 # a registry's credential fields, each filled from the variable its `registries:` entry names
 CREDENTIAL_FIELDS = {"username_env": "username", "password_env": "password", "token_env": "token"}
 
@@ -135,6 +135,10 @@ def load_tree(path: Path | str) -> LoadedTree:
     for loaded in files:
         issues += check(loaded, loaded.name)
     issues += webhook_files(files, registry_of)
+    if spec.policies:  # CEL is imported only for a file that has rules
+        from mlflow_gitops.spec.policy_check import check_policies
+
+        issues += check_policies(root)
     models = _models(files, registry_of, known, issues)
     if issues:
         order = {name: i for i, name in enumerate([root.name, *included])}
