@@ -46,10 +46,29 @@ def _anchor(uri: str, folder: Path) -> str:
     return uri
 
 
+# schemes whose URIs name a host or a database the tool normalizes (default ports, no user,
+# no query); any other scheme (a plugin's: arn:, azureml://, databricks://, ...) passes through
+_NETWORK_SCHEMES = ("http", "https", "postgresql", "mysql", "mssql", "oracle")
+
+
+def uri_scheme(uri: str) -> str | None:
+    """The scheme of a URI (lower case), None for a bare path (a local folder; a single letter
+    before ':' is a Windows drive, not a scheme)."""
+    head, colon, _ = uri.partition(":")
+    if not colon or len(head) < 2 or not head[0].isalpha():
+        return None
+    if not all(c.isalnum() or c in "+-." for c in head):
+        return None
+    return head.lower()
+
+
 def registry_identity(uri: str) -> str:
     """Which registry a URI points at, without credentials: scheme://host:port/path for servers
     and databases (user, password, query dropped; default ports filled in), the absolute path
-    for sqlite and file stores. Two URIs with the same identity reach the same registry."""
+    for sqlite and file stores. Only a bare path and file: are local folders; a URI of any other
+    scheme (one MLflow resolves through a plugin: arn:, azureml://, databricks://<profile>)
+    is its own identity, as given, without a user or query. Two URIs with the same identity
+    reach the same registry."""
     from urllib.parse import urlsplit
 
     if uri.startswith("sqlite:///"):
@@ -57,14 +76,20 @@ def registry_identity(uri: str) -> str:
         if path == ":memory:" or not path:
             return "sqlite:///:memory:"
         return "sqlite:///" + str(Path(path).resolve())  # a relative path: from the cwd
-    if uri.split(":", 1)[0] in ("databricks", "databricks-uc"):
-        return uri.split("?", 1)[0]  # a profile name, never a secret
-    if "://" not in uri:  # a local folder: MLflow's file store
+    scheme = uri_scheme(uri)
+    if scheme is None:  # a local folder: MLflow's file store
         return "file://" + str(Path(uri).resolve())
     parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
     if scheme == "file":
         return "file://" + str(Path(parts.path).resolve())
+    if scheme.split("+", 1)[0] not in _NETWORK_SCHEMES:
+        # a plugin's URI, as given: only a user (and password) before '@' and a query go
+        given = uri.split("?", 1)[0]
+        if "://" in given:
+            front, rest = given.split("://", 1)
+            netloc, slash, path = rest.partition("/")
+            return f"{front}://{netloc.rpartition('@')[2]}{slash}{path}"
+        return given
     host = (parts.hostname or "").lower()
     try:
         port = parts.port

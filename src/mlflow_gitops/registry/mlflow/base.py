@@ -18,6 +18,7 @@ from mlflow_gitops.observed import VersionState
 from mlflow_gitops.permissions import current_user
 from mlflow_gitops.registry.mlflow.env import host_creds, own_client, sends_credentials
 from mlflow_gitops.registry.mlflow.errors import error_code, translate
+from mlflow_gitops.registry.mlflow.schema import check_schema
 from mlflow_gitops.settings import registry_identity
 
 T = TypeVar("T")
@@ -44,6 +45,7 @@ class Connection:
         # are set around its file transfers (env.credentials_env); None: MLflow's variables as
         # the process has them. MLflow's global URIs are left alone (env.mlflow_globals)
         self.credentials = credentials
+        check_schema(uri)  # before MLflow's store opens (and would upgrade) an older database
         with self._errors("connect to"):
             # several registries read concurrently each send their own credentials (own_client)
             self.client = own_client(uri, credentials)
