@@ -9,24 +9,18 @@ installed by .ci/run (`npm ci --prefix tests/.azurite`) or, when missing, by `in
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import os
 import secrets
 import shutil
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tests.servers import free_port, stop_group
+from tests.servers import LoopbackProcess, free_port
 
 FOLDER = Path(__file__).resolve().parent / ".azurite"
 BINARY = FOLDER / "node_modules" / ".bin" / "azurite-blob"
@@ -47,11 +41,13 @@ def install() -> Path:
     return BINARY
 
 
-class Azurite:
+class Azurite(LoopbackProcess):
     """Azurite's Blob service for one account with a key of its own.
 
     `connection_string()` and `env_key()` are the two standard ways a user reaches it;
     `sas(...)` signs an account SAS the way Azure does."""
+
+    name = "Azurite"
 
     def __init__(self, workdir: Path) -> None:
         binary = install()
@@ -73,21 +69,10 @@ class Azurite:
                 start_new_session=True,
             )  # fmt: skip
         try:
-            self._wait()
+            self.wait_listening()
         except BaseException:
             self.stop()
             raise
-
-    def _wait(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"Azurite exited: {self.log_path.read_text()[-3000:]}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"Azurite did not listen in 60 s: {self.log_path}")
 
     def connection_string(self, secret: str | None = None, endpoint: str | None = None) -> str:
         """AZURE_STORAGE_CONNECTION_STRING whose BlobEndpoint is this Azurite: with the account
@@ -129,35 +114,3 @@ class Azurite:
         fs.create_dir(path.split("/", maxsplit=1)[0])
         with fs.open_output_stream(path) as out:
             out.write(local.read_bytes())
-
-    def mark(self) -> int:
-        """The position in the log after every request answered so far (the log is written
-        after each answer: a request of our own marks the point once it shows up)."""
-        token = f"gitops-mark-{uuid.uuid4().hex}"
-        with contextlib.suppress(urllib.error.HTTPError):  # any answer will do
-            urllib.request.urlopen(f"http://127.0.0.1:{self.port}/{token}", timeout=10).close()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            lines = self._lines()
-            for i, line in enumerate(lines):
-                if token in line:
-                    return i + 1
-            time.sleep(0.05)
-        raise RuntimeError(f"the mark request is not in {self.log_path}")
-
-    def requests(self, since: int = 0) -> list[str]:
-        """The requests answered after a mark(), as their log lines (`"METHOD /path HTTP/1.1"
-        status ...`); call mark() first to see the latest ones."""
-        return [line for line in self._lines()[since:] if "gitops-mark-" not in line]
-
-    def _lines(self) -> list[str]:
-        return [line for line in self.log_path.read_text().splitlines() if " HTTP/1." in line]
-
-    def stop(self) -> None:
-        stop_group(self.proc, grace=10)
-
-    def __enter__(self) -> Azurite:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -9,30 +9,26 @@ the client libraries call anonymously, so that is what a denied read looks like 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.servers import free_port, stop_group
+from tests.servers import LoopbackProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "test-project"
 BUCKET_IN_PATH = re.compile(r"/b/([^/?]+)")
 
 
-class GcsEmulator:
+class GcsEmulator(LoopbackProcess):
     """gcp-storage-emulator in memory; `env()` is the standard environment that reaches it."""
+
+    name = "GCS emulator"
 
     def __init__(self, workdir: Path, private: tuple[str, ...] = ()) -> None:
         self.port = free_port()
@@ -48,21 +44,10 @@ class GcsEmulator:
                 start_new_session=True,
             )  # fmt: skip
         try:
-            self._wait()
+            self.wait_listening()
         except BaseException:
             self.stop()
             raise
-
-    def _wait(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"GCS emulator exited: {self.log_path.read_text()[-3000:]}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"GCS emulator did not listen in 60 s: {self.log_path}")
 
     def env(self) -> dict[str, str]:
         """What a user sets to reach this emulator (the client libraries' convention)."""
@@ -83,38 +68,6 @@ class GcsEmulator:
         fs.create_dir(path.split("/", maxsplit=1)[0])
         with fs.open_output_stream(path) as out:
             out.write(local.read_bytes())
-
-    def mark(self) -> int:
-        """The position in the log after every request answered so far (the log is written
-        after each answer: a request of our own marks the point once it shows up)."""
-        token = f"gitops-mark-{uuid.uuid4().hex}"
-        with contextlib.suppress(urllib.error.HTTPError):  # any answer will do
-            urllib.request.urlopen(f"http://127.0.0.1:{self.port}/{token}", timeout=10).close()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            lines = self._lines()
-            for i, line in enumerate(lines):
-                if token in line:
-                    return i + 1
-            time.sleep(0.05)
-        raise RuntimeError(f"the mark request is not in {self.log_path}")
-
-    def requests(self, since: int = 0) -> list[str]:
-        """The requests answered after a mark(), as their log lines (`"METHOD /path HTTP/1.1"
-        status ...`); call mark() first to see the latest ones."""
-        return [line for line in self._lines()[since:] if "gitops-mark-" not in line]
-
-    def _lines(self) -> list[str]:
-        return [line for line in self.log_path.read_text().splitlines() if " HTTP/1." in line]
-
-    def stop(self) -> None:
-        stop_group(self.proc, grace=10)
-
-    def __enter__(self) -> GcsEmulator:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def denied_body(bucket: str) -> bytes:

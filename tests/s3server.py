@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from tests.servers import free_port, stop_group
+from tests.servers import LoopbackProcess, free_port
 
 REGION = "us-east-1"
 # the unauthenticated requests the setup below makes before authentication applies
@@ -24,11 +22,13 @@ ALLOW_ALL = {
 }
 
 
-class MotoServer:
+class MotoServer(LoopbackProcess):
     """`moto.server` as a child process in its own process group.
 
     `reader` and `denied` hold AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of an IAM user allowed
     s3:* and of one with no policy; `env(user)` is the standard environment of that user."""
+
+    name = "moto server"
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
@@ -48,23 +48,11 @@ class MotoServer:
                 start_new_session=True,
             )  # fmt: skip
         try:
-            self._wait()
+            self.wait_listening()
             self.reader, self.denied = self._users()
         except BaseException:
             self.stop()
             raise
-
-    def _wait(self) -> None:
-        # a TCP connect, not an HTTP request: requests before setup count against SETUP_ACTIONS
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moto server exited: {self.log_path.read_text()[-3000:]}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"moto server did not listen in 60 s: {self.log_path}")
 
     def _users(self) -> tuple[dict[str, str], dict[str, str]]:
         iam = self.client("iam", {"AWS_ACCESS_KEY_ID": "setup", "AWS_SECRET_ACCESS_KEY": "setup"})
@@ -99,13 +87,3 @@ class MotoServer:
             aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
         )
-
-    def stop(self) -> None:
-        """Terminate the server (SIGKILL after 10 s)."""
-        stop_group(self.proc, grace=10)
-
-    def __enter__(self) -> MotoServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -4,6 +4,7 @@ the throwaway PostgreSQL databases the PostgreSQL-backed servers use."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -11,11 +12,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
@@ -173,3 +176,58 @@ def postgres_server(workdir: Path) -> Iterator[MlflowServer]:
             yield server
     finally:
         drop_postgres_database(name)
+
+
+class LoopbackProcess:
+    """A server the tests run as a child process in its own session, on a free loopback port,
+    logging to `log_path`, always stopped (a context manager). Subclasses start `proc` and call
+    `wait_listening`; `mark` and `requests` read an access log with a line per request."""
+
+    name = "server"
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    def wait_listening(self, seconds: float = 60) -> None:
+        """Until the port takes a TCP connection (no HTTP request: some count them); the log's
+        tail if the process exits first."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-3000:]}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not listen in {seconds:.0f} s: {self.log_path}")
+
+    def mark(self) -> int:
+        """The position in the log after every request answered so far (the log is written
+        after each answer: a request of our own marks the point once it shows up)."""
+        token = f"gitops-mark-{uuid.uuid4().hex}"
+        with contextlib.suppress(urllib.error.HTTPError):  # any answer will do
+            urllib.request.urlopen(f"http://127.0.0.1:{self.port}/{token}", timeout=10).close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for i, line in enumerate(self._lines()):
+                if token in line:
+                    return i + 1
+            time.sleep(0.05)
+        raise RuntimeError(f"the mark request is not in {self.log_path}")
+
+    def requests(self, since: int = 0) -> list[str]:
+        """The requests answered after a mark(), as their log lines (`"METHOD /path HTTP/1.1"
+        status ...`); call mark() first to see the latest ones."""
+        return [line for line in self._lines()[since:] if "gitops-mark-" not in line]
+
+    def _lines(self) -> list[str]:
+        return [line for line in self.log_path.read_text().splitlines() if " HTTP/1." in line]
+
+    def stop(self) -> None:
+        stop_group(self.proc, grace=10)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
