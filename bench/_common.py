@@ -286,6 +286,9 @@ class MlflowServer:
         if self.gunicorn:
             cmd += ["--gunicorn-opts", "--timeout 120"]
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env.setdefault(
+            "UVICORN_TIMEOUT_WORKER_HEALTHCHECK", "120"
+        )  # a slow worker start is no crash
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 cmd,

@@ -83,6 +83,10 @@ class MlflowServer:
             args += ["--app-name", app_name]
         args += list(extra_args)
         child_env = {**os.environ, **(env or {})}
+        # uvicorn (0.30+) kills a worker that has not answered its health check within 5 s, and a
+        # worker importing mlflow on a busy 2-core machine takes longer: the server then restarts
+        # workers forever and never becomes healthy
+        child_env.setdefault("UVICORN_TIMEOUT_WORKER_HEALTHCHECK", "120")
         # the server must never inherit a client's credentials or target
         for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             if key not in (env or {}):
