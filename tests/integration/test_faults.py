@@ -111,12 +111,22 @@ def test_credentials_never_appear_in_any_output(
 
 
 def test_import_of_a_registry_made_by_mlflow_1_30(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "legacy.db"
     shutil.copy(LEGACY, db)  # MLflow migrates the schema in place: never open the fixture itself
     uri = f"sqlite:///{db}"
     out = tmp_path / "registry.yaml"
+    before = db.read_bytes()
+    # reading never upgrades a registry unasked: MLflow 1.30 could not open the file afterwards
+    refused = run_cli(capsys, "import", "--tracking-uri", uri, "--out", str(out))
+    assert refused.code == 1, refused
+    assert "schema is out of date" in refused.err
+    assert "MLFLOW_GITOPS_UPGRADE_DB=1" in refused.err
+    assert db.read_bytes() == before
+    assert not out.exists()
+    # the user chooses the upgrade
+    monkeypatch.setenv("MLFLOW_GITOPS_UPGRADE_DB", "1")
     imported = run_cli(capsys, "import", "--tracking-uri", uri, "--out", str(out))
     assert imported.code == 0, imported
     text = out.read_text()
