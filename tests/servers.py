@@ -87,6 +87,9 @@ class MlflowServer:
         # worker importing mlflow on a busy 2-core machine takes longer: the server then restarts
         # workers forever and never becomes healthy
         child_env.setdefault("UVICORN_TIMEOUT_WORKER_HEALTHCHECK", "120")
+        # MLflow 3.x starts a job runner and seven huey consumers per server (about 1.5 GB): the
+        # tests use no server jobs, and a dozen servers at once filled this 24 GiB machine
+        child_env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         # the server must never inherit a client's credentials or target
         for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             if key not in (env or {}):
