@@ -2,7 +2,7 @@
 without its rules (wall time of the command as a subprocess, median of 3 after a warm-up), and
 the four example rules judged over a plan of N changes in one process (the parser built once).
 
-    .venv/bin/python bench/policies.py [--quick]
+    .venv/bin/python bench/policies.py [--quick | --smoke]
 """
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import BENCH, GITOPS, median, table, timed_subprocess, write_results
+from _common import (
+    BENCH,
+    GITOPS,
+    SMOKE_HELP,
+    median,
+    table,
+    timed_subprocess,
+    write_results,
+)
 
 SRC = str(BENCH.parent / "src")  # measure this checkout, not whichever one the venv installed
 sys.path.insert(0, SRC)
@@ -62,7 +70,9 @@ def _judge(changes: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    quick = parser.parse_args().quick
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = parser.parse_args()
+    quick, smoke = args.quick, args.smoke
     text = EXAMPLE.read_text(encoding="utf-8")
     bare = text[: text.index("policies:")] + text[text.index("models:") :]
     with tempfile.TemporaryDirectory() as folder:
@@ -71,7 +81,7 @@ def main() -> None:
         without = _validate(plain)
         with_rules = _validate(EXAMPLE)
     _judge(1)  # builds the CEL parser, once per process
-    sizes = [10, 100] if quick else [10, 100, 1000]
+    sizes = [10] if smoke else [10, 100] if quick else [10, 100, 1000]
     judged = {n: _judge(n) for n in sizes}
     print(
         table(
@@ -92,7 +102,7 @@ def main() -> None:
         "ratio": with_rules / without,
         "judge_s": {str(n): s for n, s in judged.items()},
     }
-    print(write_results("policies", data, quick))
+    print(write_results("policies", data, quick, smoke=smoke))
 
 
 if __name__ == "__main__":
