@@ -3,29 +3,13 @@ planned by plan/webhooks.py). Pure, offline: no mlflow."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 # MLflow's own names (mlflow.entities.webhook.WebhookEventStr), restated so `validate` never
 # imports mlflow; the model registry's and the prompt registry's events of MLflow 3.3+
-EVENTS = (
-    "registered_model.created",
-    "model_version.created",
-    "model_version_tag.set",
-    "model_version_tag.deleted",
-    "model_version_alias.created",
-    "model_version_alias.deleted",
-    "prompt.created",
-    "prompt_version.created",
-    "prompt_tag.set",
-    "prompt_tag.deleted",
-    "prompt_version_tag.set",
-    "prompt_version_tag.deleted",
-    "prompt_alias.created",
-    "prompt_alias.deleted",
-)
 Event = Literal[
     "registered_model.created",
     "model_version.created",
@@ -42,6 +26,7 @@ Event = Literal[
     "prompt_alias.created",
     "prompt_alias.deleted",
 ]
+EVENTS: tuple[str, ...] = get_args(Event)
 # mlflow.utils.validation._WEBHOOK_NAME_REGEX
 WEBHOOK_NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 WebhookName = Annotated[str, Field(pattern=WEBHOOK_NAME_PATTERN)]
