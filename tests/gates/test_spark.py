@@ -477,4 +477,9 @@ def test_spark_connect_gives_the_local_engines_metrics(
         )
         assert same_numbers(connected, local), data
     assert engine.placement(SparkSpec(remote=remote)) == ("remote", remote)
+    # pyspark marks a process that made a remote session Connect-only (and its children with
+    # it): a local master afterwards, in this process and in a child, still starts
+    assert os.environ.get("SPARK_CONNECT_MODE_ENABLED") == "1"
+    after = evaluate(trained, model, DATA, evidence, engine="spark", spark={"master": "local[1]"})
+    assert same_numbers(after, evaluate(trained, model, DATA, evidence))
     assert_no_secret(aws, ui_texts(ui), all_text(logs))

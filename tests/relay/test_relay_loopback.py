@@ -94,7 +94,8 @@ webhooks:
 """
     with pytest.MonkeyPatch.context() as mp:
         _apply(folder / "hooks", text, server.uri, mp)
-    hooks = MlflowClient(tracking_uri=server.uri).list_webhooks()
+    # both URIs: a registry URI left in the process by an earlier test must not be read here
+    hooks = MlflowClient(tracking_uri=server.uri, registry_uri=server.uri).list_webhooks()
     assert [(h.name, h.url, str(h.status)) for h in hooks] == [
         ("drift-relay", f"http://127.0.0.1:{port}/webhook", "ACTIVE")
     ]

@@ -24,14 +24,15 @@ from typing import Any
 from mlflow_gitops.errors import RegistryError
 from mlflow_gitops.observed import ModelState, RegistryState
 from mlflow_gitops.record import split_history
+from mlflow_gitops.registry.port import Writes
 from tests.fakes import FakeRegistry
 from tests.reliability.scenarios import GUARDED, Expected, Key, Scenario
 
-# lock and the audit record write no registered model
-READS = frozenset(
-    {"read", "missing_runs", "search_runs", "watch", "lock", "start_record", "finish_record"}
-    | {"read_records", "can", "can_record"}
-)
+# the calls that write a registered model: the Writes port and a copy (the lock, the audit record
+# and the webhooks write none)
+WRITES = frozenset(
+    name for name in vars(Writes) if not name.startswith("_") and callable(getattr(Writes, name))
+) | {"copy_version"}
 
 
 def stage_counts(model: ModelState | None) -> Counter[str]:
@@ -131,10 +132,8 @@ def new_version_keys(scenario: Scenario, model: ModelState) -> dict[int, Key]:
 
 
 def watched(registry: Any, on_write: Callable[[tuple[str, ...]], None]) -> None:
-    """Make every write method of `registry` (everything but the reads) call on_write after it."""
-    for attr in dir(registry):
-        if attr.startswith("_") or attr in READS or not callable(getattr(registry, attr)):
-            continue
+    """Make every method of `registry` that writes a model call on_write after it."""
+    for attr in sorted(WRITES):
         original = getattr(registry, attr)
 
         def wrapper(*args: Any, _original: Any = original, _name: str = attr) -> Any:

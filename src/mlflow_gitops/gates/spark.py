@@ -140,6 +140,11 @@ def session(settings: SparkSpec | None) -> Any:
     for k, v in conf.items():
         builder = builder.config(k, v)
     saved = os.environ.pop("SPARK_REMOTE", None) if kind == "master" else None
+    if kind == "master":
+        # pyspark marks the whole process as Connect-only once a remote session was made
+        # (SPARK_CONNECT_MODE_ENABLED, inherited by child processes too): a local master after a
+        # remote one would ask for a remote URL
+        os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
     try:
         made = builder.remote(where) if kind == "remote" else builder.master(where)
         spark = made.getOrCreate()
