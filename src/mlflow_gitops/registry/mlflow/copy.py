@@ -146,9 +146,9 @@ class Copies(Reads, Writes):
         """Make `dest_model` here hold a copy of that version of `source`; returns the copy's
         version number, and what it did with the runs an interrupted apply left. A copy made
         before (same provenance: registry identity, or the source run's id) is returned and
-        nothing is registered. The registered model is created when absent. The copy carries the source
-        version's own tags and description (not the tool's annotations nor its history) and the
-        provenance tags. Every failure is a RegistryError (a full disk as much as a refusal), so
+        nothing is registered. The registered model is created when absent. The copy carries
+        the source version's own tags and description (not the tool's annotations nor its
+        history) and the provenance tags. Every failure is a RegistryError (a full disk as much as a refusal), so
         apply records a failed step. Registry requests go through each side's own REST stores;
         only the file transfers set the credential variables (credentials_env)."""
         if not isinstance(source, Connection):
