@@ -148,9 +148,10 @@ class Copies(Reads, Writes):
         before (same provenance: registry identity, or the source run's id) is returned and
         nothing is registered. The registered model is created when absent. The copy carries
         the source version's own tags and description (not the tool's annotations nor its
-        history) and the provenance tags. Every failure is a RegistryError (a full disk as much as a refusal), so
-        apply records a failed step. Registry requests go through each side's own REST stores;
-        only the file transfers set the credential variables (credentials_env)."""
+        history) and the provenance tags. Every failure is a RegistryError (a full disk as much
+        as a refusal), so apply records a failed step. Registry requests go through each
+        side's own REST stores; only the file transfers set the credential variables
+        (credentials_env)."""
         if not isinstance(source, Connection):
             raise RegistryError(
                 f"cannot copy {src_model}/{src_version} into {dest_model} at "
