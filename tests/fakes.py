@@ -294,7 +294,10 @@ class FakeRegistry:
         server, a new run's model elsewhere)."""
         assert isinstance(source, FakeRegistry), "a fake copies from another fake"
         ref = SourceRef(source.identity, src_model, src_version)
-        made = find_copies(self.models.get(dest_model), [ref]).get(ref)
+        held = source.models.get(src_model)
+        known = held.version(src_version) if held else None
+        runs = {ref: known.run_id} if known and known.run_id else None
+        made = find_copies(self.models.get(dest_model), [ref], runs).get(ref)
         if made is not None:
             return Copied(made)
         described = source.describe_source(src_model, src_version)
