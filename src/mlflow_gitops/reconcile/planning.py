@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from mlflow_gitops.errors import RegistryError, SpecError, SpecIssue
+from mlflow_gitops.errors import PermissionDenied, RegistryError, SpecError, SpecIssue
 from mlflow_gitops.gates.cache import not_recorded
 from mlflow_gitops.gates.port import Evidence
 from mlflow_gitops.gates.run import GateRun, run_gates
@@ -313,7 +313,14 @@ def check_sources(
         if not problem:
             state = (observed or {}).get(registry, RegistryState()).models.get(change.model)
             used = {v.run_id for v in state.versions if v.run_id} if state else set()
-            left = leftovers(dest.copy_runs(found.ref, found.run_id), used)
+            try:
+                left = leftovers(dest.copy_runs(found.ref, found.run_id), used)
+            except PermissionDenied as exc:  # apply needs more; the plan goes on without it
+                notes.setdefault(registry, []).append(
+                    f"{change.model}: {change.text()}: cannot look for a run an interrupted "
+                    f"apply left ({exc.message})"
+                )
+                continue
             if left.reuse is not None or left.remove:
                 notes.setdefault(registry, []).append(
                     f"{change.model}: {change.text()} {left.sentence(done=False)}"

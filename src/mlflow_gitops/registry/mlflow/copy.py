@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -239,11 +241,12 @@ def _copy_version(
             )
         else:
             used = {v.run_id for v in before.versions if v.run_id} if before else set()
-            left = leftovers(dest.copy_runs(ref, run_id), used)
-            for run in left.remove:
-                with dest._errors(f"delete the unfinished run {run.run_id} of a copy at"):
-                    dest.calls += 1
-                    dest.client.delete_run(run.run_id)
+            with _in_copies_experiment(dest, ref):
+                left = leftovers(dest.copy_runs(ref, run_id), used)
+                for run in left.remove:
+                    with dest._errors(f"delete the unfinished run {run.run_id} of a copy at"):
+                        dest.calls += 1
+                        dest.client.delete_run(run.run_id)
             if left.reuse is not None and left.reuse.model_path:
                 new_run = left.reuse.run_id
                 model_source = f"{left.reuse.artifact_uri.rstrip('/')}/{left.reuse.model_path}"
@@ -368,8 +371,16 @@ def _download(
 def _upload(dest: Connection, ref: SourceRef, files: _Files) -> tuple[str, str]:
     """A run in COPIES_EXPERIMENT with the source run's params, metrics, tags and files, and the
     model's files; returns (run id, the model's URI inside it). A 403 names the experiment."""
-    try:
+    with _in_copies_experiment(dest, ref):
         return _log_copy_run(dest, ref, files)
+
+
+@contextmanager
+def _in_copies_experiment(dest: Connection, ref: SourceRef) -> Iterator[None]:
+    """A 403 on the copies' experiment (looking for leftover runs, writing the run) names the
+    experiment and the permission a copy needs there."""
+    try:
+        yield
     except PermissionDenied as exc:
         raise PermissionDenied(
             f"{DENIED}: {dest.user} may not write the run that holds the copy of {ref} in "
