@@ -185,9 +185,7 @@ class Metastore:
 
     def _new_model(self, name: str, owner: str) -> Model:
         model_id = uuid.uuid4().hex
-        root = (
-            f"s3://{self.storage.bucket}/{self.storage.prefix}/{self.metastore_id}/models/{model_id}"
-        )
+        root = f"s3://{self.storage.bucket}/{self.storage.prefix}/{self.metastore_id}/models/{model_id}"
         model = Model(name=name, owner=owner, storage_root=root)
         self.models[name] = model
         return model
@@ -288,18 +286,14 @@ class Metastore:
         """Answer one UC route (`route`: the path after the UC prefix) for `user`."""
         handler = _ROUTES.get((method, route))
         if handler is None:
-            raise UcError(
-                "ENDPOINT_NOT_FOUND", f"No API found for '{method} {UC_PREFIX}{route}'"
-            )
+            raise UcError("ENDPOINT_NOT_FOUND", f"No API found for '{method} {UC_PREFIX}{route}'")
         with self.lock:
             return handler(self, body, user)
 
     def create_registered_model(self, body: dict[str, Any], user: str) -> dict[str, Any]:
         name = _three_level(body.get("name"))
         if name in self.models:
-            raise UcError(
-                "RESOURCE_ALREADY_EXISTS", f"Registered model '{name}' already exists."
-            )
+            raise UcError("RESOURCE_ALREADY_EXISTS", f"Registered model '{name}' already exists.")
         model = self._new_model(name, user)
         model.description = body.get("description") or ""
         model.tags.update({t["key"]: t.get("value", "") for t in body.get("tags") or []})
@@ -314,7 +308,9 @@ class Metastore:
         if "new_name" in body:
             new = _three_level(body["new_name"])
             if new in self.models:
-                raise UcError("RESOURCE_ALREADY_EXISTS", f"Registered model '{new}' already exists.")
+                raise UcError(
+                    "RESOURCE_ALREADY_EXISTS", f"Registered model '{new}' already exists."
+                )
             del self.models[model.name]
             model.name = new
             for mv in model.versions.values():
@@ -339,7 +335,9 @@ class Metastore:
             )
         models = sorted(self.models.values(), key=lambda m: m.name)
         page, token = _page(models, body)
-        out: dict[str, Any] = {"registered_models": [self._model_json(m, search=True) for m in page]}
+        out: dict[str, Any] = {
+            "registered_models": [self._model_json(m, search=True) for m in page]
+        }
         if token:
             out["next_page_token"] = token
         return out
@@ -373,7 +371,9 @@ class Metastore:
 
     def get_model_version(self, body: dict[str, Any], user: str) -> dict[str, Any]:
         model = self._get(body.get("name"))
-        return {"model_version": self._version_json(model, self._version(model, body.get("version")))}
+        return {
+            "model_version": self._version_json(model, self._version(model, body.get("version")))
+        }
 
     def update_model_version(self, body: dict[str, Any], user: str) -> dict[str, Any]:
         model = self._get(body.get("name"))
@@ -677,7 +677,7 @@ def _handler_for(ws: FakeWorkspace) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: the client's session reuses connections
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # the fake records requests itself
 
         def do_GET(self) -> None:
@@ -808,7 +808,7 @@ def _scim_me(user: str) -> dict[str, Any]:
     return {
         "id": str(abs(hash(user)) % 10**15),
         "userName": user,
-        "displayName": user.split("@")[0],
+        "displayName": user.split("@", maxsplit=1)[0],
         "active": True,
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
     }

@@ -138,10 +138,11 @@ def uc_world(
                         env=server_env,
                         workers=1,
                         extra_args=[
-                            "--default-artifact-root", f"s3://{BUCKET}/tracking-{ws_name}",
+                            "--default-artifact-root",
+                            f"s3://{BUCKET}/tracking-{ws_name}",
                             "--no-serve-artifacts",
                         ],
-                    )  # fmt: skip
+                    )
                 )
                 world.trackers[ws_name] = tracker
             tokens = {}

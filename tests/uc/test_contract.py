@@ -130,10 +130,13 @@ def test_contract_requests_of_mlflows_client(uc_env: UcWorld, logged: Logged) ->
     client.delete_registered_model(name)
 
     # what users see
-    assert mv.status == "READY" and mv.version == "1"
+    assert mv.status == "READY"
+    assert mv.version == "1"
     assert mv.run_id == logged.run_id
-    assert by_alias.version == "1" and by_alias.aliases == ["champion"]
-    assert [v.version for v in by_name] == ["1"] and [v.version for v in by_run] == ["1"]
+    assert by_alias.version == "1"
+    assert by_alias.aliases == ["champion"]
+    assert [v.version for v in by_name] == ["1"]
+    assert [v.version for v in by_run] == ["1"]
 
     sent = [_signature(r) for r in fake.since(mark)]
     assert all(r.status < 400 for r in fake.since(mark)), [
@@ -149,8 +152,10 @@ def test_contract_requests_of_mlflows_client(uc_env: UcWorld, logged: Logged) ->
             difflib.unified_diff(
                 [json.dumps(r) for r in expected["requests"]],
                 [json.dumps(r) for r in sent],
-                "client_requests.json", "this run", lineterm="",
-            )  # fmt: skip
+                "client_requests.json",
+                "this run",
+                lineterm="",
+            )
         )
         pytest.fail(
             f"MLflow's databricks-uc client sent other requests than recorded in {EXPECTED.name} "
@@ -184,13 +189,10 @@ def test_pending_until_finalize_and_load_by_alias(uc_env: UcWorld, logged: Logge
     client.create_registered_model(name)
     mark = fake.mark()
     mv = client.create_model_version(name, source=logged.model_uri, model_id=logged.model_id)
-    created = next(
-        r for r in fake.since(mark) if r.path.endswith("/model-versions/create")
-    )
+    created = next(r for r in fake.since(mark) if r.path.endswith("/model-versions/create"))
     assert created.status == 200
     states = [
-        (r.path.rsplit("/", 1)[-1], r.body.get("operation"))
-        for r in fake.since(mark, uc_only=True)
+        (r.path.rsplit("/", 1)[-1], r.body.get("operation")) for r in fake.since(mark, uc_only=True)
     ]
     # credentials were asked for writing, then the version was finalized
     assert ("generate-temporary-credentials", "MODEL_VERSION_OPERATION_READ_WRITE") in states
@@ -289,7 +291,6 @@ def test_version_search_takes_one_condition(uc_env: UcWorld) -> None:
 def test_model_search_takes_no_filter(uc_env: UcWorld) -> None:
     """MLflow's client refuses a filter itself; the fake refuses one sent anyway."""
     import requests
-
     from mlflow.exceptions import MlflowException
 
     with pytest.raises(MlflowException):
