@@ -630,8 +630,7 @@ class FakeWorkspace:
         self.workspace_paths = workspace_paths
         self.requests: list[Request] = []
         self._requests_lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), _handler_for(self))
         self.port = int(self._server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread: threading.Thread | None = None
@@ -671,6 +670,13 @@ class FakeWorkspace:
         with self._requests_lock:
             found = self.requests[mark:]
         return [r for r in found if r.is_uc or not uc_only]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # a client reading concurrently opens many connections at once: the default backlog (5)
+    # would drop some, and the kernel would retry them a second later
+    request_queue_size = 256
 
 
 def _handler_for(ws: FakeWorkspace) -> type[BaseHTTPRequestHandler]:

@@ -47,8 +47,8 @@ class UcWorld:
     config_file: Path
     workspaces: dict[str, FakeWorkspace]
     trackers: dict[str, MlflowServer] = field(default_factory=dict)
-    # (workspace, user) -> token
-    tokens: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (workspace, user) -> token (kept out of repr: a failing test prints its fixtures)
+    tokens: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
 
     @staticmethod
     def user(name: str) -> str:
@@ -174,11 +174,30 @@ def uc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UcWorld]:
         yield world
 
 
+@pytest.fixture(scope="module")
+def uc_two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UcWorld]:
+    """Two fake workspaces, `prod` and `dev`, each with its own tokens, metastore and tracking
+    server, in one profile file (profiles `prod`, `prod-bob`, `dev`, `dev-bob`), per module."""
+    with uc_world(tmp_path_factory.mktemp("uc-two"), workspaces=("prod", "dev")) as world:
+        yield world
+
+
+def apply_env(world: UcWorld, monkeypatch: pytest.MonkeyPatch) -> UcWorld:
+    """Set `world`'s variables for one test, and unset any other Databricks or MLflow target."""
+    for key in UcWorld.foreign_variables():
+        monkeypatch.delenv(key, raising=False)
+    for key, value in world.env().items():
+        monkeypatch.setenv(key, value)
+    return world
+
+
 @pytest.fixture
 def uc_env(uc: UcWorld, monkeypatch: pytest.MonkeyPatch) -> UcWorld:
     """`uc`, with its variables set for this test (and any other Databricks target unset)."""
-    for key in UcWorld.foreign_variables():
-        monkeypatch.delenv(key, raising=False)
-    for key, value in uc.env().items():
-        monkeypatch.setenv(key, value)
-    return uc
+    return apply_env(uc, monkeypatch)
+
+
+@pytest.fixture
+def uc_two_env(uc_two: UcWorld, monkeypatch: pytest.MonkeyPatch) -> UcWorld:
+    """`uc_two`, with its variables set for this test."""
+    return apply_env(uc_two, monkeypatch)

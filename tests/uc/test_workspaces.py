@@ -3,70 +3,54 @@ and a metastore seeded with many models, read page by page through MLflow's clie
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.uc.harness import UcWorld, uc_world
+from tests.uc.harness import UcWorld, apply_env, uc_world
 
 pytestmark = [pytest.mark.integration]
 
 
-@pytest.fixture(scope="module")
-def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UcWorld]:
-    with uc_world(tmp_path_factory.mktemp("uc-two"), workspaces=("prod", "dev")) as world:
-        yield world
-
-
-@pytest.fixture
-def two_env(two: UcWorld, monkeypatch: pytest.MonkeyPatch) -> UcWorld:
-    for key in UcWorld.foreign_variables():
-        monkeypatch.delenv(key, raising=False)
-    for key, value in two.env().items():
-        monkeypatch.setenv(key, value)
-    return two
-
-
-def test_each_workspace_gets_its_own_token(two_env: UcWorld) -> None:
-    prod, dev = two_env.workspace("prod"), two_env.workspace("dev")
+def test_each_workspace_gets_its_own_token(uc_two_env: UcWorld) -> None:
+    prod, dev = uc_two_env.workspace("prod"), uc_two_env.workspace("dev")
     marks = {"prod": prod.mark(), "dev": dev.mark()}
-    two_env.client("prod").create_registered_model("prod.ml.m")
-    two_env.client("dev").create_registered_model("dev.ml.m")
-    two_env.client("dev").create_experiment("/Shared/dev-only")
+    uc_two_env.client("prod").create_registered_model("prod.ml.m")
+    uc_two_env.client("dev").create_registered_model("dev.ml.m")
+    uc_two_env.client("dev").create_experiment("/Shared/dev-only")
 
     for name, ws in (("prod", prod), ("dev", dev)):
         sent = [r for r in ws.since(marks[name]) if r.token is not None]
         assert sent
-        assert {r.token for r in sent} == {two_env.tokens[(name, "alice")]}
+        assert {r.token for r in sent} == {uc_two_env.tokens[(name, "alice")]}
     # separate metastores and separate tracking servers
-    assert [m.name for m in two_env.client("prod").search_registered_models()] == ["prod.ml.m"]
-    assert [m.name for m in two_env.client("dev").search_registered_models()] == ["dev.ml.m"]
-    assert two_env.client("dev").get_experiment_by_name("/Shared/dev-only") is not None
-    assert two_env.client("prod").get_experiment_by_name("/Shared/dev-only") is None
+    assert [m.name for m in uc_two_env.client("prod").search_registered_models()] == ["prod.ml.m"]
+    assert [m.name for m in uc_two_env.client("dev").search_registered_models()] == ["dev.ml.m"]
+    assert uc_two_env.client("dev").get_experiment_by_name("/Shared/dev-only") is not None
+    assert uc_two_env.client("prod").get_experiment_by_name("/Shared/dev-only") is None
 
 
-def test_a_token_of_another_workspace_is_refused(two_env: UcWorld) -> None:
+def test_a_token_of_another_workspace_is_refused(uc_two_env: UcWorld) -> None:
     import requests
 
     answer = requests.get(
-        f"{two_env.workspace('prod').url}/api/2.0/mlflow/unity-catalog/registered-models/get",
+        f"{uc_two_env.workspace('prod').url}/api/2.0/mlflow/unity-catalog/registered-models/get",
         params={"name": "prod.ml.m"},
-        headers={"Authorization": f"Bearer {two_env.tokens[('dev', 'alice')]}"},
+        headers={"Authorization": f"Bearer {uc_two_env.tokens[('dev', 'alice')]}"},
         timeout=30,
     )
     assert answer.status_code == 401
     assert answer.json()["error_code"] == "UNAUTHENTICATED"
 
 
-def test_experiment_names_are_workspace_paths(two_env: UcWorld) -> None:
+def test_experiment_names_are_workspace_paths(uc_two_env: UcWorld) -> None:
     from mlflow.exceptions import MlflowException
 
     with pytest.raises(MlflowException) as e:
-        two_env.client("prod").create_experiment("gitops-audit")
+        uc_two_env.client("prod").create_experiment("gitops-audit")
     assert e.value.error_code == "INVALID_PARAMETER_VALUE"
     assert "absolute path within the Databricks workspace" in e.value.message
-    assert two_env.client("prod").create_experiment("/Shared/gitops-audit")
+    assert uc_two_env.client("prod").create_experiment("/Shared/gitops-audit")
 
 
 def test_seeded_models_are_read_page_by_page(
@@ -75,10 +59,7 @@ def test_seeded_models_are_read_page_by_page(
     """500 models seeded in memory; with an injected latency every request still succeeds, and
     the client reads them in pages of at most 1000 (UC's cap) following next_page_token."""
     with uc_world(tmp_path, tracking=False, latency_s=0.01) as world:
-        for key in UcWorld.foreign_variables():
-            monkeypatch.delenv(key, raising=False)
-        for key, value in world.env().items():
-            monkeypatch.setenv(key, value)
+        apply_env(world, monkeypatch)
         names = world.metastore().seed(
             [f"prod.ml.model_{i:03d}" for i in range(500)],
             owner=world.user("alice"),
