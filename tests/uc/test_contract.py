@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from tests.uc.fake_uc import MLFLOW_VERSIONS_CHECKED, Request
-from tests.uc.harness import UcWorld
+from tests.uc.harness import UcWorld, apply_env
 
 pytestmark = [pytest.mark.integration]
 
@@ -79,22 +79,11 @@ def _versions() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def logged(uc: UcWorld) -> Iterator[Logged]:
-    from tests.conftest import _uris_restored
-
-    env = {**uc.env()}
-    saved = {k: os.environ.get(k) for k in [*env, *UcWorld.foreign_variables()]}
-    for key in UcWorld.foreign_variables():
-        os.environ.pop(key, None)
-    os.environ.update(env)
-    try:
-        with _uris_restored():
-            yield _train_and_log(uc, "/Shared/uc-contract")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    """One run with a logged model on the workspace's tracking server, per module (the module's
+    URIs are restored by tests/conftest.py)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        apply_env(uc, monkeypatch)
+        yield _train_and_log(uc, "/Shared/uc-contract")
 
 
 def test_contract_requests_of_mlflows_client(uc_env: UcWorld, logged: Logged) -> None:
