@@ -764,7 +764,9 @@ def _handler_for(ws: FakeWorkspace) -> type[BaseHTTPRequestHandler]:
                     "'/Users/<some-username>/my-experiment'.",
                 )
             target = urllib.parse.urlsplit(ws.tracking_url)
-            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
+            conn = http.client.HTTPConnection(
+                target.hostname or "127.0.0.1", target.port, timeout=120
+            )
             try:
                 headers = {
                     k: v for k, v in self.headers.items()
