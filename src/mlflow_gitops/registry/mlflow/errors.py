@@ -9,6 +9,7 @@ from mlflow_gitops.errors import DENIED, PermissionDenied, RegistryError
 from mlflow_gitops.permissions import OPERATIONS, WHAT_NEEDS
 from mlflow_gitops.secrets import redact
 
+UC_SCHEME = "databricks-uc"
 Kind = Literal["schema", "unauthenticated", "denied", "unreachable", "other"]
 
 # MLflow 2.x's SearchUtils answer to `name IN (...)`, in search_registered_models and
@@ -43,7 +44,8 @@ def translate(
     hint: str,
 ) -> RegistryError:
     """`doing` completes "cannot <doing> <uri>"; `who`: the user the refused request acted as;
-    `hint`: which credentials to check after a 401."""
+    `hint`: which credentials to check after a 401. A 403 from a Unity Catalog URI names UC's
+    privilege, any other MLflow's permission."""
     text = redact(first_line(exc))
     where = redact(uri)
     match kind(exc):
@@ -59,6 +61,8 @@ def translate(
                 hint,
             )
         case "denied":
+            if unity_catalog_uri(uri):
+                return uc_permission_denied(doing, where, operation, model, version, who)
             return permission_denied(doing, where, operation, model, version, who)
         case "unreachable":
             return RegistryError(
@@ -92,6 +96,77 @@ def permission_denied(
         f"ask an MLflow admin to grant {need or 'it'} on '{model}', or apply as a user who "
         f"holds it ({WHAT_NEEDS}); applying again as the same user will not help",
     )
+
+
+# What each operation needs in Unity Catalog, from Databricks' documentation: "Manage model
+# lifecycle in Unity Catalog" (https://docs.databricks.com/aws/en/machine-learning/manage-model-lifecycle/),
+# "Unity Catalog privileges and securable objects"
+# (https://docs.databricks.com/aws/en/data-governance/unity-catalog/manage-privileges/privileges),
+# and the registered-models / model-versions API reference (get: owner or EXECUTE; delete a
+# version, set or delete an alias: owner; creating a model: CREATE MODEL on the schema). MANAGE
+# "is similar to object ownership" (Manage Unity Catalog object ownership). Every one of them
+# also needs USE CATALOG on the catalog and USE SCHEMA on the schema.
+OWNER = "ownership of the model or the MANAGE privilege on it"
+UC_PRIVILEGES: dict[str, str] = {
+    "read": "the EXECUTE privilege on the model (or its ownership)",
+    "create model": "the CREATE MODEL privilege on the schema",
+    "register version": OWNER,
+    "set description": OWNER,
+    "set tag": "the APPLY TAG privilege on the model",
+    "delete model tag": "the APPLY TAG privilege on the model",
+    "delete version tag": "the APPLY TAG privilege on the model",
+    "set alias": OWNER,
+    "delete alias": OWNER,
+    "delete version": OWNER,
+    "delete model": OWNER,
+}
+# SQL grants name a model as a FUNCTION (Unity Catalog privileges and securable objects)
+_UC_GRANTS: dict[str, str] = {
+    "the EXECUTE privilege on the model (or its ownership)": "EXECUTE ON FUNCTION {model}",
+    "the CREATE MODEL privilege on the schema": "CREATE MODEL ON SCHEMA {schema}",
+    OWNER: "MANAGE ON FUNCTION {model}",
+    "the APPLY TAG privilege on the model": "APPLY TAG ON FUNCTION {model}",
+}
+
+
+def uc_permission_denied(
+    doing: str,
+    where: str,
+    operation: str | None,
+    model: str | None,
+    version: int | None,
+    who: str,
+) -> PermissionDenied:
+    """A 403 from Unity Catalog: the operation, the model, and the UC privilege it needs, with
+    USE CATALOG and USE SCHEMA named too (UC refuses without them whatever the model grants)."""
+    need = UC_PRIVILEGES.get(operation or "")
+    if model is None:
+        return PermissionDenied(
+            f"{DENIED}: {who} may not {doing} {where} (Unity Catalog)",
+            "ask the catalog's owner or a metastore admin for the privilege (USE CATALOG and "
+            "USE SCHEMA on the models' catalog and schema at least), or run as a principal who "
+            "has it",
+        )
+    catalog, _, rest = model.partition(".")
+    schema = f"{catalog}.{rest.partition('.')[0]}" if rest else catalog
+    target = f"Unity Catalog model '{model}'" + (f" (version {version})" if version else "")
+    needs = f"needs {need}" if need else "is not allowed"
+    grant = _UC_GRANTS.get(need or "", "")
+    example = (
+        f" (`GRANT {grant.format(model=model, schema=schema)} TO <principal>`)" if grant else ""
+    )
+    return PermissionDenied(
+        f"{DENIED}: {operation or doing} on {target} {needs}, which {who} lacks at {where}",
+        f"ask the model's owner or a metastore admin to grant {need or 'it'}{example}, with USE "
+        f"CATALOG on '{catalog}' and USE SCHEMA on '{schema}'; or apply as a principal who holds "
+        "them. Applying again as the same principal will not help",
+    )
+
+
+def unity_catalog_uri(uri: str) -> bool:
+    """Whether a registry URI is Databricks Unity Catalog's (`databricks-uc`,
+    `databricks-uc://<profile>`)."""
+    return uri.split(":", 1)[0] == UC_SCHEME
 
 
 def first_line(exc: BaseException) -> str:
