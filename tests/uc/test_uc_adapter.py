@@ -134,8 +134,9 @@ def test_a_non_owner_is_refused_with_the_uc_privilege_named(
     assert world.metastore("prod").model("prod.ml.a").aliases == {"champion": 1}
 
 
-def _log_unsigned_run(world: UcWorld) -> str:
-    """A real scikit-learn model logged without a signature in the workspace's tracking server."""
+def _log_run(world: UcWorld, *, signed: bool) -> str:
+    """A real scikit-learn model logged in the workspace's tracking server, with a signature or
+    without."""
     import mlflow
     import numpy as np
     from sklearn.linear_model import LinearRegression
@@ -145,8 +146,10 @@ def _log_unsigned_run(world: UcWorld) -> str:
     try:
         mlflow.set_experiment("/Shared/uc-adapter-tests")
         with mlflow.start_run() as run:
-            model = LinearRegression().fit(np.array([[1.0], [2.0]]), np.array([1.0, 2.0]))
-            mlflow.sklearn.log_model(model, name="model")
+            x = np.array([[1.0], [2.0]])
+            model = LinearRegression().fit(x, np.array([1.0, 2.0]))
+            example = x if signed else None
+            mlflow.sklearn.log_model(model, name="model", input_example=example)
         return str(run.info.run_id)
     finally:
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
@@ -156,7 +159,8 @@ def test_plan_refuses_an_unsigned_model_at_the_entry_line(world: UcWorld, tmp_pa
     from mlflow_gitops.reconcile.planning import make_plan
     from mlflow_gitops.spec.load import load
 
-    run_id = _log_unsigned_run(world)
+    run_id = _log_run(world, signed=False)
+    signed = _log_run(world, signed=True)
     world.metastore("prod").seed(["prod.ml.a"], owner=world.user("alice"), versions=1)
     path = tmp_path / "registry.yaml"
     path.write_text(
@@ -167,6 +171,7 @@ def test_plan_refuses_an_unsigned_model_at_the_entry_line(world: UcWorld, tmp_pa
               prod.ml.a:
                 versions:
                   - run: {run_id}/model
+                  - run: {signed}
             """
         )
     )
@@ -181,3 +186,31 @@ def test_plan_refuses_an_unsigned_model_at_the_entry_line(world: UcWorld, tmp_pa
     assert "Unity Catalog" in issue.message
     assert len(world.metastore("prod").model("prod.ml.a").versions) == 1  # nothing registered
     assert os.environ.get("MLFLOW_TRACKING_URI") is None
+
+
+def test_a_non_owner_apply_stops_at_the_first_refused_write_and_says_what_was_not_done(
+    world: UcWorld, tmp_path: Path
+) -> None:
+    from mlflow_gitops.apply import apply
+    from mlflow_gitops.audit import AuditContext
+    from mlflow_gitops.reconcile.planning import make_plan
+    from mlflow_gitops.spec.load import load
+
+    world.metastore("prod").seed(
+        ["prod.ml.a"], owner=world.user("alice"), versions=2, aliases={"champion": 1}
+    )
+    path = tmp_path / "registry.yaml"
+    path.write_text(
+        "version: 1\nmodels:\n  prod.ml.a:\n    tags: {team: rides}\n    aliases: {champion: 2}\n"
+    )
+    bob = open_uc(world, "bob")
+    planned = make_plan(load(path), bob, None, NOW)
+    audit = AuditContext(commit="abc1234", actor="bob")
+    result = apply(planned.plan, planned.observed, bob, audit, NOW)
+    statuses = [(getattr(s.what, "kind", s.what), s.status) for s in result.steps]
+    assert statuses == [("set_model_tag", "failed"), ("set_alias", "not applied")]
+    assert "APPLY TAG" in result.steps[0].detail
+    assert "prod.ml.a" in result.steps[0].detail
+    model = world.metastore("prod").model("prod.ml.a")
+    assert model.tags == {}
+    assert model.aliases == {"champion": 1}
