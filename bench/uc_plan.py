@@ -30,6 +30,7 @@ from _common import SMOKE_HELP, quiet_mlflow, table, write_results
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the fake lives beside the tests
 
+from tests.uc.adapter import open_uc_adapter  # noqa: E402
 from tests.uc.fake_uc import FakeWorkspace, Metastore, StorageCredentials  # noqa: E402
 
 GOAL_S = 10.0
@@ -48,24 +49,6 @@ def registry_yaml(names: list[str], versions: int) -> str:
             f"    aliases: {{champion: {versions}}}",
         ]
     return "\n".join(lines) + "\n"
-
-
-def open_adapter(workspace: FakeWorkspace) -> Any:
-    """The MLflow adapter on the fake: runs at databricks://bench, models at databricks-uc://bench."""
-    from mlflow import MlflowClient
-
-    from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
-
-    tracking, registry = "databricks://bench", "databricks-uc://bench"
-    adapter = MlflowRegistry(tracking)
-    if not adapter.unity_catalog:
-        # before the separate registry URI: the connection opens one URI; point it at UC
-        adapter.client = MlflowClient(tracking_uri=tracking, registry_uri=registry)
-        adapter.writer = adapter.client._get_registry_client()
-        adapter.uri = registry
-        adapter.__dict__.pop("unity_catalog", None)
-    assert adapter.unity_catalog, "the adapter does not see Unity Catalog"
-    return adapter
 
 
 def answer_at_once(workspace: FakeWorkspace) -> None:
@@ -89,7 +72,7 @@ def one_plan(workspace: FakeWorkspace, spec_path: Path, threads: int) -> dict[st
     from mlflow_gitops.spec.load import load
 
     os.environ["MLFLOW_GITOPS_UC_READ_THREADS"] = str(threads)
-    adapter = open_adapter(workspace)
+    adapter = open_uc_adapter("databricks://bench", "databricks-uc://bench")
     loaded = load(spec_path)
     mark = workspace.mark()
     started = time.perf_counter()

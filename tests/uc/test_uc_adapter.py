@@ -15,6 +15,7 @@ import pytest
 
 from mlflow_gitops.errors import PermissionDenied, RegistryError, SpecError
 from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
+from tests.uc.adapter import open_uc_adapter
 from tests.uc.harness import UcWorld
 
 pytestmark = [pytest.mark.integration]
@@ -23,21 +24,8 @@ NOW = datetime(2026, 12, 7, tzinfo=UTC)
 
 
 def open_uc(world: UcWorld, user: str = "alice") -> MlflowRegistry:
-    """The adapter for `user` on the fake's `prod` workspace: runs in databricks://, models in
-    databricks-uc:// (MLflow's default registry for a databricks:// tracking URI)."""
-    tracking, registry = world.uris("prod", user)
-    adapter = MlflowRegistry(tracking)
-    if not adapter.unity_catalog:
-        # until the separate registry URI is merged, the connection opens one URI for both:
-        # point its clients at the registry URI the way it will
-        from mlflow import MlflowClient
-
-        adapter.client = MlflowClient(tracking_uri=tracking, registry_uri=registry)
-        adapter.writer = adapter.client._get_registry_client()
-        adapter.uri = registry
-        adapter.__dict__.pop("unity_catalog", None)
-    assert adapter.unity_catalog
-    return adapter
+    """The adapter for `user` on the fake's `prod` workspace."""
+    return open_uc_adapter(*world.uris("prod", user))
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ through (the adapter's registry calls and the gate evidence alike)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from mlflow_gitops.errors import DENIED, PermissionDenied, RegistryError
@@ -98,34 +99,48 @@ def permission_denied(
     )
 
 
-# What each operation needs in Unity Catalog, from Databricks' documentation: "Manage model
-# lifecycle in Unity Catalog" (https://docs.databricks.com/aws/en/machine-learning/manage-model-lifecycle/),
-# "Unity Catalog privileges and securable objects"
-# (https://docs.databricks.com/aws/en/data-governance/unity-catalog/manage-privileges/privileges),
-# and the registered-models / model-versions API reference (get: owner or EXECUTE; delete a
-# version, set or delete an alias: owner; creating a model: CREATE MODEL on the schema). MANAGE
-# "is similar to object ownership" (Manage Unity Catalog object ownership). Every one of them
-# also needs USE CATALOG on the catalog and USE SCHEMA on the schema.
-OWNER = "ownership of the model or the MANAGE privilege on it"
-UC_PRIVILEGES: dict[str, str] = {
-    "read": "the EXECUTE privilege on the model (or its ownership)",
-    "create model": "the CREATE MODEL privilege on the schema",
+@dataclass(frozen=True)
+class UcPrivilege:
+    """What UC wants for an operation, as a sentence and as the object of a SQL GRANT (SQL
+    names a registered model as a FUNCTION)."""
+
+    text: str
+    grant: str  # formatted with the model's and the schema's full names
+
+
+# What each operation needs in Unity Catalog, from Databricks' documentation:
+# - "Manage model lifecycle in Unity Catalog" (https://docs.databricks.com/mlflow/models-in-uc.html):
+#   creating a model needs CREATE MODEL on the schema, with USE CATALOG and USE SCHEMA;
+# - the model-versions and registered-models API and CLI reference
+#   (https://docs.databricks.com/aws/dev-tools/cli/reference/model-versions-commands): reading
+#   needs ownership of the model or EXECUTE on it; deleting a version, setting and deleting an
+#   alias need ownership; each also USE CATALOG on the catalog and USE SCHEMA on the schema;
+# - "Manage Unity Catalog object ownership"
+#   (https://docs.gcp.databricks.com/en/data-governance/unity-catalog/manage-privileges/ownership.html):
+#   MANAGE is a privilege similar to ownership;
+# - "Unity Catalog privileges and securable objects"
+#   (https://learn.microsoft.com/azure/databricks/data-governance/unity-catalog/manage-privileges/privileges):
+#   APPLY TAG lets a principal add and edit tags on an object; grants on models use FUNCTION.
+OWNER = UcPrivilege(
+    "ownership of the model or the MANAGE privilege on it", "MANAGE ON FUNCTION {model}"
+)
+APPLY_TAG = UcPrivilege("the APPLY TAG privilege on the model", "APPLY TAG ON FUNCTION {model}")
+UC_PRIVILEGES: dict[str, UcPrivilege] = {
+    "read": UcPrivilege(
+        "the EXECUTE privilege on the model (or its ownership)", "EXECUTE ON FUNCTION {model}"
+    ),
+    "create model": UcPrivilege(
+        "the CREATE MODEL privilege on the schema", "CREATE MODEL ON SCHEMA {schema}"
+    ),
     "register version": OWNER,
     "set description": OWNER,
-    "set tag": "the APPLY TAG privilege on the model",
-    "delete model tag": "the APPLY TAG privilege on the model",
-    "delete version tag": "the APPLY TAG privilege on the model",
+    "set tag": APPLY_TAG,
+    "delete model tag": APPLY_TAG,
+    "delete version tag": APPLY_TAG,
     "set alias": OWNER,
     "delete alias": OWNER,
     "delete version": OWNER,
     "delete model": OWNER,
-}
-# SQL grants name a model as a FUNCTION (Unity Catalog privileges and securable objects)
-_UC_GRANTS: dict[str, str] = {
-    "the EXECUTE privilege on the model (or its ownership)": "EXECUTE ON FUNCTION {model}",
-    "the CREATE MODEL privilege on the schema": "CREATE MODEL ON SCHEMA {schema}",
-    OWNER: "MANAGE ON FUNCTION {model}",
-    "the APPLY TAG privilege on the model": "APPLY TAG ON FUNCTION {model}",
 }
 
 
@@ -139,7 +154,7 @@ def uc_permission_denied(
 ) -> PermissionDenied:
     """A 403 from Unity Catalog: the operation, the model, and the UC privilege it needs, with
     USE CATALOG and USE SCHEMA named too (UC refuses without them whatever the model grants)."""
-    need = UC_PRIVILEGES.get(operation or "")
+    privilege = UC_PRIVILEGES.get(operation or "")
     if model is None:
         return PermissionDenied(
             f"{DENIED}: {who} may not {doing} {where} (Unity Catalog)",
@@ -150,10 +165,12 @@ def uc_permission_denied(
     catalog, _, rest = model.partition(".")
     schema = f"{catalog}.{rest.partition('.')[0]}" if rest else catalog
     target = f"Unity Catalog model '{model}'" + (f" (version {version})" if version else "")
+    need = privilege.text if privilege else None
     needs = f"needs {need}" if need else "is not allowed"
-    grant = _UC_GRANTS.get(need or "", "")
     example = (
-        f" (`GRANT {grant.format(model=model, schema=schema)} TO <principal>`)" if grant else ""
+        f" (`GRANT {privilege.grant.format(model=model, schema=schema)} TO <principal>`)"
+        if privilege
+        else ""
     )
     return PermissionDenied(
         f"{DENIED}: {operation or doing} on {target} {needs}, which {who} lacks at {where}",
