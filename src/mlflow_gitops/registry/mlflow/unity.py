@@ -10,8 +10,10 @@ calls for a model of V versions, models read concurrently within a bound."""
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -86,7 +88,7 @@ class Unity(Connection):
         """The models (all of them when None: one unfiltered, paged model search first) and their
         versions, each model read on its own, `read_threads()` at once. The calls counter is
         added up here, in the calling thread."""
-        store = self.writer.store
+        store = _resolving_credentials_once(self.writer.store)
         if names is None:
             found: list[str] = []
             for model in self._pages(store.search_registered_models, None, UC_PAGE):
@@ -208,6 +210,29 @@ class Unity(Connection):
             token = page.token
             if not token:
                 return
+
+
+def _resolving_credentials_once(store: Any) -> Any:
+    """A copy of MLflow's UC store that resolves its host credentials once. MLflow resolves them
+    before every request by building a Databricks SDK client, which fetches the workspace's
+    /.well-known/databricks-config first: a second round trip per call, half of a read's time.
+    What it returns names the SDK profile (the SDK client that sends each request is cached by
+    MLflow and renews its own tokens) or a fixed token, so one resolution serves the whole read."""
+    resolve = getattr(store, "get_host_creds", None)
+    if resolve is None:
+        return store
+    lock = threading.Lock()
+    resolved: list[Any] = []
+
+    def once() -> Any:
+        with lock:
+            if not resolved:
+                resolved.append(resolve())
+            return resolved[0]
+
+    own = copy.copy(store)
+    own.get_host_creds = once
+    return own
 
 
 def _absent(exc: BaseException | None) -> bool:
