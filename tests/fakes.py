@@ -81,6 +81,7 @@ class FakeRegistry:
     unreadable: frozenset[tuple[str, int]] = frozenset()
     user: str = field(default_factory=current_user)  # who its requests act as, for messages
     hooks: FakeWebhooks | None = None  # the server's webhooks; None: a server without (2.x)
+    refusals: dict[str, str] = field(default_factory=dict)  # source -> why it cannot register
 
     def webhooks(self) -> FakeWebhooks:
         if self.hooks is None:
@@ -96,6 +97,9 @@ class FakeRegistry:
 
     def missing_runs(self, run_ids: Sequence[str]) -> set[str]:
         return {r for r in run_ids if r not in self.runs}
+
+    def refused_registrations(self, sources: Sequence[str]) -> dict[str, str]:
+        return {s: self.refusals[s] for s in sources if s in self.refusals}
 
     def search_runs(
         self, experiment: str, filter_string: str, order_by: list[str], max_results: int
