@@ -83,6 +83,7 @@ class FakeRegistry:
     requires_signature: bool = False  # refuses models without a signature, as UC does
     user: str = field(default_factory=current_user)  # who its requests act as, for messages
     hooks: FakeWebhooks | None = None  # the server's webhooks; None: a server without (2.x)
+    refusals: dict[str, str] = field(default_factory=dict)  # source -> why it cannot register
 
     def webhooks(self) -> FakeWebhooks:
         if self.hooks is None:
@@ -98,6 +99,9 @@ class FakeRegistry:
 
     def missing_runs(self, run_ids: Sequence[str]) -> set[str]:
         return {r for r in run_ids if r not in self.runs}
+
+    def refused_registrations(self, sources: Sequence[str]) -> dict[str, str]:
+        return {s: self.refusals[s] for s in sources if s in self.refusals}
 
     def search_runs(
         self, experiment: str, filter_string: str, order_by: list[str], max_results: int
@@ -278,8 +282,10 @@ class FakeRegistry:
                 f"the files of version {version} of model '{model}' at {ref.registry} cannot be "
                 f"read: injected"
             )
-        signed = (model, version) not in self.unsigned
-        return SourceVersion(ref, found.run_id, found.source, found.source, problem, signed)
+        unsigned = (
+            "the model was logged without a signature" if (model, version) in self.unsigned else ""
+        )
+        return SourceVersion(ref, found.run_id, found.source, found.source, problem, unsigned)
 
     def copy_runs(self, ref: SourceRef, run_id: str | None) -> tuple[CopyRun, ...]:
         """A fake copy never leaves a run behind."""

@@ -9,6 +9,7 @@ import pytest
 
 from mlflow_gitops.apply import apply
 from mlflow_gitops.audit import AuditContext
+from mlflow_gitops.errors import SpecError
 from mlflow_gitops.observed import ModelState, VersionState
 from mlflow_gitops.plan.planner import plan
 from mlflow_gitops.reconcile import Planned, apply_plan, make_plan
@@ -229,3 +230,24 @@ def test_make_plan_measures_soak_time_by_the_clock_it_is_given(tmp_path: Path) -
     assert planned.plan.blocked == {}
     assert [type(c).__name__ for c in planned.plan.changes] == ["TransitionStage"]
     assert planned.plan == plan(desired, fake.read(["m"]), now)
+
+
+def test_plan_refuses_a_registration_the_registry_would_refuse_at_the_entry(
+    tmp_path: Path,
+) -> None:
+    """A registry that requires a signature (Unity Catalog) refuses the run's model: plan says
+    so at the entry's `run:` line, naming the run and the model path, and nothing is planned."""
+    fake = registry()
+    fake.refusals = {f"runs:/{RUN}/model": "the model was logged without a signature"}
+    desired = load_text(tmp_path, SPEC)
+    with pytest.raises(SpecError) as refused:
+        make_plan(desired, fake, None, NOW)
+    (issue,) = refused.value.issues
+    assert f"- run: {RUN}" in desired.path.read_text().splitlines()[issue.line - 1]
+    assert issue.path.startswith("models.m.versions[")
+    assert issue.path.endswith("].run")
+    assert RUN in issue.message
+    assert "'model'" in issue.message
+    assert "without a signature" in issue.message
+    assert "signature" in issue.hint
+    assert fake.writes == 0

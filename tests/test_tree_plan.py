@@ -480,9 +480,10 @@ def test_an_unsigned_copy_into_a_registry_that_needs_signatures_is_refused_at_pl
         f"models.{MODEL}.versions[0].copy_from",
     )
     assert issue.message == (
-        f"cannot copy dev:{MODEL}/3 -> prod: registry 'prod' registers only models with a "
-        "signature (inputs and outputs; Unity Catalog's rule), and the model runs:/r3/model "
-        f"(run r3) at {registry_identity(DEV)} has none"
+        f"cannot copy dev:{MODEL}/3 -> prod: registry 'prod' is in Unity Catalog, which "
+        "registers only models with a signature (inputs and outputs), and the model "
+        f"runs:/r3/model (run r3) at {registry_identity(DEV)} cannot be registered there: the "
+        "model was logged without a signature"
     )
     assert "infer_signature" in issue.hint
     assert fakes.prod.writes == 0

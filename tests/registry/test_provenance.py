@@ -19,7 +19,6 @@ from mlflow_gitops.registry.copy import (
     copied_elsewhere,
     find_copies,
     leftovers,
-    signature_missing,
 )
 from mlflow_gitops.registry.mlflow.env import credentials_env
 from tests.fakes import FakeRegistry
@@ -247,29 +246,3 @@ def test_leftovers_say_what_the_copy_does_with_them() -> None:
     )
     assert both.sentence(done=True).startswith("registered from the run a ")
     assert "; deleted the unfinished run c " in both.sentence(done=True)
-
-
-SIGNED = """
-artifact_path: model
-flavors: {python_function: {loader_module: mlflow.sklearn}}
-signature:
-  inputs: '[{"type": "double", "name": "x", "required": true}]'
-  outputs: '[{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": [-1]}}]'
-  params: null
-"""
-
-
-@pytest.mark.parametrize(
-    ("text", "missing"),
-    [
-        (SIGNED, False),
-        ("flavors: {python_function: {}}\n", True),  # no signature at all
-        (SIGNED.replace("  outputs: '[", "  outputs: null\n  x: '["), True),  # inputs only
-        (SIGNED.replace("  inputs: '[", "  inputs: null\n  x: '["), True),  # outputs only
-        ("signature: null\n", True),
-        ("[not, a, mapping]\n", True),
-        ("signature: {inputs: '[1]'\n", True),  # not YAML
-    ],
-)
-def test_signature_missing_follows_unity_catalogs_rule(text: str, missing: bool) -> None:
-    assert signature_missing(text) is missing

@@ -200,30 +200,37 @@ def _record_gates(registry: RegistryPort, run: GateRun) -> Plan:
 
 
 def _check_runs(plan: Plan, file: PlanFile, registry: RegistryPort) -> None:
+    """Every run to register exists, and its model is one this registry accepts (Unity Catalog:
+    a signature), each problem at its entry's `run:` line, before anything is applied."""
     loaded = file.loaded
     new = [c for c in plan.changes if isinstance(c, RegisterVersion) and c.run_id]
     missing = registry.missing_runs(sorted({c.run_id for c in new if c.run_id}))
-    if not missing:
-        return
+    refused = {} if missing else registry.refused_registrations(sorted({c.source for c in new}))
     issues = []
     for change in new:
-        if change.run_id not in missing:
+        if change.run_id in missing:
+            problem = f"run {change.run_id} does not exist in the tracking server"
+            hint = "check the run id (mlflow-gitops propose lists the best runs)"
+        elif change.source in refused:
+            path = change.source.removeprefix(f"runs:/{change.run_id}").strip("/") or "model"
+            problem = (
+                f"{change.model} is in Unity Catalog, which refuses to register run "
+                f"{change.run_id}'s model at '{path}': {refused[change.source]}"
+            )
+            hint = (
+                "UC registers only models logged with a signature (inputs and outputs): log it "
+                "again with `input_example=` or `signature=infer_signature(X, model.predict(X))` "
+                "and point this entry at the new run"
+            )
+        else:
             continue
         model = loaded.spec.models[change.model]
         index = next(i for i, v in enumerate(model.versions) if v.key == change.entry)
         loc = ("models", change.model, "versions", index, "run")
         _, pos = locate(loc, loaded.positions)
-        issues.append(
-            SpecIssue(
-                file.shown,
-                pos.line,
-                pos.column,
-                format_loc(loc),
-                f"run {change.run_id} does not exist in the tracking server",
-                "check the run id (mlflow-gitops propose lists the best runs)",
-            )
-        )
-    raise SpecError(issues)
+        issues.append(SpecIssue(file.shown, pos.line, pos.column, format_loc(loc), problem, hint))
+    if issues:
+        raise SpecError(issues)
 
 
 def files_of(tree: LoadedTree, models: Sequence[DeclaredModel]) -> list[PlanFile]:
@@ -300,11 +307,11 @@ def check_sources(
                 "readable; nothing was applied"
             ),
         )
-        if found.ok and found.signed is False and dest.requires_signature:
+        if found.ok and found.unsigned and dest.requires_signature:
             problem = (
-                f"registry '{registry}' registers only models with a signature (inputs and "
-                f"outputs; Unity Catalog's rule), and the model {found.where()} at "
-                f"{found.ref.registry} has none"
+                f"registry '{registry}' is in Unity Catalog, which registers only models with a "
+                f"signature (inputs and outputs), and the model {found.where()} at "
+                f"{found.ref.registry} cannot be registered there: {found.unsigned}"
             )
             hint = (
                 "log the model with a signature (signature=infer_signature(X, model.predict(X))), "

@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import yaml
-
 from mlflow_gitops.observed import ModelState, VersionState
 from mlflow_gitops.record import COPIES_EXPERIMENT, SourceRef, provenance_run, read_provenance
 
@@ -79,7 +77,9 @@ class SourceVersion:
     source: str = ""  # the version's source URI (models:/m-... for an MLflow 3 logged model)
     artifact_uri: str = ""  # where its model files are (the registry's download URI)
     problem: str = ""  # why it cannot be copied (absent, files unreadable); "" when it can
-    signed: bool | None = None  # its MLmodel has a signature with inputs and outputs; None: unread
+    # why a registry that requires a signature (Unity Catalog) would refuse its model
+    # (registry/signature.missing_signature); "" when it has one, or its MLmodel was not read
+    unsigned: str = ""
 
     @property
     def ok(self) -> bool:
@@ -152,18 +152,3 @@ def leftovers(runs: Sequence[CopyRun], used: Iterable[str] = ()) -> Leftovers:
     )
     remove = tuple(r for r in runs if not r.finished and r.run_id not in taken)
     return Leftovers(reuse, remove)
-
-
-def signature_missing(mlmodel_text: str) -> bool:
-    """Whether an MLmodel file (its YAML text) lacks what Unity Catalog requires to register a
-    model: a signature with both inputs and outputs (MLflow's UC store refuses it otherwise:
-    mlflow/store/_unity_catalog/registry/rest_store.py, _validate_model_signature). Text that
-    is not a mapping has no signature."""
-    try:
-        data = yaml.safe_load(mlmodel_text)
-    except yaml.YAMLError:
-        return True
-    signature = data.get("signature") if isinstance(data, dict) else None
-    if not isinstance(signature, dict):
-        return True
-    return not (signature.get("inputs") and signature.get("outputs"))

@@ -47,6 +47,12 @@ class Reads(Identity, Protocol):
         """Which of these run ids the tracking server does not know."""
         ...
 
+    def refused_registrations(self, sources: Sequence[str]) -> dict[str, str]:
+        """Which of these sources (`runs:/<id>/<path>`) this registry would refuse to register,
+        each with the reason (Unity Catalog: a model without a signature); {} where a registry
+        registers any model, without a call."""
+        ...
+
     def search_runs(
         self, experiment: str, filter_string: str, order_by: list[str], max_results: int
     ) -> list[RunSummary]:

@@ -53,7 +53,6 @@ from mlflow_gitops.registry.copy import (
     SourceVersion,
     find_copies,
     leftovers,
-    signature_missing,
     source_of,
 )
 from mlflow_gitops.registry.mlflow.base import Connection, version_state
@@ -61,6 +60,7 @@ from mlflow_gitops.registry.mlflow.env import credentials_env, mlflow_globals
 from mlflow_gitops.registry.mlflow.errors import first_line
 from mlflow_gitops.registry.mlflow.reads import Reads
 from mlflow_gitops.registry.mlflow.writes import Writes
+from mlflow_gitops.registry.signature import missing_signature
 from mlflow_gitops.secrets import redact
 
 MODEL_FOLDER = "model"  # where a model that lived outside its run goes in the copy's run
@@ -93,7 +93,7 @@ class Copies(Reads, Writes):
         with mlflow_globals(self.uri, self.credentials):
             problem = _unreadable(self, location, run_id)
             if not problem:
-                found = replace(found, signed=_signed(self, location))
+                found = replace(found, unsigned=_unsigned(self, location))
         if problem:
             cannot = f"the files of version {version} of model '{model}' at {where} cannot be read"
             return replace(found, problem=f"{cannot}: {problem}")
@@ -102,9 +102,9 @@ class Copies(Reads, Writes):
     @property
     def requires_signature(self) -> bool:
         """Whether this registry refuses a model version without a signature (inputs and
-        outputs): MLflow's Unity Catalog store validates every registration
-        (mlflow/store/_unity_catalog/registry/rest_store.py:819, _validate_model_signature)."""
-        return callable(getattr(self.writer.store, "_validate_model_signature", None))
+        outputs): Unity Catalog (MLflow's UC store validates every registration:
+        mlflow/store/_unity_catalog/registry/rest_store.py:819, _validate_model_signature)."""
+        return self.unity_catalog
 
     def copy_runs(self, ref: SourceRef, run_id: str | None) -> tuple[CopyRun, ...]:
         """The live runs of this registry's copies experiment that hold a copy of that source:
@@ -165,17 +165,18 @@ class Copies(Reads, Writes):
             return _copy_version(self, source, src_model, src_version, dest_model)
 
 
-def _signed(registry: Connection, location: str) -> bool | None:
-    """Whether the model's MLmodel has a signature with inputs and outputs; None when it cannot
-    be read (the listing said it is there)."""
+def _unsigned(registry: Connection, location: str) -> str:
+    """Why a registry that requires a signature would refuse the model at `location`
+    (registry/signature.missing_signature); "" when it has one or its MLmodel cannot be read
+    (the listing said it is there: the registration will say what is wrong)."""
     from mlflow.artifacts import load_text
 
     try:
         registry.calls += 1
         text = load_text(location.rstrip("/") + "/MLmodel")  # into a temporary folder of its own
     except Exception:
-        return None
-    return not signature_missing(text)
+        return ""
+    return missing_signature(text) or ""
 
 
 def _unreadable(registry: Connection, location: str, run_id: str | None) -> str:

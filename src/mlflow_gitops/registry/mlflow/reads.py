@@ -1,5 +1,6 @@
 """Reading an MLflow registry: the live state of the managed models in as few calls as the
-server accepts (`name IN (...)` chunks on MLflow 3, `name = '...'` or one scan on 2.x), runs."""
+server accepts (`name IN (...)` chunks on MLflow 3, `name = '...'` or one scan on 2.x, one model at
+a time, concurrently, on Unity Catalog: unity.py), runs."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from urllib.parse import quote_plus
 from mlflow_gitops.errors import RegistryError
 from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, VersionState
 from mlflow_gitops.record import LOCK_MODEL
-from mlflow_gitops.registry.mlflow.base import Connection, quote, version_state
+from mlflow_gitops.registry.mlflow.base import quote, version_state
 from mlflow_gitops.registry.mlflow.errors import error_code, not_found, refuses_name_in
+from mlflow_gitops.registry.mlflow.unity import Unity
 from mlflow_gitops.secrets import redact
 
 # GET requests carry the filter in the URL, percent-encoded; gunicorn caps the request line at
@@ -31,25 +33,45 @@ PROMPT_TAG = "mlflow.prompt.is_prompt"
 _NO_NAME_IN: dict[str, bool] = {}
 
 
-class Reads(Connection):
+class Reads(Unity):
     """The registry's state and its runs."""
 
     def read(self, names: Sequence[str] | None = None) -> RegistryState:
         """Registered models through search_registered_models, versions through paged
         search_model_versions; aliases come from the registered models because
-        search_model_versions returns none. The filters are the cheapest this server accepts."""
+        search_model_versions returns none. The filters are the cheapest this server accepts. On
+        Unity Catalog: each model on its own, 2 + (its versions) calls, several at once."""
         wanted = None if names is None else set(names)
         if wanted is not None and not wanted:
             return RegistryState(models={})
         with self._errors("read the registry at"):
-            try:
-                models, versions = self._read(wanted, _NO_NAME_IN.get(self.uri, False))
-            except Exception as exc:
-                if not refuses_name_in(exc):
-                    raise
-                # an MLflow 2.x server: remembered for this process, read again without IN
-                _NO_NAME_IN[self.uri] = True
-                models, versions = self._read(wanted, True)
+            if self.unity_catalog:
+                models, versions = self._read_unity(None if wanted is None else sorted(wanted))
+            else:
+                models, versions = self._read_either(wanted)
+        return self._state(models, versions, wanted)
+
+    def _read_either(
+        self, wanted: set[str] | None
+    ) -> tuple[dict[str, Any], dict[str, list[VersionState]]]:
+        """_read with `name IN (...)`, or again without it on a server that refuses it."""
+        try:
+            return self._read(wanted, _NO_NAME_IN.get(self.uri, False))
+        except Exception as exc:
+            if not refuses_name_in(exc):
+                raise
+            # an MLflow 2.x server: remembered for this process, read again without IN
+            _NO_NAME_IN[self.uri] = True
+            return self._read(wanted, True)
+
+    def _state(
+        self,
+        models: dict[str, Any],
+        versions: dict[str, list[VersionState]],
+        wanted: set[str] | None,
+    ) -> RegistryState:
+        """The read models as values; prompts are refused among the managed models, left out of
+        a whole-registry read."""
         prompts = sorted(n for n, m in models.items() if (m.tags or {}).get(PROMPT_TAG) == "true")
         if prompts and wanted is not None:
             raise RegistryError(
@@ -112,6 +134,18 @@ class Reads(Connection):
                 else:
                     raise
         return missing
+
+    def refused_registrations(self, sources: Sequence[str]) -> dict[str, str]:
+        """Unity Catalog refuses a model without a signature: each runs:/ source's MLmodel is
+        read (one download per registration). Other registries register any model: no call."""
+        if not self.unity_catalog:
+            return {}
+        refused = {}
+        for source in sources:
+            reason = self._uc_refusal(source)
+            if reason is not None:
+                refused[source] = reason
+        return refused
 
     def search_runs(
         self, experiment: str, filter_string: str, order_by: list[str], max_results: int

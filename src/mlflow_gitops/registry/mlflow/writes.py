@@ -8,14 +8,15 @@ from typing import Any
 
 from mlflow_gitops.errors import PermissionDenied, RegistryError
 from mlflow_gitops.record import REGISTRATION_TAG
-from mlflow_gitops.registry.mlflow.base import Connection, quote
+from mlflow_gitops.registry.mlflow.base import quote
 from mlflow_gitops.registry.mlflow.env import mlflow_globals
 from mlflow_gitops.registry.mlflow.reads import VERSIONS_PAGE
+from mlflow_gitops.registry.mlflow.unity import UC_PAGE, Unity
 
 REGISTER_WAIT_S = 300  # until a new version is READY
 
 
-class Writes(Connection):
+class Writes(Unity):
     """Every change the applier makes, one MLflow request each (registering: a few)."""
 
     def create_model(self, name: str) -> None:
@@ -64,13 +65,7 @@ class Writes(Connection):
                 ) from exc
             raise
         with self._errors("register version at"):
-            made = sorted(
-                int(v.version)
-                for v in self._pages(
-                    self.client.search_model_versions, f"name = {quote(name)}", VERSIONS_PAGE
-                )
-                if (v.tags or {}).get(REGISTRATION_TAG) == token
-            )
+            made = self._made_by(name, token, run_id)
         if number is None:
             if denied is not None and not made:
                 raise denied
@@ -82,6 +77,32 @@ class Writes(Connection):
         with suppress(PermissionDenied):
             self.delete_version_tag(name, number, REGISTRATION_TAG)
         return number
+
+    def _made_by(self, name: str, token: str, run_id: str | None) -> list[int]:
+        """The versions of `name` that carry this registration's token. Unity Catalog's version
+        search returns no tags: there, the versions of the same run are read one by one."""
+        if not self.unity_catalog:
+            return sorted(
+                int(v.version)
+                for v in self._pages(
+                    self.client.search_model_versions, f"name = {quote(name)}", VERSIONS_PAGE
+                )
+                if (v.tags or {}).get(REGISTRATION_TAG) == token
+            )
+        same_run = [
+            int(v.version)
+            for v in self._pages(
+                self.writer.store.search_model_versions, f"name = {quote(name)}", UC_PAGE
+            )
+            if run_id is None or v.run_id == run_id
+        ]
+        made = []
+        for number in same_run:
+            self.calls += 1
+            mv = self.writer.get_model_version(name, str(number))
+            if (mv.tags or {}).get(REGISTRATION_TAG) == token:
+                made.append(number)
+        return sorted(made)
 
     def set_model_description(self, name: str, text: str) -> None:
         self._call("set description", name, lambda: self.writer.update_registered_model(name, text))
@@ -121,6 +142,13 @@ class Writes(Connection):
     def transition_stage(
         self, name: str, version: int, stage: str, archive_others: bool = False
     ) -> None:
+        if self.unity_catalog:
+            # validate refuses stages in a UC registry's file; this never reaches MLflow's client
+            raise RegistryError(
+                f"Unity Catalog has no stages: cannot move {name} version {version} to {stage}",
+                "use aliases (`aliases: {champion: <version>}`) instead of `stage:` for a Unity "
+                "Catalog registry",
+            )
         # archiving is planned (archive_previous); the planner asks for archive_others only when
         # every other holder leaves the stage in the same plan
         self._call(
