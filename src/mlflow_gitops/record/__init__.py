@@ -78,6 +78,8 @@ COPY_EXPERIMENT_TAG = (
 # are never reused)
 COPY_MODEL_PATH_TAG = COPIED_FROM + "model_path"
 COPIES_EXPERIMENT = "mlflow-gitops-copies"  # the destination's runs that hold copied artifacts
+# the same in a Databricks workspace, whose experiments are named by workspace path
+COPIES_WORKSPACE_EXPERIMENT = "/Shared/" + COPIES_EXPERIMENT
 # the one-field-per-tag annotations of earlier releases: read as a fallback, deleted when the
 # version or model is next annotated (a record never mixes two applies)
 LEGACY_TAGS = {

@@ -108,6 +108,7 @@ class CopyRun:
     finished: bool  # FINISHED: every file was uploaded (the run is ended last)
     model_path: str | None  # where the model is inside the run; None: written before it was told
     artifact_uri: str = ""
+    experiment: str = COPIES_EXPERIMENT  # the experiment's name (a workspace path on Databricks)
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class Leftovers:
             verb = "registered from" if done else "registers from"
             parts.append(
                 f"{verb} the run {self.reuse.run_id} that an interrupted apply left in the "
-                f"experiment {COPIES_EXPERIMENT} (its files are not copied again)"
+                f"experiment {self.reuse.experiment} (its files are not copied again)"
             )
         if self.remove:
             ids = ", ".join(r.run_id for r in self.remove)
@@ -135,7 +136,7 @@ class Leftovers:
             verb = "deleted" if done else "deletes"
             parts.append(
                 f"{verb} the unfinished {runs} {ids} that an interrupted apply left in the "
-                f"experiment {COPIES_EXPERIMENT}"
+                f"experiment {self.remove[0].experiment}"
             )
         return "; ".join(parts)
 

@@ -4,7 +4,8 @@ by provenance (registry/copy.py).
 Same server (equal registry identities): a new version whose source is `models:/<model>/<version>`,
 the request MlflowClient.copy_model_version makes. Other server: the source run's files (all of
 them: a gate in the destination needs the run's preprocessor) and the model's files are copied into
-a run of the destination's COPIES_EXPERIMENT that carries the source run's id, params, metrics and
+a run of the destination's copies experiment (COPIES_EXPERIMENT; in a Databricks workspace
+COPIES_WORKSPACE_EXPERIMENT, a workspace path) that carries the source run's id, params, metrics and
 tags, and the new version is registered from the model inside that run. Either way the version is
 created with its provenance tags in the same request, so no copy exists without them.
 
@@ -38,6 +39,7 @@ from typing import Any
 from mlflow_gitops.errors import DENIED, PermissionDenied, RegistryError
 from mlflow_gitops.record import (
     COPIES_EXPERIMENT,
+    COPIES_WORKSPACE_EXPERIMENT,
     COPY_EXPERIMENT_TAG,
     COPY_MODEL_PATH_TAG,
     COPY_MODEL_TAG,
@@ -106,15 +108,25 @@ class Copies(Reads, Writes):
         mlflow/store/_unity_catalog/registry/rest_store.py:819, _validate_model_signature)."""
         return self.unity_catalog
 
+    @property
+    def copies_experiment(self) -> str:
+        """The experiment that holds the copies' runs: a workspace path when the tracking server
+        is a Databricks workspace (its experiments are named by path), else COPIES_EXPERIMENT."""
+        tracking = str(self.client._tracking_client.tracking_uri)
+        return (
+            COPIES_WORKSPACE_EXPERIMENT if tracking.startswith("databricks") else COPIES_EXPERIMENT
+        )
+
     def copy_runs(self, ref: SourceRef, run_id: str | None) -> tuple[CopyRun, ...]:
         """The live runs of this registry's copies experiment that hold a copy of that source:
         the same source run id (whatever registry identity they recorded), or, for a source
         without a run, the same registry identity; model and version alike. One search."""
         from mlflow.entities import ViewType
 
-        doing = f"look for earlier copies of {ref} in the experiment {COPIES_EXPERIMENT} at"
+        name = self.copies_experiment
+        doing = f"look for earlier copies of {ref} in the experiment {name} at"
         with self._errors(doing):
-            experiment = self._experiment(COPIES_EXPERIMENT, "the copies' experiment", False)
+            experiment = self._experiment(name, "the copies' experiment", False)
             if experiment is None:
                 return ()
             # tag values compared in Python: a model name may hold quotes
@@ -138,6 +150,7 @@ class Copies(Reads, Writes):
                     run.info.status == "FINISHED",
                     tags.get(COPY_MODEL_PATH_TAG) or None,
                     str(run.info.artifact_uri),
+                    name,
                 )
             )
         return tuple(out)
@@ -369,15 +382,15 @@ def _download(
     return _Files(run, run_folder, model_folder, path)
 
 
-def _upload(dest: Connection, ref: SourceRef, files: _Files) -> tuple[str, str]:
-    """A run in COPIES_EXPERIMENT with the source run's params, metrics, tags and files, and the
+def _upload(dest: Copies, ref: SourceRef, files: _Files) -> tuple[str, str]:
+    """A run in the copies experiment with the source run's params, metrics, tags and files, and the
     model's files; returns (run id, the model's URI inside it). A 403 names the experiment."""
     with _in_copies_experiment(dest, ref):
         return _log_copy_run(dest, ref, files)
 
 
 @contextmanager
-def _in_copies_experiment(dest: Connection, ref: SourceRef) -> Iterator[None]:
+def _in_copies_experiment(dest: Copies, ref: SourceRef) -> Iterator[None]:
     """A 403 on the copies' experiment (looking for leftover runs, writing the run) names the
     experiment and the permission a copy needs there."""
     try:
@@ -385,13 +398,13 @@ def _in_copies_experiment(dest: Connection, ref: SourceRef) -> Iterator[None]:
     except PermissionDenied as exc:
         raise PermissionDenied(
             f"{DENIED}: {dest.user} may not write the run that holds the copy of {ref} in "
-            f"the experiment {COPIES_EXPERIMENT} at {redact(dest.uri)}",
-            f"ask an MLflow admin to grant EDIT on the experiment {COPIES_EXPERIMENT} (whoever "
+            f"the experiment {dest.copies_experiment} at {redact(dest.uri)}",
+            f"ask an MLflow admin to grant EDIT on the experiment {dest.copies_experiment} (whoever "
             "creates it holds MANAGE), or copy as a user who holds it; nothing was registered",
         ) from exc
 
 
-def _log_copy_run(dest: Connection, ref: SourceRef, files: _Files) -> tuple[str, str]:
+def _log_copy_run(dest: Copies, ref: SourceRef, files: _Files) -> tuple[str, str]:
     from mlflow.entities import Metric, Param, RunStatus
 
     run = files.run
@@ -401,8 +414,9 @@ def _log_copy_run(dest: Connection, ref: SourceRef, files: _Files) -> tuple[str,
         user_tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
         run_tags = user_tags | run_tags
         run_tags[COPY_EXPERIMENT_TAG] = str(run.info.experiment_id)
-    with dest._errors(f"create the run that holds the copy (experiment {COPIES_EXPERIMENT}) at"):
-        experiment = dest._experiment(COPIES_EXPERIMENT, "the copies' experiment", create=True)
+    name = dest.copies_experiment
+    with dest._errors(f"create the run that holds the copy (experiment {name}) at"):
+        experiment = dest._experiment(name, "the copies' experiment", create=True)
         assert experiment is not None
         dest.calls += 1
         created = dest.client.create_run(
