@@ -144,12 +144,12 @@ def _fresh_saved(request: ApplyRequest) -> PlanOutcome:
         )
     saved = load_plan(request.target)
     tree = saved_tree(saved)
-    name, uri, credentials = connect.saved_registry(saved, tree, request.tracking_uri)
-    registry = connect.open_with(uri, credentials)
+    name, where = connect.saved_registry(saved, tree, request.tracking_uri)
+    registry = connect.open_with(where)
     folder = Path(saved.file).resolve().parent if saved.file else Path.cwd()
-    evidence = connect.open_evidence(uri, credentials, {name: (uri, credentials)})
+    evidence = connect.open_evidence(where, {name: where})
     planned = check_fresh(saved, registry, evidence, request.clock(), tree=tree)
-    opened = Opened(name, uri, registry, planned)
+    opened = Opened(name, where.registry_uri, registry, planned, where.tracking_uri)
     return PlanOutcome((opened,), tree_plan([opened], {}, tree=tree), folder)
 
 
