@@ -128,16 +128,19 @@ def test_each_named_registry_has_its_own_uris_and_credentials(tmp_path: Path) ->
     assert prod.audit_experiment == "/Shared/ml/mlflow-gitops-audit"
     assert dev.audit_experiment is None  # the backend's default
     # what their file transfers see: exactly their own variables, the others unset
-    assert prod.credentials is not None and prod.credentials.variables() == {
+    assert prod.credentials is not None
+    assert prod.credentials.variables() == {
         "MLFLOW_TRACKING_USERNAME": None,
         "MLFLOW_TRACKING_PASSWORD": None,
         "MLFLOW_TRACKING_TOKEN": None,
         "DATABRICKS_HOST": "https://prod.cloud.databricks.com",
         "DATABRICKS_TOKEN": "dapi-prod-token",
     }
-    assert dev.credentials is not None and dev.credentials.variables()["DATABRICKS_HOST"] is None
+    assert dev.credentials is not None
+    assert dev.credentials.variables()["DATABRICKS_HOST"] is None
     for endpoint in (prod, staging, dev):
-        assert "token" not in repr(endpoint) and "password" not in repr(endpoint)
+        assert "token" not in repr(endpoint)
+        assert "password" not in repr(endpoint)
 
 
 def test_a_named_registrys_token_is_masked_once_resolved(tmp_path: Path) -> None:
@@ -247,5 +250,5 @@ def test_host_env_is_for_databricks_and_goes_with_a_token(tmp_path: Path) -> Non
         tmp_path,
         "version: 1\nregistries:\n  p:\n    tracking_uri: databricks\n    host_env: H\n",
     )
-    with pytest.raises(SpecError, match="host_env: .* goes with token_env"):
+    with pytest.raises(SpecError, match=r"host_env: .* goes with token_env"):
         load_tree(alone)

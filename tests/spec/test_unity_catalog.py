@@ -115,7 +115,8 @@ def test_a_uc_registry_with_aliases_and_alias_gates_is_valid(tmp_path: Path) -> 
         3,
         "defaults.archive_previous",
     )
-    assert "inherited by" in only.message and "teams/prod.yaml" in only.message
+    assert "inherited by" in only.message
+    assert "teams/prod.yaml" in only.message
     assert "Unity Catalog" in only.message
     assert "aliases" in only.hint
     valid = ROOT.replace("defaults:\n  archive_previous: true\n", "")
