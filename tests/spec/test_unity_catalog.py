@@ -31,6 +31,7 @@ include:
   - teams/*.yaml
 defaults:
   archive_previous: true
+  mirror_stages_to_aliases: {Production: champion}
 models:
   nyc-taxi-regressor:
     versions:
@@ -103,23 +104,23 @@ def test_a_model_name_is_three_levels(name: str, problem: str | None) -> None:
 
 
 def test_a_uc_registry_with_aliases_and_alias_gates_is_valid(tmp_path: Path) -> None:
-    # the root's archive_previous is inherited by teams/prod.yaml: it counts there, so the root
-    # keeps it only while no UC file inherits it
+    # the root's mirror_stages_to_aliases is inherited by teams/prod.yaml, where it would delete
+    # the alias: it counts there (the root's archive_previous, inert without stages, does not)
     root = write(tmp_path, {"registry.yaml": ROOT, "teams/prod.yaml": GOOD_UC})
     with pytest.raises(SpecError) as err:
         load_tree(root)
     (only,) = err.value.issues
     assert (only.file, only.line, only.column, only.path) == (
         str(root),
-        14,
+        15,
         3,
-        "defaults.archive_previous",
+        "defaults.mirror_stages_to_aliases",
     )
     assert "inherited by" in only.message
     assert "teams/prod.yaml" in only.message
     assert "Unity Catalog" in only.message
     assert "aliases" in only.hint
-    valid = ROOT.replace("defaults:\n  archive_previous: true\n", "")
+    valid = ROOT.replace("  mirror_stages_to_aliases: {Production: champion}\n", "")
     root = write(tmp_path, {"registry.yaml": valid, "teams/prod.yaml": GOOD_UC})
     tree = load_tree(root)
     assert {m.name for m in tree.models_in("prod")} == {"prod.ml.nyc_taxi_regressor"}
@@ -128,7 +129,7 @@ def test_a_uc_registry_with_aliases_and_alias_gates_is_valid(tmp_path: Path) -> 
 def test_stages_names_and_stage_settings_in_a_uc_file_are_located_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    valid = ROOT.replace("defaults:\n  archive_previous: true\n", "")
+    valid = ROOT.replace("  mirror_stages_to_aliases: {Production: champion}\n", "")
     root = write(tmp_path, {"registry.yaml": valid, "teams/prod.yaml": BAD_UC})
     outcome = run_cli(capsys, "validate", str(root))
     assert outcome.code == 1
@@ -183,7 +184,7 @@ def test_a_databricks_tracking_uri_alone_means_unity_catalog(tmp_path: Path) -> 
 
 
 def test_validate_of_a_uc_tree_never_imports_mlflow(tmp_path: Path) -> None:
-    valid = ROOT.replace("defaults:\n  archive_previous: true\n", "")
+    valid = ROOT.replace("  mirror_stages_to_aliases: {Production: champion}\n", "")
     root = write(tmp_path, {"registry.yaml": valid, "teams/prod.yaml": BAD_UC})
     probe = (
         "import sys\n"

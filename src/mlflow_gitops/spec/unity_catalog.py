@@ -52,9 +52,11 @@ def uc_name_problem(name: str) -> str | None:
 def unity_catalog_issues(
     files: Sequence[LoadedSpec], root: LoadedSpec, registry: str
 ) -> list[SpecIssue]:
-    """Every Unity Catalog rule the files of `registry` (a UC registry) break, located. The
-    root's stage settings, which every included file inherits, count when the root's models
-    live elsewhere too."""
+    """Every Unity Catalog rule the files of `registry` (a UC registry) break, located. Of the
+    root's defaults, which every included file inherits, mirror_stages_to_aliases counts even
+    when the root's models live elsewhere: in a file without stages it would delete the alias.
+    The root's archive_previous and max_per_stage act on stages only, so a UC file inherits
+    them harmlessly (a tree of several registries keeps its defaults)."""
     issues: list[SpecIssue] = []
     where = f"registry '{registry}' keeps its models in Unity Catalog"
 
@@ -70,13 +72,19 @@ def unity_catalog_issues(
                 continue
             if ("defaults", key) in loaded.positions:
                 add(loaded, ("defaults", key), f"defaults.{key}: {where}", NO_STAGES)
-            elif loaded is not root and not inherited and ("defaults", key) in root.positions:
+            elif (
+                key == "mirror_stages_to_aliases"
+                and loaded is not root
+                and not inherited
+                and ("defaults", key) in root.positions
+            ):
                 inherited = True  # once: the root's line is the one to change
                 add(
                     root,
                     ("defaults", key),
                     f"defaults.{key} is inherited by {loaded.name}, whose {where}",
-                    NO_STAGES + "; set it in the files of the registries that have stages",
+                    NO_STAGES + "; set it in the files of the registries that have stages (it "
+                    "would delete the alias in a file without stages)",
                 )
         for name, model in spec.models.items():
             base: Loc = ("models", name)
