@@ -69,13 +69,11 @@ def is_databricks(uri: str) -> bool:
     )
 
 
-def resolve_registry_uri(
-    flag: str | None, file_uri: str | None, tracking_uri: str, folder: Path | None
-) -> str:
-    """The registry URI as MLflow takes it: `flag`, then MLFLOW_REGISTRY_URI, then the file's
-    registry_uri (relative sqlite paths from the file's folder), then the default for the
-    tracking URI (default_registry_uri)."""
-    uri = flag or os.environ.get("MLFLOW_REGISTRY_URI") or file_uri
+def resolve_registry_uri(file_uri: str | None, tracking_uri: str, folder: Path | None) -> str:
+    """The registry URI as MLflow takes it: MLFLOW_REGISTRY_URI, then the file's registry_uri
+    (relative sqlite paths from the file's folder; `folder` None: as given), then the default
+    for the tracking URI (default_registry_uri)."""
+    uri = os.environ.get("MLFLOW_REGISTRY_URI") or file_uri
     if not uri:
         return default_registry_uri(tracking_uri)
     return uri if folder is None else _anchor(uri, folder)

@@ -1,7 +1,9 @@
-"""Lending one registry's credentials and URI to MLflow, which otherwise reads them from the
-process: REST stores that send this registry's own credentials (own_client), and, for MLflow's
-artifact repositories and fluent functions, which read MLflow's variables and globals at every
-request, the variables and globals set around the block and restored afterwards.
+"""Lending one registry's credentials and URIs to MLflow, which otherwise reads them from the
+process: REST stores that send this registry's own credentials (own_client: an MLflow server's
+user, password or token; a Databricks workspace's host and token, or its profile's), and, for
+MLflow's artifact repositories and fluent functions, which read MLflow's (and the Databricks
+SDK's) variables and globals at every request, the variables and globals set around the block
+and restored afterwards.
 
 Every file transfer of one registry runs inside `credentials_env(its credentials)`, which holds
 one process-wide lock, sets exactly its variables (unset ones removed) and restores the previous
