@@ -16,7 +16,7 @@ from mlflow_gitops.observed import (
 )
 from mlflow_gitops.permissions import current_user
 from mlflow_gitops.plan.changes import WebhookFields
-from mlflow_gitops.record import SourceRef, provenance_tags
+from mlflow_gitops.record import AUDIT_EXPERIMENT, SourceRef, provenance_tags
 from mlflow_gitops.record.run import AuditRun, RecordFinish, RecordStart
 from mlflow_gitops.registry.copy import SourceVersion, find_copies
 from mlflow_gitops.registry.port import RegistryPort
@@ -78,6 +78,7 @@ class FakeRegistry:
     record_error: str | None = None  # "start" or "finish": that audit call fails
     unlock_error: str | None = None  # deleting the apply lock fails with this message
     lacking: set[tuple[str, str]] = field(default_factory=set)  # (model, permission) not held
+    audit_experiment: str = AUDIT_EXPERIMENT
     unreadable: frozenset[tuple[str, int]] = frozenset()
     user: str = field(default_factory=current_user)  # who its requests act as, for messages
     hooks: FakeWebhooks | None = None  # the server's webhooks; None: a server without (2.x)

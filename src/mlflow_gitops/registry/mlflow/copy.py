@@ -24,7 +24,7 @@ from mlflow_gitops.errors import DENIED, PermissionDenied, RegistryError
 from mlflow_gitops.record import COPIES_EXPERIMENT, COPY_EXPERIMENT_TAG, SourceRef, provenance_tags
 from mlflow_gitops.registry.copy import SourceVersion, find_copies, source_of
 from mlflow_gitops.registry.mlflow.base import Connection, version_state
-from mlflow_gitops.registry.mlflow.env import credentials_env, mlflow_globals
+from mlflow_gitops.registry.mlflow.env import credentials_env
 from mlflow_gitops.registry.mlflow.errors import first_line
 from mlflow_gitops.registry.mlflow.reads import Reads
 from mlflow_gitops.registry.mlflow.writes import Writes
@@ -57,7 +57,7 @@ class Copies(Reads, Writes):
         found = SourceVersion(ref, run_id, str(mv.source or ""), location)
         # listing goes through artifact repositories; a models:/ location (a same-server copy on
         # an MLflow 2.x server) is resolved through MLflow's global registry URI
-        with mlflow_globals(self.uri, self.credentials):
+        with self.mlflow_globals():
             problem = _unreadable(self, location, run_id)
         if problem:
             cannot = f"the files of version {version} of model '{model}' at {where} cannot be read"
@@ -91,7 +91,9 @@ def _unreadable(registry: Connection, location: str, run_id: str | None) -> str:
 
     try:
         registry.calls += 1
-        names = {Path(f.path).name for f in list_artifacts(location, tracking_uri=registry.uri)}
+        names = {
+            Path(f.path).name for f in list_artifacts(location, tracking_uri=registry.tracking_uri)
+        }
     except Exception as exc:
         return f"listing {redact(location)} failed ({first_line(exc)[:300]})"
     if "MLmodel" not in names:
@@ -99,7 +101,7 @@ def _unreadable(registry: Connection, location: str, run_id: str | None) -> str:
     if run_id:
         try:
             registry.calls += 1
-            list_artifacts(run_id=run_id, tracking_uri=registry.uri)
+            list_artifacts(run_id=run_id, tracking_uri=registry.tracking_uri)
         except Exception as exc:
             return f"listing the files of its run {run_id} failed ({first_line(exc)[:300]})"
     return ""
@@ -187,7 +189,7 @@ def _download(
 
     doing = f"download the files of {model}/{version} from"
     # downloads go through artifact repositories (see describe_source)
-    with mlflow_globals(source.uri, source.credentials), source._errors(doing):
+    with source.mlflow_globals(), source._errors(doing):
         source.calls += 1
         location = str(source.writer.get_model_version_download_uri(model, str(version)))
         run_folder = folder / "run"
@@ -196,7 +198,9 @@ def _download(
         if run_id:
             source.calls += 2  # the run, then its files (one request per folder and file)
             run = source.client.get_run(run_id)
-            download_artifacts(run_id=run_id, dst_path=str(run_folder), tracking_uri=source.uri)
+            download_artifacts(
+                run_id=run_id, dst_path=str(run_folder), tracking_uri=source.tracking_uri
+            )
             root = str(run.info.artifact_uri).rstrip("/") + "/"
             if location.startswith(root):  # an MLflow 2.x-style model, logged inside its run
                 inside = location[len(root) :].strip("/")
@@ -206,7 +210,9 @@ def _download(
         # the files land in a folder named like the URI's last part: the returned path
         model_folder = Path(
             download_artifacts(
-                artifact_uri=location, dst_path=str(folder / "model"), tracking_uri=source.uri
+                artifact_uri=location,
+                dst_path=str(folder / "model"),
+                tracking_uri=source.tracking_uri,
             )
         )
     if not (model_folder / "MLmodel").is_file():

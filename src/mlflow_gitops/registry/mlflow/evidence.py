@@ -25,6 +25,7 @@ from mlflow_gitops.gates.port import GateError, Side
 from mlflow_gitops.registry.mlflow.base import Connection
 from mlflow_gitops.registry.mlflow.env import credentials_env
 from mlflow_gitops.registry.mlflow.errors import kind
+from mlflow_gitops.settings import Endpoint
 
 
 class MlflowEvidence(ModelEvidence):
@@ -32,12 +33,15 @@ class MlflowEvidence(ModelEvidence):
 
     def __init__(
         self,
-        uri: str,
+        where: str | Endpoint,
         credentials: Credentials | None = None,
-        registries: Mapping[str, tuple[str, Credentials | None]] | None = None,
+        registries: Mapping[str, Endpoint] | None = None,
     ) -> None:
+        """`where`: this registry (an Endpoint, or a tracking URI with `credentials`);
+        `registries`: the others of the plan, by name (the sources of copies)."""
         super().__init__()
-        self.where: dict[str | None, tuple[str, Credentials | None]] = {None: (uri, credentials)}
+        own = where if isinstance(where, Endpoint) else Endpoint(where, "", credentials)
+        self.where: dict[str | None, Endpoint] = {None: own}
         self.where.update(registries or {})
         self.connections: dict[str | None, Connection] = {}
         self.models: dict[tuple[str | None, str], Any] = {}
@@ -55,22 +59,22 @@ class MlflowEvidence(ModelEvidence):
                 "declare the registry under registries: in the root file",
             )
         if side.registry not in self.connections:
-            uri, credentials = self.where[side.registry]
             try:
-                self.connections[side.registry] = Connection(uri, credentials)
+                self.connections[side.registry] = Connection(self.where[side.registry])
             except GitopsError as exc:
                 raise GateError(exc.message, exc.hint) from None
         return self.connections[side.registry]
 
     @contextmanager
-    def _mapped(self, conn: Connection, doing: str) -> Iterator[None]:
-        """The adapter's error mapping ("cannot <doing> <uri>: ..."), as the gate's failure."""
+    def _mapped(self, conn: Connection, doing: str, at: str | None = None) -> Iterator[None]:
+        """The adapter's error mapping ("cannot <doing> <uri>: ..."), as the gate's failure;
+        `at`: the URI called (default: the registry URI)."""
         try:
             yield
         except GitopsError as exc:
             raise GateError(exc.message, exc.hint) from None
         except Exception as exc:
-            error = conn._translate(exc, doing)
+            error = conn._translate(exc, doing, at=at)
             raise GateError(error.message, error.hint) from None
 
     def _run_id(self, side: Side) -> str | None:
@@ -93,7 +97,7 @@ class MlflowEvidence(ModelEvidence):
         if not run_id:
             raise GateError("the version has no source run, so it has no run metrics")
         conn = self._connection(side)
-        with self._mapped(conn, f"read run {run_id} at"):
+        with self._mapped(conn, f"read run {run_id} at", at=conn.tracking_uri):
             conn.calls += 1
             metrics = conn.client.get_run(run_id).data.metrics
         value = metrics.get(key)
@@ -122,7 +126,7 @@ class MlflowEvidence(ModelEvidence):
                     download_artifacts(
                         artifact_uri=location,
                         dst_path=tempfile.mkdtemp(),
-                        tracking_uri=conn.uri,
+                        tracking_uri=conn.tracking_uri,
                         registry_uri=conn.uri,  # a models:/ location (2.x) is resolved there
                     )
                 )
@@ -171,7 +175,11 @@ class MlflowEvidence(ModelEvidence):
                         local = conn.client.download_artifacts(run_id, artifact, tmp)
                 except Exception as exc:
                     if kind(exc) != "other":  # refused credentials or permission, unreachable
-                        error = conn._translate(exc, f"download {artifact} of run {run_id} from")
+                        error = conn._translate(
+                            exc,
+                            f"download {artifact} of run {run_id} from",
+                            at=conn.tracking_uri,
+                        )
                         raise GateError(error.message, error.hint) from None
                     raise GateError(
                         f"run {run_id} has no artifact {artifact}",
