@@ -18,7 +18,7 @@ from mlflow_gitops.permissions import current_user
 from mlflow_gitops.plan.changes import WebhookFields
 from mlflow_gitops.record import AUDIT_EXPERIMENT, SourceRef, provenance_tags
 from mlflow_gitops.record.run import AuditRun, RecordFinish, RecordStart
-from mlflow_gitops.registry.copy import SourceVersion, find_copies
+from mlflow_gitops.registry.copy import Copied, CopyRun, SourceVersion, find_copies
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.registry.webhooks import WebhooksUnsupported
 
@@ -80,6 +80,8 @@ class FakeRegistry:
     lacking: set[tuple[str, str]] = field(default_factory=set)  # (model, permission) not held
     audit_experiment: str = AUDIT_EXPERIMENT
     unreadable: frozenset[tuple[str, int]] = frozenset()
+    unsigned: frozenset[tuple[str, int]] = frozenset()  # versions whose model has no signature
+    requires_signature: bool = False  # refuses models without a signature, as UC does
     user: str = field(default_factory=current_user)  # who its requests act as, for messages
     hooks: FakeWebhooks | None = None  # the server's webhooks; None: a server without (2.x)
     refusals: dict[str, str] = field(default_factory=dict)  # source -> why it cannot register
@@ -281,19 +283,30 @@ class FakeRegistry:
                 f"the files of version {version} of model '{model}' at {ref.registry} cannot be "
                 f"read: injected"
             )
-        return SourceVersion(ref, found.run_id, found.source, found.source, problem)
+        unsigned = (
+            "the model was logged without a signature" if (model, version) in self.unsigned else ""
+        )
+        return SourceVersion(ref, found.run_id, found.source, found.source, problem, unsigned)
+
+    def copy_runs(self, ref: SourceRef, run_id: str | None) -> tuple[CopyRun, ...]:
+        """A fake copy never leaves a run behind."""
+        self.calls.append(("copy_runs", ref.model, str(ref.version)))
+        return ()
 
     def copy_version(
         self, source: RegistryPort, src_model: str, src_version: int, dest_model: str
-    ) -> int:
+    ) -> Copied:
         """The adapter's contract: an earlier copy is returned; otherwise one new version with the
         source's own tags and description and the provenance tags (source: models:/ on the same
         server, a new run's model elsewhere)."""
         assert isinstance(source, FakeRegistry), "a fake copies from another fake"
         ref = SourceRef(source.identity, src_model, src_version)
-        made = find_copies(self.models.get(dest_model), [ref]).get(ref)
+        held = source.models.get(src_model)
+        known = held.version(src_version) if held else None
+        runs = {ref: known.run_id} if known and known.run_id else None
+        made = find_copies(self.models.get(dest_model), [ref], runs).get(ref)
         if made is not None:
-            return made
+            return Copied(made)
         described = source.describe_source(src_model, src_version)
         if not described.ok:
             raise RegistryError(f"cannot copy {src_model}/{src_version}: {described.problem}", "")
@@ -314,7 +327,7 @@ class FakeRegistry:
             tags={**origin.user_tags, **provenance_tags(ref, origin.run_id)},
         )
         self._update(dest_model, versions=(*model.versions, new))
-        return number
+        return Copied(number)
 
 
 def observed_from_data(data: dict[str, dict[str, object]]) -> dict[str, ModelState]:

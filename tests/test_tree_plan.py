@@ -433,3 +433,61 @@ def test_a_saved_plan_without_its_registry_name_is_refused_for_a_tree(
     assert "does not record which registry of registry.yaml" in caught.value.message
     assert "plan --registry NAME --out" in caught.value.hint
     assert fakes.prod.writes == 0
+
+
+def test_a_copy_recorded_under_another_host_name_is_found_by_its_source_run(
+    fakes: Registries, tmp_path: Path
+) -> None:
+    """prod holds a copy of dev's version 3 made when dev was reached under another name: the
+    source run's id (asked of dev) finds it, and nothing is copied again."""
+    before = SourceRef("http://10.0.0.5:5000", MODEL, 3)
+    fakes.prod.models = {
+        **fakes.prod.models,
+        MODEL: ModelState(
+            name=MODEL,
+            versions=(VersionState(1, "Production", tags=provenance_tags(before, "r3")),),
+        ),
+    }
+    outcome = plan_request(PlanRequest(tree(tmp_path), None, NOW))
+    assert outcome.tree.is_empty
+    assert ("describe_source", MODEL, "3") in fakes.dev.calls  # asked for the run id
+
+    # another run id behind that identity is another source: copied
+    fakes.prod.models = {
+        **fakes.prod.models,
+        MODEL: ModelState(
+            name=MODEL,
+            versions=(VersionState(1, "Production", tags=provenance_tags(before, "r9")),),
+        ),
+    }
+    again = plan_request(PlanRequest(Path("registry.yaml"), None, NOW))
+    copies = [c for c in again.plan.changes if isinstance(c, CopyVersion)]
+    assert [c.text() for c in copies] == [f"copy dev:{MODEL}/3 -> prod"]
+
+
+def test_an_unsigned_copy_into_a_registry_that_needs_signatures_is_refused_at_plan(
+    fakes: Registries, tmp_path: Path
+) -> None:
+    """Unity Catalog registers only models with a signature: the plan says so at the entry's
+    copy_from, naming the source run and model, before anything is applied."""
+    fakes.dev.unsigned = frozenset({(MODEL, 3)})
+    fakes.prod.requires_signature = True
+    with pytest.raises(SpecError) as caught:
+        apply_request(ApplyRequest(tree(tmp_path), None, _clock))
+    (issue,) = caught.value.issues
+    assert (issue.file, issue.line, issue.path) == (
+        "teams/a/prod.yaml",
+        6,
+        f"models.{MODEL}.versions[0].copy_from",
+    )
+    assert issue.message == (
+        f"cannot copy dev:{MODEL}/3 -> prod: registry 'prod' is in Unity Catalog, which "
+        "registers only models with a signature (inputs and outputs), and the model "
+        f"runs:/r3/model (run r3) at {registry_identity(DEV)} cannot be registered there: the "
+        "model was logged without a signature"
+    )
+    assert "infer_signature" in issue.hint
+    assert fakes.prod.writes == 0
+    # a registry that takes unsigned models copies it
+    fakes.prod.requires_signature = False
+    assert apply_request(ApplyRequest(Path("registry.yaml"), None, _clock)).ok

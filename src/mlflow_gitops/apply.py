@@ -166,12 +166,12 @@ class _ModelApplier:
         steps: list[Step] = []
         for i, change in enumerate(changes):
             try:
-                self.execute(change)
+                detail = self.execute(change)
             except GitopsError as exc:
                 steps.append(Step(self.model, change, "failed", exc.message))
                 steps.extend(Step(self.model, c, "not applied") for c in changes[i + 1 :])
                 break
-            steps.append(Step(self.model, change, "applied"))
+            steps.append(Step(self.model, change, "applied", detail))
         applied = changes[: sum(s.status == "applied" for s in steps)]
         if applied:
             try:
@@ -189,7 +189,9 @@ class _ModelApplier:
         assert target.entry is not None
         return self.numbers[target.entry]
 
-    def execute(self, change: Change) -> None:
+    def execute(self, change: Change) -> str:
+        """Make one change; returns what the apply's output adds to it ("" mostly; a copy
+        says what it did with the runs an interrupted apply left)."""
         r, name = self.registry, self.model
         match change:
             case CreateModel():
@@ -206,13 +208,15 @@ class _ModelApplier:
                         f"cannot {change.text()}: registry '{change.source_registry}' is not open",
                         "apply the whole tree, or select the source registry too",
                     )
-                number = r.copy_version(origin, change.source_model, change.source_version, name)
+                copied = r.copy_version(origin, change.source_model, change.source_version, name)
+                number = copied.version
                 self.numbers[entry] = number
                 # the copy carries the source's description: the annotation keeps it
                 made = r.read([name]).models.get(name)
-                copied = made.version(number) if made else None
-                self.descriptions[number] = copied.description if copied else ""
+                state = made.version(number) if made else None
+                self.descriptions[number] = state.description if state else ""
                 self._event(number, change.text(), change.text())
+                return copied.detail
             case SetModelDescription(after=after):
                 r.set_model_description(name, after)
             case SetModelTag(key=key, after=after):
@@ -278,6 +282,7 @@ class _ModelApplier:
                 apply_webhook(r.webhooks(), change)
             case _:
                 assert_never(change)
+        return ""
 
     def _stage_now(self, number: int) -> str:
         if number in self.stages:

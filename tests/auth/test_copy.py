@@ -35,7 +35,7 @@ def test_each_side_of_a_copy_gets_its_own_credentials(
     dest = MlflowRegistry(prod.uri, Credentials("editor", prod.passwords["editor"]))
 
     assert source.describe_source(name, version).ok
-    number = dest.copy_version(source, name, version, f"{name}-prod")
+    number = dest.copy_version(source, name, version, f"{name}-prod").version
 
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "nobody"  # restored after each side
     assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "not-a-password"

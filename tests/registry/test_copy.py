@@ -50,7 +50,7 @@ def test_a_copy_to_another_server_predicts_like_the_source(
     assert described.run_id == source.run_id
     assert described.source.startswith("models:/m-")  # an MLflow 3 logged model
 
-    number = dest.copy_version(src, MODEL, source.version, "taxi-prod")
+    number = dest.copy_version(src, MODEL, source.version, "taxi-prod").version
 
     copied = client(prod.uri).get_model_version("taxi-prod", str(number))
     assert copied.tags[COPY_REGISTRY_TAG] == registry_identity(dev.uri) == dev.uri
@@ -80,7 +80,7 @@ def test_a_copy_to_another_server_predicts_like_the_source(
     ref = SourceRef(dev.uri, MODEL, source.version)
     state = dest.read(["taxi-prod"]).models["taxi-prod"]
     assert find_copies(state, [ref]) == {ref: number}
-    assert dest.copy_version(src, MODEL, source.version, "taxi-prod") == number
+    assert dest.copy_version(src, MODEL, source.version, "taxi-prod").version == number
     assert [v.version for v in dest.read(["taxi-prod"]).models["taxi-prod"].versions] == [number]
 
 
@@ -88,7 +88,7 @@ def test_a_copy_on_the_same_server_uses_the_registry_copy(
     dev: MlflowServer, source: Trained, tmp_path: Path
 ) -> None:
     registry = MlflowRegistry(dev.uri)
-    number = registry.copy_version(registry, MODEL, source.version, "taxi-same")
+    number = registry.copy_version(registry, MODEL, source.version, "taxi-same").version
 
     copied = client(dev.uri).get_model_version("taxi-same", str(number))
     assert copied.source == f"models:/{MODEL}/{source.version}"  # no file was copied
@@ -99,7 +99,7 @@ def test_a_copy_on_the_same_server_uses_the_registry_copy(
     assert np.array_equal(
         predict(dev.uri, "taxi-same", number, x), predict(dev.uri, MODEL, source.version, x)
     )
-    assert registry.copy_version(registry, MODEL, source.version, "taxi-same") == number
+    assert registry.copy_version(registry, MODEL, source.version, "taxi-same").version == number
     assert len(registry.read(["taxi-same"]).models["taxi-same"].versions) == 1
 
 
@@ -150,11 +150,15 @@ def test_copies_through_an_mlflow_2_22_server_keep_the_predictions(
     work = tmp_path / "mlflow2"
     with MlflowServer(f"sqlite:///{work}/mlflow.db", work, mlflow_bin=mlflow2_bin()) as old:
         middle = MlflowRegistry(old.uri)
-        first = middle.copy_version(MlflowRegistry(dev.uri), MODEL, source.version, "taxi-v2")
+        first = middle.copy_version(
+            MlflowRegistry(dev.uri), MODEL, source.version, "taxi-v2"
+        ).version
         described = middle.describe_source("taxi-v2", first)
         assert described.ok, described.problem
         assert "/artifacts/model" in described.source  # inside the copy's run
-        last = MlflowRegistry(prod.uri).copy_version(middle, "taxi-v2", first, "taxi-from-v2")
+        last = (
+            MlflowRegistry(prod.uri).copy_version(middle, "taxi-v2", first, "taxi-from-v2").version
+        )
         x = features(old.uri, described.run_id or "", source.valid, tmp_path / "a")
         on_old = predict(old.uri, "taxi-v2", first, x)
 

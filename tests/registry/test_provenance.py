@@ -12,8 +12,14 @@ import pytest
 from mlflow_gitops.credentials import CREDENTIAL_VARIABLES, Credentials
 from mlflow_gitops.errors import RegistryError
 from mlflow_gitops.observed import ModelState, VersionState
-from mlflow_gitops.record import SourceRef, provenance_tags
-from mlflow_gitops.registry.copy import find_copies
+from mlflow_gitops.record import COPIES_EXPERIMENT, SourceRef, provenance_tags
+from mlflow_gitops.registry.copy import (
+    CopyRun,
+    Leftovers,
+    copied_elsewhere,
+    find_copies,
+    leftovers,
+)
 from mlflow_gitops.registry.mlflow.env import credentials_env
 from tests.fakes import FakeRegistry
 
@@ -141,13 +147,13 @@ def fakes() -> tuple[FakeRegistry, FakeRegistry]:
 
 def test_the_fake_copies_once_with_provenance() -> None:
     dev, prod = fakes()
-    number = prod.copy_version(dev, "taxi", 3, "taxi-prod")
+    number = prod.copy_version(dev, "taxi", 3, "taxi-prod").version
     copied = prod.models["taxi-prod"].version(number)
     assert copied is not None
     assert copied.tags == {"team": "rides", **provenance_tags(REF, "r3")}
     assert copied.description == "GBR"
     assert copied.run_id != "r3"  # a run in the destination
-    assert prod.copy_version(dev, "taxi", 3, "taxi-prod") == number
+    assert prod.copy_version(dev, "taxi", 3, "taxi-prod").version == number
     assert len(prod.models["taxi-prod"].versions) == 1
 
 
@@ -160,3 +166,83 @@ def test_the_fake_refuses_a_missing_or_unreadable_source() -> None:
     with pytest.raises(RegistryError, match="cannot be read"):
         prod.copy_version(dev, "taxi", 3, "taxi-prod")
     assert prod.models == {}
+
+
+# --- matching by the source run's id, leftover runs, signatures ---------------------------------
+
+LOCAL = SourceRef("http://localhost:5000", "taxi", 3)  # the same dev server, another host name
+
+
+@pytest.mark.parametrize(
+    ("versions", "runs", "expected"),
+    [
+        # recorded under another host name: matched by the source run's id
+        ([version(2, provenance_tags(REF, "r3"))], {LOCAL: "r3"}, {LOCAL: 2}),
+        # another run (another server that happens to hold taxi/3): no match
+        ([version(2, provenance_tags(REF, "r3"))], {LOCAL: "r9"}, {}),
+        # the source not asked, or a copy whose source had no run: identity only, as before
+        ([version(2, provenance_tags(REF, "r3"))], {}, {}),
+        ([version(2, provenance_tags(REF, None))], {LOCAL: "r3"}, {}),
+        # same run, another version or model of the source: no match
+        ([version(2, provenance_tags(SourceRef(DEV, "taxi", 4), "r3"))], {LOCAL: "r3"}, {}),
+        ([version(2, provenance_tags(SourceRef(DEV, "other", 3), "r3"))], {LOCAL: "r3"}, {}),
+        # an identity match wins over a run match, whichever is older
+        (
+            [version(1, provenance_tags(REF, "r3")), version(5, provenance_tags(LOCAL, "r3"))],
+            {LOCAL: "r3"},
+            {LOCAL: 5},
+        ),
+    ],
+)
+def test_find_copies_matches_the_source_run_under_another_identity(
+    versions: list[VersionState], runs: dict[SourceRef, str], expected: dict[SourceRef, int]
+) -> None:
+    model = ModelState(name="taxi-prod", versions=tuple(versions))
+    assert find_copies(model, [LOCAL], runs) == expected
+
+
+def test_the_source_is_asked_only_when_another_identity_recorded_that_version() -> None:
+    elsewhere = ModelState(name="p", versions=(version(1, provenance_tags(REF, "r3")),))
+    assert copied_elsewhere(elsewhere, LOCAL)
+    assert not copied_elsewhere(elsewhere, REF)  # matched by identity already
+    assert not copied_elsewhere(elsewhere, SourceRef(LOCAL.registry, "taxi", 4))
+    runless = ModelState(name="p", versions=(version(1, provenance_tags(REF, None)),))
+    assert not copied_elsewhere(runless, LOCAL)
+    assert not copied_elsewhere(None, LOCAL)
+
+
+FINISHED = CopyRun("a", True, "model", "mlflow-artifacts:/1/a/artifacts")
+OLD = CopyRun("b", True, None)  # written by a release that did not record the model's path
+RUNNING = CopyRun("c", False, "model")
+
+
+@pytest.mark.parametrize(
+    ("runs", "used", "reuse", "remove"),
+    [
+        ((), (), None, ()),
+        ((FINISHED,), (), FINISHED, ()),
+        ((FINISHED,), ("a",), None, ()),  # a version uses it: not a leftover
+        ((OLD,), (), None, ()),  # cannot tell where its model is: left alone, copied anew
+        ((RUNNING,), (), None, (RUNNING,)),  # killed during the upload: deleted
+        ((RUNNING, OLD, FINISHED), (), FINISHED, (RUNNING,)),
+    ],
+)
+def test_leftover_runs_are_reused_when_finished_and_deleted_when_not(
+    runs: tuple[CopyRun, ...],
+    used: tuple[str, ...],
+    reuse: CopyRun | None,
+    remove: tuple[CopyRun, ...],
+) -> None:
+    assert leftovers(runs, used) == Leftovers(reuse, remove)
+
+
+def test_leftovers_say_what_the_copy_does_with_them() -> None:
+    assert Leftovers(None, ()).sentence(done=False) == ""
+    both = Leftovers(FINISHED, (RUNNING,))
+    assert both.sentence(done=False) == (
+        "registers from the run a that an interrupted apply left in the experiment "
+        f"{COPIES_EXPERIMENT} (its files are not copied again); deletes the unfinished run c "
+        f"that an interrupted apply left in the experiment {COPIES_EXPERIMENT}"
+    )
+    assert both.sentence(done=True).startswith("registered from the run a ")
+    assert "; deleted the unfinished run c " in both.sentence(done=True)

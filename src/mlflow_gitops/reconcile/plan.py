@@ -3,8 +3,9 @@ check the sources of copies, and save the plan when asked."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -112,6 +113,18 @@ def plan_request(request: PlanRequest, progress: Callable[[str], None] = ignore)
     for name, endpoint in where.items():
         if name in chosen:  # a source registry is opened only when a copy needs it
             opened[name] = connect.open_with(endpoint)
+    opening = threading.Lock()
+
+    def source(name: str) -> RegistryPort:
+        with opening:  # the registries are planned concurrently
+            if name not in opened:
+                opened[name] = connect.open_with(where[name])
+            return opened[name]
+
+    def source_run(name: str, model: str, version: int) -> str | None:
+        """The run id of a version to copy, asked of its registry: only when the destination
+        holds a copy of that model and version recorded under another registry identity."""
+        return source(name).describe_source(model, version).run_id
 
     def plan_one(name: str) -> Opened:
         endpoint = where[name]
@@ -132,6 +145,7 @@ def plan_request(request: PlanRequest, progress: Callable[[str], None] = ignore)
             request.now,
             name=name,
             identities=identities,
+            source_run=source_run,
         )
         return Opened(name, uri, opened[name], planned, endpoint.tracking_uri)
 
@@ -141,9 +155,9 @@ def plan_request(request: PlanRequest, progress: Callable[[str], None] = ignore)
         (o.name, c) for o in done for c in o.planned.plan.changes if isinstance(c, CopyVersion)
     ]
     for _, change in copies:
-        if change.source_registry not in opened:
-            opened[change.source_registry] = connect.open_with(where[change.source_registry])
-    check_sources(tree, copies, opened)
+        source(change.source_registry)
+    notes = check_sources(tree, copies, opened, {o.name: o.planned.observed for o in done})
+    done = [_noted(o, notes.get(o.name, ())) for o in done]
     if request.out is not None:
         if copies:
             raise GitopsError(
@@ -165,6 +179,15 @@ def plan_request(request: PlanRequest, progress: Callable[[str], None] = ignore)
     return PlanOutcome(
         tuple(done), tree_plan(done, chosen, selected, tree), tree.root.folder, dict(opened)
     )
+
+
+def _noted(opened: Opened, notes: tuple[str, ...]) -> Opened:
+    """The registry's plan with these notes added (what copies do with leftover runs)."""
+    if not notes:
+        return opened
+    plan = opened.planned.plan
+    planned = replace(opened.planned, plan=plan.model_copy(update={"notes": (*plan.notes, *notes)}))
+    return replace(opened, planned=planned)
 
 
 def save_plan(

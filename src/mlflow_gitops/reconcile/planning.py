@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from mlflow_gitops.errors import RegistryError, SpecError, SpecIssue
+from mlflow_gitops.errors import PermissionDenied, RegistryError, SpecError, SpecIssue
 from mlflow_gitops.gates.cache import not_recorded
 from mlflow_gitops.gates.port import Evidence
 from mlflow_gitops.gates.run import GateRun, run_gates
@@ -21,7 +21,7 @@ from mlflow_gitops.plan.planner import plan as compute_plan
 from mlflow_gitops.plan.tree import RegistryPlan, TreePlan
 from mlflow_gitops.plan.webhooks import declaring_file
 from mlflow_gitops.record import SourceRef
-from mlflow_gitops.registry.copy import find_copies
+from mlflow_gitops.registry.copy import copied_elsewhere, find_copies, leftovers
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.registry.webhooks import observe_webhooks
 from mlflow_gitops.secrets import redact
@@ -77,10 +77,12 @@ def plan_files(
     *,
     name: str = DEFAULT_REGISTRY,
     identities: Mapping[str, str] | None = None,
+    source_run: SourceRun | None = None,
 ) -> Planned:
     """make_plan over the files of one registry (a tree's): one read of all their models, each
     file planned with its own defaults, one Plan. `name` is the registry's name in the tree and
-    `identities` every registry's identity by name (copies are matched by provenance)."""
+    `identities` every registry's identity by name (copies are matched by provenance), and
+    `source_run` asks a source registry for a version's run id (match_copies)."""
     observed = registry.read([m for f in files for m in f.loaded.spec.models])
     # the server's webhooks, when a file declares webhooks: (a located error on a server without)
     observed = observe_webhooks(observed, [(f.loaded, f.shown) for f in files], registry.webhooks)
@@ -89,7 +91,7 @@ def plan_files(
     records = registry.read_records(drifted) if drifted else {}
     plans: list[tuple[PlanFile, Plan]] = []
     issues: list[SpecIssue] = []
-    copies = match_copies(files, observed, name, identities or {})
+    copies = match_copies(files, observed, name, identities or {}, source_run)
     for f in files:
         try:
             planned = compute_plan(
@@ -131,27 +133,42 @@ def gate_files(
     )
 
 
+# (source registry name, model, version) -> the run id of that version, as its registry tells it
+SourceRun = Callable[[str, str, int], str | None]
+
+
 def match_copies(
     files: Sequence[PlanFile],
     observed: RegistryState,
     registry: str,
     identities: Mapping[str, str],
+    source_run: SourceRun | None = None,
 ) -> dict[tuple[str, str], int]:
     """The live version each copy_from entry was copied into, by (model, entry key): the
     version whose provenance tags name the entry's source registry (by identity), model and
-    version. An entry whose registry has no identity here matches nothing."""
+    version; failing that, when a version records a copy of that model and version from
+    another registry identity (the same server reached under another host name), the source
+    is asked for the version's run id (`source_run`) and a version whose provenance records
+    that run matches (registry/copy.find_copies). An entry whose registry has no identity here
+    matches nothing."""
     found: dict[tuple[str, str], int] = {}
     for f in files:
         for model, spec in f.loaded.spec.models.items():
+            state = observed.models.get(model)
             for entry in spec.versions:
                 if entry.copy_from is None:
                     continue
                 source = entry.copy_from.in_registry(registry)
-                identity = identities.get(source.registry or registry)
+                origin = source.registry or registry
+                identity = identities.get(origin)
                 if identity is None:
                     continue
                 ref = SourceRef(identity, source.model, source.version)
-                number = find_copies(observed.models.get(model), [ref]).get(ref)
+                number = find_copies(state, [ref]).get(ref)
+                if number is None and source_run is not None and copied_elsewhere(state, ref):
+                    run = source_run(origin, source.model, source.version)
+                    if run:
+                        number = find_copies(state, [ref], {ref: run}).get(ref)
                 if number is not None:
                     found[(model, entry.key)] = number
     return found
@@ -267,16 +284,55 @@ def concurrently(fn: Callable[[str], _T], names: list[str]) -> list[_T]:
 
 
 def check_sources(
-    tree: LoadedTree, copies: Sequence[tuple[str, CopyVersion]], opened: Mapping[str, RegistryPort]
-) -> None:
-    """Every version about to be copied exists and its files can be read, asked of its own
-    registry before anything is applied; each problem located at its copy_from."""
+    tree: LoadedTree,
+    copies: Sequence[tuple[str, CopyVersion]],
+    opened: Mapping[str, RegistryPort],
+    observed: Mapping[str, RegistryState] | None = None,
+) -> dict[str, tuple[str, ...]]:
+    """Every version about to be copied exists, its files can be read and, when the destination
+    registers only models with a signature (Unity Catalog), its model has one: asked of its own
+    registry before anything is applied; each problem located at its copy_from. Returns, by
+    destination registry, the notes that say what each copy will do with the runs an
+    interrupted apply left there (`observed`: the destination's read state)."""
     issues = []
+    notes: dict[str, list[str]] = {}
     for registry, change in copies:
         found = opened[change.source_registry].describe_source(
             change.source_model, change.source_version
         )
-        if found.ok:
+        dest = opened[registry]
+        problem, hint = (
+            found.problem,
+            (
+                "fix the copy_from entry (registry:model/version), or make the source version "
+                "readable; nothing was applied"
+            ),
+        )
+        if found.ok and found.unsigned and dest.requires_signature:
+            problem = (
+                f"registry '{registry}' is in Unity Catalog, which registers only models with a "
+                f"signature (inputs and outputs), and the model {found.where()} at "
+                f"{found.ref.registry} cannot be registered there: {found.unsigned}"
+            )
+            hint = (
+                "log the model with a signature (signature=infer_signature(X, model.predict(X))), "
+                "register it in the source registry and copy that version; nothing was applied"
+            )
+        if not problem:
+            state = (observed or {}).get(registry, RegistryState()).models.get(change.model)
+            used = {v.run_id for v in state.versions if v.run_id} if state else set()
+            try:
+                left = leftovers(dest.copy_runs(found.ref, found.run_id), used)
+            except PermissionDenied as exc:  # apply needs more; the plan goes on without it
+                notes.setdefault(registry, []).append(
+                    f"{change.model}: {change.text()}: cannot look for a run an interrupted "
+                    f"apply left ({exc.message})"
+                )
+                continue
+            if left.reuse is not None or left.remove:
+                notes.setdefault(registry, []).append(
+                    f"{change.model}: {change.text()} {left.sentence(done=False)}"
+                )
             continue
         declared = tree.models[ModelKey(registry, change.model)]
         index = next(i for i, v in enumerate(declared.spec.versions) if v.key == change.entry)
@@ -288,13 +344,13 @@ def check_sources(
                 pos.line,
                 pos.column,
                 format_loc(loc),
-                f"cannot {change.text()}: {found.problem}",
-                "fix the copy_from entry (registry:model/version), or make the source version "
-                "readable; nothing was applied",
+                f"cannot {change.text()}: {problem}",
+                hint,
             )
         )
     if issues:
         raise SpecError(issues)
+    return {k: tuple(v) for k, v in notes.items()}
 
 
 def tree_plan(

@@ -76,6 +76,10 @@ COPY_RUN_TAG = COPIED_FROM + "run_id"
 COPY_EXPERIMENT_TAG = (
     COPIED_FROM + "experiment_id"
 )  # on the copy's run: the source run's experiment
+# on the copy's run: where the model is inside it, so an apply interrupted before the version was
+# registered leaves a run the next apply can register from (runs written before this tag existed
+# are never reused)
+COPY_MODEL_PATH_TAG = COPIED_FROM + "model_path"
 COPIES_EXPERIMENT = "mlflow-gitops-copies"  # the destination's runs that hold copied artifacts
 
 
@@ -85,6 +89,10 @@ def workspace_experiment(name: str, tracking_uri: str) -> str:
     if is_databricks(tracking_uri) and not name.startswith("/"):
         return f"{WORKSPACE_FOLDER}/{name}"
     return name
+
+
+# the copies' experiment in a Databricks workspace, whose experiments are named by workspace path
+COPIES_WORKSPACE_EXPERIMENT = workspace_experiment(COPIES_EXPERIMENT, "databricks")
 
 
 def default_audit_experiment(tracking_uri: str) -> str:
@@ -460,6 +468,11 @@ def provenance_tags(ref: SourceRef, run_id: str | None) -> dict[str, str]:
     if run_id:
         tags[COPY_RUN_TAG] = run_id
     return tags
+
+
+def provenance_run(tags: Mapping[str, str]) -> str | None:
+    """The source run's id a copy's provenance records; None when it records none."""
+    return tags.get(COPY_RUN_TAG) or None
 
 
 def read_provenance(tags: Mapping[str, str]) -> SourceRef | None:

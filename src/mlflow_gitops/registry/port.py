@@ -15,8 +15,9 @@ from typing import Protocol
 from mlflow_gitops.observed import RegistryState, RunSummary, WebhookState
 from mlflow_gitops.permissions import Permission
 from mlflow_gitops.plan.changes import WebhookFields
+from mlflow_gitops.record import SourceRef
 from mlflow_gitops.record.run import AuditRun, RecordFinish, RecordStart
-from mlflow_gitops.registry.copy import SourceVersion
+from mlflow_gitops.registry.copy import Copied, CopyRun, SourceVersion
 
 
 class Identity(Protocol):
@@ -143,17 +144,31 @@ class Copies(Identity, Protocol):
     """Promotion across registries."""
 
     def describe_source(self, model: str, version: int) -> SourceVersion:
-        """A version about to be copied out of this registry: its run id, its source and where
-        its files are; `problem` says why it cannot be copied (absent, files unreadable).
-        An unreachable registry or a refusal raises RegistryError."""
+        """A version about to be copied out of this registry: its run id, its source, where
+        its files are and whether its model has a signature; `problem` says why it cannot be
+        copied (absent, files unreadable). An unreachable registry or a refusal raises
+        RegistryError."""
+        ...
+
+    @property
+    def requires_signature(self) -> bool:
+        """Whether this registry refuses to register a model without a signature (inputs and
+        outputs), as Unity Catalog does: a copy into it is refused at plan."""
+        ...
+
+    def copy_runs(self, ref: SourceRef, run_id: str | None) -> tuple[CopyRun, ...]:
+        """The runs here that hold a copy of that source's files (the same source run id, or
+        for a source without a run the same registry identity), oldest first: what an
+        interrupted apply left is found by them (registry/copy.leftovers)."""
         ...
 
     def copy_version(
         self, source: RegistryPort, src_model: str, src_version: int, dest_model: str
-    ) -> int:
+    ) -> Copied:
         """Make dest_model here hold a copy of that version of `source` (same server: a version
         whose source is models:/<model>/<version>; other server: the run's and the model's files
-        copied into a run here); returns its number. A copy made before is returned as is."""
+        copied into a run here, or the run an interrupted apply left); returns its number and
+        what it did besides. A copy made before is returned as is."""
         ...
 
 

@@ -4,9 +4,23 @@ by provenance (registry/copy.py).
 Same server (equal registry identities): a new version whose source is `models:/<model>/<version>`,
 the request MlflowClient.copy_model_version makes. Other server: the source run's files (all of
 them: a gate in the destination needs the run's preprocessor) and the model's files are copied into
-a run of the destination's COPIES_EXPERIMENT that carries the source run's id, params, metrics and
+a run of the destination's copies experiment (COPIES_EXPERIMENT; in a Databricks workspace
+under /Shared, a workspace path) that carries the source run's id, params, metrics and
 tags, and the new version is registered from the model inside that run. Either way the version is
 created with its provenance tags in the same request, so no copy exists without them.
+
+An apply killed after the copy's run was written but before the version was registered leaves
+that run behind: the next copy of the same source registers from it when it is finished (its
+files all uploaded) and deletes it when it is not (registry/copy.leftovers).
+
+Nothing lost: every registration is handed the model's files in a temporary folder the tool
+made (local_model_path), never a location MLflow would download itself. MLflow's Unity Catalog
+store downloads the source when it is given none and then deletes the folder the download
+returned (mlflow/store/_unity_catalog/registry/rest_store.py:883-909, `_local_model_dir`,
+`shutil.rmtree(local_model_dir)` at line 909 of MLflow 3.17.2); a download of a `file:` location,
+or of a models:/ location whose files are on local disk, returns the source folder itself
+(mlflow/store/artifact/local_artifact_repo.py:194-196), so that store would delete the source's
+own files. Other stores ignore local_model_path.
 
 Credentials: each side's REST stores send its own credentials (env.own_client); every file
 transfer of one side runs inside `credentials_env(side.credentials)` (env.py), and MLflow's global
@@ -16,18 +30,39 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mlflow_gitops.errors import DENIED, PermissionDenied, RegistryError
-from mlflow_gitops.record import COPIES_EXPERIMENT, COPY_EXPERIMENT_TAG, SourceRef, provenance_tags
-from mlflow_gitops.registry.copy import SourceVersion, find_copies, source_of
+from mlflow_gitops.record import (
+    COPIES_EXPERIMENT,
+    COPY_EXPERIMENT_TAG,
+    COPY_MODEL_PATH_TAG,
+    COPY_MODEL_TAG,
+    COPY_REGISTRY_TAG,
+    COPY_RUN_TAG,
+    COPY_VERSION_TAG,
+    SourceRef,
+    provenance_tags,
+    workspace_experiment,
+)
+from mlflow_gitops.registry.copy import (
+    Copied,
+    CopyRun,
+    SourceVersion,
+    find_copies,
+    leftovers,
+    source_of,
+)
 from mlflow_gitops.registry.mlflow.base import Connection, version_state
 from mlflow_gitops.registry.mlflow.env import credentials_env
 from mlflow_gitops.registry.mlflow.errors import first_line
 from mlflow_gitops.registry.mlflow.reads import Reads
 from mlflow_gitops.registry.mlflow.writes import Writes
+from mlflow_gitops.registry.signature import missing_signature
 from mlflow_gitops.secrets import redact
 
 MODEL_FOLDER = "model"  # where a model that lived outside its run goes in the copy's run
@@ -59,21 +94,76 @@ class Copies(Reads, Writes):
         # an MLflow 2.x server) is resolved through MLflow's global registry URI
         with self.mlflow_globals():
             problem = _unreadable(self, location, run_id)
+            if not problem:
+                found = replace(found, unsigned=_unsigned(self, location))
         if problem:
             cannot = f"the files of version {version} of model '{model}' at {where} cannot be read"
             return replace(found, problem=f"{cannot}: {problem}")
         return found
 
+    @property
+    def requires_signature(self) -> bool:
+        """Whether this registry refuses a model version without a signature (inputs and
+        outputs): Unity Catalog (MLflow's UC store validates every registration:
+        mlflow/store/_unity_catalog/registry/rest_store.py:819, _validate_model_signature)."""
+        return self.unity_catalog
+
+    @property
+    def copies_experiment(self) -> str:
+        """The experiment that holds the copies' runs: a workspace path when the tracking server
+        is a Databricks workspace (its experiments are named by path), else COPIES_EXPERIMENT."""
+        return workspace_experiment(COPIES_EXPERIMENT, self.tracking_uri)
+
+    def copy_runs(self, ref: SourceRef, run_id: str | None) -> tuple[CopyRun, ...]:
+        """The live runs of this registry's copies experiment that hold a copy of that source:
+        the same source run id (whatever registry identity they recorded), or, for a source
+        without a run, the same registry identity; model and version alike. One search."""
+        from mlflow.entities import ViewType
+
+        name = self.copies_experiment
+        doing = f"look for earlier copies of {ref} in the experiment {name} at"
+        with self._errors(doing):
+            experiment = self._experiment(name, "the copies' experiment", False)
+            if experiment is None:
+                return ()
+            # tag values compared in Python: a model name may hold quotes
+            flt = f"tags.`{COPY_VERSION_TAG}` = '{ref.version}'"
+            if run_id:
+                flt += f" and tags.`{COPY_RUN_TAG}` = '{run_id}'"
+            self.calls += 1
+            runs = self.client.search_runs(
+                [experiment], flt, run_view_type=ViewType.ACTIVE_ONLY, max_results=1000
+            )
+        out = []
+        for run in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)):
+            tags = run.data.tags
+            if tags.get(COPY_MODEL_TAG) != ref.model:
+                continue
+            if not run_id and tags.get(COPY_REGISTRY_TAG) != ref.registry:
+                continue
+            out.append(
+                CopyRun(
+                    str(run.info.run_id),
+                    run.info.status == "FINISHED",
+                    tags.get(COPY_MODEL_PATH_TAG) or None,
+                    str(run.info.artifact_uri),
+                    name,
+                )
+            )
+        return tuple(out)
+
     def copy_version(
         self, source: object, src_model: str, src_version: int, dest_model: str
-    ) -> int:
+    ) -> Copied:
         """Make `dest_model` here hold a copy of that version of `source`; returns the copy's
-        version number. A copy made before (same provenance) is returned and nothing is
-        registered. The registered model is created when absent. The copy carries the source
-        version's own tags and description (not the tool's annotations nor its history) and the
-        provenance tags. Every failure is a RegistryError (a full disk as much as a refusal), so
-        apply records a failed step. Registry requests go through each side's own REST stores;
-        only the file transfers set the credential variables (credentials_env)."""
+        version number, and what it did with the runs an interrupted apply left. A copy made
+        before (same provenance: registry identity, or the source run's id) is returned and
+        nothing is registered. The registered model is created when absent. The copy carries
+        the source version's own tags and description (not the tool's annotations nor its
+        history) and the provenance tags. Every failure is a RegistryError (a full disk as much
+        as a refusal), so apply records a failed step. Registry requests go through each
+        side's own REST stores; only the file transfers set the credential variables
+        (credentials_env)."""
         if not isinstance(source, Connection):
             raise RegistryError(
                 f"cannot copy {src_model}/{src_version} into {dest_model} at "
@@ -83,6 +173,20 @@ class Copies(Reads, Writes):
             )
         with self._errors(f"copy {src_model}/{src_version} into {dest_model} at"):
             return _copy_version(self, source, src_model, src_version, dest_model)
+
+
+def _unsigned(registry: Connection, location: str) -> str:
+    """Why a registry that requires a signature would refuse the model at `location`
+    (registry/signature.missing_signature); "" when it has one or its MLmodel cannot be read
+    (the listing said it is there: the registration will say what is wrong)."""
+    from mlflow.artifacts import load_text
+
+    try:
+        registry.calls += 1
+        text = load_text(location.rstrip("/") + "/MLmodel")  # into a temporary folder of its own
+    except Exception:
+        return ""
+    return missing_signature(text) or ""
 
 
 def _unreadable(registry: Connection, location: str, run_id: str | None) -> str:
@@ -113,12 +217,8 @@ def _copy_version(
     src_model: str,
     src_version: int,
     dest_model: str,
-) -> int:
+) -> Copied:
     ref = SourceRef(source.identity, src_model, src_version)
-    before = dest.read([dest_model]).models.get(dest_model)
-    made = find_copies(before, [ref]).get(ref)
-    if made is not None:
-        return made
     mv = _model_version(source, src_model, src_version)
     if mv is None:
         raise RegistryError(
@@ -128,32 +228,62 @@ def _copy_version(
         )
     origin = version_state(mv)
     run_id = origin.run_id
+    before = dest.read([dest_model]).models.get(dest_model)
+    # an earlier copy, made through this registry URI or another one of the same server
+    made = find_copies(before, [ref], {ref: run_id} if run_id else None).get(ref)
+    if made is not None:
+        return Copied(made)
     tags = origin.user_tags | provenance_tags(ref, run_id)
     description = origin.user_description
-    if dest.identity == source.identity:  # the same registry, credentials aside
-        if before is None:
-            dest.create_model(dest_model)
-        number = _create_version(
-            dest,
-            dest_model,
-            f"models:/{src_model}/{src_version}",
-            run_id,
-            tags,
-            description,
-            model_id=getattr(mv, "model_id", None),
-        )
-    else:
-        with tempfile.TemporaryDirectory(prefix="mlflow-gitops-copy-") as folder:
-            files = _download(source, src_model, src_version, run_id, Path(folder))
-            # the run first: a user who may not write it leaves the registry untouched
-            new_run, model_source = _upload(dest, ref, files)
+    detail = ""
+    # every registration is handed the model's files in this folder (the module's docstring)
+    with tempfile.TemporaryDirectory(prefix="mlflow-gitops-copy-") as folder:
+        if dest.identity == source.identity:  # the same registry, credentials aside
+            local = _download_model(source, src_model, src_version, Path(folder) / "model")
             if before is None:
                 dest.create_model(dest_model)
             number = _create_version(
-                dest, dest_model, model_source, new_run, tags, description, model_id=None
+                dest,
+                dest_model,
+                f"models:/{src_model}/{src_version}",
+                run_id,
+                tags,
+                description,
+                model_id=getattr(mv, "model_id", None),
+                local=local,
             )
+        else:
+            used = {v.run_id for v in before.versions if v.run_id} if before else set()
+            with _in_copies_experiment(dest, ref):
+                left = leftovers(dest.copy_runs(ref, run_id), used)
+                for run in left.remove:
+                    with dest._errors(f"delete the unfinished run {run.run_id} of a copy at"):
+                        dest.calls += 1
+                        dest.client.delete_run(run.run_id)
+            if left.reuse is not None and left.reuse.model_path:
+                new_run = left.reuse.run_id
+                model_source = f"{left.reuse.artifact_uri.rstrip('/')}/{left.reuse.model_path}"
+                local = _download_location(dest, model_source, Path(folder) / "model")
+            else:
+                files = _download(source, src_model, src_version, run_id, Path(folder))
+                # the run first: a user who may not write it leaves the registry untouched
+                new_run, model_source = _upload(dest, ref, files)
+                local = files.model_folder or files.run_folder / files.model_path
+            if before is None:
+                dest.create_model(dest_model)
+            number = _create_version(
+                dest,
+                dest_model,
+                model_source,
+                new_run,
+                tags,
+                description,
+                model_id=None,
+                local=local,
+            )
+            detail = left.sentence(done=True)
     _drop_duplicates(dest, dest_model, ref, number)
-    return number
+    return Copied(number, detail)
 
 
 def _model_version(registry: Connection, model: str, version: int) -> Any | None:
@@ -181,6 +311,46 @@ class _Files:
     model_path: str  # where the model is inside the copy's run
 
 
+def _download_model(registry: Connection, model: str, version: int, folder: Path) -> Path:
+    """The version's model files, downloaded into `folder` (the caller's temporary folder)."""
+    doing = f"download the files of {model}/{version} from"
+    with registry.mlflow_globals(), registry._errors(doing):
+        registry.calls += 1
+        location = str(registry.writer.get_model_version_download_uri(model, str(version)))
+    return _download_location(registry, location, folder)
+
+
+def _download_location(registry: Connection, location: str, folder: Path) -> Path:
+    """The model files at `location`, copied into `folder`: a download given a destination
+    folder copies even a local location (LocalArtifactRepository.download_artifacts), so the
+    folder returned is always the tool's own, never the registry's files."""
+    from mlflow.artifacts import download_artifacts
+
+    doing = f"download the model files at {redact(location)} from"
+    # downloads go through artifact repositories; a models:/ location resolves through the
+    # registry's URI as MLflow's global
+    with registry.mlflow_globals(), registry._errors(doing):
+        registry.calls += 1
+        # the files land in a folder named like the URI's last part: the returned path
+        got = Path(
+            download_artifacts(
+                artifact_uri=location, dst_path=str(folder), tracking_uri=registry.tracking_uri
+            )
+        )
+    if not got.resolve().is_relative_to(folder.resolve()):  # never hand on a registry's folder
+        raise RegistryError(
+            f"cannot copy the model at {redact(location)}: MLflow returned {got}, outside the "
+            f"temporary folder {folder}",
+            "report this as a bug of mlflow-gitops; nothing was registered",
+        )
+    if not (got / "MLmodel").is_file():
+        raise RegistryError(
+            f"cannot copy the model at {redact(location)}: its files hold no MLmodel",
+            "the version's source is not an MLflow model; register one that is",
+        )
+    return got
+
+
 def _download(
     source: Connection, model: str, version: int, run_id: str | None, folder: Path
 ) -> _Files:
@@ -206,51 +376,48 @@ def _download(
                 inside = location[len(root) :].strip("/")
                 if (run_folder / inside / "MLmodel").is_file():
                     return _Files(run, run_folder, None, inside)
-        source.calls += 1
-        # the files land in a folder named like the URI's last part: the returned path
-        model_folder = Path(
-            download_artifacts(
-                artifact_uri=location,
-                dst_path=str(folder / "model"),
-                tracking_uri=source.tracking_uri,
-            )
-        )
-    if not (model_folder / "MLmodel").is_file():
-        raise RegistryError(
-            f"cannot copy {model}/{version}: its files at {redact(location)} hold no MLmodel",
-            "the version's source is not an MLflow model; register one that is",
-        )
+    model_folder = _download_location(source, location, folder / "model")
     path = MODEL_FOLDER
     while (run_folder / path).exists():  # the run already has a folder of that name
         path = "copied-" + path
     return _Files(run, run_folder, model_folder, path)
 
 
-def _upload(dest: Connection, ref: SourceRef, files: _Files) -> tuple[str, str]:
-    """A run in COPIES_EXPERIMENT with the source run's params, metrics, tags and files, and the
+def _upload(dest: Copies, ref: SourceRef, files: _Files) -> tuple[str, str]:
+    """A run in the copies experiment with the source run's params, metrics, tags and files, and the
     model's files; returns (run id, the model's URI inside it). A 403 names the experiment."""
-    try:
+    with _in_copies_experiment(dest, ref):
         return _log_copy_run(dest, ref, files)
+
+
+@contextmanager
+def _in_copies_experiment(dest: Copies, ref: SourceRef) -> Iterator[None]:
+    """A 403 on the copies' experiment (looking for leftover runs, writing the run) names the
+    experiment and the permission a copy needs there."""
+    try:
+        yield
     except PermissionDenied as exc:
         raise PermissionDenied(
             f"{DENIED}: {dest.user} may not write the run that holds the copy of {ref} in "
-            f"the experiment {COPIES_EXPERIMENT} at {redact(dest.uri)}",
-            f"ask an MLflow admin to grant EDIT on the experiment {COPIES_EXPERIMENT} (whoever "
+            f"the experiment {dest.copies_experiment} at {redact(dest.uri)}",
+            f"ask an MLflow admin to grant EDIT on the experiment {dest.copies_experiment} (whoever "
             "creates it holds MANAGE), or copy as a user who holds it; nothing was registered",
         ) from exc
 
 
-def _log_copy_run(dest: Connection, ref: SourceRef, files: _Files) -> tuple[str, str]:
+def _log_copy_run(dest: Copies, ref: SourceRef, files: _Files) -> tuple[str, str]:
     from mlflow.entities import Metric, Param, RunStatus
 
     run = files.run
     run_tags = provenance_tags(ref, run.info.run_id if run else None)
+    run_tags[COPY_MODEL_PATH_TAG] = files.model_path
     if run is not None:
         user_tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
         run_tags = user_tags | run_tags
         run_tags[COPY_EXPERIMENT_TAG] = str(run.info.experiment_id)
-    with dest._errors(f"create the run that holds the copy (experiment {COPIES_EXPERIMENT}) at"):
-        experiment = dest._experiment(COPIES_EXPERIMENT, "the copies' experiment", create=True)
+    name = dest.copies_experiment
+    with dest._errors(f"create the run that holds the copy (experiment {name}) at"):
+        experiment = dest._experiment(name, "the copies' experiment", create=True)
         assert experiment is not None
         dest.calls += 1
         created = dest.client.create_run(
@@ -297,8 +464,10 @@ def _create_version(
     tags: dict[str, str],
     description: str,
     model_id: str | None,
+    local: Path,
 ) -> int:
-    """One create-model-version request with the provenance tags, then wait until READY."""
+    """One create-model-version request with the provenance tags, then wait until READY.
+    `local`: the model's files in the tool's temporary folder, for stores that upload them."""
     extra = {"model_id": model_id} if model_id else {}
 
     def create() -> Any:
@@ -311,6 +480,7 @@ def _create_version(
                 tags=tags,
                 description=description or None,
                 await_creation_for=300,
+                local_model_path=str(local),
                 **extra,
             )
 
