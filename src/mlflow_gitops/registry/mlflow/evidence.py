@@ -104,8 +104,9 @@ class MlflowEvidence(ModelEvidence):
         return None if value is None else float(value)
 
     def download(self, side: Side, path: str = "", doing: str = "download") -> Path:
-        """The model's artifact folder (or one file of it), downloaded from its registry with
-        that registry's credentials; the whole folder at most once."""
+        """The model's artifact folder (or one file of it) on local disk: read in place when the
+        registry stores it on this machine (a file: location, never written to), else downloaded
+        from its registry with that registry's credentials; the whole folder at most once."""
         from mlflow.artifacts import download_artifacts
 
         key = (side.registry, side.uri)
@@ -118,6 +119,9 @@ class MlflowEvidence(ModelEvidence):
                 model, _, version = side.uri[len("models:/") :].rpartition("/")
                 conn.calls += 1
                 location = str(conn.writer.get_model_version_download_uri(model, version))
+            if (here := in_place(location, path)) is not None:
+                self.folders[key] = here
+                return here / path
             if path:
                 location = f"{location.rstrip('/')}/{path}"
             conn.calls += 1
@@ -151,7 +155,11 @@ class MlflowEvidence(ModelEvidence):
 
             folder = self.download(side)
             try:
-                self.models[key] = mlflow.pyfunc.load_model(str(folder))
+                # suppress_warnings: no dependency-mismatch check (the installed version of every
+                # requirement read from its metadata, for a warning MLflow's logger, quieted to
+                # errors by the connection, would not show); the model and its predictions are
+                # the same
+                self.models[key] = mlflow.pyfunc.load_model(str(folder), suppress_warnings=True)
             except Exception as exc:
                 raise GateError(
                     f"cannot load the model {side.uri}: {type(exc).__name__}: {str(exc)[:300]}",
@@ -167,29 +175,51 @@ class MlflowEvidence(ModelEvidence):
         if key not in self.preprocessors:
             if not run_id:
                 raise GateError(f"the model {side.uri} has no source run to take {artifact} from")
-            conn = self._connection(side)
-            with tempfile.TemporaryDirectory() as tmp:
-                try:
-                    conn.calls += 1
-                    with credentials_env(conn.credentials):
-                        local = conn.client.download_artifacts(run_id, artifact, tmp)
-                except Exception as exc:
-                    if kind(exc) != "other":  # refused credentials or permission, unreachable
-                        error = conn._translate(
-                            exc,
-                            f"download {artifact} of run {run_id} from",
-                            at=conn.tracking_uri,
-                        )
-                        raise GateError(error.message, error.hint) from None
-                    raise GateError(
-                        f"run {run_id} has no artifact {artifact}",
-                        "log the fitted preprocessor with the run, or remove preprocessor: "
-                        "from the gate",
-                    ) from None
-                raw = Path(local).read_bytes()
+            raw = self._run_artifact(side, run_id, artifact)
             try:
                 loaded = pickle.loads(raw)  # a run of a registry of this plan only
             except Exception as exc:
                 raise GateError(f"cannot unpickle {artifact} of run {run_id}: {exc}") from None
             self.preprocessors[key] = (loaded, raw)
         return self.preprocessors[key]
+
+    def _run_artifact(self, side: Side, run_id: str, artifact: str) -> bytes:
+        """The bytes of one artifact of the run: read in place when the run's artifacts are on
+        this machine (a file: location), else downloaded with its registry's credentials."""
+        conn = self._connection(side)
+        try:
+            conn.calls += 1
+            root = conn.client.get_run(run_id).info.artifact_uri
+            if (here := in_place(root, artifact)) is not None:
+                return (here / artifact).read_bytes()
+            with tempfile.TemporaryDirectory() as tmp:
+                conn.calls += 1
+                with credentials_env(conn.credentials):
+                    local = conn.client.download_artifacts(run_id, artifact, tmp)
+                return Path(local).read_bytes()
+        except Exception as exc:
+            if kind(exc) != "other":  # refused credentials or permission, unreachable
+                error = conn._translate(
+                    exc, f"download {artifact} of run {run_id} from", at=conn.tracking_uri
+                )
+                raise GateError(error.message, error.hint) from None
+            raise GateError(
+                f"run {run_id} has no artifact {artifact}",
+                "log the fitted preprocessor with the run, or remove preprocessor: from the gate",
+            ) from None
+
+
+def in_place(location: str, path: str = "") -> Path | None:
+    """The local folder of a `file:` artifact location whose `path` (a file or folder below it,
+    "" for the folder itself) exists on this machine: read there, never copied nor written.
+    None: another scheme (downloaded as usual), or nothing there."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(location)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        return None
+    folder = Path(unquote(parts.path))
+    target = (folder / path).resolve()
+    if not target.is_relative_to(folder.resolve()) or not target.exists():
+        return None  # outside the artifacts (a path with ..), or missing: MLflow's download says
+    return folder
