@@ -16,7 +16,7 @@ from mlflow_gitops.observed import (
 )
 from mlflow_gitops.permissions import current_user
 from mlflow_gitops.plan.changes import WebhookFields
-from mlflow_gitops.record import SourceRef, provenance_tags
+from mlflow_gitops.record import AUDIT_EXPERIMENT, SourceRef, provenance_tags
 from mlflow_gitops.record.run import AuditRun, RecordFinish, RecordStart
 from mlflow_gitops.registry.copy import Copied, CopyRun, SourceVersion, find_copies
 from mlflow_gitops.registry.port import RegistryPort
@@ -78,6 +78,7 @@ class FakeRegistry:
     record_error: str | None = None  # "start" or "finish": that audit call fails
     unlock_error: str | None = None  # deleting the apply lock fails with this message
     lacking: set[tuple[str, str]] = field(default_factory=set)  # (model, permission) not held
+    audit_experiment: str = AUDIT_EXPERIMENT
     unreadable: frozenset[tuple[str, int]] = frozenset()
     unsigned: frozenset[tuple[str, int]] = frozenset()  # versions whose model has no signature
     requires_signature: bool = False  # refuses models without a signature, as UC does

@@ -18,6 +18,7 @@ from mlflow_gitops.credentials import Credentials
 from mlflow_gitops.importer import include_patterns, tree_files
 from mlflow_gitops.observed import ModelState, RegistryState, VersionState
 from mlflow_gitops.reconcile import connect
+from mlflow_gitops.settings import Endpoint
 from mlflow_gitops.spec.tree import load_tree
 from tests.cli_runner import run_cli
 from tests.fakes import FakeRegistry
@@ -78,9 +79,9 @@ def registries(monkeypatch: pytest.MonkeyPatch) -> dict[str, Recording]:
         ENV["PROD_URI"]: Recording(models={"rides eta": _model("rides eta", "Production")}),
     }
 
-    def open_registry(uri: str, credentials: Credentials | None = None) -> Recording:
-        served[uri].credentials = credentials
-        return served[uri]
+    def open_registry(where: Endpoint) -> Recording:
+        served[where.registry_uri].credentials = where.credentials
+        return served[where.registry_uri]
 
     monkeypatch.setattr(connect, "open_registry", open_registry)
     for key, value in ENV.items():

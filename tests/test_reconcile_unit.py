@@ -25,7 +25,7 @@ from mlflow_gitops.reconcile import (
     read_models,
 )
 from mlflow_gitops.reconcile import apply as apply_use_case
-from mlflow_gitops.settings import NoTrackingUri, resolve_tracking_uri
+from mlflow_gitops.settings import Endpoint, NoTrackingUri, resolve_tracking_uri
 from tests.fakes import FakeRegistry
 from tests.helpers import write_spec
 
@@ -57,8 +57,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Served:
         models={"m": ModelState(name="m", versions=(VersionState(3, "Staging", tags=SINCE),))}
     )
 
-    def open_registry(uri: str) -> Served:
-        registry.opened.append(uri)
+    def open_registry(where: Endpoint) -> Served:
+        registry.opened.append(where.registry_uri)
         return registry
 
     monkeypatch.setattr(connect, "open_registry", open_registry)
@@ -197,7 +197,7 @@ def test_a_saved_plan_applies_to_its_registry_only_while_fresh(
     assert fake.models["m"].versions[0].stage == "Production"
     with pytest.raises(StalePlanError, match="registry changed since this plan was made"):
         apply_request(ApplyRequest(out, SERVER, _clock, "c0ffee"))
-    with pytest.raises(StalePlanError, match="but the tracking URI points at"):
+    with pytest.raises(StalePlanError, match="but the URIs given point at"):
         apply_request(ApplyRequest(out, "http://elsewhere:5000", _clock))
 
 

@@ -22,7 +22,7 @@ from mlflow_gitops.record import SourceRef, provenance_tags
 from mlflow_gitops.render.json import tree_document
 from mlflow_gitops.render.text import render_tree
 from mlflow_gitops.secrets import redact
-from mlflow_gitops.settings import registry_identity
+from mlflow_gitops.settings import Endpoint, registry_identity
 from mlflow_gitops.spec.tree import load_tree
 from tests.cli_runner import run_cli
 from tests.fakes import FakeRegistry
@@ -116,7 +116,8 @@ def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Registries:
         }
     )
 
-    def open_registry(uri: str, credentials: Credentials | None = None) -> Served:
+    def open_registry(where: Endpoint) -> Served:
+        uri, credentials = where.registry_uri, where.credentials
         if uri not in served.by_uri:
             raise AssertionError(f"opened a registry nobody selected: {uri}")
         fake = served.by_uri[uri]

@@ -29,6 +29,7 @@ class ApplyResult:
 
     steps: tuple[Step, ...] = ()
     record: str | None = None  # the audit run of this apply
+    experiment: str | None = None  # the audit experiment that holds it
 
     @property
     def ok(self) -> bool:

@@ -1,13 +1,82 @@
-"""Where the registry is: --tracking-uri, MLFLOW_TRACKING_URI, the file's tracking_uri, the default."""
+"""Where the registry is: --tracking-uri, MLFLOW_TRACKING_URI, the file's tracking_uri, the
+default; the registry URI beside it (MLFLOW_REGISTRY_URI, the file's registry_uri, MLflow's default
+for the tracking URI); both, with the credentials and the audit experiment, as one `Endpoint`."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlflow_gitops.credentials import Credentials
 from mlflow_gitops.errors import RegistryError
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+UNITY_CATALOG_SCHEME = "databricks-uc"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one registry is: its tracking URI (runs: the gates' metrics, the apply lock, the
+    audit record and the runs that hold copies) and its registry URI (the models; empty: MLflow's
+    default for the tracking URI, default_registry_uri), the credentials its requests send (None:
+    MLflow's variables as the process has them) and the audit experiment's name (None: the
+    backend's default for the tracking server). A repr shows neither URI: they may carry a user."""
+
+    tracking_uri: str = field(repr=False)
+    registry_uri: str = field(default="", repr=False)
+    credentials: Credentials | None = field(default=None, repr=False)
+    audit_experiment: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.registry_uri:
+            object.__setattr__(self, "registry_uri", default_registry_uri(self.tracking_uri))
+
+    @property
+    def identity(self) -> str:
+        """The registry the models live in, without credentials (registry_identity)."""
+        return registry_identity(self.registry_uri)
+
+    @property
+    def unity_catalog(self) -> bool:
+        """Whether the models live in Databricks Unity Catalog."""
+        return is_unity_catalog(self.registry_uri)
+
+
+def default_registry_uri(tracking_uri: str) -> str:
+    """MLflow's registry URI for a tracking URI (mlflow/tracking/_model_registry/utils.py,
+    _get_default_registry_uri_for_tracking_uri): a Databricks workspace (`databricks`,
+    `databricks://<profile>`) registers into Unity Catalog (`databricks-uc[://<profile>]`);
+    any other tracking URI is its own registry."""
+    if tracking_uri == "databricks":
+        return UNITY_CATALOG_SCHEME
+    if uri_scheme(tracking_uri) == "databricks":
+        profile = tracking_uri.split("://", 1)[1] if "://" in tracking_uri else ""
+        return f"{UNITY_CATALOG_SCHEME}://{profile}" if profile else UNITY_CATALOG_SCHEME
+    return tracking_uri
+
+
+def is_unity_catalog(registry_uri: str) -> bool:
+    """Whether a registry URI is Databricks Unity Catalog's (`databricks-uc[://profile]`)."""
+    return registry_uri == UNITY_CATALOG_SCHEME or uri_scheme(registry_uri) == UNITY_CATALOG_SCHEME
+
+
+def is_databricks(uri: str) -> bool:
+    """Whether a tracking or registry URI is a Databricks workspace's or Unity Catalog's."""
+    return uri in ("databricks", UNITY_CATALOG_SCHEME) or uri_scheme(uri) in (
+        "databricks",
+        UNITY_CATALOG_SCHEME,
+    )
+
+
+def resolve_registry_uri(file_uri: str | None, tracking_uri: str, folder: Path | None) -> str:
+    """The registry URI as MLflow takes it: MLFLOW_REGISTRY_URI, then the file's registry_uri
+    (relative sqlite paths from the file's folder; `folder` None: as given), then the default
+    for the tracking URI (default_registry_uri)."""
+    uri = os.environ.get("MLFLOW_REGISTRY_URI") or file_uri
+    if not uri:
+        return default_registry_uri(tracking_uri)
+    return uri if folder is None else _anchor(uri, folder)
 
 
 class NoTrackingUri(RegistryError):
@@ -76,6 +145,8 @@ def registry_identity(uri: str) -> str:
         if path == ":memory:" or not path:
             return "sqlite:///:memory:"
         return "sqlite:///" + str(Path(path).resolve())  # a relative path: from the cwd
+    if uri in ("databricks", UNITY_CATALOG_SCHEME):  # the default profile's workspace or catalog
+        return uri
     scheme = uri_scheme(uri)
     if scheme is None:  # a local folder: MLflow's file store
         return "file://" + str(Path(uri).resolve())

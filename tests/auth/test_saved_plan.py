@@ -58,7 +58,7 @@ def test_a_plan_made_with_credentials_in_the_uri_applies_only_to_its_registry(
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     elsewhere = run_cli(capsys, "apply", str(saved), "--tracking-uri", f"sqlite:///{other}")
     assert elsewhere.code == 1, elsewhere
-    assert "but the tracking URI points at sqlite:///" in " ".join(elsewhere.err.split())
+    assert "but the URIs given point at sqlite:///" in " ".join(elsewhere.err.split())
     assert not other.exists()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}")
     from_env = run_cli(capsys, "apply", str(saved))

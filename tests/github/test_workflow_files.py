@@ -158,27 +158,86 @@ def test_a_file_outside_the_filters_is_reported() -> None:
     assert uncovered(["teams/a/b.yaml"], ["teams/*.yaml"]) == ["teams/a/b.yaml"]
 
 
-@pytest.mark.parametrize("workflow", [PLAN_YML, APPLY_YML], ids=lambda p: p.name)
-def test_each_registry_of_the_example_reads_its_own_secrets(workflow: Path) -> None:
+DRIFT_YML = WORKFLOWS / "drift.yml"
+# every field of a registries: entry that names a variable
+VARIABLE_FIELDS = (
+    "tracking_uri_env",
+    "registry_uri_env",
+    "username_env",
+    "password_env",
+    "token_env",
+    "host_env",
+)
+
+
+def example_variables() -> list[str]:
+    """Every variable the example tree's registries name."""
     tree = load_tree(ORG / "registry.yaml")
-    variables = [
+    return [
         getattr(connection, key)
         for connection in tree.registries.values()
-        for key in ("tracking_uri_env", "username_env", "password_env", "token_env")
+        for key in VARIABLE_FIELDS
         if getattr(connection, key) is not None
     ]
-    assert len(variables) == 5
+
+
+def test_the_example_names_a_databricks_registry_by_host_and_token() -> None:
+    tree = load_tree(ORG / "registry.yaml")
+    uc = tree.registries["uc"]
+    assert (uc.tracking_uri, uc.registry_uri) == ("databricks://prod", "databricks-uc://prod")
+    assert (uc.host_env, uc.token_env) == ("UC_DATABRICKS_HOST", "UC_DATABRICKS_TOKEN")
+    assert len(example_variables()) == 7
+
+
+@pytest.mark.parametrize("workflow", [PLAN_YML, APPLY_YML, DRIFT_YML], ids=lambda p: p.name)
+def test_each_registry_of_the_example_reads_its_own_secrets(workflow: Path) -> None:
     env = {
         name: value
         for job in _load(workflow)["jobs"].values()
         for step in job["steps"]
+        if "mlflow-gitops " in step.get("run", "")
         for name, value in step.get("env", {}).items()
     }
-    for name in [*variables, "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN"]:
-        assert env[name] == f"${{{{ secrets.{name} }}}}"
+    for name in [*example_variables(), "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN"]:
+        assert env.get(name) == f"${{{{ secrets.{name} }}}}", f"{workflow.name}: {name}"
+
+
+@pytest.mark.parametrize(
+    ("source", "command"),
+    [("plan.yml", "plan"), ("apply.yml", "apply"), ("action.yml", "plan"), ("action.yml", "apply")],
+)
+def test_every_variable_of_the_example_reaches_the_tool(
+    tmp_path: Path, source: str, command: str
+) -> None:
+    # the real steps, with a stand-in for the tool that writes down the environment it got
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    tool = stub / "mlflow-gitops"
+    tool.write_text(f"#!/bin/sh\nenv > {tmp_path}/env-$1\nexit 0\n", encoding="utf-8")
+    tool.chmod(0o755)
+    secrets = {name: f"secret-of-{name}" for name in example_variables()}
+    runner = make_runner(tmp_path, pull_request_event(), secrets)
+    runner.env["PATH"] = f"{stub}:{runner.env['PATH']}"
+    (runner.workspace / "registry.yaml").write_text(
+        (ORG / "registry.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    if source == "action.yml":
+        # the step that uses the action passes them in its env:, as plan.yml's step does
+        job = runner.run_action(ACTION, {"command": command}, secrets)
+    else:
+        job = runner.run_job(WORKFLOWS / source, command)
+    tool_command = "comment" if command == "plan" else "apply"
+    seen = dict(
+        line.split("=", 1)
+        for line in (tmp_path / f"env-{tool_command}").read_text(encoding="utf-8").splitlines()
+        if "=" in line
+    )
+    for name, value in secrets.items():
+        assert seen.get(name) == value, f"{source} {command}: {name}"
+    assert job.ok or source == "apply.yml"  # apply.yml's later steps talk to GitHub
 
 
 def test_the_example_tree_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
     result = run_cli(capsys, "validate", str(ORG / "registry.yaml"))
     assert result.code == 0, result.err
-    assert "valid (4 models, 5 version entries in 5 files)" in result.out
+    assert "valid (5 models, 6 version entries in 6 files)" in result.out

@@ -196,6 +196,11 @@ def apply_env(world: UcWorld, monkeypatch: pytest.MonkeyPatch) -> UcWorld:
         monkeypatch.delenv(key, raising=False)
     for key, value in world.env().items():
         monkeypatch.setenv(key, value)
+    # MLflow caches its S3 clients by endpoint, with the keys the variables held when made: an
+    # earlier module's S3 server on the same (reused) port would lend its keys to this one's
+    from mlflow.store.artifact.s3_artifact_repo import _cached_get_s3_client
+
+    _cached_get_s3_client.cache_clear()
     return world
 
 

@@ -14,7 +14,13 @@ from pydantic import ValidationError
 from mlflow_gitops.errors import GitopsError, StalePlanError
 from mlflow_gitops.observed import RegistryState
 from mlflow_gitops.plan.changes import Plan
-from mlflow_gitops.settings import NoTrackingUri, registry_identity, resolve_tracking_uri
+from mlflow_gitops.settings import (
+    Endpoint,
+    NoTrackingUri,
+    registry_identity,
+    resolve_registry_uri,
+    resolve_tracking_uri,
+)
 from mlflow_gitops.spec.model import DEFAULT_REGISTRY
 from mlflow_gitops.spec.tree import LoadedTree, load_tree
 
@@ -28,6 +34,7 @@ class SavedPlan:
     file: str | None
     registry: str | None = None  # registry_identity() of the registry it was made against
     registry_name: str | None = None  # its name in the tree (None: an older mlflow-gitops)
+    registry_uri: str | None = None  # where its models live, when that is not tracking_uri
 
 
 def is_saved_plan(path: Path) -> bool:
@@ -58,6 +65,7 @@ def load_plan(path: Path) -> SavedPlan:
             "summary",
             "registry",
             "registry_name",
+            "registry_uri",
         )
     }
     try:
@@ -73,6 +81,7 @@ def load_plan(path: Path) -> SavedPlan:
         file=meta["file"],
         registry=meta["registry"],
         registry_name=meta["registry_name"],
+        registry_uri=meta["registry_uri"],
     )
 
 
@@ -91,9 +100,11 @@ def saved_tree(saved: SavedPlan) -> LoadedTree | None:
     return None
 
 
-def saved_plan_uri(saved: SavedPlan, flag: str | None) -> str:
-    """Where to apply a saved plan: --tracking-uri, MLFLOW_TRACKING_URI, or the URI the plan
-    stored; never a default. Refused when that is another registry than the plan's."""
+def saved_plan_endpoint(saved: SavedPlan, flag: str | None) -> Endpoint:
+    """Where to apply a saved plan: the tracking URI from --tracking-uri, MLFLOW_TRACKING_URI,
+    or the URI the plan stored; the registry URI from MLFLOW_REGISTRY_URI, the one the plan
+    stored, or MLflow's default for the tracking URI; never a default tracking URI. Refused
+    when the registry URI points at another registry than the plan's."""
     if not saved.registry:
         raise GitopsError(
             "this plan does not record which registry it was made against (an older "
@@ -110,8 +121,14 @@ def saved_plan_uri(saved: SavedPlan, flag: str | None) -> str:
             "credentials in MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or "
             "MLFLOW_TRACKING_TOKEN",
         ) from None
-    same_registry(saved.registry, uri)
-    return uri
+    where = Endpoint(uri, resolve_registry_uri(saved.registry_uri, uri, None))
+    same_registry(saved.registry, where.registry_uri)
+    return where
+
+
+def saved_plan_uri(saved: SavedPlan, flag: str | None) -> str:
+    """The registry URI a saved plan applies to (saved_plan_endpoint)."""
+    return saved_plan_endpoint(saved, flag).registry_uri
 
 
 def same_registry(identity: str, uri: str) -> None:
@@ -119,7 +136,7 @@ def same_registry(identity: str, uri: str) -> None:
     given = registry_identity(uri)
     if given != identity:
         raise StalePlanError(
-            f"this plan was made against {identity}, but the tracking URI points at "
+            f"this plan was made against {identity}, but the URIs given point at "
             f"{given}; nothing was applied",
             "apply it to the registry it was made against, or run `mlflow-gitops plan --out` "
             "against this one",

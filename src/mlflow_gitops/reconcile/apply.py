@@ -32,7 +32,6 @@ from mlflow_gitops.reconcile import connect
 from mlflow_gitops.reconcile.permission import permission_asks, refusal
 from mlflow_gitops.reconcile.plan import PlanOutcome, PlanRequest, ignore, plan_request
 from mlflow_gitops.reconcile.planning import Opened, Planned, files_of, gate_files, tree_plan
-from mlflow_gitops.record import AUDIT_EXPERIMENT
 from mlflow_gitops.record.run import RecordedChange, RecordFinish, RecordStart
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.render.common import step_text
@@ -144,12 +143,12 @@ def _fresh_saved(request: ApplyRequest) -> PlanOutcome:
         )
     saved = load_plan(request.target)
     tree = saved_tree(saved)
-    name, uri, credentials = connect.saved_registry(saved, tree, request.tracking_uri)
-    registry = connect.open_with(uri, credentials)
+    name, where = connect.saved_registry(saved, tree, request.tracking_uri)
+    registry = connect.open_with(where)
     folder = Path(saved.file).resolve().parent if saved.file else Path.cwd()
-    evidence = connect.open_evidence(uri, credentials, {name: (uri, credentials)})
+    evidence = connect.open_evidence(where, {name: where})
     planned = check_fresh(saved, registry, evidence, request.clock(), tree=tree)
-    opened = Opened(name, uri, registry, planned)
+    opened = Opened(name, where.registry_uri, registry, planned, where.tracking_uri)
     return PlanOutcome((opened,), tree_plan([opened], {}, tree=tree), folder)
 
 
@@ -187,7 +186,13 @@ def check_permissions(plan: Plan, registry: RegistryPort) -> None:
     for model, permission in permission_asks(plan):
         held[(model, permission)] = registry.can(model, permission)
     writes = any(plan.changes_for(m) for m in plan.models if m not in plan.blocked)
-    refused = refusal(plan, held, not writes or registry.can_record(), registry.user)
+    refused = refusal(
+        plan,
+        held,
+        not writes or registry.can_record(),
+        registry.user,
+        experiment=registry.audit_experiment,
+    )
     if refused is not None:
         raise refused
 
@@ -254,7 +259,9 @@ def apply_plan(
         with suppress(GitopsError):  # the first failure is the one to report
             stack.close()
         raise
-    return ApplyResult(steps=steps + _release(stack), record=record)
+    return ApplyResult(
+        steps=steps + _release(stack), record=record, experiment=registry.audit_experiment
+    )
 
 
 def _release(stack: ExitStack) -> tuple[Step, ...]:
@@ -293,7 +300,7 @@ def _finish_record(
         return (
             Step(
                 AUDIT_RECORD,
-                f"finish audit run {record} in experiment {AUDIT_EXPERIMENT}",
+                f"finish audit run {record} in experiment {registry.audit_experiment}",
                 "failed",
                 f"{exc.message}; the {applied} change(s) marked applied above are in the registry "
                 "and annotated on their versions, but the audit run does not list them",

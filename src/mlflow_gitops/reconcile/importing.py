@@ -23,7 +23,6 @@ from mlflow_gitops.reconcile import connect
 from mlflow_gitops.reconcile.planning import concurrently
 from mlflow_gitops.registry.webhooks import live_webhooks
 from mlflow_gitops.secrets import redact
-from mlflow_gitops.settings import registry_identity
 from mlflow_gitops.spec.tree import load_tree
 
 STAGES_AS_ALIASES = {"Production": "champion", "Staging": "challenger"}
@@ -134,11 +133,11 @@ def import_tree(request: ImportTreeRequest) -> ImportTreeOutcome:
         )
 
     def read_one(name: str) -> tuple[RegistryState, str]:
-        uri, registry = connect.connect_named(tree, name, request.tracking_uri)
+        where, registry = connect.connect_named(tree, name, request.tracking_uri)
         state = registry.read(list(request.models) or None)
         if not request.models and not request.split:
             state = live_webhooks(state, registry.webhooks)
-        return state, redact(registry_identity(uri))
+        return state, redact(where.identity)
 
     read = dict(zip(names, concurrently(read_one, names), strict=True))
     states = {name: state for name, (state, _) in read.items()}

@@ -34,7 +34,9 @@ def permission_asks(plan: Plan) -> list[tuple[str, Permission]]:
     return asks
 
 
-def refusal(plan: Plan, held: Held, may_record: bool, user: str) -> PermissionDenied | None:
+def refusal(
+    plan: Plan, held: Held, may_record: bool, user: str, *, experiment: str = AUDIT_EXPERIMENT
+) -> PermissionDenied | None:
     """The error that refuses the whole apply, naming each model, its operations and the
     permission it lacks; None when `held` (the answers to permission_asks) and `may_record`
     (the audit experiment) allow every change."""
@@ -59,7 +61,7 @@ def refusal(plan: Plan, held: Held, may_record: bool, user: str) -> PermissionDe
             missing.append(_lacking(model, manages, "MANAGE"))
     if not may_record:
         missing.append(
-            f"experiment {AUDIT_EXPERIMENT} (the audit record of every apply): logging this "
+            f"experiment {experiment} (the audit record of every apply): logging this "
             "apply's run in it needs EDIT"
         )
     if not missing:

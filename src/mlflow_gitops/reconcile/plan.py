@@ -27,7 +27,6 @@ from mlflow_gitops.reconcile.planning import (
 )
 from mlflow_gitops.registry.port import RegistryPort
 from mlflow_gitops.render.json import render_saved
-from mlflow_gitops.settings import registry_identity
 from mlflow_gitops.spec.model import DEFAULT_REGISTRY
 from mlflow_gitops.spec.select import copy_sources, select
 from mlflow_gitops.spec.tree import load_tree
@@ -109,17 +108,17 @@ def plan_request(request: PlanRequest, progress: Callable[[str], None] = ignore)
         )
         for name in [*chosen, *sorted(sources - set(chosen))]
     }
-    identities = {name: registry_identity(uri) for name, (uri, _) in where.items()}
+    identities = {name: endpoint.identity for name, endpoint in where.items()}
     opened: dict[str, RegistryPort] = {}
-    for name, (uri, credentials) in where.items():
+    for name, endpoint in where.items():
         if name in chosen:  # a source registry is opened only when a copy needs it
-            opened[name] = connect.open_with(uri, credentials)
+            opened[name] = connect.open_with(endpoint)
     opening = threading.Lock()
 
     def source(name: str) -> RegistryPort:
         with opening:  # the registries are planned concurrently
             if name not in opened:
-                opened[name] = connect.open_with(*where[name])
+                opened[name] = connect.open_with(where[name])
             return opened[name]
 
     def source_run(name: str, model: str, version: int) -> str | None:
@@ -128,7 +127,8 @@ def plan_request(request: PlanRequest, progress: Callable[[str], None] = ignore)
         return source(name).describe_source(model, version).run_id
 
     def plan_one(name: str) -> Opened:
-        uri, credentials = where[name]
+        endpoint = where[name]
+        uri = endpoint.registry_uri
         files = files_of(tree, chosen[name])
         hooks = webhooks_file(tree, name, [f.loaded.path for f in files])
         if hooks is not None and not request.models:  # --model plans no webhooks
@@ -141,13 +141,13 @@ def plan_request(request: PlanRequest, progress: Callable[[str], None] = ignore)
             files,
             opened[name],
             # the gates of a copy not made yet read its source in its own registry
-            connect.open_evidence(uri, credentials, where),
+            connect.open_evidence(endpoint, where),
             request.now,
             name=name,
             identities=identities,
             source_run=source_run,
         )
-        return Opened(name, uri, opened[name], planned)
+        return Opened(name, uri, opened[name], planned, endpoint.tracking_uri)
 
     # gate evidence names its registry in every request (no MLflow global): all concurrently
     done = concurrently(plan_one, list(chosen))
@@ -167,7 +167,13 @@ def plan_request(request: PlanRequest, progress: Callable[[str], None] = ignore)
             )
         only = done[0]
         save_plan(
-            only.planned.plan, request.out, only.uri, request.file, request.now, name=only.name
+            only.planned.plan,
+            request.out,
+            only.tracking_uri or only.uri,
+            request.file,
+            request.now,
+            name=only.name,
+            registry_uri=only.uri,
         )
     selected = (tuple(request.registries), tuple(request.models))
     return PlanOutcome(
@@ -192,8 +198,12 @@ def save_plan(
     now: datetime,
     *,
     name: str = DEFAULT_REGISTRY,
+    registry_uri: str | None = None,
 ) -> None:
     """Write plan.json: the changes, a fingerprint of every model it read, and which registry
-    of the tree (`name`) it was made against, whose credentials apply uses."""
-    text = render_saved(plan, tracking_uri=tracking_uri, file=file, now=now, name=name)
+    of the tree (`name`) it was made against, whose credentials apply uses; `registry_uri`:
+    where its models live (None: in the tracking server)."""
+    text = render_saved(
+        plan, tracking_uri=tracking_uri, file=file, now=now, name=name, registry_uri=registry_uri
+    )
     path.write_text(text, encoding="utf-8")

@@ -52,9 +52,10 @@ class Opened:
     """One selected registry of the tree: where it is, its adapter, and its plan."""
 
     name: str
-    uri: str
+    uri: str  # where its models live (the registry URI)
     registry: RegistryPort
     planned: Planned
+    tracking_uri: str = ""  # its runs, lock and audit record ("": the registry URI)
 
 
 def make_plan(

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow_gitops.audit import AuditContext
+from mlflow_gitops.settings import is_databricks
 
 # --- names -----------------------------------------------------------------------------------
 
@@ -50,8 +51,10 @@ HOLDER_TAG = TOOL_TAG_PREFIX + "holder"  # who applies, and since when (for the 
 LEASE_TAG = TOOL_TAG_PREFIX + "lease"  # seconds since the epoch, as text: when the lease ends
 USER_TAG = TOOL_TAG_PREFIX + "holder_user"  # the MLflow user who made it (basic-auth: may delete)
 PROBE_TAG = TOOL_TAG_PREFIX + "permission-probe"  # never set: deleting it asks for EDIT
-# the audit experiment: one run per apply
+# the audit experiment: one run per apply (its name is configurable per registry; this is the
+# default, under WORKSPACE_FOLDER on Databricks: default_audit_experiment)
 AUDIT_EXPERIMENT = "mlflow-gitops-audit"
+WORKSPACE_FOLDER = "/Shared"  # a Databricks workspace names experiments by workspace path
 MODEL_TAG_PREFIX = TOOL_TAG_PREFIX + "models."  # on an audit run: the models it touched, bucketed
 BUCKETS = 64
 KIND_TAG = TOOL_TAG_PREFIX + "kind"
@@ -78,8 +81,25 @@ COPY_EXPERIMENT_TAG = (
 # are never reused)
 COPY_MODEL_PATH_TAG = COPIED_FROM + "model_path"
 COPIES_EXPERIMENT = "mlflow-gitops-copies"  # the destination's runs that hold copied artifacts
-# the same in a Databricks workspace, whose experiments are named by workspace path
-COPIES_WORKSPACE_EXPERIMENT = "/Shared/" + COPIES_EXPERIMENT
+
+
+def workspace_experiment(name: str, tracking_uri: str) -> str:
+    """An experiment name the tracking server takes: a Databricks workspace names experiments by
+    absolute workspace path (`/Shared/mlflow-gitops-audit`), any other server by plain name."""
+    if is_databricks(tracking_uri) and not name.startswith("/"):
+        return f"{WORKSPACE_FOLDER}/{name}"
+    return name
+
+
+# the copies' experiment in a Databricks workspace, whose experiments are named by workspace path
+COPIES_WORKSPACE_EXPERIMENT = workspace_experiment(COPIES_EXPERIMENT, "databricks")
+
+
+def default_audit_experiment(tracking_uri: str) -> str:
+    """The audit experiment of a registry whose file names none."""
+    return workspace_experiment(AUDIT_EXPERIMENT, tracking_uri)
+
+
 # the one-field-per-tag annotations of earlier releases: read as a fallback, deleted when the
 # version or model is next annotated (a record never mixes two applies)
 LEGACY_TAGS = {

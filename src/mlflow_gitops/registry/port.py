@@ -121,6 +121,11 @@ class Locking(Protocol):
 class Records(Protocol):
     """The durable record of every apply (registry/audit.py over a backend's RecordStore)."""
 
+    @property
+    def audit_experiment(self) -> str:
+        """The name of the experiment that holds the record (configurable per registry)."""
+        ...
+
     def start_record(self, start: RecordStart) -> str:
         """Open this apply's run in the audit experiment (created if absent); returns its id.
         Called before any change, so an apply that cannot record changes nothing."""

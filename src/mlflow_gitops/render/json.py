@@ -40,10 +40,19 @@ def render_plan(plan: Plan, **meta: Any) -> str:
     return json.dumps(plan_document(plan, **meta), indent=2, sort_keys=True) + "\n"
 
 
-def render_saved(plan: Plan, *, tracking_uri: str, file: Path, now: datetime, name: str) -> str:
+def render_saved(
+    plan: Plan,
+    *,
+    tracking_uri: str,
+    file: Path,
+    now: datetime,
+    name: str,
+    registry_uri: str | None = None,
+) -> str:
     """plan.json (plan/saved.py reads it back): the plan, a fingerprint of every model it read,
-    the registry it was made against (its identity, never credentials; its URI only when that
-    carries none) and its name in the tree."""
+    the registry it was made against (the identity of its registry URI, never credentials; its
+    URIs only when they carry none) and its name in the tree."""
+    registry_uri = registry_uri or tracking_uri
     safe_uri = tracking_uri if redact(tracking_uri) == tracking_uri else None
     doc = plan_document(
         plan,
@@ -52,8 +61,10 @@ def render_saved(plan: Plan, *, tracking_uri: str, file: Path, now: datetime, na
         tracking_uri=safe_uri,
         file=str(file),
     )
-    doc["registry"] = registry_identity(tracking_uri)  # apply checks it
+    doc["registry"] = registry_identity(registry_uri)  # apply checks it
     doc["registry_name"] = name
+    if registry_uri != tracking_uri and redact(registry_uri) == registry_uri:
+        doc["registry_uri"] = registry_uri
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 

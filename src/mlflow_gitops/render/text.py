@@ -229,7 +229,8 @@ def render_result(result: ApplyResult, *, color: bool = False) -> str:
             lines.append("Run apply again to finish: it plans from the registry as it is now.")
     if result.record:
         lines.append(
-            f"Recorded as run {result.record} in the MLflow experiment {AUDIT_EXPERIMENT}."
+            f"Recorded as run {result.record} in the MLflow experiment "
+            f"{result.experiment or AUDIT_EXPERIMENT}."
         )
     return "\n".join(lines) + "\n"
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from mlflow_gitops.errors import SpecIssue
 from mlflow_gitops.record import MAX_TAG_VALUE, TOOL_TAG_PREFIX
+from mlflow_gitops.settings import is_databricks
 from mlflow_gitops.spec.model import (
     COPY_PREFIX,
     DEFAULT_REGISTRY,
@@ -51,12 +52,14 @@ def check(loaded: LoadedSpec, file: str) -> list[SpecIssue]:
         issues.append(SpecIssue(file, pos.line, pos.column, format_loc(loc), message, hint))
 
     spec = loaded.spec
-    if spec.tracking_uri and _has_credentials(spec.tracking_uri):
-        add(
-            ("tracking_uri",),
-            "the tracking URI carries credentials",
-            "never commit secrets: set MLFLOW_TRACKING_USERNAME/PASSWORD or TOKEN instead",
-        )
+    for key in ("tracking_uri", "registry_uri"):
+        uri = getattr(spec, key)
+        if uri and _has_credentials(uri):
+            add(
+                (key,),
+                f"the {key.split('_')[0]} URI carries credentials",
+                "never commit secrets: set MLFLOW_TRACKING_USERNAME/PASSWORD or TOKEN instead",
+            )
     _check_registries(loaded, add)
     for name, model in spec.models.items():
         _check_model(name, model, add, settings_for(spec, model).max_per_stage)
@@ -68,20 +71,33 @@ def _check_registries(loaded: LoadedSpec, add: _Add) -> None:
     which the tree loader reports)."""
     spec = loaded.spec
     names = sorted(spec.registries or {})
-    if spec.registries is not None and spec.tracking_uri is not None:
-        add(
-            ("tracking_uri",),
-            "tracking_uri: and registries: are both given",
-            "move the URI under registries: (tracking_uri: names the URI of the single registry "
-            "of a file without registries:)",
-        )
-    for name, registry in (spec.registries or {}).items():
-        if registry.tracking_uri and _has_credentials(registry.tracking_uri):
+    for key in ("tracking_uri", "registry_uri", "audit_experiment"):
+        if spec.registries is not None and getattr(spec, key) is not None:
             add(
-                ("registries", name, "tracking_uri"),
-                f"the tracking URI of registry '{name}' carries credentials",
-                "never commit secrets: name the variables that hold them with username_env/"
-                "password_env or token_env",
+                (key,),
+                f"{key}: and registries: are both given",
+                f"move it under registries: ({key}: at the top level belongs to the single "
+                "registry of a file without registries:)",
+            )
+    for name, registry in (spec.registries or {}).items():
+        for key in ("tracking_uri", "registry_uri"):
+            uri = getattr(registry, key)
+            if uri and _has_credentials(uri):
+                add(
+                    ("registries", name, key),
+                    f"the {key.split('_')[0]} URI of registry '{name}' carries credentials",
+                    "never commit secrets: name the variables that hold them with username_env/"
+                    "password_env or token_env (host_env and token_env for Databricks)",
+                )
+        given = [u for u in (registry.tracking_uri, registry.registry_uri) if u is not None]
+        unknown = registry.tracking_uri_env is not None or registry.registry_uri_env is not None
+        if registry.host_env is not None and not unknown and not any(map(is_databricks, given)):
+            add(
+                ("registries", name, "host_env"),
+                f"registry '{name}' names host_env: but neither of its URIs is a Databricks "
+                "workspace's (databricks://...) or Unity Catalog's (databricks-uc://...)",
+                "remove host_env: (an MLflow server takes username_env/password_env or "
+                "token_env), or point the registry at Databricks",
             )
     if spec.registries is not None and not spec.registries:
         add(("registries",), "registries: lists no registry", "name at least one, or remove it")

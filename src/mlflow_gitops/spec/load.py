@@ -448,11 +448,17 @@ def read_text(path: Path) -> str:
 
 def file_tracking_uri(text: str) -> str | None:
     """The tracking_uri of a registry file's text, without requiring a valid file."""
+    return file_setting(text, "tracking_uri")
+
+
+def file_setting(text: str, key: str) -> str | None:
+    """A top-level text setting of a registry file's text (tracking_uri, registry_uri,
+    audit_experiment), without requiring a valid file."""
     try:
         data = yaml.safe_load(text) if text else None
     except yaml.YAMLError:
         return None
-    found = data.get("tracking_uri") if isinstance(data, dict) else None
+    found = data.get(key) if isinstance(data, dict) else None
     return found if isinstance(found, str) else None
 
 
@@ -504,7 +510,8 @@ _VOCABULARY = sorted(
         "policy", "allowed_transitions", "min_time_in_staging", "protected_aliases",
         "engine", "spark", "master", "remote", "conf", "registries", "default_registry",
         "include", "registry", "copy_from", "tracking_uri_env", "username_env",
-        "password_env", "token_env",
+        "password_env", "token_env", "registry_uri", "registry_uri_env", "host_env",
+        "audit_experiment",
     }
 )  # fmt: skip
 

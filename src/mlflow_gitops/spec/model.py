@@ -90,15 +90,41 @@ RegistryName = Annotated[str, Field(pattern=REGISTRY_NAME_PATTERN)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 
 
+AuditExperiment = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=500,
+        description="The experiment of the audit record (one run per apply), in the tracking "
+        "server; default: mlflow-gitops-audit, or /Shared/mlflow-gitops-audit on Databricks "
+        "(which names experiments by workspace path)",
+    ),
+]
+
+
 class RegistryConnection(Strict):
-    """How to reach one named registry: a literal URI or the variable holding it, and the
-    variables holding its credentials (a registry gets only its own)."""
+    """How to reach one named registry: a literal URI or the variable holding it (its tracking
+    URI, and its registry URI when the models live elsewhere), and the variables holding its
+    credentials (a registry gets only its own)."""
 
     tracking_uri: str | None = Field(default=None, min_length=1)
     tracking_uri_env: EnvName | None = None
+    registry_uri: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Where the models live, when not in the tracking server (default: the "
+        "tracking URI; for databricks[://profile], databricks-uc[://profile], as in MLflow)",
+    )
+    registry_uri_env: EnvName | None = None
     username_env: EnvName | None = None
     password_env: EnvName | None = None
     token_env: EnvName | None = None
+    host_env: EnvName | None = Field(
+        default=None,
+        description="Databricks: the variable holding the workspace URL (with token_env: the "
+        "variable holding its token); without it, the profile the URI names",
+    )
+    audit_experiment: AuditExperiment | None = None
 
     @model_validator(mode="after")
     def _one_uri(self) -> RegistryConnection:
@@ -106,6 +132,16 @@ class RegistryConnection(Strict):
             raise ValueError(
                 "a registry names exactly one of tracking_uri: (a URI) or tracking_uri_env: "
                 "(the variable that holds it)"
+            )
+        if self.registry_uri is not None and self.registry_uri_env is not None:
+            raise ValueError(
+                "a registry names at most one of registry_uri: (a URI) or registry_uri_env: "
+                "(the variable that holds it)"
+            )
+        if self.host_env is not None and (self.token_env is None or self.username_env):
+            raise ValueError(
+                "host_env: (a Databricks workspace) goes with token_env: (its token), and "
+                "without username_env:"
             )
         return self
 
@@ -459,6 +495,18 @@ class RegistrySpec(Strict):
 
     version: Literal[1]
     tracking_uri: str | None = None
+    registry_uri: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Root file without registries: only: where the models live, when not in "
+        "the tracking server (default: $MLFLOW_REGISTRY_URI, then the tracking URI; for "
+        "databricks[://profile], databricks-uc[://profile], as in MLflow)",
+    )
+    audit_experiment: AuditExperiment | None = Field(
+        default=None,
+        description="Root file without registries: only: the experiment of the audit record "
+        "(default: mlflow-gitops-audit; /Shared/mlflow-gitops-audit on Databricks)",
+    )
     registries: dict[RegistryName, RegistryConnection] | None = Field(
         default=None,
         description="Root file only: named registries (without it, one registry: default)",

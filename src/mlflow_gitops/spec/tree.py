@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
 from mlflow_gitops.credentials import CREDENTIAL_VARIABLES, Credentials
 from mlflow_gitops.errors import SpecError, SpecIssue
+from mlflow_gitops.settings import Endpoint
 from mlflow_gitops.spec.check import check, unknown_registry
 from mlflow_gitops.spec.load import parse_file, read_text
 from mlflow_gitops.spec.located import LoadedSpec, Loc, format_loc, locate
@@ -27,11 +28,24 @@ from mlflow_gitops.spec.model import (
     VersionSpec,
     merge_defaults,
 )
+from mlflow_gitops.spec.unity_catalog import is_uc, literal_registry_uri, unity_catalog_issues
 
 MAX_FILES = 10_000
-ROOT_ONLY = ("registries", "default_registry", "tracking_uri", "policies")
+ROOT_ONLY = (
+    "registries",
+    "default_registry",
+    "tracking_uri",
+    "registry_uri",
+    "audit_experiment",
+    "policies",
+)
 # a registry's credential fields, each filled from the variable its `registries:` entry names
-CREDENTIAL_FIELDS = {"username_env": "username", "password_env": "password", "token_env": "token"}
+CREDENTIAL_FIELDS = {
+    "username_env": "username",
+    "password_env": "password",
+    "token_env": "token",
+    "host_env": "host",
+}
 
 
 class ModelKey(NamedTuple):
@@ -135,6 +149,11 @@ def load_tree(path: Path | str) -> LoadedTree:
     for loaded in files:
         issues += check(loaded, loaded.name)
     issues += webhook_files(files, registry_of)
+    for name in known:  # Unity Catalog's rules, for the registries whose URIs the file gives
+        connection = (spec.registries or {}).get(name)
+        if is_uc(literal_registry_uri(spec, connection)):
+            mine = [f for f in files if registry_of[f.path] == name]
+            issues += unity_catalog_issues(mine, root, name)
     if spec.policies:  # CEL is imported only for a file that has rules
         from mlflow_gitops.spec.policy_check import check_policies
 
@@ -349,12 +368,20 @@ def _issue(loaded: LoadedSpec, loc: Loc, message: str, hint: str) -> SpecIssue:
 
 @dataclass(frozen=True)
 class ResolvedRegistry:
-    """A registry ready to connect to: its URI and its credentials, read from this registry's
-    own variables only (never shown: repr hides both)."""
+    """A registry ready to connect to: its URIs and its credentials, read from this registry's
+    own variables only (never shown: the endpoint's repr hides both)."""
 
     name: str
-    uri: str = field(repr=False)
-    credentials: Credentials = field(repr=False)
+    endpoint: Endpoint
+
+    @property
+    def uri(self) -> str:
+        """Where its models live (the registry URI)."""
+        return self.endpoint.registry_uri
+
+    @property
+    def credentials(self) -> Credentials:
+        return self.endpoint.credentials or Credentials()
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -367,9 +394,13 @@ def resolve_registry(
 ) -> ResolvedRegistry:
     """Where registry `name` is and its credentials, from `environ`; a variable the registry
     names and `environ` lacks is a located error. Without registries: (one registry,
-    `default`) the URI is, as before, `flag`, $MLFLOW_TRACKING_URI, tracking_uri:, then
-    sqlite:///mlflow.db next to the file, and the credentials are MLFLOW_TRACKING_*'s."""
-    from mlflow_gitops.settings import DEFAULT_URI
+    `default`) the tracking URI is, as before, `flag`, $MLFLOW_TRACKING_URI, tracking_uri:, then
+    sqlite:///mlflow.db next to the file; the registry URI $MLFLOW_REGISTRY_URI, registry_uri:,
+    then MLflow's default for the tracking URI; the credentials MLFLOW_TRACKING_*'s. A named
+    registry's registry URI is its registry_uri: (or the variable registry_uri_env: names),
+    else MLflow's default for its tracking URI: never $MLFLOW_REGISTRY_URI, which belongs to no
+    named registry. `flag` replaces the tracking URI."""
+    from mlflow_gitops.settings import DEFAULT_URI, default_registry_uri
     from mlflow_gitops.settings import _anchor as anchor
 
     root = tree.root
@@ -385,14 +416,19 @@ def resolve_registry(
             ]
         )
     if not tree.registries:
+        spec = root.spec
         uri = (
             flag
             or environ.get("MLFLOW_TRACKING_URI")
-            or anchor(root.spec.tracking_uri or DEFAULT_URI, root.folder)
+            or anchor(spec.tracking_uri or DEFAULT_URI, root.folder)
+        )
+        registry_uri = environ.get("MLFLOW_REGISTRY_URI") or (
+            anchor(spec.registry_uri, root.folder) if spec.registry_uri else ""
         )
         username, password, token = (environ.get(k) or None for k in CREDENTIAL_VARIABLES)
         known = Credentials(username, password, token)
-        return ResolvedRegistry(name=name, uri=uri, credentials=known)
+        where = Endpoint(uri, registry_uri, known, spec.audit_experiment)
+        return ResolvedRegistry(name=name, endpoint=where)
     connection = tree.registries[name]
     issues: list[SpecIssue] = []
 
@@ -400,7 +436,9 @@ def resolve_registry(
         var: str = getattr(connection, key)
         value = environ.get(var, "")
         if not value:
-            what = "URI" if key == "tracking_uri_env" else key.removesuffix("_env")
+            what = {"tracking_uri_env": "URI", "registry_uri_env": "registry URI"}.get(
+                key, key.removesuffix("_env")
+            )
             issues.append(
                 _issue(
                     root,
@@ -418,13 +456,20 @@ def resolve_registry(
         uri = anchor(connection.tracking_uri, root.folder)
     else:
         uri = variable("tracking_uri_env")
+    if connection.registry_uri is not None:
+        registry_uri = anchor(connection.registry_uri, root.folder)
+    elif connection.registry_uri_env is not None:
+        registry_uri = anchor(variable("registry_uri_env"), root.folder)
+    else:
+        registry_uri = default_registry_uri(uri)
     named = [key for key in CREDENTIAL_FIELDS if getattr(connection, key) is not None]
     values = {CREDENTIAL_FIELDS[key]: variable(key) for key in named}
     if issues:
         raise SpecError(issues)
     source = tuple(getattr(connection, key) for key in named)
     credentials = Credentials(**values, source=source)
-    return ResolvedRegistry(name=name, uri=uri, credentials=credentials)
+    where = Endpoint(uri, registry_uri, credentials, connection.audit_experiment)
+    return ResolvedRegistry(name=name, endpoint=where)
 
 
 def webhook_files(files: list[LoadedSpec], registry_of: dict[Path, str]) -> list[SpecIssue]:

@@ -18,17 +18,23 @@ from mlflow_gitops.registry.mlflow.lock import LockPrimitives
 from mlflow_gitops.registry.mlflow.probes import Probes
 from mlflow_gitops.registry.mlflow.webhooks import MlflowWebhooks
 from mlflow_gitops.registry.port import WebhookPort
+from mlflow_gitops.settings import Endpoint
 
 
 class MlflowRegistry(Copies, Probes, LockPrimitives, RecordPrimitives):
-    """RegistryPort over MlflowClient, for one tracking/registry URI. `credentials`: this
-    registry's own (a tree's named registry); None: MLflow's variables as the process has them.
-    `clock`: where the apply lock's lease reads time."""
+    """RegistryPort over MlflowClient, for one registry: `where` is its Endpoint (tracking URI,
+    registry URI, credentials, audit experiment), or a tracking URI whose registry URI is
+    MLflow's default for it, with `credentials`: this registry's own (a tree's named registry);
+    None: MLflow's variables as the process has them. `clock`: where the apply lock's lease
+    reads time."""
 
     def __init__(
-        self, uri: str, credentials: Credentials | None = None, clock: Clock = SYSTEM_CLOCK
+        self,
+        where: str | Endpoint,
+        credentials: Credentials | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        super().__init__(uri, credentials)
+        super().__init__(where, credentials)
         self.clock = clock
 
     @contextmanager

@@ -9,17 +9,23 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
 from mlflow_gitops.credentials import CREDENTIAL_VARIABLES, Credentials
 from mlflow_gitops.errors import GitopsError, RegistryError
 from mlflow_gitops.observed import VersionState
 from mlflow_gitops.permissions import current_user
-from mlflow_gitops.registry.mlflow.env import host_creds, own_client, sends_credentials
+from mlflow_gitops.record import default_audit_experiment
+from mlflow_gitops.registry.mlflow.env import (
+    host_creds,
+    mlflow_globals,
+    own_client,
+    sends_credentials,
+)
 from mlflow_gitops.registry.mlflow.errors import error_code, translate
 from mlflow_gitops.registry.mlflow.schema import check_schema
-from mlflow_gitops.settings import registry_identity
+from mlflow_gitops.settings import Endpoint, registry_identity
 
 T = TypeVar("T")
 
@@ -34,26 +40,56 @@ _HTTP_DEFAULTS = {
 
 
 class Connection:
-    """MlflowClient for one tracking/registry URI, with this registry's own credentials."""
+    """MlflowClient for one registry: its tracking URI (runs, the apply lock, the audit record)
+    and its registry URI (the models), with this registry's own credentials. `where` is an
+    Endpoint, or a URI that is the tracking URI with MLflow's default registry URI for it and
+    `credentials` (None: MLflow's variables)."""
 
-    def __init__(self, uri: str, credentials: Credentials | None = None) -> None:
+    def __init__(self, where: str | Endpoint, credentials: Credentials | None = None) -> None:
         for key, value in _HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
         logging.getLogger("mlflow").setLevel(logging.ERROR)
-        self.uri = uri
+        endpoint = where if isinstance(where, Endpoint) else Endpoint(where, "", credentials)
+        self.endpoint = endpoint
+        self.uri = endpoint.registry_uri  # where the models live: messages about them name it
+        self.tracking_uri = endpoint.tracking_uri
+        self.audit_experiment = endpoint.audit_experiment or default_audit_experiment(
+            endpoint.tracking_uri
+        )
         # this registry's own credentials: its REST stores send them (env.own_client), and they
         # are set around its file transfers (env.credentials_env); None: MLflow's variables as
         # the process has them. MLflow's global URIs are left alone (env.mlflow_globals)
-        self.credentials = credentials
-        check_schema(uri)  # before MLflow's store opens (and would upgrade) an older database
+        self.credentials = endpoint.credentials
+        for uri in dict.fromkeys((self.tracking_uri, self.uri)):
+            check_schema(uri)  # before MLflow's store opens (and would upgrade) an older database
         with self._errors("connect to"):
             # several registries read concurrently each send their own credentials (own_client)
-            self.client = own_client(uri, credentials)
+            self.client = own_client(endpoint)
             # MlflowClient re-reads the registered model before every write to refuse prompts
             # (one extra GET per write, half of all requests of an apply); the reader already
             # refuses prompts among the managed models, so writes go to the registry client
             self.writer = self.client._get_registry_client()
+        self._tracking_registry: Any = None
         self.calls = 0
+
+    @property
+    def tracking_registry(self) -> Any:
+        """A registry client of the tracking server, for the apply lock (a registered model
+        there, beside the audit record): the registry client itself when the models live in
+        the tracking server, else the tracking server's own registry (a Databricks workspace's
+        registry beside its Unity Catalog)."""
+        if self.tracking_uri == self.uri:
+            return self.writer
+        if self._tracking_registry is None:
+            with self._errors("connect to", at=self.tracking_uri):
+                same = Endpoint(self.tracking_uri, self.tracking_uri, self.credentials)
+                self._tracking_registry = own_client(same)._get_registry_client()
+        return self._tracking_registry
+
+    def mlflow_globals(self) -> AbstractContextManager[None]:
+        """MLflow's global URIs and variables set to this registry's for the block
+        (env.mlflow_globals): its tracking URI, its registry URI and its credentials."""
+        return mlflow_globals(self.tracking_uri, self.credentials, self.uri)
 
     def _host_creds(self) -> Any:
         return host_creds(self.uri, self.credentials)
@@ -82,7 +118,8 @@ class Connection:
 
     @property
     def identity(self) -> str:
-        """Which registry this is, without credentials (settings.registry_identity)."""
+        """Which registry this is (where its models live), without credentials
+        (settings.registry_identity of the registry URI)."""
         return registry_identity(self.uri)
 
     # --- errors: every call to MLflow ends here ----------------------------------------------
@@ -102,6 +139,7 @@ class Connection:
         operation: str | None = None,
         model: str | None = None,
         version: int | None = None,
+        at: str | None = None,
     ) -> Iterator[None]:
         try:
             yield
@@ -109,7 +147,7 @@ class Connection:
             raise
         except Exception as exc:
             raise self._translate(
-                exc, doing, operation=operation, model=model, version=version
+                exc, doing, operation=operation, model=model, version=version, at=at
             ) from exc
 
     def _translate(
@@ -120,12 +158,15 @@ class Connection:
         operation: str | None = None,
         model: str | None = None,
         version: int | None = None,
+        at: str | None = None,
     ) -> RegistryError:
-        """The error a user reads, naming this registry's user and its credential variables."""
+        """The error a user reads, naming this registry's user and its credential variables;
+        `at`: the URI the failed call went to (default: the registry URI; the tracking URI for
+        runs, the lock and the audit record)."""
         return translate(
             exc,
             doing,
-            self.uri,
+            at or self.uri,
             operation=operation,
             model=model,
             version=version,

@@ -5,7 +5,7 @@ Same server (equal registry identities): a new version whose source is `models:/
 the request MlflowClient.copy_model_version makes. Other server: the source run's files (all of
 them: a gate in the destination needs the run's preprocessor) and the model's files are copied into
 a run of the destination's copies experiment (COPIES_EXPERIMENT; in a Databricks workspace
-COPIES_WORKSPACE_EXPERIMENT, a workspace path) that carries the source run's id, params, metrics and
+under /Shared, a workspace path) that carries the source run's id, params, metrics and
 tags, and the new version is registered from the model inside that run. Either way the version is
 created with its provenance tags in the same request, so no copy exists without them.
 
@@ -39,7 +39,6 @@ from typing import Any
 from mlflow_gitops.errors import DENIED, PermissionDenied, RegistryError
 from mlflow_gitops.record import (
     COPIES_EXPERIMENT,
-    COPIES_WORKSPACE_EXPERIMENT,
     COPY_EXPERIMENT_TAG,
     COPY_MODEL_PATH_TAG,
     COPY_MODEL_TAG,
@@ -48,6 +47,7 @@ from mlflow_gitops.record import (
     COPY_VERSION_TAG,
     SourceRef,
     provenance_tags,
+    workspace_experiment,
 )
 from mlflow_gitops.registry.copy import (
     Copied,
@@ -58,7 +58,7 @@ from mlflow_gitops.registry.copy import (
     source_of,
 )
 from mlflow_gitops.registry.mlflow.base import Connection, version_state
-from mlflow_gitops.registry.mlflow.env import credentials_env, mlflow_globals
+from mlflow_gitops.registry.mlflow.env import credentials_env
 from mlflow_gitops.registry.mlflow.errors import first_line
 from mlflow_gitops.registry.mlflow.reads import Reads
 from mlflow_gitops.registry.mlflow.writes import Writes
@@ -92,7 +92,7 @@ class Copies(Reads, Writes):
         found = SourceVersion(ref, run_id, str(mv.source or ""), location)
         # listing goes through artifact repositories; a models:/ location (a same-server copy on
         # an MLflow 2.x server) is resolved through MLflow's global registry URI
-        with mlflow_globals(self.uri, self.credentials):
+        with self.mlflow_globals():
             problem = _unreadable(self, location, run_id)
             if not problem:
                 found = replace(found, unsigned=_unsigned(self, location))
@@ -112,10 +112,7 @@ class Copies(Reads, Writes):
     def copies_experiment(self) -> str:
         """The experiment that holds the copies' runs: a workspace path when the tracking server
         is a Databricks workspace (its experiments are named by path), else COPIES_EXPERIMENT."""
-        tracking = str(self.client._tracking_client.tracking_uri)
-        return (
-            COPIES_WORKSPACE_EXPERIMENT if tracking.startswith("databricks") else COPIES_EXPERIMENT
-        )
+        return workspace_experiment(COPIES_EXPERIMENT, self.tracking_uri)
 
     def copy_runs(self, ref: SourceRef, run_id: str | None) -> tuple[CopyRun, ...]:
         """The live runs of this registry's copies experiment that hold a copy of that source:
@@ -198,7 +195,9 @@ def _unreadable(registry: Connection, location: str, run_id: str | None) -> str:
 
     try:
         registry.calls += 1
-        names = {Path(f.path).name for f in list_artifacts(location, tracking_uri=registry.uri)}
+        names = {
+            Path(f.path).name for f in list_artifacts(location, tracking_uri=registry.tracking_uri)
+        }
     except Exception as exc:
         return f"listing {redact(location)} failed ({first_line(exc)[:300]})"
     if "MLmodel" not in names:
@@ -206,7 +205,7 @@ def _unreadable(registry: Connection, location: str, run_id: str | None) -> str:
     if run_id:
         try:
             registry.calls += 1
-            list_artifacts(run_id=run_id, tracking_uri=registry.uri)
+            list_artifacts(run_id=run_id, tracking_uri=registry.tracking_uri)
         except Exception as exc:
             return f"listing the files of its run {run_id} failed ({first_line(exc)[:300]})"
     return ""
@@ -315,7 +314,7 @@ class _Files:
 def _download_model(registry: Connection, model: str, version: int, folder: Path) -> Path:
     """The version's model files, downloaded into `folder` (the caller's temporary folder)."""
     doing = f"download the files of {model}/{version} from"
-    with mlflow_globals(registry.uri, registry.credentials), registry._errors(doing):
+    with registry.mlflow_globals(), registry._errors(doing):
         registry.calls += 1
         location = str(registry.writer.get_model_version_download_uri(model, str(version)))
     return _download_location(registry, location, folder)
@@ -330,12 +329,12 @@ def _download_location(registry: Connection, location: str, folder: Path) -> Pat
     doing = f"download the model files at {redact(location)} from"
     # downloads go through artifact repositories; a models:/ location resolves through the
     # registry's URI as MLflow's global
-    with mlflow_globals(registry.uri, registry.credentials), registry._errors(doing):
+    with registry.mlflow_globals(), registry._errors(doing):
         registry.calls += 1
         # the files land in a folder named like the URI's last part: the returned path
         got = Path(
             download_artifacts(
-                artifact_uri=location, dst_path=str(folder), tracking_uri=registry.uri
+                artifact_uri=location, dst_path=str(folder), tracking_uri=registry.tracking_uri
             )
         )
     if not got.resolve().is_relative_to(folder.resolve()):  # never hand on a registry's folder
@@ -360,7 +359,7 @@ def _download(
 
     doing = f"download the files of {model}/{version} from"
     # downloads go through artifact repositories (see describe_source)
-    with mlflow_globals(source.uri, source.credentials), source._errors(doing):
+    with source.mlflow_globals(), source._errors(doing):
         source.calls += 1
         location = str(source.writer.get_model_version_download_uri(model, str(version)))
         run_folder = folder / "run"
@@ -369,7 +368,9 @@ def _download(
         if run_id:
             source.calls += 2  # the run, then its files (one request per folder and file)
             run = source.client.get_run(run_id)
-            download_artifacts(run_id=run_id, dst_path=str(run_folder), tracking_uri=source.uri)
+            download_artifacts(
+                run_id=run_id, dst_path=str(run_folder), tracking_uri=source.tracking_uri
+            )
             root = str(run.info.artifact_uri).rstrip("/") + "/"
             if location.startswith(root):  # an MLflow 2.x-style model, logged inside its run
                 inside = location[len(root) :].strip("/")

@@ -25,6 +25,7 @@ from mlflow_gitops.gates.port import GateError, Side
 from mlflow_gitops.registry.mlflow.base import Connection
 from mlflow_gitops.registry.mlflow.env import credentials_env
 from mlflow_gitops.registry.mlflow.errors import kind
+from mlflow_gitops.settings import Endpoint
 
 
 class MlflowEvidence(ModelEvidence):
@@ -32,12 +33,15 @@ class MlflowEvidence(ModelEvidence):
 
     def __init__(
         self,
-        uri: str,
+        where: str | Endpoint,
         credentials: Credentials | None = None,
-        registries: Mapping[str, tuple[str, Credentials | None]] | None = None,
+        registries: Mapping[str, Endpoint] | None = None,
     ) -> None:
+        """`where`: this registry (an Endpoint, or a tracking URI with `credentials`);
+        `registries`: the others of the plan, by name (the sources of copies)."""
         super().__init__()
-        self.where: dict[str | None, tuple[str, Credentials | None]] = {None: (uri, credentials)}
+        own = where if isinstance(where, Endpoint) else Endpoint(where, "", credentials)
+        self.where: dict[str | None, Endpoint] = {None: own}
         self.where.update(registries or {})
         self.connections: dict[str | None, Connection] = {}
         self.models: dict[tuple[str | None, str], Any] = {}
@@ -55,22 +59,22 @@ class MlflowEvidence(ModelEvidence):
                 "declare the registry under registries: in the root file",
             )
         if side.registry not in self.connections:
-            uri, credentials = self.where[side.registry]
             try:
-                self.connections[side.registry] = Connection(uri, credentials)
+                self.connections[side.registry] = Connection(self.where[side.registry])
             except GitopsError as exc:
                 raise GateError(exc.message, exc.hint) from None
         return self.connections[side.registry]
 
     @contextmanager
-    def _mapped(self, conn: Connection, doing: str) -> Iterator[None]:
-        """The adapter's error mapping ("cannot <doing> <uri>: ..."), as the gate's failure."""
+    def _mapped(self, conn: Connection, doing: str, at: str | None = None) -> Iterator[None]:
+        """The adapter's error mapping ("cannot <doing> <uri>: ..."), as the gate's failure;
+        `at`: the URI called (default: the registry URI)."""
         try:
             yield
         except GitopsError as exc:
             raise GateError(exc.message, exc.hint) from None
         except Exception as exc:
-            error = conn._translate(exc, doing)
+            error = conn._translate(exc, doing, at=at)
             raise GateError(error.message, error.hint) from None
 
     def _run_id(self, side: Side) -> str | None:
@@ -93,15 +97,16 @@ class MlflowEvidence(ModelEvidence):
         if not run_id:
             raise GateError("the version has no source run, so it has no run metrics")
         conn = self._connection(side)
-        with self._mapped(conn, f"read run {run_id} at"):
+        with self._mapped(conn, f"read run {run_id} at", at=conn.tracking_uri):
             conn.calls += 1
             metrics = conn.client.get_run(run_id).data.metrics
         value = metrics.get(key)
         return None if value is None else float(value)
 
     def download(self, side: Side, path: str = "", doing: str = "download") -> Path:
-        """The model's artifact folder (or one file of it), downloaded from its registry with
-        that registry's credentials; the whole folder at most once."""
+        """The model's artifact folder (or one file of it) on local disk: read in place when the
+        registry stores it on this machine (a file: location, never written to), else downloaded
+        from its registry with that registry's credentials; the whole folder at most once."""
         from mlflow.artifacts import download_artifacts
 
         key = (side.registry, side.uri)
@@ -114,6 +119,9 @@ class MlflowEvidence(ModelEvidence):
                 model, _, version = side.uri[len("models:/") :].rpartition("/")
                 conn.calls += 1
                 location = str(conn.writer.get_model_version_download_uri(model, version))
+            if (here := in_place(location, path)) is not None:
+                self.folders[key] = here
+                return here / path
             if path:
                 location = f"{location.rstrip('/')}/{path}"
             conn.calls += 1
@@ -122,7 +130,7 @@ class MlflowEvidence(ModelEvidence):
                     download_artifacts(
                         artifact_uri=location,
                         dst_path=tempfile.mkdtemp(),
-                        tracking_uri=conn.uri,
+                        tracking_uri=conn.tracking_uri,
                         registry_uri=conn.uri,  # a models:/ location (2.x) is resolved there
                     )
                 )
@@ -147,7 +155,11 @@ class MlflowEvidence(ModelEvidence):
 
             folder = self.download(side)
             try:
-                self.models[key] = mlflow.pyfunc.load_model(str(folder))
+                # suppress_warnings: no dependency-mismatch check (the installed version of every
+                # requirement read from its metadata, for a warning MLflow's logger, quieted to
+                # errors by the connection, would not show); the model and its predictions are
+                # the same
+                self.models[key] = mlflow.pyfunc.load_model(str(folder), suppress_warnings=True)
             except Exception as exc:
                 raise GateError(
                     f"cannot load the model {side.uri}: {type(exc).__name__}: {str(exc)[:300]}",
@@ -163,25 +175,51 @@ class MlflowEvidence(ModelEvidence):
         if key not in self.preprocessors:
             if not run_id:
                 raise GateError(f"the model {side.uri} has no source run to take {artifact} from")
-            conn = self._connection(side)
-            with tempfile.TemporaryDirectory() as tmp:
-                try:
-                    conn.calls += 1
-                    with credentials_env(conn.credentials):
-                        local = conn.client.download_artifacts(run_id, artifact, tmp)
-                except Exception as exc:
-                    if kind(exc) != "other":  # refused credentials or permission, unreachable
-                        error = conn._translate(exc, f"download {artifact} of run {run_id} from")
-                        raise GateError(error.message, error.hint) from None
-                    raise GateError(
-                        f"run {run_id} has no artifact {artifact}",
-                        "log the fitted preprocessor with the run, or remove preprocessor: "
-                        "from the gate",
-                    ) from None
-                raw = Path(local).read_bytes()
+            raw = self._run_artifact(side, run_id, artifact)
             try:
                 loaded = pickle.loads(raw)  # a run of a registry of this plan only
             except Exception as exc:
                 raise GateError(f"cannot unpickle {artifact} of run {run_id}: {exc}") from None
             self.preprocessors[key] = (loaded, raw)
         return self.preprocessors[key]
+
+    def _run_artifact(self, side: Side, run_id: str, artifact: str) -> bytes:
+        """The bytes of one artifact of the run: read in place when the run's artifacts are on
+        this machine (a file: location), else downloaded with its registry's credentials."""
+        conn = self._connection(side)
+        try:
+            conn.calls += 1
+            root = conn.client.get_run(run_id).info.artifact_uri
+            if (here := in_place(root, artifact)) is not None:
+                return (here / artifact).read_bytes()
+            with tempfile.TemporaryDirectory() as tmp:
+                conn.calls += 1
+                with credentials_env(conn.credentials):
+                    local = conn.client.download_artifacts(run_id, artifact, tmp)
+                return Path(local).read_bytes()
+        except Exception as exc:
+            if kind(exc) != "other":  # refused credentials or permission, unreachable
+                error = conn._translate(
+                    exc, f"download {artifact} of run {run_id} from", at=conn.tracking_uri
+                )
+                raise GateError(error.message, error.hint) from None
+            raise GateError(
+                f"run {run_id} has no artifact {artifact}",
+                "log the fitted preprocessor with the run, or remove preprocessor: from the gate",
+            ) from None
+
+
+def in_place(location: str, path: str = "") -> Path | None:
+    """The local folder of a `file:` artifact location whose `path` (a file or folder below it,
+    "" for the folder itself) exists on this machine: read there, never copied nor written.
+    None: another scheme (downloaded as usual), or nothing there."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(location)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        return None
+    folder = Path(unquote(parts.path))
+    target = (folder / path).resolve()
+    if not target.is_relative_to(folder.resolve()) or not target.exists():
+        return None  # outside the artifacts (a path with ..), or missing: MLflow's download says
+    return folder

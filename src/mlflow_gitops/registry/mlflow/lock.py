@@ -1,5 +1,7 @@
 """The apply lock's primitives on MLflow (the algorithm is registry/lock.py): the lock is a
-registered model named LOCK_MODEL, its token, holder, user and lease in its tags."""
+registered model named LOCK_MODEL in the tracking server's registry (beside the audit record;
+where the models live when the registry URI is the tracking URI), its token, holder, user and
+lease in its tags."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ class LockPrimitives(Connection):
 
     @property
     def lock_where(self) -> str:
-        return f"the registered model {LOCK_MODEL} at {redact(self.uri)}"
+        return f"the registered model {LOCK_MODEL} at {redact(self.tracking_uri)}"
 
     def create_lock(self, token: str, holder: str, lease_until: float) -> bool:
         from mlflow.exceptions import MlflowException
@@ -29,7 +31,7 @@ class LockPrimitives(Connection):
             tags[USER_TAG] = user[:200]  # who may delete it besides an admin (basic-auth)
         try:
             self.calls += 1
-            self.client.create_registered_model(
+            self.tracking_registry.create_registered_model(
                 LOCK_MODEL,
                 tags=tags,
                 description="Held by a running `mlflow-gitops apply`; deleted when it ends.",
@@ -45,7 +47,7 @@ class LockPrimitives(Connection):
 
         try:
             self.calls += 1
-            m = self.client.get_registered_model(LOCK_MODEL)
+            m = self.tracking_registry.get_registered_model(LOCK_MODEL)
         except MlflowException as exc:
             if denied(exc):
                 return HeldLock(readable=False)  # it exists, but who holds it is hidden from us
@@ -66,14 +68,14 @@ class LockPrimitives(Connection):
         )
 
     def renew_lock(self, lease_until: float) -> None:
-        self.writer.set_registered_model_tag(LOCK_MODEL, LEASE_TAG, f"{lease_until:.0f}")
+        self.tracking_registry.set_registered_model_tag(LOCK_MODEL, LEASE_TAG, f"{lease_until:.0f}")
 
     def break_lock(self, held: HeldLock) -> None:
         from mlflow.exceptions import MlflowException
 
         try:
             self.calls += 1
-            self.writer.delete_registered_model(LOCK_MODEL)
+            self.tracking_registry.delete_registered_model(LOCK_MODEL)
         except MlflowException as exc:
             if not_found(exc):
                 return  # someone else broke or released it meanwhile
@@ -81,7 +83,7 @@ class LockPrimitives(Connection):
                 since = datetime.fromtimestamp(held.lease_until, UTC).strftime("%Y-%m-%d %H:%M:%S")
                 owner = f"the MLflow user '{held.user}'" if held.user else "the user who made it"
                 raise LockError(
-                    f"the apply lock at {redact(self.uri)} is held by {held.describe()}, whose "
+                    f"the apply lock at {redact(self.tracking_uri)} is held by {held.describe()}, whose "
                     f"lease ran out at {since} UTC (that apply was killed or lost the registry); "
                     f"{self.user} may not delete it: deleting the registered model "
                     f"{LOCK_MODEL} needs MANAGE on it (403); nothing was applied",
@@ -95,7 +97,7 @@ class LockPrimitives(Connection):
 
         try:
             self.calls += 1
-            self.writer.delete_registered_model(LOCK_MODEL)
+            self.tracking_registry.delete_registered_model(LOCK_MODEL)
         except MlflowException as exc:
             if not_found(exc):
                 return  # already gone (broken by another apply after a lost lease)
@@ -122,9 +124,9 @@ class LockPrimitives(Connection):
             )
             return LockError(
                 f"{self.user} may not {verb} the apply lock, the registered model "
-                f"{LOCK_MODEL} at {redact(self.uri)} (403: it needs {need}); nothing was applied",
+                f"{LOCK_MODEL} at {redact(self.tracking_uri)} (403: it needs {need}); nothing was applied",
                 f"ask an MLflow admin for {need}"
                 + (f" on {LOCK_MODEL}" if verb != "create" else "")
                 + ", or apply as a user who has it",
             )
-        return self._translate(exc, f"{verb} the apply lock at")
+        return self._translate(exc, f"{verb} the apply lock at", at=self.tracking_uri)

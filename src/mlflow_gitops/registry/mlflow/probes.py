@@ -8,9 +8,11 @@ from typing import Any
 from mlflow_gitops.credentials import Credentials
 from mlflow_gitops.errors import RegistryError
 from mlflow_gitops.permissions import Permission, holds
-from mlflow_gitops.record import AUDIT_EXPERIMENT, PROBE_TAG
+from mlflow_gitops.record import PROBE_TAG
 from mlflow_gitops.registry.mlflow.base import Connection
+from mlflow_gitops.registry.mlflow.env import host_creds, sends_credentials
 from mlflow_gitops.registry.mlflow.errors import denied, not_found
+from mlflow_gitops.settings import Endpoint
 
 USER_PERMISSION = "/api/3.0/mlflow/users/permissions/get"
 MODEL_PERMISSIONS = "/api/2.0/mlflow/registered-models/permissions/get"
@@ -19,8 +21,8 @@ MODEL_PERMISSIONS = "/api/2.0/mlflow/registered-models/permissions/get"
 class Probes(Connection):
     """`can` and `can_record`, with each model's answered level remembered."""
 
-    def __init__(self, uri: str, credentials: Credentials | None = None) -> None:
-        super().__init__(uri, credentials)
+    def __init__(self, where: str | Endpoint, credentials: Credentials | None = None) -> None:
+        super().__init__(where, credentials)
         self._levels: dict[str, str] = {}  # model -> this user's MLflow permission, when told
 
     def can(self, name: str, permission: Permission) -> bool:
@@ -67,8 +69,10 @@ class Probes(Connection):
     def can_record(self) -> bool:
         """Whether this user may create runs in the audit experiment (EDIT on it). Asked where
         basic-auth answers a user's own permission (MLflow 3); an experiment that does not exist
-        yet is created by this apply, and its creator may write it."""
-        if not self.uri.startswith(("http://", "https://")) or not self._sends_credentials():
+        yet is created by this apply, and its creator may write it. The experiment is in the
+        tracking server."""
+        web = self.tracking_uri.startswith(("http://", "https://"))
+        if not web or not sends_credentials(self.tracking_uri, self.credentials):
             return True
         user = self._username()
         if not user:
@@ -77,7 +81,7 @@ class Probes(Connection):
 
         try:
             self.calls += 1
-            found = self.client.get_experiment_by_name(AUDIT_EXPERIMENT)
+            found = self.client.get_experiment_by_name(self.audit_experiment)
         except MlflowException as exc:
             if denied(exc):
                 return False
@@ -88,20 +92,23 @@ class Probes(Connection):
             "GET",
             USER_PERMISSION,
             {"username": user, "resource_type": "experiment", "resource_id": found.experiment_id},
+            at=self.tracking_uri,
         )
         if status == 200 and "permission" in body:
             return holds(str(body["permission"]), "EDIT")
         return True  # an older server: opening the run under the lock will tell
 
-    def _http(self, method: str, path: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        """One raw REST call with this registry's credentials: (status, JSON object or {}). A
-        401 is an error."""
+    def _http(
+        self, method: str, path: str, params: dict[str, str], at: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """One raw REST call with this registry's credentials to its registry server (`at`:
+        another of its servers): (status, JSON object or {}). A 401 is an error."""
         from mlflow.utils.rest_utils import http_request
 
         try:
             self.calls += 1
             answer = http_request(  # type: ignore[no-untyped-call]
-                self._host_creds(),
+                host_creds(at, self.credentials) if at else self._host_creds(),
                 path,
                 method,
                 params=params,

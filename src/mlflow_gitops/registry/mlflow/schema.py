@@ -6,6 +6,7 @@ unless the user chose the upgrade (UPGRADE_VARIABLE)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from pathlib import Path
@@ -38,21 +39,25 @@ def schema_version(path: Path) -> str | None:
     return str(row[0]) if row else None
 
 
+@functools.cache
 def installed_version() -> str:
-    """The schema revision the installed MLflow's stores expect (its migrations' head)."""
+    """The schema revision the installed MLflow's stores expect (its migrations' head): read
+    once per process (alembic parses every migration script, ~30 ms; a plan opens the registry
+    and the gates' evidence, each checking)."""
     from mlflow.store.db.utils import _get_latest_schema_revision
 
     return str(_get_latest_schema_revision())  # type: ignore[no-untyped-call]
 
 
-def known_revisions() -> set[str]:
+@functools.cache
+def known_revisions() -> frozenset[str]:
     """Every revision of the installed MLflow's migrations: a file's revision outside them was
     written by a newer MLflow."""
     from alembic.script import ScriptDirectory
     from mlflow.store.db.utils import _get_alembic_config
 
     script = ScriptDirectory.from_config(_get_alembic_config(db_url=""))  # type: ignore[no-untyped-call]
-    return {rev.revision for rev in script.walk_revisions()}
+    return frozenset(rev.revision for rev in script.walk_revisions())
 
 
 def check_schema(uri: str) -> None:

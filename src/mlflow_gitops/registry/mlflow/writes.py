@@ -9,7 +9,6 @@ from typing import Any
 from mlflow_gitops.errors import PermissionDenied, RegistryError
 from mlflow_gitops.record import REGISTRATION_TAG
 from mlflow_gitops.registry.mlflow.base import quote
-from mlflow_gitops.registry.mlflow.env import mlflow_globals
 from mlflow_gitops.registry.mlflow.reads import VERSIONS_PAGE
 from mlflow_gitops.registry.mlflow.unity import UC_PAGE, Unity
 
@@ -40,7 +39,7 @@ class Writes(Unity):
                 # mlflow.register_model talks to the global registry with the variables' creds:
                 # both are this registry's for the requests that create the version only; the
                 # wait until READY reads through this adapter's own client, outside the lock
-                with mlflow_globals(self.uri, self.credentials):
+                with self.mlflow_globals():
                     mv = mlflow.register_model(
                         source, name, await_registration_for=0, tags={REGISTRATION_TAG: token}
                     )
