@@ -288,3 +288,23 @@ def test_include_patterns_are_only_those_the_root_lacks(tmp_path: Path) -> None:
     assert include_patterns(root, [], written) == ["registries/*.yaml", "imported/prod/*.yaml"]
     assert include_patterns(root, ["registries/*.yaml"], written) == ["imported/prod/*.yaml"]
     assert include_patterns(root, ["**/*.yaml"], written) == []
+
+
+def test_a_registry_without_stages_is_imported_without_stage_entries(tmp_path: Path) -> None:
+    """Unity Catalog has no stages: its file declares aliases and no `stage:` (which validate
+    refuses in a UC file); a registry with stages keeps them."""
+    model = ModelState(
+        "prod.ml.m",
+        aliases={"champion": 2},
+        versions=(VersionState(1), VersionState(2, stage="Production")),
+    )
+    states = {"uc": RegistryState({"prod.ml.m": model}), "dev": RegistryState({"m": model})}
+    identities = {"uc": "databricks-uc://prod", "dev": "http://dev:5000"}
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    files = tree_files(states, identities, tmp_path, now, without_stages=frozenset({"uc"}))
+    uc, dev = (yaml.safe_load(f.text) for f in files)
+    assert uc["models"]["prod.ml.m"] == {
+        "aliases": {"champion": 2},
+        "versions": [{"version": 1}, {"version": 2}],
+    }
+    assert [v["stage"] for v in dev["models"]["m"]["versions"]] == ["None", "Production"]

@@ -33,11 +33,18 @@ _Dumper.add_representer(str, _str)
 
 
 def registry_document(
-    state: RegistryState, aliases_from_stages: dict[str, str] | None = None
+    state: RegistryState,
+    aliases_from_stages: dict[str, str] | None = None,
+    *,
+    stages: bool = True,
 ) -> dict[str, Any]:
     """The data of a registry.yaml for these models; with aliases_from_stages (e.g.
-    {Production: champion}) the stages become aliases and the file declares no stage."""
-    models = {name: _model(m, aliases_from_stages) for name, m in sorted(state.models.items())}
+    {Production: champion}) the stages become aliases and the file declares no stage. Without
+    `stages` (a registry that has none: Unity Catalog) the file declares no stage either."""
+    models = {
+        name: _model(m, aliases_from_stages, stages=stages)
+        for name, m in sorted(state.models.items())
+    }
     hooks = webhooks_document(state.webhooks)
     return {"version": 1, **({"webhooks": hooks} if hooks else {}), "models": models}
 
@@ -55,7 +62,10 @@ def webhooks_document(hooks: Sequence[WebhookState] | None) -> dict[str, dict[st
     return out
 
 
-def _model(model: ModelState, aliases_from_stages: dict[str, str] | None = None) -> dict[str, Any]:
+def _model(
+    model: ModelState, aliases_from_stages: dict[str, str] | None = None, *, stages: bool = True
+) -> dict[str, Any]:
+    declare_stages = stages and aliases_from_stages is None
     out: dict[str, Any] = {}
     user_description = split_history(model.description)[0]
     if user_description:
@@ -70,13 +80,13 @@ def _model(model: ModelState, aliases_from_stages: dict[str, str] | None = None)
     if aliases:
         out["aliases"] = dict(sorted(aliases.items()))
     counts = Counter(v.stage for v in model.versions)
-    if counts["Production"] > 1 and aliases_from_stages is None:
+    if counts["Production"] > 1 and declare_stages:
         # older registries allowed several; describe them as they are rather than fail validation
         out["max_per_stage"] = {"Production": counts["Production"]}
     versions = []
     for v in model.versions:
         entry: dict[str, Any] = {"version": v.version}
-        if aliases_from_stages is None:
+        if declare_stages:
             entry["stage"] = v.stage
         if v.user_tags:
             entry["tags"] = dict(sorted(v.user_tags.items()))
@@ -92,13 +102,15 @@ def render_registry(
     source: str,
     now: datetime,
     aliases_from_stages: dict[str, str] | None = None,
+    *,
+    stages: bool = True,
 ) -> str:
-    """YAML text with a header saying where it came from."""
+    """YAML text with a header saying where it came from (`stages`: registry_document)."""
     header = (
         "# yaml-language-server: $schema=registry.schema.json\n"
         f"# Imported from {source} by mlflow-gitops on {now:%Y-%m-%d}.\n"
     )
-    return header + _dump(registry_document(state, aliases_from_stages))
+    return header + _dump(registry_document(state, aliases_from_stages, stages=stages))
 
 
 # --- a tree: one file per registry, or one per model ------------------------------------------
@@ -139,15 +151,18 @@ def tree_files(
     *,
     split: bool = False,
     aliases_from_stages: dict[str, str] | None = None,
+    without_stages: frozenset[str] = frozenset(),
 ) -> list[TreeFile]:
     """The files of a tree for these registries' models: `folder/<registry>.yaml` with
     `registry: <registry>`, or with `split` `folder/<registry>/<model>.yaml`, one per model. A
-    model whose file name would collide with another's is an error that names both."""
+    model whose file name would collide with another's is an error that names both. The
+    registries in `without_stages` (Unity Catalog's) get no `stage:`."""
     out: list[TreeFile] = []
     for registry, state in states.items():
         source = f"registry '{registry}' ({identities[registry]})"
+        stages = registry not in without_stages
         if not split:
-            text = _tree_text(state, registry, source, now, aliases_from_stages)
+            text = _tree_text(state, registry, source, now, aliases_from_stages, stages)
             path = _tree_path(folder, registry, None)
             out.append(TreeFile(path, text, registry, tuple(sorted(state.models))))
             continue
@@ -162,7 +177,7 @@ def tree_files(
                 )
             taken[stem.lower()] = name
             one = RegistryState({name: state.models[name]})
-            text = _tree_text(one, registry, source, now, aliases_from_stages)
+            text = _tree_text(one, registry, source, now, aliases_from_stages, stages)
             path = _tree_path(folder, registry, name)
             out.append(TreeFile(path, text, registry, (name,)))
     return out
@@ -194,8 +209,9 @@ def _tree_text(
     source: str,
     now: datetime,
     aliases_from_stages: dict[str, str] | None,
+    stages: bool = True,
 ) -> str:
-    document = registry_document(state, aliases_from_stages)
+    document = registry_document(state, aliases_from_stages, stages=stages)
     document = {"version": 1, "registry": registry, **document}
     header = f"# Imported from {source} by mlflow-gitops on {now:%Y-%m-%d}.\n"
     return header + _dump(document)

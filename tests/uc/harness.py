@@ -196,12 +196,21 @@ def apply_env(world: UcWorld, monkeypatch: pytest.MonkeyPatch) -> UcWorld:
         monkeypatch.delenv(key, raising=False)
     for key, value in world.env().items():
         monkeypatch.setenv(key, value)
-    # MLflow caches its S3 clients by endpoint, with the keys the variables held when made: an
-    # earlier module's S3 server on the same (reused) port would lend its keys to this one's
+    forget_aws_credentials()
+    return world
+
+
+def forget_aws_credentials() -> None:
+    """Drop every AWS credential this process read from the environment. boto3's default
+    session (what `boto3.client(...)` without keys uses, as MLflow's S3 artifact repository
+    does) loads the credential chain once and keeps it for the process: an earlier module's S3
+    server keys, read from its AWS_ACCESS_KEY_ID, would be sent to this world's server
+    (InvalidAccessKeyId). MLflow also caches its S3 clients per endpoint with those keys."""
+    import boto3
     from mlflow.store.artifact.s3_artifact_repo import _cached_get_s3_client
 
+    boto3.DEFAULT_SESSION = None
     _cached_get_s3_client.cache_clear()
-    return world
 
 
 @pytest.fixture

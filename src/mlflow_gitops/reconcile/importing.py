@@ -23,6 +23,7 @@ from mlflow_gitops.reconcile import connect
 from mlflow_gitops.reconcile.planning import concurrently
 from mlflow_gitops.registry.webhooks import live_webhooks
 from mlflow_gitops.secrets import redact
+from mlflow_gitops.settings import is_unity_catalog
 from mlflow_gitops.spec.tree import load_tree
 
 STAGES_AS_ALIASES = {"Production": "champion", "Staging": "challenger"}
@@ -91,7 +92,9 @@ def import_registry(request: ImportRequest) -> Imported:
     if not request.models:  # the whole registry: its webhooks too (MLflow 3.3+, readable by admins)
         state = live_webhooks(state, registry.webhooks)
     mapping = dict(request.aliases_from_stages) if request.aliases_from_stages else None
-    text = render_registry(state, redact(uri), request.now, mapping)
+    text = render_registry(
+        state, redact(uri), request.now, mapping, stages=not is_unity_catalog(uri)
+    )
     if out is not None:
         out.write_text(text, encoding="utf-8")
     return Imported(text, len(state.models), out)
@@ -132,15 +135,15 @@ def import_tree(request: ImportTreeRequest) -> ImportTreeOutcome:
             "include: patterns are relative to the root's folder: write the tree inside it",
         )
 
-    def read_one(name: str) -> tuple[RegistryState, str]:
+    def read_one(name: str) -> tuple[RegistryState, str, bool]:
         where, registry = connect.connect_named(tree, name, request.tracking_uri)
         state = registry.read(list(request.models) or None)
         if not request.models and not request.split:
             state = live_webhooks(state, registry.webhooks)
-        return state, redact(where.identity)
+        return state, redact(where.identity), where.unity_catalog
 
     read = dict(zip(names, concurrently(read_one, names), strict=True))
-    states = {name: state for name, (state, _) in read.items()}
+    states = {name: state for name, (state, _, _) in read.items()}
     found = {m for state in states.values() for m in state.models}
     missing = sorted(set(request.models) - found)
     if missing:
@@ -157,11 +160,12 @@ def import_tree(request: ImportTreeRequest) -> ImportTreeOutcome:
     mapping = dict(request.aliases_from_stages) if request.aliases_from_stages else None
     files = tree_files(
         states,
-        {name: identity for name, (_, identity) in read.items()},
+        {name: identity for name, (_, identity, _) in read.items()},
         folder,
         request.now,
         split=request.split,
         aliases_from_stages=mapping,
+        without_stages=frozenset(name for name, (_, _, uc) in read.items() if uc),
     )
     patterns = include_patterns(root, tree.root.spec.include or [], [f.path for f in files])
     for file in files if request.write else []:
