@@ -184,14 +184,6 @@ def uc_two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UcWorld]:
 
 def apply_env(world: UcWorld, monkeypatch: pytest.MonkeyPatch) -> UcWorld:
     """Set `world`'s variables for one test, and unset any other Databricks or MLflow target."""
-    import boto3
-    from mlflow.store.artifact.s3_artifact_repo import _cached_get_s3_client
-
-    # the keys of an earlier world's S3 server stay behind twice: MLflow caches its S3 clients by
-    # endpoint (a port the next server may reuse), and boto3's default session keeps the
-    # credentials it first read from the environment
-    _cached_get_s3_client.cache_clear()
-    boto3.DEFAULT_SESSION = None
     for key in UcWorld.foreign_variables():
         monkeypatch.delenv(key, raising=False)
     for key, value in world.env().items():
