@@ -69,11 +69,15 @@ def is_databricks(uri: str) -> bool:
     )
 
 
-def resolve_registry_uri(file_uri: str | None, tracking_uri: str, folder: Path | None) -> str:
+def resolve_registry_uri(
+    file_uri: str | None, tracking_uri: str, folder: Path | None, *, flag: str | None = None
+) -> str:
     """The registry URI as MLflow takes it: MLFLOW_REGISTRY_URI, then the file's registry_uri
     (relative sqlite paths from the file's folder; `folder` None: as given), then the default
-    for the tracking URI (default_registry_uri)."""
-    uri = os.environ.get("MLFLOW_REGISTRY_URI") or file_uri
+    for the tracking URI (default_registry_uri). When the tracking URI is the command line's
+    (`flag`), MLFLOW_REGISTRY_URI is not read: a variable left in the shell must not send the
+    models of an explicitly named server to another registry."""
+    uri = (None if flag else os.environ.get("MLFLOW_REGISTRY_URI")) or file_uri
     if not uri:
         return default_registry_uri(tracking_uri)
     return uri if folder is None else _anchor(uri, folder)

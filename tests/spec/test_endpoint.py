@@ -186,13 +186,19 @@ def test_without_registries_the_registry_uri_follows_mlflows_precedence(
         f"sqlite:///{tmp_path.resolve()}/m.db",
     )
     assert where.credentials is None  # MLflow's own variables
-    # ... under MLFLOW_REGISTRY_URI, as MLflow takes it; --tracking-uri moves the tracking URI only
+    # ... under MLFLOW_REGISTRY_URI, as MLflow takes it
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", "http://models:5000")
+    where = resolve_connection(own, "default", None)
+    assert (where.tracking_uri, where.registry_uri) == ("http://runs:5000", "http://models:5000")
+    # --tracking-uri moves the tracking URI only (the file's registry_uri stays), and a
+    # MLFLOW_REGISTRY_URI left in the shell does not send the flagged server's models elsewhere
     where = resolve_connection(own, "default", "http://other-runs:5000")
     assert (where.tracking_uri, where.registry_uri) == (
         "http://other-runs:5000",
-        "http://models:5000",
+        f"sqlite:///{tmp_path.resolve()}/m.db",
     )
+    where = resolve_connection(plain, "default", "http://other-runs:5000")
+    assert where.registry_uri == "http://other-runs:5000"
     # a Databricks workspace registers into Unity Catalog unless told otherwise
     monkeypatch.delenv("MLFLOW_REGISTRY_URI")
     workspace = load_tree(

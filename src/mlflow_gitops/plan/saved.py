@@ -121,7 +121,7 @@ def saved_plan_endpoint(saved: SavedPlan, flag: str | None) -> Endpoint:
             "credentials in MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or "
             "MLFLOW_TRACKING_TOKEN",
         ) from None
-    where = Endpoint(uri, resolve_registry_uri(saved.registry_uri, uri, None))
+    where = Endpoint(uri, resolve_registry_uri(saved.registry_uri, uri, None, flag=flag))
     same_registry(saved.registry, where.registry_uri)
     return where
 

@@ -109,7 +109,7 @@ def connect(
     precedence, the registry URI by MLflow's ($MLFLOW_REGISTRY_URI, the file's registry_uri,
     the default for the tracking URI), the audit experiment from the file's `text`."""
     uri = resolve_tracking_uri(flag, file_uri, folder)
-    registry_uri = resolve_registry_uri(file_setting(text, "registry_uri"), uri, folder)
+    registry_uri = resolve_registry_uri(file_setting(text, "registry_uri"), uri, folder, flag=flag)
     where = Endpoint(uri, registry_uri, None, file_setting(text, "audit_experiment"))
     return where.registry_uri, open_registry(where)
 

@@ -32,7 +32,7 @@ def resolve_connection(
         uri = resolve_tracking_uri(
             flag, root.spec.tracking_uri, root.folder, local_default=local_default
         )
-        registry_uri = resolve_registry_uri(root.spec.registry_uri, uri, root.folder)
+        registry_uri = resolve_registry_uri(root.spec.registry_uri, uri, root.folder, flag=flag)
         where = Endpoint(uri, registry_uri, None, root.spec.audit_experiment)
     else:
         resolved = resolve_registry(
