@@ -17,7 +17,12 @@ checks the registry after, in the fake's metastore or through MLflow's client:
 6. a catalog-to-catalog copy (dev.ml.m/1 into prod.ml.promoted), and a second plan is empty;
 7. a non-owner's alias change refused with UC's privilege named, nothing applied;
 8. two workspaces in one tree, each with its own host and token variables: each workspace
-   received only its own token."""
+   received only its own token;
+9. a version registered from a run (a scikit-learn model logged with a signature in the
+   workspace's tracking server) with alias champion: READY, its run id and source right,
+   `models:/prod.ml.registered@champion` predicts as the run's model, a second plan is empty;
+10. `deleted: true` on a version an alias names is blocked (exit 3, the alias named); with the
+   alias moved in the file, the same apply moves it and deletes the version; plan is then empty."""
 
 from __future__ import annotations
 
@@ -439,3 +444,83 @@ def test_8_two_workspaces_in_one_tree_each_with_its_own_token(
         assert world.client(ws).get_experiment_by_name(AUDIT) is not None
     for token in world.tokens.values():
         assert token not in applied.out + applied.err
+
+
+def test_9_a_version_registered_from_a_run_with_an_alias_predicts_as_the_run(
+    world: UcWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mlflow
+
+    logged = log_model(world.uris()[0], "/Shared/scenarios")
+    root = write(
+        tmp_path,
+        {
+            "registry.yaml": ROOT,
+            "prod.yaml": f"""
+                version: 1
+                registry: prod
+                models:
+                  prod.ml.registered:
+                    aliases: {{champion: 'run:{logged.run_id}'}}
+                    versions:
+                      - run: {logged.run_id}/model
+                """,
+        },
+    )
+    ok(run_cli(capsys, "apply", str(root), "--actor", "alice", "--commit", "3c4d5e6f"))
+
+    model = world.metastore().model("prod.ml.registered")
+    assert list(model.versions) == [1]
+    version = world.client().get_model_version("prod.ml.registered", "1")
+    assert version.status == "READY"
+    assert version.run_id == logged.run_id
+    assert logged.model_id in version.source  # the logged model's files, as MLflow 3 registers
+    assert model.aliases == {"champion": 1}
+    tracking, registry = world.uris()
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
+    try:
+        loaded = mlflow.pyfunc.load_model("models:/prod.ml.registered@champion")
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    np.testing.assert_allclose(np.asarray(loaded.predict(X)), logged.predictions)
+    again = run_cli(capsys, "plan", str(root), "--detailed-exitcode")
+    assert again.code == 0, again.out + again.err
+    assert list(world.metastore().model("prod.ml.registered").versions) == [1]  # not twice
+
+
+def test_10_a_version_an_alias_names_is_not_deleted_until_the_alias_moves(
+    world: UcWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.metastore().seed(
+        ["prod.ml.pruned"], owner=world.user("alice"), versions=2, aliases={"champion": 1}
+    )
+    model_file = """
+        version: 1
+        registry: prod
+        models:
+          prod.ml.pruned:
+            aliases: {{champion: {champion}}}
+            versions:
+              - version: 1
+                deleted: true
+              - version: 2
+        """
+    root = write(tmp_path, {"registry.yaml": ROOT, "prod.yaml": model_file.format(champion=1)})
+    refused = run_cli(capsys, "apply", str(root), "--actor", "alice", "--commit", "4d5e6f7a")
+    assert refused.code == 3, refused.out + refused.err  # blocked
+    text = refused.out + refused.err
+    assert "prod.ml.pruned" in text
+    assert "deleting v1 refused: alias champion names it; move the alias first" in text
+    model = world.metastore().model("prod.ml.pruned")
+    assert sorted(model.versions) == [1, 2]  # nothing deleted
+    assert model.aliases == {"champion": 1}
+
+    write(tmp_path, {"prod.yaml": model_file.format(champion=2)})
+    ok(run_cli(capsys, "apply", str(root), "--actor", "alice", "--commit", "4d5e6f7b"))
+    model = world.metastore().model("prod.ml.pruned")
+    assert list(model.versions) == [2]
+    assert model.aliases == {"champion": 2}
+    again = run_cli(capsys, "plan", str(root), "--detailed-exitcode")
+    assert again.code == 0, again.out + again.err
