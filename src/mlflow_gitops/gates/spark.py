@@ -18,6 +18,7 @@ executor. pyspark is imported only here, and only when a gate runs on Spark.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import io
 import json
@@ -165,7 +166,24 @@ def stop() -> None:
     spark = _SESSION.pop("session", None)
     _SESSION.pop("key", None)
     if spark is not None:
+        released(spark)
         spark.stop()
+
+
+RELEASE_WAIT_S = 30.0
+
+
+def released(spark: Any) -> None:
+    """On Spark Connect, wait (at most RELEASE_WAIT_S) until the server has released this
+    session's finished executions. pyspark releases them from a background thread; a session
+    closed before that (a later session, the process's exit) makes the server log each execution
+    it still holds, whole plan included, and the plan carries the tasks' store credentials.
+    A classic session has nothing to wait for."""
+    if not type(spark).__module__.startswith("pyspark.sql.connect"):
+        return  # a classic session (whose `client` property raises)
+    futures = getattr(spark.client, "_release_futures", None)
+    if futures:
+        concurrent.futures.wait(list(futures), timeout=RELEASE_WAIT_S)
 
 
 def spark_reads(data: str) -> bool:
@@ -228,6 +246,8 @@ def score(evidence: Models, scoring: Scoring, folder: Path, sides: list[tuple[st
         rows = frame.mapInPandas(run, schema="state string").collect()
     except Exception as exc:
         raise GateError(f"the Spark evaluation failed: {_first_line(exc)}") from None
+    finally:
+        released(spark)
     for row in rows:
         state = json.loads(row["state"])
         if "error" in state:
