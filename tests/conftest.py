@@ -54,9 +54,27 @@ def _uris_restored() -> Iterator[None]:
             setattr(sys.modules[module], name, globals_.get((module, name)))
 
 
+# the registry URI as the session found it: the tool reads MLFLOW_REGISTRY_URI (as MLflow does),
+# and MLflow's set_registry_uri writes it, so one left by a fixture's training or registration
+# (module or session scope) would send the next tests' models to that fixture's server
+_SESSION_REGISTRY_URI = os.environ.get("MLFLOW_REGISTRY_URI")
+
+
+def _registry_uri_as_the_session_began() -> None:
+    if _SESSION_REGISTRY_URI is None:
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    else:
+        os.environ["MLFLOW_REGISTRY_URI"] = _SESSION_REGISTRY_URI
+    registry_utils = sys.modules.get("mlflow.tracking._model_registry.utils")
+    if registry_utils is not None:
+        registry_utils._registry_uri = None  # type: ignore[attr-defined]
+
+
 @pytest.fixture(autouse=True)
 def _registry_uris_restored() -> Iterator[None]:
-    """Each test leaves the MLflow URIs as it found them."""
+    """Each test starts with the registry URI the session began with, and leaves the MLflow
+    URIs as it found them."""
+    _registry_uri_as_the_session_began()
     with _uris_restored():
         yield
 
