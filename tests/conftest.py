@@ -81,7 +81,9 @@ def _registry_uris_restored() -> Iterator[None]:
 
 @pytest.fixture(scope="module", autouse=True)
 def _module_registry_uris_restored() -> Iterator[None]:
-    """So does each module, for what its module-scoped fixtures set (MlflowRegistry sets both)."""
+    """So does each module, for what its module-scoped fixtures set (MlflowRegistry sets both);
+    its fixtures start with the registry URI the session began with."""
+    _registry_uri_as_the_session_began()
     with _uris_restored():
         yield
 

@@ -3,6 +3,7 @@ and import, unchanged, with the command that upgrades it; upgraded when the user
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 
 from tests.cli_runner import run_cli
 from tests.mlflow2 import mlflow29_python
+
+URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +37,13 @@ def revision(db: Path) -> str:
 def old_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry database written by MLflow 2.9 (one model, one version)."""
     db = tmp_path_factory.mktemp("old") / "mlflow.db"
+    # this database alone: no URI an earlier test left in the environment
+    env = {k: v for k, v in os.environ.items() if k not in URI_VARIABLES}
     subprocess.run(
-        [mlflow29_python(), "-c", WRITE, f"sqlite:///{db}"], check=True, capture_output=True
+        [mlflow29_python(), "-c", WRITE, f"sqlite:///{db}"],
+        check=True,
+        capture_output=True,
+        env=env,
     )
     return db
 
