@@ -121,6 +121,21 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServe
     server.stop()
 
 
+def load_from_uc(world: UcWorld, uri: str) -> Any:
+    """`mlflow.pyfunc.load_model(uri)` with the workspace's URIs as MLflow's globals, as a user's
+    notebook would load the champion; the globals are unset afterwards."""
+    import mlflow
+
+    tracking, registry = world.uris()
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+
+
 def test_1_import_writes_aliases_and_plan_on_it_is_empty(
     world: UcWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -259,7 +274,6 @@ def test_5_copy_from_a_self_hosted_dev_into_uc_predicts_as_the_source(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import mlflow
 
     source = log_model(dev_server.uri, "taxi")
     dev = client(dev_server.uri)
@@ -302,14 +316,7 @@ def test_5_copy_from_a_self_hosted_dev_into_uc_predicts_as_the_source(
     assert list(model.versions) == [1]
     assert model.aliases == {"champion": 1}
     assert world.client().get_model_version("prod.ml.m", "1").tags[COPY_RUN_TAG] == source.run_id
-    tracking, registry = world.uris()
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(registry)
-    try:
-        loaded = mlflow.pyfunc.load_model("models:/prod.ml.m@champion")
-    finally:
-        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
-        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    loaded = load_from_uc(world, "models:/prod.ml.m@champion")
     np.testing.assert_allclose(np.asarray(loaded.predict(X)), source.predictions)
     again = run_cli(capsys, "plan", str(root), "--detailed-exitcode")
     assert again.code == 0, again.out + again.err
@@ -449,7 +456,6 @@ def test_8_two_workspaces_in_one_tree_each_with_its_own_token(
 def test_9_a_version_registered_from_a_run_with_an_alias_predicts_as_the_run(
     world: UcWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import mlflow
 
     logged = log_model(world.uris()[0], "/Shared/scenarios")
     root = write(
@@ -476,14 +482,7 @@ def test_9_a_version_registered_from_a_run_with_an_alias_predicts_as_the_run(
     assert version.run_id == logged.run_id
     assert logged.model_id in version.source  # the logged model's files, as MLflow 3 registers
     assert model.aliases == {"champion": 1}
-    tracking, registry = world.uris()
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(registry)
-    try:
-        loaded = mlflow.pyfunc.load_model("models:/prod.ml.registered@champion")
-    finally:
-        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
-        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    loaded = load_from_uc(world, "models:/prod.ml.registered@champion")
     np.testing.assert_allclose(np.asarray(loaded.predict(X)), logged.predictions)
     again = run_cli(capsys, "plan", str(root), "--detailed-exitcode")
     assert again.code == 0, again.out + again.err
