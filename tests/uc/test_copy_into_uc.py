@@ -53,6 +53,8 @@ def _local_source(folder: Path, *, signed: bool) -> tuple[str, Path, str, int, s
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
+        # the run's own experiment active: an earlier test may have left another one active
+        mlflow.set_experiment(experiment_id=experiment)
         with mlflow.start_run(run_id=run.info.run_id):
             mlflow.log_param("features", 3)
             mlflow.log_metric("rmse", 0.0)
