@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlflow_gitops.gates import vectorize
 from mlflow_gitops.gates.metrics import Accumulator, latency_summary
 from mlflow_gitops.gates.port import Evaluation, GateError, Side
 from mlflow_gitops.spec.model import EvaluateSpec
@@ -130,8 +131,8 @@ def transform(preprocessor: Any, x: Any) -> Any:
     if preprocessor is None:
         return x
     try:
-        if hasattr(preprocessor, "vocabulary_") and hasattr(x, "to_dict"):
-            return preprocessor.transform(x.to_dict(orient="records"))  # a DictVectorizer
+        if hasattr(preprocessor, "vocabulary_"):  # a DictVectorizer: column by column
+            return vectorize.transform(preprocessor, x)
         return preprocessor.transform(x)
     except Exception as exc:
         raise GateError(
