@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_gitops.registry.mlflow import reads
+from mlflow_gitops.registry.mlflow import reads, search
 from mlflow_gitops.registry.mlflow.adapter import MlflowRegistry
 from tests.cli_runner import run_cli
 from tests.github.fake_github import TOKEN, FakeGitHub, serve
@@ -37,12 +37,14 @@ GENERATIONS: dict[str, tuple[Callable[[], str], Callable[[], str] | None, str]] 
     "2.9": (mlflow29_bin, mlflow29_python, "sqlite"),
 }
 # REST calls of MlflowRegistry.read for N managed models (one version each) on a server holding
-# 200 models: (first read in the process, every later read). Names `cost-000`..`cost-199`.
+# 200 models: (first read in the process, every later read). Names `cost-000`..`cost-199`. The
+# models and versions searches are sent at once, so an MLflow 2.x server refuses `name IN (...)`
+# twice in the first read of a process (2 calls), then is read with `name = '...'` or one scan.
 COSTS = {
     "3": {1: (2, 2), 10: (2, 2), 200: (4, 4)},
-    "2.22": {1: (3, 2), 10: (3, 2), 200: (3, 2)},
-    "2.22-postgres": {1: (3, 2), 10: (3, 2), 200: (3, 2)},
-    "2.9": {1: (3, 2), 10: (3, 2), 200: (3, 2)},
+    "2.22": {1: (4, 2), 10: (4, 2), 200: (4, 2)},
+    "2.22-postgres": {1: (4, 2), 10: (4, 2), 200: (4, 2)},
+    "2.9": {1: (4, 2), 10: (4, 2), 200: (4, 2)},
 }
 
 
@@ -125,6 +127,49 @@ def test_read_costs_per_server_generation(
         assert all([v.version for v in m.versions] == [1] for m in state.models.values())
         calls.append(registry.calls)
     assert tuple(calls) == COSTS[generation][managed]
+
+
+def test_the_rest_read_decodes_what_mlflows_client_decodes(
+    generation_server: tuple[str, MlflowServer], model_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader decodes a REST server's JSON itself (registry/mlflow/search.py): every field
+    of every model and version is what MLflow's own client makes of the same server's answers."""
+    _, server = generation_server
+    monkeypatch.setattr(reads, "_NO_NAME_IN", {})
+    c = client(server.uri)
+    c.create_registered_model(
+        model_name, tags={"team": "rides", "empty": ""}, description="durée du trajet ✓"
+    )
+    for i in range(1, 4):
+        c.create_model_version(
+            model_name, f"s3://bucket/{i}", tags={"k": f"v{i}"},
+            description=f"version {i}" if i > 1 else None, await_creation_for=0,
+        )  # fmt: skip
+    c.transition_model_version_stage(model_name, "2", "Production")
+    c.set_registered_model_alias(model_name, "champion", "2")
+    names = [model_name, "cost-007", "no-such-model"]
+
+    decoded = [MlflowRegistry(server.uri).read(names), MlflowRegistry(server.uri).read(None)]
+    for module in (reads, search):  # MLflow's client: protobuf messages, then entities
+        monkeypatch.setattr(module, "is_rest", lambda store: False)
+    by_client = [MlflowRegistry(server.uri).read(names), MlflowRegistry(server.uri).read(None)]
+
+    assert decoded == by_client
+    model = decoded[0].models[model_name]
+    assert (model.description, dict(model.tags)) == (
+        "durée du trajet ✓",
+        {"team": "rides", "empty": ""},
+    )
+    assert dict(model.aliases) == {"champion": 2}
+    assert [
+        (v.version, v.stage, v.source, v.description, dict(v.tags)) for v in model.versions
+    ] == [
+        (1, "None", "s3://bucket/1", "", {"k": "v1"}),
+        (2, "Production", "s3://bucket/2", "version 2", {"k": "v2"}),
+        (3, "None", "s3://bucket/3", "version 3", {"k": "v3"}),
+    ]
+    assert sorted(decoded[0].models) == sorted([model_name, "cost-007"])
+    assert len(decoded[1].models) >= 201
 
 
 def test_every_command_on_every_generation(

@@ -5,14 +5,16 @@ a time, concurrently, on Unity Catalog: unity.py), runs."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote_plus
 
 from mlflow_gitops.errors import RegistryError
 from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, VersionState
 from mlflow_gitops.record import LOCK_MODEL
-from mlflow_gitops.registry.mlflow.base import quote, version_state
+from mlflow_gitops.registry.mlflow.base import quote
 from mlflow_gitops.registry.mlflow.errors import error_code, not_found, refuses_name_in
+from mlflow_gitops.registry.mlflow.search import ModelHead, Search, is_rest, model_head, searches
 from mlflow_gitops.registry.mlflow.unity import Unity
 from mlflow_gitops.secrets import redact
 
@@ -46,14 +48,15 @@ class Reads(Unity):
             return RegistryState(models={})
         with self._errors("read the registry at"):
             if self.unity_catalog:
-                models, versions = self._read_unity(None if wanted is None else sorted(wanted))
+                found, versions = self._read_unity(None if wanted is None else sorted(wanted))
+                models = {name: model_head(m) for name, m in found.items()}
             else:
                 models, versions = self._read_either(wanted)
         return self._state(models, versions, wanted)
 
     def _read_either(
         self, wanted: set[str] | None
-    ) -> tuple[dict[str, Any], dict[str, list[VersionState]]]:
+    ) -> tuple[dict[str, ModelHead], dict[str, list[VersionState]]]:
         """_read with `name IN (...)`, or again without it on a server that refuses it."""
         try:
             return self._read(wanted, _NO_NAME_IN.get(self.uri, False))
@@ -66,56 +69,81 @@ class Reads(Unity):
 
     def _state(
         self,
-        models: dict[str, Any],
+        models: dict[str, ModelHead],
         versions: dict[str, list[VersionState]],
         wanted: set[str] | None,
     ) -> RegistryState:
         """The read models as values; prompts are refused among the managed models, left out of
         a whole-registry read."""
-        prompts = sorted(n for n, m in models.items() if (m.tags or {}).get(PROMPT_TAG) == "true")
+        prompts = sorted(n for n, m in models.items() if m.tags.get(PROMPT_TAG) == "true")
         if prompts and wanted is not None:
             raise RegistryError(
                 f"{', '.join(prompts)} is an MLflow prompt, not a registered model",
                 "mlflow-gitops manages registered models; remove it from registry.yaml",
             )
-        models = {n: m for n, m in models.items() if n not in prompts}
         return RegistryState(
             models={
                 name: ModelState(
                     name=name,
-                    description=m.description or "",
-                    tags=dict(m.tags or {}),
-                    aliases={a: int(v) for a, v in (m.aliases or {}).items()},
+                    description=m.description,
+                    tags=dict(m.tags),
+                    aliases=dict(m.aliases),
                     versions=tuple(sorted(versions[name], key=lambda v: v.version)),
-                    created_at=int(m.creation_timestamp or 0),
+                    created_at=m.created_at,
                 )
                 for name, m in sorted(models.items())
+                if name not in prompts
             }
         )
 
     def _read(
         self, wanted: set[str] | None, no_name_in: bool
-    ) -> tuple[dict[str, Any], dict[str, list[VersionState]]]:
-        """The registered models and their versions, with the filters `filters` picks."""
+    ) -> tuple[dict[str, ModelHead], dict[str, list[VersionState]]]:
+        """The registered models and their versions, with the filters `filters` picks.
+
+        With MLflow 2.x's `name = '...'` filters (a few models), a model's versions are asked for
+        only when it exists. Otherwise both searches take the same filters, and a REST server's
+        versions search is sent while the models are read: the server answers both at once, and
+        the models' answer is decoded while the versions' is still being written."""
         # the store, not MlflowClient: MLflow 3's client adds `tag.mlflow.prompt.is_prompt !=
         # 'true'` to every model search, which servers before 2.21 (no prompts) answer with no
-        # model at all; prompts are told apart by their tag below
+        # model at all; prompts are told apart by their tag (_state)
         store = self.writer.store
         chunks = filters(wanted, no_name_in)
-        models = {
-            m.name: m
-            for flt in chunks
-            for m in self._pages(store.search_registered_models, flt, MODELS_PAGE)
-            if (wanted is None and m.name != LOCK_MODEL) or (wanted and m.name in wanted)
-        }
+        search_models, search_versions = searches(store, MODELS_PAGE, VERSIONS_PAGE)
+        sent: list[None] = []  # one item per request, appended from either thread
+
+        def tick() -> None:
+            sent.append(None)
+
+        def all_of(search: Search, flts: list[str | None]) -> list[Any]:
+            return [row for flt in flts for row in search(flt, tick)]
+
+        def keep(name: str) -> bool:
+            return (wanted is None and name != LOCK_MODEL) or (
+                wanted is not None and name in wanted
+            )
+
+        try:
+            if any(flt is not None and flt.startswith("name = ") for flt in chunks):
+                models = {m.name: m for m in all_of(search_models, chunks) if keep(m.name)}
+                quoted = {quote(name) for name in models}
+                rows = all_of(search_versions, [f for f in chunks if f and f[7:] in quoted])
+            elif is_rest(store):
+                # an error of the models search is the one reported, once the versions' is done
+                with ThreadPoolExecutor(1, thread_name_prefix="read-versions") as pool:
+                    later = pool.submit(all_of, search_versions, chunks)
+                    models = {m.name: m for m in all_of(search_models, chunks) if keep(m.name)}
+                    rows = later.result()
+            else:
+                models = {m.name: m for m in all_of(search_models, chunks) if keep(m.name)}
+                rows = all_of(search_versions, chunks) if models else []
+        finally:
+            self.calls += len(sent)
         versions: dict[str, list[VersionState]] = {name: [] for name in models}
-        quoted = {quote(name) for name in models}
-        for flt in chunks if models else []:
-            if flt is not None and flt.startswith("name = ") and flt[7:] not in quoted:
-                continue  # that model does not exist: no versions to ask for
-            for v in self._pages(store.search_model_versions, flt, VERSIONS_PAGE):
-                if v.name in versions:
-                    versions[v.name].append(version_state(v))
+        for name, version in rows:
+            if name in versions:
+                versions[name].append(version)
         return models, versions
 
     def missing_runs(self, run_ids: Sequence[str]) -> set[str]:
