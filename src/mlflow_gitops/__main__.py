@@ -1,5 +1,5 @@
 """`python -m mlflow_gitops`."""
 
-from mlflow_gitops.cli import main
+from mlflow_gitops.cli import run
 
-main()
+run()
