@@ -349,6 +349,18 @@ class Request:
     url_chars: int
     status: int
     seconds: float
+    started: float = 0.0  # time.perf_counter() when it was sent
+
+
+def in_flight_seconds(requests: list[Request]) -> float:
+    """How long at least one of these requests was in flight (concurrent ones counted once)."""
+    total, end = 0.0, float("-inf")
+    for r in sorted(requests, key=lambda r: r.started):
+        finish = r.started + r.seconds
+        if finish > end:
+            total += finish - max(r.started, end)
+            end = finish
+    return total
 
 
 class HttpCounter:
@@ -377,6 +389,7 @@ class HttpCounter:
                         len(sent),
                         resp.status_code,
                         time.perf_counter() - started,
+                        started,
                     )
                 )
             return resp

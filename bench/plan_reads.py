@@ -31,6 +31,7 @@ from _common import (
     MlflowServer,
     ModelRow,
     create_schema,
+    in_flight_seconds,
     median,
     quiet_mlflow,
     registry_yaml,
@@ -104,7 +105,8 @@ def measure_plan(url: str, registry_file: Path, repeats: int) -> dict[str, Any]:
                 "wall_s": wall,
                 "http_requests": http.count,
                 "registry_calls": registry.calls,
-                "http_s": sum(r.seconds for r in http.requests),
+                # the two searches overlap: the time with a request in flight, counted once
+                "http_s": in_flight_seconds(http.requests),
                 "pure_plan_s": pure,
                 "requests": [
                     {"path": r.path, "url_chars": r.url_chars, "status": r.status, "s": r.seconds}
@@ -124,17 +126,22 @@ def measure_plan(url: str, registry_file: Path, repeats: int) -> dict[str, Any]:
 def measure_cli(url: str, registry_file: Path, repeats: int) -> dict[str, Any]:
     """The CLI as a subprocess, each run followed by one floor read (the same load for both)."""
     cmd = [GITOPS, "plan", str(registry_file), "--tracking-uri", url, "--detailed-exitcode"]
-    times, floors, last = [], [], None
+    times, floors, together, last = [], [], [], None
     for _ in range(repeats):
         seconds, last = timed_subprocess(cmd)
         times.append(seconds)
-        floors.append(floor_read(url)["sequential_s"])
+        floor = floor_read(url)
+        floors.append(floor["sequential_s"])
+        together.append(floor["concurrent_s"])
     assert last is not None
     return {
         "floor_runs_s": floors,
         "floor_median_s": median(floors),
         "over_floor": median(times) / median(floors),
         "over_floor_paired_median": median([t / f for t, f in zip(times, floors, strict=True)]),
+        # the CLI sends its two searches at once: against the floor doing the same
+        "floor_concurrent_runs_s": together,
+        "over_concurrent_floor": median(times) / median(together),
         "command": f"mlflow-gitops plan registry.yaml --tracking-uri {url} --detailed-exitcode",
         "runs_s": times,
         "median_s": median(times),
@@ -435,10 +442,14 @@ def report(r: dict[str, Any]) -> None:
         f"{GOAL_CLI_OVER_FLOOR}x: {'met' if cli['over_floor'] <= GOAL_CLI_OVER_FLOOR else 'NOT met'})"
     )
     print(
+        f"  against the floor sending its two searches at once, as the CLI does: "
+        f"{median(cli['floor_concurrent_runs_s']):.2f} s, {cli['over_concurrent_floor']:.2f}x"
+    )
+    print(
         f"where make_plan's time goes (last run, {run['wall_s']:.2f} s): "
-        f"HTTP requests {run['http_s']:.2f} s, "
-        f"pure plan() {run['pure_plan_s']:.3f} s, the rest (JSON -> MLflow entities -> "
-        f"VersionState) {run['wall_s'] - run['http_s'] - run['pure_plan_s']:.2f} s; "
+        f"a request in flight {run['http_s']:.2f} s, "
+        f"pure plan() {run['pure_plan_s']:.3f} s, the rest (JSON -> VersionState, the plan's "
+        f"checks) {run['wall_s'] - run['http_s'] - run['pure_plan_s']:.2f} s; "
         f"loading registry.yaml {plan['load_yaml_s']:.2f} s"
     )
     print("requests of the last run:")
