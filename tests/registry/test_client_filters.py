@@ -117,5 +117,9 @@ def test_another_refusal_is_an_error_not_a_fallback(
     result = run_cli(capsys, "plan", str(spec), "--tracking-uri", uri)
     assert result.code == 1
     assert "Invalid clause 'name IN'" in result.err
-    assert len(paths) == 1  # one search, no second try with other filters
-    assert "name+IN" in paths[0] or "name%20IN" in paths[0]
+    # the models and versions searches, sent at once; no second try with other filters
+    assert sorted(p.split("?")[0].rsplit("/", 2)[-2] for p in paths) == [
+        "model-versions",
+        "registered-models",
+    ]
+    assert all("name+IN" in p or "name%20IN" in p for p in paths)

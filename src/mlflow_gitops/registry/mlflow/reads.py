@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -14,7 +15,7 @@ from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, Versio
 from mlflow_gitops.record import LOCK_MODEL
 from mlflow_gitops.registry.mlflow.base import quote
 from mlflow_gitops.registry.mlflow.errors import error_code, not_found, refuses_name_in
-from mlflow_gitops.registry.mlflow.search import ModelHead, Search, is_rest, model_head, searches
+from mlflow_gitops.registry.mlflow.search import Search, is_rest, model_head, searches
 from mlflow_gitops.registry.mlflow.unity import Unity
 from mlflow_gitops.secrets import redact
 
@@ -56,7 +57,7 @@ class Reads(Unity):
 
     def _read_either(
         self, wanted: set[str] | None
-    ) -> tuple[dict[str, ModelHead], dict[str, list[VersionState]]]:
+    ) -> tuple[dict[str, ModelState], dict[str, list[VersionState]]]:
         """_read with `name IN (...)`, or again without it on a server that refuses it."""
         try:
             return self._read(wanted, _NO_NAME_IN.get(self.uri, False))
@@ -69,7 +70,7 @@ class Reads(Unity):
 
     def _state(
         self,
-        models: dict[str, ModelHead],
+        models: dict[str, ModelState],
         versions: dict[str, list[VersionState]],
         wanted: set[str] | None,
     ) -> RegistryState:
@@ -83,14 +84,7 @@ class Reads(Unity):
             )
         return RegistryState(
             models={
-                name: ModelState(
-                    name=name,
-                    description=m.description,
-                    tags=dict(m.tags),
-                    aliases=dict(m.aliases),
-                    versions=tuple(sorted(versions[name], key=lambda v: v.version)),
-                    created_at=m.created_at,
-                )
+                name: replace(m, versions=tuple(sorted(versions[name], key=lambda v: v.version)))
                 for name, m in sorted(models.items())
                 if name not in prompts
             }
@@ -98,7 +92,7 @@ class Reads(Unity):
 
     def _read(
         self, wanted: set[str] | None, no_name_in: bool
-    ) -> tuple[dict[str, ModelHead], dict[str, list[VersionState]]]:
+    ) -> tuple[dict[str, ModelState], dict[str, list[VersionState]]]:
         """The registered models and their versions, with the filters `filters` picks.
 
         With MLflow 2.x's `name = '...'` filters (a few models), a model's versions are asked for

@@ -1,5 +1,5 @@
 """The two searches a registry read makes, each page after page, as values: registered models
-(ModelHead) and model versions (name, VersionState).
+(ModelState, their versions left to the read) and model versions (name, VersionState).
 
 Against MLflow's own REST store the answers are decoded straight from their JSON: MLflow's client
 turns each answer into protobuf messages and then into entities, which took longer than the
@@ -13,32 +13,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from mlflow_gitops.observed import VersionState
+from mlflow_gitops.observed import ModelState, VersionState
 from mlflow_gitops.registry.mlflow.base import version_state
-
-
-@dataclass(frozen=True)
-class ModelHead:
-    """A registered model's own fields, as a read uses them."""
-
-    name: str
-    description: str = ""
-    tags: Mapping[str, str] = field(default_factory=dict)
-    aliases: Mapping[str, int] = field(default_factory=dict)
-    created_at: int = 0
-
 
 VersionRow = tuple[str, VersionState]
 # one filter's rows, all pages; `tick` is called before each request (the caller counts them)
 Search = Callable[[str | None, Callable[[], None]], list[Any]]
 
 
-def model_head(m: Any) -> ModelHead:
-    """An MLflow RegisteredModel as a ModelHead."""
-    return ModelHead(
+def model_head(m: Any) -> ModelState:
+    """An MLflow RegisteredModel as a ModelState without its versions."""
+    return ModelState(
         name=str(m.name),
         description=m.description or "",
         tags=dict(m.tags or {}),
@@ -47,9 +34,9 @@ def model_head(m: Any) -> ModelHead:
     )
 
 
-def model_from_json(m: Mapping[str, Any]) -> ModelHead:
-    """A registered model of a REST answer (MLflow's protobuf as JSON) as a ModelHead."""
-    return ModelHead(
+def model_from_json(m: Mapping[str, Any]) -> ModelState:
+    """A registered model of a REST answer (MLflow's protobuf as JSON), without its versions."""
+    return ModelState(
         name=m["name"],
         description=m.get("description") or "",
         tags={t["key"]: t.get("value", "") for t in m.get("tags", ())},
