@@ -194,14 +194,10 @@ class Connection:
     # --- helpers the capabilities share --------------------------------------------------------
 
     def _pages(self, search: Callable[..., Any], flt: str | None, size: int) -> Iterator[Any]:
-        token = None
-        while True:
-            self.calls += 1
-            page = search(filter_string=flt, max_results=size, page_token=token)
-            yield from page
-            token = page.token
-            if not token:
-                return
+        yield from pages(search, flt, size, self._count)
+
+    def _count(self) -> None:
+        self.calls += 1
 
     def _experiment(self, name: str, what: str, create: bool) -> str | None:
         """The id of the experiment the tool writes its runs to (created when absent and asked
@@ -230,6 +226,20 @@ class Connection:
         again = self.client.get_experiment_by_name(name)
         assert again is not None
         return str(again.experiment_id)
+
+
+def pages(
+    search: Callable[..., Any], flt: str | None, size: int, tick: Callable[[], None]
+) -> Iterator[Any]:
+    """Every item of an MLflow search, page after page; `tick` is called before each request."""
+    token = None
+    while True:
+        tick()
+        page = search(filter_string=flt, max_results=size, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
 
 
 def version_state(v: Any) -> VersionState:

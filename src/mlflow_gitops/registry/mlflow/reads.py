@@ -15,7 +15,7 @@ from mlflow_gitops.observed import ModelState, RegistryState, RunSummary, Versio
 from mlflow_gitops.record import LOCK_MODEL
 from mlflow_gitops.registry.mlflow.base import quote
 from mlflow_gitops.registry.mlflow.errors import error_code, not_found, refuses_name_in
-from mlflow_gitops.registry.mlflow.search import Search, is_rest, model_head, searches
+from mlflow_gitops.registry.mlflow.search import Search, is_rest, model_from_entity, searches
 from mlflow_gitops.registry.mlflow.unity import Unity
 from mlflow_gitops.secrets import redact
 
@@ -50,7 +50,7 @@ class Reads(Unity):
         with self._errors("read the registry at"):
             if self.unity_catalog:
                 found, versions = self._read_unity(None if wanted is None else sorted(wanted))
-                models = {name: model_head(m) for name, m in found.items()}
+                models = {name: model_from_entity(m) for name, m in found.items()}
             else:
                 models, versions = self._read_either(wanted)
         return self._state(models, versions, wanted)

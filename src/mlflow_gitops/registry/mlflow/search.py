@@ -16,14 +16,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlflow_gitops.observed import ModelState, VersionState
-from mlflow_gitops.registry.mlflow.base import version_state
+from mlflow_gitops.registry.mlflow.base import pages, version_state
 
 VersionRow = tuple[str, VersionState]
 # one filter's rows, all pages; `tick` is called before each request (the caller counts them)
 Search = Callable[[str | None, Callable[[], None]], list[Any]]
 
 
-def model_head(m: Any) -> ModelState:
+def model_from_entity(m: Any) -> ModelState:
     """An MLflow RegisteredModel as a ModelState without its versions."""
     return ModelState(
         name=str(m.name),
@@ -80,7 +80,7 @@ def searches(store: Any, models_page: int, versions_page: int) -> tuple[Search, 
                          version_from_json),
         )  # fmt: skip
     return (
-        _store_search(store.search_registered_models, models_page, model_head),
+        _store_search(store.search_registered_models, models_page, model_from_entity),
         _store_search(
             store.search_model_versions, versions_page, lambda v: (str(v.name), version_state(v))
         ),
@@ -118,14 +118,6 @@ def _rest_search(
 
 def _store_search(method: Callable[..., Any], size: int, row: Callable[[Any], Any]) -> Search:
     def search(flt: str | None, tick: Callable[[], None]) -> list[Any]:
-        rows: list[Any] = []
-        token = None
-        while True:
-            tick()
-            page = method(filter_string=flt, max_results=size, page_token=token)
-            rows += [row(item) for item in page]
-            token = page.token
-            if not token:
-                return rows
+        return [row(item) for item in pages(method, flt, size, tick)]
 
     return search
