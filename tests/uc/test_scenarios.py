@@ -325,9 +325,14 @@ def test_5_copy_from_a_self_hosted_dev_into_uc_predicts_as_the_source(
 
 
 def test_6_a_catalog_to_catalog_copy_is_made_once(
-    world: UcWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    world: UcWorld,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import mlflow
+
+    monkeypatch.chdir(tmp_path)  # where MLflow's default tracking URI would make mlflow.db
 
     logged = log_model(world.uris()[0], "/Shared/scenarios")
     mlflow.set_tracking_uri(world.uris()[0])  # the UC store looks the logged model up there
@@ -358,6 +363,10 @@ def test_6_a_catalog_to_catalog_copy_is_made_once(
     model = world.metastore().model("prod.ml.promoted")
     assert list(model.versions) == [1]
     assert model.aliases == {"champion": 1}
+    # the copy keeps its link to the logged model, looked up in the workspace, not in a
+    # sqlite:///mlflow.db that MLflow's default tracking URI would leave in the working folder
+    assert model.versions[1].model_id == logged.model_id
+    assert not (tmp_path / "mlflow.db").exists()
     assert list(world.metastore().model("dev.ml.m").versions) == [1]  # the source untouched
     again = run_cli(capsys, "plan", str(root), "--detailed-exitcode")
     assert again.code == 0, again.out + again.err
