@@ -469,14 +469,13 @@ def _create_version(
     """One create-model-version request with the provenance tags, then wait until READY.
     `local`: the model's files in the tool's temporary folder, for stores that upload them."""
     extra = {"model_id": model_id} if model_id else {}
+
     # Unity Catalog's store looks a model_id's logged model up with mlflow.get_logged_model,
     # through MLflow's global tracking URI: this registry's for the request, not the process's
     # default (MLflow 3's sqlite:///mlflow.db, made in the user's working folder, where the
     # model is not found and the version loses its link to it)
-    around = dest.mlflow_globals() if model_id else nullcontext()
-
     def create() -> Any:
-        with warnings.catch_warnings(), around:
+        with warnings.catch_warnings(), dest.mlflow_globals() if model_id else nullcontext():
             warnings.simplefilter("ignore")
             return dest.writer.create_model_version(
                 name,
