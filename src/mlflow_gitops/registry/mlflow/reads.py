@@ -113,24 +113,26 @@ class Reads(Unity):
         def all_of(search: Search, flts: list[str | None]) -> list[Any]:
             return [row for flt in flts for row in search(flt, tick)]
 
-        def keep(name: str) -> bool:
-            return (wanted is None and name != LOCK_MODEL) or (
-                wanted is not None and name in wanted
-            )
+        def found_models() -> dict[str, ModelState]:
+            return {
+                m.name: m
+                for m in all_of(search_models, chunks)
+                if (wanted is None and m.name != LOCK_MODEL) or (wanted and m.name in wanted)
+            }
 
         try:
             if any(flt is not None and flt.startswith("name = ") for flt in chunks):
-                models = {m.name: m for m in all_of(search_models, chunks) if keep(m.name)}
+                models = found_models()
                 quoted = {quote(name) for name in models}
                 rows = all_of(search_versions, [f for f in chunks if f and f[7:] in quoted])
             elif is_rest(store):
                 # an error of the models search is the one reported, once the versions' is done
                 with ThreadPoolExecutor(1, thread_name_prefix="read-versions") as pool:
                     later = pool.submit(all_of, search_versions, chunks)
-                    models = {m.name: m for m in all_of(search_models, chunks) if keep(m.name)}
+                    models = found_models()
                     rows = later.result()
             else:
-                models = {m.name: m for m in all_of(search_models, chunks) if keep(m.name)}
+                models = found_models()
                 rows = all_of(search_versions, chunks) if models else []
         finally:
             self.calls += len(sent)

@@ -74,50 +74,44 @@ def searches(store: Any, models_page: int, versions_page: int) -> tuple[Search, 
         from mlflow.protos.model_registry_pb2 import SearchModelVersions, SearchRegisteredModels
 
         return (
-            _rest_search(store, SearchRegisteredModels, "registered_models", models_page,
-                         model_from_json),
-            _rest_search(store, SearchModelVersions, "model_versions", versions_page,
-                         version_from_json),
+            _search(_rest_page(store, SearchRegisteredModels, "registered_models"), models_page,
+                    model_from_json),
+            _search(_rest_page(store, SearchModelVersions, "model_versions"), versions_page,
+                    version_from_json),
         )  # fmt: skip
     return (
-        _store_search(store.search_registered_models, models_page, model_from_entity),
-        _store_search(
+        _search(store.search_registered_models, models_page, model_from_entity),
+        _search(
             store.search_model_versions, versions_page, lambda v: (str(v.name), version_state(v))
         ),
     )
 
 
-def _rest_search(
-    store: Any, request: Any, key: str, size: int, row: Callable[[Any], Any]
-) -> Search:
+def _search(page: Callable[..., Any], size: int, row: Callable[[Any], Any]) -> Search:
+    def search(flt: str | None, tick: Callable[[], None]) -> list[Any]:
+        return [row(item) for item in pages(page, flt, size, tick)]
+
+    return search
+
+
+def _rest_page(store: Any, request: Any, key: str) -> Callable[..., Any]:
+    """One page of a REST search, as the store's own search method is called (base.pages),
+    its items left as JSON."""
+    from mlflow.store.entities.paged_list import PagedList
     from mlflow.utils.proto_json_utils import message_to_json
     from mlflow.utils.rest_utils import http_request, verify_rest_response
 
     endpoint, method = store._get_endpoint_from_method(request)
 
-    def search(flt: str | None, tick: Callable[[], None]) -> list[Any]:
-        rows: list[Any] = []
-        token = None
-        while True:
-            # the query MLflow's call_endpoint sends for a GET: the request message as JSON
-            message = request(filter=flt, max_results=size, page_token=token)
-            params = json.loads(message_to_json(message))
-            tick()
-            creds = store.get_host_creds()
-            response = http_request(creds, endpoint, method, params=params)  # type: ignore[no-untyped-call]
-            if response.status_code != 200:
-                verify_rest_response(response, endpoint)  # raises MLflow's exception for it
-            answer = response.json()
-            rows += [row(item) for item in answer.get(key, ())]
-            token = answer.get("next_page_token")
-            if not token:
-                return rows
+    def page(filter_string: str | None, max_results: int, page_token: str | None) -> Any:
+        # the query MLflow's call_endpoint sends for a GET: the request message as JSON
+        message = request(filter=filter_string, max_results=max_results, page_token=page_token)
+        params = json.loads(message_to_json(message))
+        creds = store.get_host_creds()
+        response = http_request(creds, endpoint, method, params=params)  # type: ignore[no-untyped-call]
+        if response.status_code != 200:
+            verify_rest_response(response, endpoint)  # raises MLflow's exception for it
+        answer = response.json()
+        return PagedList(answer.get(key, []), answer.get("next_page_token"))
 
-    return search
-
-
-def _store_search(method: Callable[..., Any], size: int, row: Callable[[Any], Any]) -> Search:
-    def search(flt: str | None, tick: Callable[[], None]) -> list[Any]:
-        return [row(item) for item in pages(method, flt, size, tick)]
-
-    return search
+    return page
